@@ -1,0 +1,252 @@
+"""Typed, frozen configurations for every command, their JSON round trip, and run directories.
+
+Each entry point parses its arguments into one of these dataclasses (``add_config_arguments`` /
+``config_from_args`` derive the flags from the fields), saves it as ``config.json`` in its run
+directory and hands it to library functions. Defaults are the original code's hyper-parameters.
+
+A run directory remembers the config that created it. Rerunning into it with a different config is
+refused (:class:`~eeg2image_tf.errors.ConfigError`) unless ``--force``, except for the fields a class
+lists in ``RESUMABLE_FIELDS`` (lengths and budgets), which may grow so that training can be extended.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, ClassVar, Optional, TypeVar
+
+from .errors import ConfigError
+from .io_utils import atomic_write_json, read_json
+
+C = TypeVar("C")
+
+
+# --------------------------------------------------------------------------------------------------
+# Per-command configs
+# --------------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class EncoderTrainConfig:
+    """``train_encoder``: two stacked LSTMs trained with the semi-hard triplet loss (spec section 3)."""
+
+    data: str
+    run: str
+    epochs: int = 3000
+    batch_size: int = 256
+    learning_rate: float = 3e-4
+    margin: float = 1.0
+    seed: int = 45
+    checkpoint_every: int = 10          # epochs
+    max_to_keep: Optional[int] = None   # None keeps every checkpoint, as the original does
+    feature_dim: int = 128
+    hidden: int = 32
+    normalisation: str = "original"     # "original" (spec section 2) or "zscore"
+    n_clusters: int = 10
+    kmeans_random_state: int = 45
+    jit: bool = True                    # exact numerics, ~20% faster on this CPU
+    time_budget_s: Optional[float] = None  # stop (with a checkpoint) after this wall time
+
+    RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ("epochs", "time_budget_s", "max_to_keep", "jit")
+
+
+@dataclasses.dataclass(frozen=True)
+class SelectEncoderConfig:
+    """``select_encoder``: k-means accuracy of every checkpoint's test features, t-SNE of the best."""
+
+    run: str
+    n_clusters: int = 10
+    random_state: int = 45
+    tsne_perplexity: float = 40.0
+    tsne_iterations: int = 700
+
+    RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class GanTrainConfig:
+    """``train_gan``: the conditional DCGAN with hinge, DiffAugment and mode-seeking (spec section 4)."""
+
+    data: str
+    images: str
+    encoder: str
+    run: str
+    latent_dim: int = 128
+    condition_dim: int = 128
+    learning_rate: float = 3e-4
+    beta_1: float = 0.2
+    beta_2: float = 0.5
+    batch_size: int = 128
+    epochs: int = 300
+    policy: str = "color,translation"
+    mode_seeking_weight: float = 1.0
+    seed: int = 45
+    strategy: str = "auto"              # auto | mirrored | multiworker | default
+    jit: bool = False                   # XLA is slower than oneDNN for these convolutions on CPU
+    fast_discriminator: bool = True     # exact split of D's first conv (see models); same numbers
+    checkpoint_every: int = 500         # steps
+    sample_every: int = 500             # steps
+    max_to_keep: int = 3
+    max_steps: Optional[int] = None     # stop after this many steps in total (None: epochs decide)
+    time_budget_s: Optional[float] = None
+    normalisation: str = "original"
+
+    RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = (
+        "epochs", "max_steps", "time_budget_s", "checkpoint_every", "sample_every", "max_to_keep",
+        "jit", "strategy", "fast_discriminator")
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageClassifierConfig:
+    """``train_image_classifier``: a small CNN on the real images, for conditional accuracy."""
+
+    images: str
+    run: str
+    epochs: int = 15
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    seed: int = 45
+    image_size: int = 64                # images are downscaled for speed; 128x128 inputs are resized
+
+    RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ("epochs",)
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerateConfig:
+    """``generate``: batched per-class generation from test-set features (spec section 5)."""
+
+    run: str
+    out: str
+    per_class: int = 5000
+    batch_size: int = 256
+    seed: int = 45
+    jpeg_quality: int = 95
+    writer_threads: int = 2
+
+    RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ("batch_size", "writer_threads")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportConfig:
+    """``export``: SavedModel with raw EEG in and images out."""
+
+    out: str
+    run: Optional[str] = None
+    original_encoder: Optional[str] = None
+    original_gan: Optional[str] = None
+
+    RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ()
+
+
+# --------------------------------------------------------------------------------------------------
+# JSON round trip
+# --------------------------------------------------------------------------------------------------
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def config_from_dict(cls: type[C], values: dict[str, Any]) -> C:
+    """Build ``cls`` from a dict; unknown keys are an error (a typo would otherwise be ignored)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"{cls.__name__}: unknown field(s) {', '.join(unknown)}")
+    return cls(**values)
+
+
+def save_config(config: Any, run_dir: str | Path, filename: str = "config.json") -> Path:
+    return atomic_write_json(Path(run_dir) / filename, config_to_dict(config))
+
+
+def load_config(cls: type[C], run_dir: str | Path, filename: str = "config.json") -> C:
+    path = Path(run_dir) / filename
+    values = read_json(path)
+    try:
+        return config_from_dict(cls, values)
+    except (TypeError, ConfigError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def config_differences(old: dict[str, Any], new: dict[str, Any],
+                       ignore: tuple[str, ...] = ()) -> list[str]:
+    keys = sorted((set(old) | set(new)) - set(ignore))
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+
+
+def prepare_run_dir(config: Any, run_dir: str | Path, force: bool = False,
+                    filename: str = "config.json") -> Path:
+    """Create ``run_dir`` and write ``config`` into it, refusing to mix two configs in one run.
+
+    Paths in the config (``run`` itself) are compared as given; a changed resumable field
+    (``RESUMABLE_FIELDS``) is accepted and the new value recorded.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / filename
+    if path.exists() and not force:
+        old = read_json(path)
+        ignore = tuple(getattr(config, "RESUMABLE_FIELDS", ())) + ("run",)
+        diffs = config_differences(old, config_to_dict(config), ignore)
+        if diffs:
+            raise ConfigError(
+                f"{path}: this run was made with another config ({'; '.join(diffs)}); "
+                "use a new --run directory, or --force to overwrite")
+    save_config(config, run_dir, filename)
+    return run_dir
+
+
+# --------------------------------------------------------------------------------------------------
+# argparse from dataclasses
+# --------------------------------------------------------------------------------------------------
+
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return tp, False
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, cls: type,
+                         skip: tuple[str, ...] = ()) -> None:
+    """Add ``--field-name`` for every field of ``cls`` (``--no-field`` too for booleans)."""
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        if field.name in skip:
+            continue
+        tp, optional = _unwrap_optional(hints[field.name])
+        flag = "--" + field.name.replace("_", "-")
+        required = field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
+        default = None if required else field.default
+        help_text = "required" if required else f"default: {default}"
+        if tp is bool:
+            parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction,
+                                default=default, help=help_text)
+            continue
+        converter = tp if tp in (int, float, str) else str
+        if optional:
+            base = converter
+
+            def converter(text: str, _base=base):  # noqa: E306 - closure per field
+                return None if text.lower() == "none" else _base(text)
+        parser.add_argument(flag, dest=field.name, type=converter, default=default,
+                            required=required, help=help_text)
+
+
+def config_from_args(cls: type[C], args: argparse.Namespace, **overrides: Any) -> C:
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+    values.update(overrides)
+    return cls(**values)

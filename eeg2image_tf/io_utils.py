@@ -1,0 +1,86 @@
+"""Atomic file output: a reader (or a crash) never sees a half-written file in place of a good one.
+
+Every writer goes to a temporary name in the same directory, flushes and fsyncs it, then renames it
+over the destination; ``os.replace`` is atomic on POSIX within one file system.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+
+@contextlib.contextmanager
+def atomic_path(destination: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``destination``; on success rename it over ``destination``.
+
+    ``suffix`` defaults to the destination's suffix so that writers which infer a format from the
+    file name (``savefig``, ``cv2.imwrite``, ``np.savez``) keep working. On any exception the
+    temporary file is removed and the destination is left untouched.
+    """
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    if suffix is None:
+        suffix = destination.suffix
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=f".tmp{suffix}",
+                                    dir=destination.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        if tmp.exists():
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
+        os.replace(tmp, destination)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def atomic_write_bytes(destination: str | os.PathLike, data: bytes) -> Path:
+    with atomic_path(destination) as tmp:
+        tmp.write_bytes(data)
+    return Path(destination)
+
+
+def atomic_write_text(destination: str | os.PathLike, text: str) -> Path:
+    return atomic_write_bytes(destination, text.encode("utf-8"))
+
+
+def _json_default(value: Any) -> Any:
+    # numpy scalars and arrays appear in metrics; convert without importing numpy here.
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def atomic_write_json(destination: str | os.PathLike, obj: Any) -> Path:
+    text = json.dumps(obj, indent=2, sort_keys=False, default=_json_default, allow_nan=True)
+    return atomic_write_text(destination, text + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    from .errors import Eeg2ImageError
+
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise Eeg2ImageError(f"{path}: file not found") from None
+    except json.JSONDecodeError as exc:
+        raise Eeg2ImageError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+
+
+def atomic_savefig(figure, destination: str | os.PathLike, **kwargs) -> Path:
+    """Save a matplotlib figure atomically (format from the destination's suffix)."""
+    destination = Path(destination)
+    with atomic_path(destination) as tmp:
+        figure.savefig(tmp, format=destination.suffix.lstrip(".") or "png", **kwargs)
+    return destination
