@@ -1,0 +1,1 @@
+"""Training loops: encoder, GAN, image classifier, and what they share (strategy, checkpoints, signals)."""

@@ -1,0 +1,174 @@
+"""What every training loop shares: seeds, strategies, checkpoints, signals, divergence, summaries.
+
+Checkpoints are never half-written: ``tf.train.Checkpoint.save`` writes its shards under a temporary
+name and renames them, and ``CheckpointManager`` replaces its ``checkpoint`` index file atomically, so a
+``kill -9`` at any moment leaves the previous checkpoint as the latest one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Iterator, Mapping, Optional
+
+from ..errors import Eeg2ImageError, TrainingDivergedError
+
+
+class TrainingInterrupted(Exception):
+    """Raised after SIGINT/SIGTERM once a checkpoint has been saved; carries the exit code."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def set_seeds(seed: int) -> None:
+    """Seed Python, numpy and TensorFlow (the original seeds numpy and TF with 45)."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+
+
+def make_strategy(name: str = "auto"):
+    """Return a ``tf.distribute`` strategy.
+
+    ``auto``: MirroredStrategy over the visible GPUs when there is any, else the
+    default strategy; ``mirrored``: MirroredStrategy over all visible GPUs (or the logical CPU devices
+    when there is no GPU); ``multiworker``: MultiWorkerMirroredStrategy configured by ``TF_CONFIG``;
+    ``default``: no distribution.
+    """
+    import tensorflow as tf
+
+    name = name.lower()
+    if name == "auto":
+        gpus = tf.config.list_logical_devices("GPU")
+        return tf.distribute.MirroredStrategy() if gpus else tf.distribute.get_strategy()
+    if name == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+        cross_device = None if gpus else tf.distribute.ReductionToOneDevice()
+        return tf.distribute.MirroredStrategy(devices=devices, cross_device_ops=cross_device)
+    if name == "multiworker":
+        if "TF_CONFIG" not in os.environ:
+            raise Eeg2ImageError("--strategy multiworker needs the TF_CONFIG environment variable")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "default":
+        return tf.distribute.get_strategy()
+    raise Eeg2ImageError(f"unknown strategy {name!r}: use auto, mirrored, multiworker or default")
+
+
+class SignalGuard:
+    """Turn SIGINT/SIGTERM into a flag that the training loop polls between steps.
+
+    The loop then saves a checkpoint and raises :class:`TrainingInterrupted`; a second signal while
+    saving is ignored so the save cannot be cut in half by an impatient Ctrl-C.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.received: Optional[int] = None
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum, frame) -> None:  # noqa: ARG002 - signal handler signature
+        if self.received is None:
+            self.received = signum
+
+    def __enter__(self) -> "SignalGuard":
+        # Signal handlers can only be installed from the main thread (tests may run loops elsewhere).
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+    @property
+    def triggered(self) -> bool:
+        return self.received is not None
+
+    def interrupted(self, where: str, checkpoint_path: Optional[str]) -> TrainingInterrupted:
+        name = signal.Signals(self.received).name if self.received else "signal"
+        saved = f"checkpoint saved to {checkpoint_path}" if checkpoint_path else "no checkpoint saved"
+        return TrainingInterrupted(
+            f"{name} received at {where}: {saved}; rerun the same command to resume",
+            128 + int(self.received or signal.SIGINT))
+
+
+def check_finite(losses: Mapping[str, float], where: str, last_checkpoint: Optional[str]) -> None:
+    """Stop with a clear error when a loss is NaN or Inf (the last good checkpoint stays)."""
+    for name, value in losses.items():
+        if not math.isfinite(float(value)):
+            kept = f"last good checkpoint: {last_checkpoint}" if last_checkpoint else "no checkpoint yet"
+            raise TrainingDivergedError(f"{name} became {float(value)} at {where}; {kept}")
+
+
+def make_checkpoint_manager(checkpoint, directory: str | Path, max_to_keep: Optional[int]):
+    import tensorflow as tf
+
+    return tf.train.CheckpointManager(checkpoint, str(directory), max_to_keep=max_to_keep)
+
+
+def restore_latest(checkpoint, manager) -> Optional[str]:
+    """Restore the manager's latest checkpoint into ``checkpoint``; return its path or None.
+
+    Every object written is expected back (``assert_existing_objects_matched``): a checkpoint of
+    another architecture fails here instead of silently training from a half-restored state.
+    """
+    from ..errors import CheckpointError
+
+    latest = manager.latest_checkpoint
+    if not latest:
+        return None
+    try:
+        checkpoint.restore(latest).assert_existing_objects_matched()
+    except (AssertionError, ValueError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{latest}: cannot resume from this checkpoint ({first_line})") from None
+    return latest
+
+
+class Deadline:
+    """A wall-clock budget; ``expired`` is False forever when the budget is None."""
+
+    def __init__(self, budget_s: Optional[float]):
+        self.budget_s = budget_s
+        self.start = time.monotonic()
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+    @property
+    def expired(self) -> bool:
+        return self.budget_s is not None and self.elapsed >= self.budget_s
+
+
+@contextlib.contextmanager
+def summary_writer(run_dir: str | Path, name: str = "train") -> Iterator[object]:
+    """A TensorBoard writer for ``<run>/tensorboard/<name>``, set as default inside the block."""
+    import tensorflow as tf
+
+    writer = tf.summary.create_file_writer(str(Path(run_dir) / "tensorboard" / name))
+    with writer.as_default():
+        yield writer
+    writer.flush()
+    writer.close()
+
+
+def progress_bar(total: Optional[int], initial: int = 0, desc: str = "", unit: str = "it"):
+    """A tqdm bar on stderr that stays quiet-ish when not attached to a terminal (CI logs)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True,
+                mininterval=0.5 if sys.stderr.isatty() else 10.0, file=sys.stderr)
