@@ -250,3 +250,57 @@ def config_from_args(cls: type[C], args: argparse.Namespace, **overrides: Any) -
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
     values.update(overrides)
     return cls(**values)
+
+
+# --------------------------------------------------------------------------------------------------
+# The end-to-end pipeline and its profiles
+# --------------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """``pipeline``: data -> encoder -> selection -> classifier -> GAN -> generation -> evaluation -> export."""
+
+    run: str
+    set: str = "char"
+    data_root: str = "data"
+    profile: str = "demo"
+    seed: int = 45
+    inception_graph: Optional[str] = None
+    inception_weights: Optional[str] = None
+
+    RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ("inception_graph", "inception_weights")
+
+
+# Overrides of each stage's config per profile. ``paper`` is the original everywhere. ``demo`` fits
+# the whole pipeline into 15 minutes of a 2-core CPU; ``quality`` into about 3 hours. Where a profile
+# departs from the paper, README's "Profiles" section says which field and why.
+PROFILES: dict[str, dict[str, dict[str, Any]]] = {
+    "paper": {
+        "encoder": {},
+        "select": {},
+        "classifier": {},
+        "gan": {},
+        "generate": {"per_class": 5000},
+        "evaluate": {},
+    },
+    "demo": {
+        "encoder": {"epochs": 60, "learning_rate": 3e-3, "checkpoint_every": 10,
+                    "time_budget_s": 200.0},
+        "select": {},
+        "classifier": {"epochs": 6},
+        "gan": {"batch_size": 16, "epochs": 1000, "time_budget_s": 330.0,
+                "checkpoint_every": 50, "sample_every": 50},
+        "generate": {"per_class": 100},
+        "evaluate": {},
+    },
+    "quality": {
+        "encoder": {"epochs": 300, "learning_rate": 1e-3, "checkpoint_every": 10,
+                    "time_budget_s": 1200.0},
+        "select": {},
+        "classifier": {"epochs": 15},
+        "gan": {"batch_size": 16, "epochs": 10000, "time_budget_s": 9000.0,
+                "checkpoint_every": 200, "sample_every": 200},
+        "generate": {"per_class": 500},
+        "evaluate": {},
+    },
+}
