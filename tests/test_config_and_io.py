@@ -1,0 +1,94 @@
+"""Configs (JSON round trip, run-directory guard, derived CLI flags) and atomic file output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+import pytest
+
+from eeg2image_tf import cli
+from eeg2image_tf.config import (PROFILES, EncoderTrainConfig, GanTrainConfig, PipelineConfig,
+                                 add_config_arguments, config_from_args, config_from_dict,
+                                 config_to_dict, load_config, prepare_run_dir, save_config)
+from eeg2image_tf.errors import ConfigError, DataError
+from eeg2image_tf.io_utils import atomic_path, atomic_write_json, read_json
+
+
+def test_defaults_are_the_originals():
+    enc = EncoderTrainConfig(data="d", run="r")
+    assert (enc.learning_rate, enc.batch_size, enc.epochs, enc.seed, enc.checkpoint_every) == (
+        3e-4, 256, 3000, 45, 10)
+    gan = GanTrainConfig(data="d", images="i", encoder="e", run="r")
+    assert (gan.latent_dim, gan.learning_rate, gan.beta_1, gan.beta_2, gan.batch_size, gan.epochs,
+            gan.policy, gan.mode_seeking_weight, gan.seed) == (
+        128, 3e-4, 0.2, 0.5, 128, 300, "color,translation", 1.0, 45)
+
+
+def test_paper_profile_changes_no_training_hyper_parameter():
+    assert PROFILES["paper"]["encoder"] == {} and PROFILES["paper"]["gan"] == {}
+    for profile in PROFILES.values():
+        # every override names a real field of the stage's config
+        EncoderTrainConfig(data="d", run="r", **profile["encoder"])
+        GanTrainConfig(data="d", images="i", encoder="e", run="r", **profile["gan"])
+
+
+def test_json_round_trip(tmp_path):
+    config = EncoderTrainConfig(data="d.pkl", run=str(tmp_path), epochs=7, max_to_keep=None)
+    save_config(config, tmp_path)
+    assert load_config(EncoderTrainConfig, tmp_path) == config
+    with pytest.raises(ConfigError, match="unknown field"):
+        config_from_dict(EncoderTrainConfig, {**config_to_dict(config), "epohcs": 3})
+
+
+def test_run_directory_refuses_another_config_unless_forced(tmp_path):
+    first = EncoderTrainConfig(data="a.pkl", run=str(tmp_path))
+    prepare_run_dir(first, tmp_path)
+    # a resumable field may change: training can be extended
+    prepare_run_dir(EncoderTrainConfig(data="a.pkl", run=str(tmp_path), epochs=5000), tmp_path)
+    other = EncoderTrainConfig(data="b.pkl", run=str(tmp_path))
+    with pytest.raises(ConfigError, match=r"data: 'a.pkl' -> 'b.pkl'"):
+        prepare_run_dir(other, tmp_path)
+    prepare_run_dir(other, tmp_path, force=True)
+    assert read_json(tmp_path / "config.json")["data"] == "b.pkl"
+
+
+def test_flags_are_derived_from_fields():
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, GanTrainConfig)
+    args = parser.parse_args(["--data", "d", "--images", "i", "--encoder", "e", "--run", "r",
+                              "--batch-size", "16", "--jit", "--max-steps", "none",
+                              "--time-budget-s", "2.5"])
+    config = config_from_args(GanTrainConfig, args)
+    assert config.batch_size == 16 and config.jit is True and config.max_steps is None
+    assert config.time_budget_s == 2.5 and config.beta_1 == 0.2
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--data", "d"])  # required flags missing
+
+
+def test_pipeline_config_flags():
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, PipelineConfig)
+    config = config_from_args(PipelineConfig, parser.parse_args(["--run", "r", "--set", "digit"]))
+    assert config.set == "digit" and config.profile == "demo"
+
+
+def test_atomic_write_keeps_old_file_on_failure(tmp_path):
+    target = tmp_path / "metrics.json"
+    atomic_write_json(target, {"good": 1})
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text('{"partial": ')
+            raise RuntimeError("crash mid-write")
+    assert json.loads(target.read_text()) == {"good": 1}
+    assert os.listdir(tmp_path) == ["metrics.json"]  # no temporary left behind
+
+
+def test_run_main_turns_errors_into_one_line(capsys):
+    def failing(argv):
+        raise DataError("data.pkl: key 'x_train': expected 4 dimensions, found 2\nmore detail")
+
+    assert cli.run_main(failing, []) == cli.EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert err == "error: data.pkl: key 'x_train': expected 4 dimensions, found 2\n"
