@@ -115,10 +115,19 @@ class ImageClassifierConfig:
 
 @dataclasses.dataclass(frozen=True)
 class GenerateConfig:
-    """``generate``: batched per-class generation from test-set features (spec section 5)."""
+    """``generate``: batched per-class generation from test-set features (spec section 5).
 
-    run: str
+    Either ``run`` (a GAN run directory: its config names data, images and encoder) or all of
+    ``gan``, ``encoder`` and ``data`` (e.g. converted published checkpoints); an explicit path
+    overrides the run's.
+    """
+
     out: str
+    run: Optional[str] = None
+    gan: Optional[str] = None
+    encoder: Optional[str] = None
+    data: Optional[str] = None
+    images: Optional[str] = None        # only for the class names; else the EEG set's
     per_class: int = 5000
     batch_size: int = 256
     seed: int = 45
@@ -126,6 +135,32 @@ class GenerateConfig:
     writer_threads: int = 2
 
     RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ("batch_size", "writer_threads")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateConfig:
+    """``evaluate``: IS/FID, conditional accuracy, encoder probes and figures of a GAN run.
+
+    Without ``images_dir``, ``per_class`` images per class are generated in memory (100 by default,
+    for speed; the paper's protocol is 5000, written by ``generate``).
+    """
+
+    run: str
+    images_dir: Optional[str] = None
+    inception_graph: Optional[str] = None
+    inception_weights: Optional[str] = None
+    classifier: Optional[str] = None    # default: <run>/../image_classifier when it exists
+    encoder_run: Optional[str] = None   # for tsne.png; default: the GAN run's encoder
+    real_images: Optional[str] = None   # FID reference; default: the run's images/test
+    split_order: str = "mixed"          # "class-sorted" reproduces the original's splits
+    splits: int = 10
+    per_class: int = 100
+    batch_size: int = 64
+    seed: int = 45
+    jpeg_quality: int = 95              # in-memory images go through JPEG like generated files
+    figures: bool = True
+
+    RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ()
 
 
 @dataclasses.dataclass(frozen=True)
