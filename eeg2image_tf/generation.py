@@ -1,0 +1,574 @@
+"""Batched, reproducible per-class image generation from test-set EEG features (spec section 5).
+
+The original generates its 50,000 evaluation images one at a time. Here the generator runs in fixed
+size batches inside one ``tf.function`` while a thread pool encodes and writes the JPEGs of the
+previous batch (OpenCV releases the GIL while encoding, so the two overlap on two cores).
+
+Reproducibility: image ``k`` of class ``c`` is conditioned on the test trial ``k mod m_c`` of that
+class (``m_c`` trials, in trial order) and gets the ``k``-th latent vector of a random stream seeded
+by ``(seed, c)``. The images therefore depend on the seed only: not on the batch size, not on the
+number of writer threads, and ``per_class=n`` yields exactly the first ``n`` images of any larger run.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import csv
+import dataclasses
+import io
+import time
+from pathlib import Path
+from typing import Any, Iterator, Optional, Sequence
+
+import numpy as np
+
+from .errors import CheckpointError, DataError, Eeg2ImageError
+from .io_utils import atomic_write_bytes, atomic_write_text
+
+MANIFEST_NAME = "manifest.csv"
+MANIFEST_COLUMNS = ("file", "class", "class_index", "source_trial")
+DEFAULT_LATENT_DIM = 128
+
+
+# --------------------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class ManifestRow:
+    """One generated image: ``file`` relative to the output folder, with forward slashes."""
+
+    file: str
+    class_name: str
+    class_index: int
+    source_trial: int
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerationManifest:
+    """What :func:`generate_images` wrote (``rows`` in class-major order, ``k`` ascending)."""
+
+    out_dir: Path
+    rows: tuple[ManifestRow, ...]
+    class_names: tuple[str, ...]
+    seconds: float
+
+    @property
+    def path(self) -> Path:
+        return self.out_dir / MANIFEST_NAME
+
+    @property
+    def count(self) -> int:
+        return len(self.rows)
+
+    @property
+    def images_per_second(self) -> float:
+        return self.count / self.seconds if self.seconds > 0 else float("inf")
+
+
+@dataclasses.dataclass(frozen=True)
+class GeneratedSet:
+    """Generated images held in memory.
+
+    ``images`` uint8 ``(N, H, W, 3)`` RGB, 0-255; ``class_index``, ``source_trial`` and ``k`` (the
+    image's number within its class) int64 ``(N,)``; rows in class-major order.
+    """
+
+    images: np.ndarray
+    class_index: np.ndarray
+    source_trial: np.ndarray
+    k: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class GeneratedBatch:
+    """One batch from :func:`iterate_generated`: uint8 RGB images and their bookkeeping, ``(n,)`` each."""
+
+    images: np.ndarray
+    class_index: np.ndarray
+    source_trial: np.ndarray
+    k: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerationSources:
+    """Everything generation needs, loaded from a GAN run or from explicit checkpoints."""
+
+    generator: Any
+    encoder: Any
+    features_by_class: tuple[np.ndarray, ...]   # (m_c, condition_dim) float32 test features
+    trials_by_class: tuple[np.ndarray, ...]     # (m_c,) int64 indices into x_test
+    class_names: tuple[str, ...]
+    latent_dim: int
+    splits: Any                                 # the EEGSplits the features came from
+    normalisation: str
+    images_root: Optional[Path]                 # the images folder the GAN was trained on, if known
+    gan_config: Any                             # GanTrainConfig of the run, or None
+
+
+# --------------------------------------------------------------------------------------------------
+# Pixels
+# --------------------------------------------------------------------------------------------------
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    """The original's conversion of generator output in [-1, 1] to uint8 0-255 (truncating).
+
+    ``uint8(clip((x * 0.5 + 0.5) * 255, 0, 255))`` computed in float32; shape unchanged.
+    """
+    scaled = (np.asarray(images, dtype=np.float32) * np.float32(0.5) + np.float32(0.5)) \
+        * np.float32(255.0)
+    return np.clip(scaled, 0.0, 255.0).astype(np.uint8)
+
+
+def encode_jpeg(rgb: np.ndarray, quality: int = 95, name: str = "<image>") -> bytes:
+    """JPEG bytes of one uint8 ``(H, W, 3)`` RGB image (channels reversed for OpenCV, as the original)."""
+    import cv2
+
+    bgr = np.ascontiguousarray(rgb[..., ::-1])
+    ok, encoded = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise DataError(f"{name}: OpenCV could not encode the image as JPEG")
+    return encoded.tobytes()
+
+
+def decode_jpeg(data: bytes, name: str = "<image>") -> np.ndarray:
+    """uint8 ``(H, W, 3)`` RGB from JPEG (or PNG) bytes."""
+    import cv2
+
+    bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise DataError(f"{name}: not a readable image")
+    return np.ascontiguousarray(bgr[..., ::-1])
+
+
+def jpeg_round_trip(images: np.ndarray, quality: int = 95) -> np.ndarray:
+    """What the images become once written as JPEG and read back: uint8 ``(N, H, W, 3)`` RGB."""
+    return np.stack([decode_jpeg(encode_jpeg(image, quality)) for image in images]) \
+        if len(images) else np.asarray(images)
+
+
+def image_file_name(class_name: str, k: int) -> str:
+    """``<ClassName>/<ClassName>_<k>.jpg``, the original's layout."""
+    return f"{class_name}/{class_name}_{k}.jpg"
+
+
+# --------------------------------------------------------------------------------------------------
+# Conditions and latents
+# --------------------------------------------------------------------------------------------------
+
+def encoder_features(encoder, eeg, batch_size: int = 1024) -> np.ndarray:
+    """The encoder's 128-d **feature** (not the embedding), ``training=False``.
+
+    ``eeg`` is preprocessed ``(N, T, C)`` float32; returns float32 ``(N, feature_dim)``.
+    """
+    import tensorflow as tf
+
+    eeg = tf.convert_to_tensor(eeg, dtype=tf.float32)
+    n = int(eeg.shape[0])
+    if n == 0:
+        raise DataError("encoder_features: no EEG trials")
+    parts = []
+    for start in range(0, n, batch_size):
+        _, feature = encoder(eeg[start:start + batch_size], training=False)
+        parts.append(np.asarray(feature, dtype=np.float32))
+    return np.concatenate(parts, axis=0)
+
+
+def group_by_class(features: np.ndarray, labels: np.ndarray, num_classes: int,
+                   class_names: Optional[Sequence[str]] = None,
+                   source: str = "test set") -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+    """Split ``features`` ``(N, D)`` by ``labels`` ``(N,)`` keeping trial order.
+
+    Returns ``(features_by_class, trials_by_class)``: per class ``(m_c, D)`` and the ``(m_c,)`` trial
+    indices. Every class must have at least one trial (it could not be conditioned on otherwise).
+    """
+    labels = np.asarray(labels).astype(np.int64).ravel()
+    features = np.asarray(features, dtype=np.float32)
+    by_class, trials = [], []
+    for c in range(num_classes):
+        index = np.flatnonzero(labels == c)
+        if index.size == 0:
+            name = class_names[c] if class_names is not None else str(c)
+            raise DataError(f"{source}: class {name} (index {c}) has no trials to condition on")
+        by_class.append(features[index])
+        trials.append(index.astype(np.int64))
+    return tuple(by_class), tuple(trials)
+
+
+class LatentStreams:
+    """One Uniform(-1, 1) stream per class, seeded by ``(seed, class_index)``.
+
+    Drawing ``n`` then ``m`` vectors gives the same numbers as drawing ``n + m`` at once, which is
+    what makes the images independent of the batch size.
+    """
+
+    def __init__(self, seed: int, num_classes: int, latent_dim: int):
+        self.latent_dim = latent_dim
+        self._streams = [np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, c])))
+                         for c in range(num_classes)]
+
+    def draw(self, class_index: int, count: int) -> np.ndarray:
+        """Next ``count`` latent vectors of ``class_index``: float32 ``(count, latent_dim)``."""
+        values = self._streams[class_index].uniform(-1.0, 1.0, size=(count, self.latent_dim))
+        return values.astype(np.float32)
+
+
+def _plan(per_class: int, trials_per_class: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Class index, k and row in the class's trial list of every image, class-major: ``(N,)`` each."""
+    class_index = np.repeat(np.arange(len(trials_per_class), dtype=np.int64), per_class)
+    k = np.tile(np.arange(per_class, dtype=np.int64), len(trials_per_class))
+    row = k % np.asarray(trials_per_class, dtype=np.int64)[class_index]
+    return class_index, k, row
+
+
+def _infer_latent_dim(generator, condition_dim: int, latent_dim: Optional[int]) -> int:
+    if latent_dim is not None:
+        return int(latent_dim)
+    declared = getattr(generator, "latent_dim", None)
+    if declared is not None:
+        return int(declared)
+    try:
+        return int(generator.input_shape[-1]) - condition_dim
+    except (AttributeError, TypeError, ValueError):
+        return DEFAULT_LATENT_DIM
+
+
+def make_uint8_forward(generator, batch_size: int, input_dim: int):
+    """A ``tf.function`` with one fixed signature: ``(batch_size, input_dim)`` -> uint8 RGB images.
+
+    The conversion to uint8 runs in the graph so the Python thread only hands bytes to the writers.
+    """
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec((batch_size, input_dim), tf.float32)])
+    def forward(inputs):
+        images = generator(inputs, training=False)
+        scaled = (tf.cast(images, tf.float32) * 0.5 + 0.5) * 255.0
+        return tf.cast(tf.clip_by_value(scaled, 0.0, 255.0), tf.uint8)
+
+    return forward
+
+
+def iterate_generated(generator, features_by_class: Sequence[np.ndarray], per_class: int,
+                      batch_size: int = 256, seed: int = 45, *,
+                      trials_by_class: Optional[Sequence[np.ndarray]] = None,
+                      latent_dim: Optional[int] = None) -> Iterator[GeneratedBatch]:
+    """Yield the generated images in class-major order, ``batch_size`` at a time (last one shorter).
+
+    ``features_by_class``: per class a ``(m_c, condition_dim)`` array of conditions, cycled in order to
+    ``per_class`` images; the generator input is ``concat([z, c])`` with ``z ~ U(-1, 1)`` from
+    :class:`LatentStreams`. ``trials_by_class`` names the trial of each condition row (default: the
+    row number) for the bookkeeping.
+    """
+    if per_class < 1:
+        raise Eeg2ImageError(f"per_class must be at least 1, got {per_class}")
+    if batch_size < 1:
+        raise Eeg2ImageError(f"batch_size must be at least 1, got {batch_size}")
+    features_by_class = [np.asarray(f, dtype=np.float32) for f in features_by_class]
+    if not features_by_class or any(f.ndim != 2 or f.shape[0] == 0 for f in features_by_class):
+        raise DataError("iterate_generated: every class needs a non-empty (m, condition_dim) array")
+    condition_dim = features_by_class[0].shape[1]
+    if trials_by_class is None:
+        trials_by_class = [np.arange(f.shape[0], dtype=np.int64) for f in features_by_class]
+    latent_dim = _infer_latent_dim(generator, condition_dim, latent_dim)
+
+    class_index, k, row = _plan(per_class, [f.shape[0] for f in features_by_class])
+    total = class_index.size
+    batch_size = min(batch_size, total)
+    forward = make_uint8_forward(generator, batch_size, latent_dim + condition_dim)
+    streams = LatentStreams(seed, len(features_by_class), latent_dim)
+
+    inputs = np.zeros((batch_size, latent_dim + condition_dim), dtype=np.float32)
+    for start in range(0, total, batch_size):
+        stop = min(start + batch_size, total)
+        n = stop - start
+        batch_classes = class_index[start:stop]
+        # A batch may span two classes; each class draws its own latents in k order.
+        for c in np.unique(batch_classes):
+            members = np.flatnonzero(batch_classes == c)
+            inputs[members, :latent_dim] = streams.draw(int(c), members.size)
+            inputs[members, latent_dim:] = features_by_class[c][row[start:stop][members]]
+        # The tail is padded to the fixed signature (BatchNorm uses moving statistics, so padding
+        # rows cannot affect the real ones) and cut off again.
+        inputs[n:] = 0.0
+        images = forward(inputs).numpy()[:n]
+        source_trial = np.array([trials_by_class[c][r] for c, r in
+                                 zip(batch_classes, row[start:stop])], dtype=np.int64)
+        yield GeneratedBatch(images=images, class_index=batch_classes.copy(),
+                             source_trial=source_trial, k=k[start:stop].copy())
+
+
+def generate_arrays(generator, features_by_class: Sequence[np.ndarray], per_class: int,
+                    batch_size: int = 256, seed: int = 45, *,
+                    trials_by_class: Optional[Sequence[np.ndarray]] = None,
+                    latent_dim: Optional[int] = None, jpeg_quality: Optional[int] = None,
+                    show_progress: bool = False) -> GeneratedSet:
+    """The images :func:`generate_images` would write, in memory (uint8 RGB).
+
+    With ``jpeg_quality`` the images go through JPEG encoding and decoding, so that metrics computed
+    on them match metrics computed on the written files.
+    """
+    from .training.common import progress_bar
+
+    total = per_class * len(features_by_class)
+    parts: list[GeneratedBatch] = []
+    bar = progress_bar(total, desc="generate", unit="img") if show_progress else None
+    for batch in iterate_generated(generator, features_by_class, per_class, batch_size, seed,
+                                   trials_by_class=trials_by_class, latent_dim=latent_dim):
+        images = batch.images
+        if jpeg_quality is not None:
+            images = jpeg_round_trip(images, jpeg_quality)
+        parts.append(dataclasses.replace(batch, images=images))
+        if bar is not None:
+            bar.update(len(images))
+    if bar is not None:
+        bar.close()
+    return GeneratedSet(images=np.concatenate([p.images for p in parts]),
+                        class_index=np.concatenate([p.class_index for p in parts]),
+                        source_trial=np.concatenate([p.source_trial for p in parts]),
+                        k=np.concatenate([p.k for p in parts]))
+
+
+# --------------------------------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------------------------------
+
+def _write_jpegs(out_dir: Path, names: list[str], images: np.ndarray, quality: int) -> int:
+    for name, image in zip(names, images):
+        atomic_write_bytes(out_dir / name, encode_jpeg(image, quality, name=str(out_dir / name)))
+    return len(names)
+
+
+def manifest_text(rows: Sequence[ManifestRow]) -> str:
+    """The manifest CSV: header ``file,class,class_index,source_trial`` and one line per image."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(MANIFEST_COLUMNS)
+    for row in rows:
+        writer.writerow((row.file, row.class_name, row.class_index, row.source_trial))
+    return buffer.getvalue()
+
+
+def read_manifest(path: str | Path) -> list[ManifestRow]:
+    """Rows of a ``manifest.csv`` written by :func:`generate_images`."""
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            if tuple(reader.fieldnames or ()) != MANIFEST_COLUMNS:
+                raise DataError(f"{path}: expected columns {','.join(MANIFEST_COLUMNS)}, "
+                                f"found {','.join(reader.fieldnames or ())}")
+            return [ManifestRow(file=r["file"], class_name=r["class"],
+                                class_index=int(r["class_index"]),
+                                source_trial=int(r["source_trial"])) for r in reader]
+    except FileNotFoundError:
+        raise DataError(f"{path}: manifest not found") from None
+    except (ValueError, TypeError) as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(f"{path}: malformed manifest row ({exc})") from None
+
+
+def generate_images(generator, features_by_class: Sequence[np.ndarray],
+                    class_names: Sequence[str], out_dir: str | Path, per_class: int,
+                    batch_size: int = 256, seed: int = 45, *,
+                    trials_by_class: Optional[Sequence[np.ndarray]] = None,
+                    latent_dim: Optional[int] = None, jpeg_quality: int = 95,
+                    writer_threads: int = 2, show_progress: bool = True) -> GenerationManifest:
+    """Generate ``per_class`` images per class and write them as JPEG, plus ``manifest.csv``.
+
+    Files: ``<out_dir>/<ClassName>/<ClassName>_<k>.jpg`` (``k`` from 0 within each class), each
+    written atomically, then ``<out_dir>/manifest.csv`` (columns ``file, class, class_index,
+    source_trial``) written atomically last, so a manifest only ever describes a complete set.
+    Pixels: the original's ``uint8(clip((x * 0.5 + 0.5) * 255))``, RGB -> BGR for OpenCV.
+    See :func:`iterate_generated` for conditions, latents and reproducibility.
+    """
+    from .training.common import progress_bar
+
+    class_names = tuple(str(name) for name in class_names)
+    if len(class_names) != len(features_by_class):
+        raise Eeg2ImageError(f"{len(class_names)} class names for {len(features_by_class)} classes")
+    if writer_threads < 1:
+        raise Eeg2ImageError(f"writer_threads must be at least 1, got {writer_threads}")
+    out_dir = Path(out_dir)
+    for name in class_names:
+        (out_dir / name).mkdir(parents=True, exist_ok=True)
+
+    rows: list[ManifestRow] = []
+    total = per_class * len(class_names)
+    bar = progress_bar(total, desc="generate", unit="img") if show_progress else None
+    started = time.monotonic()
+    # At most two batches wait for the writers: enough to keep them busy while the generator runs,
+    # little enough to bound memory at 50,000 images.
+    max_pending = 2 * writer_threads
+    pending: collections.deque = collections.deque()
+
+    def settle(limit: int) -> None:
+        while len(pending) > limit:
+            written = pending.popleft().result()
+            if bar is not None:
+                bar.update(written)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=writer_threads,
+                                               thread_name_prefix="jpeg") as pool:
+        try:
+            for batch in iterate_generated(generator, features_by_class, per_class, batch_size,
+                                           seed, trials_by_class=trials_by_class,
+                                           latent_dim=latent_dim):
+                names = [image_file_name(class_names[c], int(k))
+                         for c, k in zip(batch.class_index, batch.k)]
+                rows.extend(ManifestRow(file=name, class_name=class_names[c], class_index=int(c),
+                                        source_trial=int(t))
+                            for name, c, t in zip(names, batch.class_index, batch.source_trial))
+                # One chunk per writer thread, so a batch is written by all threads at once.
+                for part in np.array_split(np.arange(len(names)), writer_threads):
+                    if part.size:
+                        pending.append(pool.submit(_write_jpegs, out_dir,
+                                                   [names[i] for i in part],
+                                                   batch.images[part[0]:part[-1] + 1],
+                                                   jpeg_quality))
+                settle(max_pending)
+            settle(0)
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+    seconds = time.monotonic() - started
+    atomic_write_text(out_dir / MANIFEST_NAME, manifest_text(rows))
+    return GenerationManifest(out_dir=out_dir, rows=tuple(rows), class_names=class_names,
+                              seconds=seconds)
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading a GAN run (or converted checkpoints)
+# --------------------------------------------------------------------------------------------------
+
+def generator_of(loaded) -> Any:
+    """The generator out of what ``checkpoints.load_gan`` returns (an object or a pair)."""
+    if hasattr(loaded, "generator"):
+        return loaded.generator
+    if isinstance(loaded, (tuple, list)) and loaded:
+        return loaded[0]
+    return loaded
+
+
+def image_split_folder(images: str | Path, split: str) -> Optional[Path]:
+    """``<images>/<split>`` when ``images`` is the images root, or the sibling ``<split>`` folder when
+    ``images`` is itself ``.../train`` (runs store either); None when there is none."""
+    images = Path(images)
+    for candidate in (images / split, images.parent / split):
+        if candidate.is_dir():
+            return candidate
+    if split == "train" and images.is_dir() and images.name == "train":
+        return images
+    return None
+
+
+def _class_names(images: Optional[str], splits, num_classes: int) -> tuple[str, ...]:
+    if images:
+        from .data import list_image_folder
+
+        folder = image_split_folder(images, "train")
+        if folder is not None:
+            names = tuple(list_image_folder(str(folder)).class_names)
+            if len(names) != num_classes:
+                raise DataError(f"{folder}: {len(names)} class folders but the EEG set has "
+                                f"{num_classes} classes")
+            return names
+    names = getattr(splits, "class_names", None)
+    if names:
+        if len(names) != num_classes:
+            raise DataError(f"{splits.source}: {len(names)} class names for {num_classes} classes")
+        return tuple(names)
+    return tuple(f"class_{c}" for c in range(num_classes))
+
+
+def load_generation_sources(run: Optional[str] = None, gan: Optional[str] = None,
+                            encoder: Optional[str] = None, data: Optional[str] = None,
+                            images: Optional[str] = None,
+                            feature_batch_size: int = 1024) -> GenerationSources:
+    """Load generator, frozen encoder and per-class test features.
+
+    From a GAN run (``run``; its ``config.json`` names data, images and encoder, the generator is its
+    latest checkpoint) or from explicit paths (``gan`` checkpoint/dir, e.g. one converted by
+    ``import_original``; ``encoder``; ``data``). Explicit paths override the run's.
+    """
+    from .checkpoints import load_encoder, load_gan
+    from .config import GanTrainConfig, load_config
+    from .data import load_thoughtviz, preprocess
+
+    gan_config = None
+    normalisation = "original"
+    if run is not None:
+        gan_config = load_config(GanTrainConfig, run)
+        gan = gan or run
+        encoder = encoder or gan_config.encoder
+        data = data or gan_config.data
+        images = images or gan_config.images
+        normalisation = gan_config.normalisation
+    missing = [flag for flag, value in (("--gan", gan), ("--encoder", encoder), ("--data", data))
+               if not value]
+    if missing:
+        raise Eeg2ImageError(f"give --run, or all of --gan, --encoder and --data "
+                             f"(missing {', '.join(missing)})")
+
+    splits = load_thoughtviz(data)
+    num_classes = int(getattr(splits, "num_classes", int(np.max(splits.y_test)) + 1))
+    class_names = _class_names(images, splits, num_classes)
+    encoder_model = load_encoder(encoder)
+    generator = generator_of(load_gan(gan))
+    if generator is None:
+        raise CheckpointError(f"{gan}: no generator in this checkpoint")
+    test_features = encoder_features(encoder_model, preprocess(splits.x_test, method=normalisation),
+                                     batch_size=feature_batch_size)
+    features_by_class, trials_by_class = group_by_class(
+        test_features, splits.y_test, num_classes, class_names, source=f"{data} (test set)")
+    latent_dim = gan_config.latent_dim if gan_config is not None else \
+        _infer_latent_dim(generator, test_features.shape[1], None)
+    images_root = Path(images) if images else None
+    return GenerationSources(generator=generator, encoder=encoder_model,
+                             features_by_class=features_by_class, trials_by_class=trials_by_class,
+                             class_names=class_names, latent_dim=int(latent_dim), splits=splits,
+                             normalisation=normalisation, images_root=images_root,
+                             gan_config=gan_config)
+
+
+def _refuse_other_source(config, force: bool) -> None:
+    # prepare_run_dir ignores a field named ``run`` (elsewhere it is the output folder itself); here
+    # it names the GAN the images come from, and two GANs must not share one output folder.
+    from .config import GenerateConfig, load_config
+    from .errors import ConfigError
+
+    path = Path(config.out) / "generate_config.json"
+    if force or not path.exists():
+        return
+    previous = load_config(GenerateConfig, config.out, filename=path.name)
+    if previous.run != config.run:
+        raise ConfigError(f"{path}: these images came from --run {previous.run}, not "
+                          f"{config.run}; use another --out, or --force")
+
+
+def generate_from_run(config, force: bool = False, show_progress: bool = True) -> GenerationManifest:
+    """``generate`` as a library call: :class:`~eeg2image_tf.config.GenerateConfig` -> files.
+
+    The config is saved as ``<out>/generate_config.json``; regenerating into the same folder with a
+    different config is refused unless ``force`` (the batch size and thread count may change: they
+    do not change the images).
+    """
+    from .config import prepare_run_dir
+
+    if config.per_class < 1:
+        raise Eeg2ImageError(f"--per-class must be at least 1, got {config.per_class}")
+    sources = load_generation_sources(run=config.run, gan=config.gan, encoder=config.encoder,
+                                      data=config.data, images=config.images)
+    _refuse_other_source(config, force)
+    prepare_run_dir(config, config.out, force=force, filename="generate_config.json")
+    return generate_images(sources.generator, sources.features_by_class, sources.class_names,
+                           config.out, config.per_class, config.batch_size, config.seed,
+                           trials_by_class=sources.trials_by_class, latent_dim=sources.latent_dim,
+                           jpeg_quality=config.jpeg_quality, writer_threads=config.writer_threads,
+                           show_progress=show_progress)
