@@ -1,0 +1,60 @@
+"""The EEG encoder of EEG2Image ("TripleNet", spec section 3): two stacked LSTMs.
+
+``LSTM(hidden, return_sequences=True) -> LSTM(feature_dim)`` gives the **feature**; its L2-normalised
+copy is the **embedding** the triplet loss trains. The GAN is conditioned on the feature.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+# tf.math.l2_normalize's floor on the squared norm; the original normalises with it, so an all-zero
+# feature gives an all-zero embedding instead of NaN.
+L2_NORMALIZE_EPSILON = 1e-12
+
+
+def l2_normalize(x, axis: int = -1):
+    """``x / max(||x||_2, 1e-6)`` along ``axis``, exactly as ``tf.math.l2_normalize``."""
+    squared_norm = ops.sum(ops.square(x), axis=axis, keepdims=True)
+    return x * ops.rsqrt(ops.maximum(squared_norm, L2_NORMALIZE_EPSILON))
+
+
+@keras.saving.register_keras_serializable(package="eeg2image_tf")
+class EEGEncoder(keras.Model):
+    """Two stacked LSTMs with Keras default settings (tanh/sigmoid, unit forget bias, no dropout).
+
+    Call: ``encoder(x, training=False) -> (embedding, feature)``, ``x`` preprocessed EEG
+    ``(B, T, C)`` float32 (time steps by channels; T and C are free, C is fixed by the first call),
+    both outputs ``(B, feature_dim)``. ``embedding`` has unit L2 norm.
+    """
+
+    def __init__(self, feature_dim: int = 128, hidden: int = 32, **kwargs):
+        super().__init__(**kwargs)
+        self.feature_dim = int(feature_dim)
+        self.hidden = int(hidden)
+        self.sequence_lstm = keras.layers.LSTM(self.hidden, return_sequences=True,
+                                               name="sequence_lstm")
+        self.feature_lstm = keras.layers.LSTM(self.feature_dim, name="feature_lstm")
+
+    def call(self, x, training=False):
+        feature = self.feature_lstm(self.sequence_lstm(x, training=training), training=training)
+        return l2_normalize(feature, axis=-1), feature
+
+    def get_config(self):
+        return {**super().get_config(), "feature_dim": self.feature_dim, "hidden": self.hidden}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def build_encoder(feature_dim: int = 128, hidden: int = 32, num_channels: int = 14,
+                  num_samples: int = 32) -> EEGEncoder:
+    """An :class:`EEGEncoder` whose variables exist (one dummy call on ``(1, num_samples, num_channels)``).
+
+    The LSTM kernels depend on ``num_channels`` only; ``num_samples`` merely sizes the dummy input.
+    """
+    encoder = EEGEncoder(feature_dim=feature_dim, hidden=hidden)
+    encoder(ops.zeros((1, num_samples, num_channels), dtype="float32"), training=False)
+    return encoder
