@@ -1,0 +1,224 @@
+"""Evaluation figures: a per-class grid of generated images, GAN loss curves, the encoder's t-SNE.
+
+Matplotlib runs on the Agg backend (no display needed) and every figure is written with
+:func:`~eeg2image_tf.io_utils.atomic_savefig`. The grid is laid out in pixels, so its size is exact:
+``rows * H`` by ``label_width + columns * W`` for ``H x W`` images.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from .errors import DataError
+from .io_utils import atomic_path, atomic_savefig
+
+GAN_LOSS_TAGS = ("gan/d_hinge", "gan/g_hinge", "gan/mode_seeking", "gan/g_total")
+GRID_DPI = 100
+
+
+def _new_figure(width_inches: float, height_inches: float, dpi: int = 100):
+    """A figure on its own Agg canvas: no pyplot, so no global backend or figure registry is touched
+    (safe in threads, headless, and inside a notebook that uses another backend)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width_inches, height_inches), dpi=dpi, facecolor="white")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+# --------------------------------------------------------------------------------------------------
+# Grid of generated images
+# --------------------------------------------------------------------------------------------------
+
+def grid_pixel_size(rows: int, columns: int, image_height: int, image_width: int,
+                    label_width: int) -> tuple[int, int]:
+    """``(width, height)`` in pixels of :func:`save_generated_grid`'s PNG."""
+    return label_width + columns * image_width, rows * image_height
+
+
+def first_per_class(images: np.ndarray, class_index: np.ndarray, num_classes: int,
+                    count: int) -> list[np.ndarray]:
+    """The first ``count`` images of each class, in order: a list of ``(<=count, H, W, 3)`` arrays."""
+    class_index = np.asarray(class_index).ravel()
+    return [np.asarray(images)[np.flatnonzero(class_index == c)[:count]] for c in range(num_classes)]
+
+
+def save_generated_grid(images_by_class: Sequence[np.ndarray], class_names: Sequence[str],
+                        destination: str | Path, columns: int = 8,
+                        label_width: int = 160) -> Path:
+    """One row per class (class name on the left), ``columns`` images per row, as a PNG.
+
+    ``images_by_class[c]`` is uint8 ``(n_c, H, W, 3)`` RGB, ``n_c <= columns`` (missing cells stay
+    white). The PNG measures exactly :func:`grid_pixel_size` pixels.
+    """
+    if len(images_by_class) != len(class_names) or not class_names:
+        raise DataError(f"{destination}: {len(images_by_class)} image rows for "
+                        f"{len(class_names)} class names")
+    sample = next((row for row in images_by_class if len(row)), None)
+    if sample is None:
+        raise DataError(f"{destination}: no images to show")
+    height, width = sample.shape[1:3]
+    rows = len(class_names)
+    mosaic = np.full((rows * height, columns * width, 3), 255, dtype=np.uint8)
+    for r, row_images in enumerate(images_by_class):
+        for col, image in enumerate(np.asarray(row_images)[:columns]):
+            if image.shape[:2] != (height, width):
+                raise DataError(f"{destination}: images of different sizes "
+                                f"({image.shape[:2]} and {(height, width)})")
+            mosaic[r * height:(r + 1) * height, col * width:(col + 1) * width] = image
+
+    total_width, total_height = grid_pixel_size(rows, columns, height, width, label_width)
+    figure = _new_figure(total_width / GRID_DPI, total_height / GRID_DPI, dpi=GRID_DPI)
+    left = label_width / total_width
+    axes = figure.add_axes((left, 0.0, 1.0 - left, 1.0))
+    axes.imshow(mosaic, interpolation="nearest", aspect="auto")
+    axes.set_axis_off()
+    # Font size in points from the row height in pixels, so that labels fit any image size.
+    font_size = max(6.0, min(14.0, 0.18 * height * 72.0 / GRID_DPI))
+    for r, name in enumerate(class_names):
+        y = 1.0 - (r + 0.5) / rows
+        figure.text(left - 8.0 / total_width, y, str(name), ha="right", va="center",
+                    fontsize=font_size)
+    return atomic_savefig(figure, destination, dpi=GRID_DPI)
+
+
+# --------------------------------------------------------------------------------------------------
+# Loss curves from TensorBoard events
+# --------------------------------------------------------------------------------------------------
+
+def read_scalars(event_dir: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Every scalar summary under ``event_dir``: ``{tag: (steps int64 (n,), values float64 (n,))}``.
+
+    TF2's ``tf.summary.scalar`` stores scalars as tensors (plugin ``scalars``); TF1-style simple
+    values are read too. A restarted (resumed) run's repeated steps are resolved by TensorBoard's
+    own rule (later events win).
+    """
+    from tensorboard.backend.event_processing import event_accumulator
+    from tensorboard.util import tensor_util
+
+    event_dir = Path(event_dir)
+    if not event_dir.exists():
+        raise DataError(f"{event_dir}: no TensorBoard events here")
+    accumulator = event_accumulator.EventAccumulator(
+        str(event_dir), size_guidance={event_accumulator.TENSORS: 0, event_accumulator.SCALARS: 0})
+    accumulator.Reload()
+    tags = accumulator.Tags()
+    scalars: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for tag in tags.get(event_accumulator.TENSORS, []):
+        if accumulator.SummaryMetadata(tag).plugin_data.plugin_name != "scalars":
+            continue
+        events = accumulator.Tensors(tag)
+        values = [float(np.asarray(tensor_util.make_ndarray(e.tensor_proto)).reshape(-1)[0])
+                  for e in events]
+        scalars[tag] = (np.array([e.step for e in events], dtype=np.int64),
+                        np.array(values, dtype=np.float64))
+    for tag in tags.get(event_accumulator.SCALARS, []):
+        events = accumulator.Scalars(tag)
+        scalars[tag] = (np.array([e.step for e in events], dtype=np.int64),
+                        np.array([e.value for e in events], dtype=np.float64))
+    return scalars
+
+
+def exponential_moving_average(values: np.ndarray, weight: float = 0.9) -> np.ndarray:
+    """TensorBoard-style smoothing (debiased so the curve starts at the first value)."""
+    smoothed = np.empty(len(values), dtype=np.float64)
+    running = 0.0
+    for i, value in enumerate(values):
+        running = weight * running + (1.0 - weight) * value
+        smoothed[i] = running / (1.0 - weight ** (i + 1))
+    return smoothed
+
+
+def save_loss_curves(event_dir: str | Path, destination: str | Path,
+                     tags: Optional[Sequence[str]] = None) -> tuple[Path, list[str]]:
+    """Plot scalar curves from ``event_dir``, one panel per tag; returns ``(path, tags plotted)``.
+
+    ``tags`` default: the GAN's ``gan/*`` losses that are present, else every scalar found.
+    """
+    scalars = read_scalars(event_dir)
+    if tags is None:
+        tags = [t for t in GAN_LOSS_TAGS if t in scalars] or sorted(scalars)
+    tags = [t for t in tags if t in scalars and len(scalars[t][0])]
+    if not tags:
+        raise DataError(f"{event_dir}: no scalar summaries to plot")
+
+    columns = 2 if len(tags) > 1 else 1
+    rows = (len(tags) + columns - 1) // columns
+    figure = _new_figure(6.0 * columns, 3.2 * rows)
+    axes = figure.subplots(rows, columns, squeeze=False)
+    for axis, tag in zip(axes.ravel(), tags):
+        steps, values = scalars[tag]
+        order = np.argsort(steps, kind="stable")
+        steps, values = steps[order], values[order]
+        axis.plot(steps, values, color="tab:blue", alpha=0.3, linewidth=0.8, label="raw")
+        if len(values) > 10:
+            axis.plot(steps, exponential_moving_average(values), color="tab:blue",
+                      linewidth=1.5, label="smoothed (EMA 0.9)")
+            axis.legend(fontsize=8, loc="best")
+        axis.set_title(tag)
+        axis.set_xlabel("step")
+        axis.grid(alpha=0.3)
+    for axis in axes.ravel()[len(tags):]:
+        axis.set_axis_off()
+    figure.tight_layout()
+    return atomic_savefig(figure, destination, dpi=100), list(tags)
+
+
+# --------------------------------------------------------------------------------------------------
+# t-SNE of encoder features
+# --------------------------------------------------------------------------------------------------
+
+def tsne_embedding(features: np.ndarray, perplexity: float = 40.0, iterations: int = 700,
+                   random_state: int = 45) -> np.ndarray:
+    """2-D t-SNE of ``features`` ``(N, D)`` -> ``(N, 2)`` (the original: perplexity 40, 700 iterations).
+
+    The perplexity is lowered to ``N - 1`` for sets too small for it (scikit-learn requires
+    perplexity < N); 250 is scikit-learn's minimum number of iterations.
+    """
+    from sklearn.manifold import TSNE
+
+    features = np.asarray(features, dtype=np.float32)
+    if features.ndim != 2 or features.shape[0] < 3:
+        raise DataError(f"t-SNE needs (N >= 3, D) features, got shape {features.shape}")
+    perplexity = min(float(perplexity), features.shape[0] - 1.0)
+    tsne = TSNE(n_components=2, perplexity=perplexity, max_iter=max(250, int(iterations)),
+                random_state=random_state)
+    return tsne.fit_transform(features)
+
+
+def save_tsne(features: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
+              destination: str | Path, title: str = "t-SNE of the EEG features",
+              perplexity: float = 40.0, iterations: int = 700, random_state: int = 45) -> Path:
+    """Scatter plot of :func:`tsne_embedding`, coloured by class, with a legend of class names."""
+    from matplotlib import colormaps
+
+    points = tsne_embedding(features, perplexity, iterations, random_state)
+    labels = np.asarray(labels).ravel()
+    figure = _new_figure(7.0, 6.0)
+    axis = figure.subplots()
+    colours = colormaps["tab10" if len(class_names) <= 10 else "tab20"]
+    for c, name in enumerate(class_names):
+        members = labels == c
+        axis.scatter(points[members, 0], points[members, 1], s=8, color=colours(c % colours.N),
+                     label=str(name))
+    axis.set_title(title)
+    axis.set_xticks([])
+    axis.set_yticks([])
+    axis.legend(fontsize=8, markerscale=2, loc="best")
+    figure.tight_layout()
+    return atomic_savefig(figure, destination, dpi=100)
+
+
+def copy_figure(source: str | Path, destination: str | Path) -> Path:
+    """Copy an existing figure atomically (e.g. the encoder run's ``tsne.png``)."""
+    source = Path(source)
+    if not source.is_file():
+        raise DataError(f"{source}: figure not found")
+    with atomic_path(destination) as tmp:
+        shutil.copyfile(source, tmp)
+    return Path(destination)
