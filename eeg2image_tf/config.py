@@ -175,6 +175,18 @@ class ExportConfig:
     RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ()
 
 
+@dataclasses.dataclass(frozen=True)
+class ImportOriginalConfig:
+    """``import_original``: convert one of the authors' checkpoints (``encoder`` or ``gan``) to ours."""
+
+    out: str
+    encoder: Optional[str] = None
+    gan: Optional[str] = None
+    force: bool = False                 # replace a conversion already in ``out``
+
+    RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ()
+
+
 # --------------------------------------------------------------------------------------------------
 # JSON round trip
 # --------------------------------------------------------------------------------------------------
