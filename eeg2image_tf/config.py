@@ -165,12 +165,24 @@ class EvaluateConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ExportConfig:
-    """``export``: SavedModel with raw EEG in and images out."""
+    """``export``: SavedModel with raw EEG in and images out.
+
+    Either ``run`` (a GAN run directory; its latest checkpoint, its encoder, data and normalisation)
+    or both ``original_encoder`` and ``original_gan`` (the authors' checkpoint format). The data file
+    (``data``, else the run's) gives the trial shape and class names; without one, the published
+    checkpoints use ``num_channels`` x ``num_samples`` (14 x 32) and ``class_set``'s names. Values
+    given explicitly must agree with the run and the data.
+    """
 
     out: str
     run: Optional[str] = None
     original_encoder: Optional[str] = None
     original_gan: Optional[str] = None
+    data: Optional[str] = None
+    class_set: Optional[str] = None     # digit | char | image
+    num_channels: Optional[int] = None
+    num_samples: Optional[int] = None
+    normalisation: Optional[str] = None
 
     RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ()
 
