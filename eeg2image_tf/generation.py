@@ -99,6 +99,7 @@ class GenerationSources:
     encoder: Any
     features_by_class: tuple[np.ndarray, ...]   # (m_c, condition_dim) float32 test features
     trials_by_class: tuple[np.ndarray, ...]     # (m_c,) int64 indices into x_test
+    test_features: np.ndarray                   # (N_test, condition_dim) float32, trial order
     class_names: tuple[str, ...]
     latent_dim: int
     splits: Any                                 # the EEGSplits the features came from
@@ -517,7 +518,7 @@ def load_generation_sources(run: Optional[str] = None, gan: Optional[str] = None
                              f"(missing {', '.join(missing)})")
 
     splits = load_thoughtviz(data)
-    num_classes = int(getattr(splits, "num_classes", int(np.max(splits.y_test)) + 1))
+    num_classes = splits.num_classes
     class_names = _class_names(images, splits, num_classes)
     encoder_model = load_encoder(encoder)
     generator = generator_of(load_gan(gan))
@@ -532,7 +533,8 @@ def load_generation_sources(run: Optional[str] = None, gan: Optional[str] = None
     images_root = Path(images) if images else None
     return GenerationSources(generator=generator, encoder=encoder_model,
                              features_by_class=features_by_class, trials_by_class=trials_by_class,
-                             class_names=class_names, latent_dim=int(latent_dim), splits=splits,
+                             test_features=test_features, class_names=class_names,
+                             latent_dim=int(latent_dim), splits=splits,
                              normalisation=normalisation, images_root=images_root,
                              gan_config=gan_config)
 

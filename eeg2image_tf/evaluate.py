@@ -1,0 +1,50 @@
+"""``python -m eeg2image_tf.evaluate``: IS/FID, conditional accuracy, encoder probes and figures.
+
+    python -m eeg2image_tf.evaluate --run runs/gan
+    python -m eeg2image_tf.evaluate --run runs/gan --images-dir runs/gan/generated \\
+        --inception-graph classify_image_graph_def.pb --split-order class-sorted
+
+Without ``--images-dir``, ``--per-class`` images per class (default 100, for speed) are generated in
+memory; the paper's protocol is 5000 per class written by ``generate``. IS and FID need a local
+Inception network (``--inception-graph``: the 2015 graph, paper-comparable; or
+``--inception-weights``: Keras InceptionV3); without one they are reported as unavailable with the
+reason. Conditional accuracy uses the image classifier run (``--classifier``, default
+``<run>/../image_classifier``). Writes ``<run>/metrics.json`` (key ``evaluation``) and
+``<run>/figures/{generated_grid,loss_curves,tsne}.png``, and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional, Sequence
+
+from .cli import quiet_tensorflow, run_main
+from .config import EvaluateConfig, add_config_arguments, config_from_args
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m eeg2image_tf.evaluate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arguments(parser, EvaluateConfig)
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    quiet_tensorflow()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.split_order not in ("mixed", "class-sorted"):
+        parser.error(f"--split-order must be mixed or class-sorted, not {args.split_order!r}")
+    config = config_from_args(EvaluateConfig, args)
+
+    from .evaluation import METRICS_FILE, evaluate_run
+
+    evaluate_run(config, show_progress=not args.quiet)
+    print(f"\nmetrics: {config.run}/{METRICS_FILE} (key 'evaluation')")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

@@ -1,0 +1,324 @@
+"""Generation: files, manifest, pixel conversion, reproducibility, and a GAN run end to end.
+
+Most tests use a tiny Keras generator (8x8 images) so they run in milliseconds; the ``slow`` ones
+build a real GAN run directory (the 128x128 Generator, an encoder checkpoint, an EEG set and image
+folders) with :func:`make_gan_run`, which ``test_evaluation`` reuses.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+CLASS_NAMES = ("Apple", "Car", "Dog")
+LATENT_DIM = 6
+CONDITION_DIM = 4
+
+
+# --------------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------------
+
+def tiny_generator(latent_dim: int = LATENT_DIM, condition_dim: int = CONDITION_DIM, seed: int = 3):
+    """``(B, latent + condition) -> (B, 8, 8, 3)`` in [-1, 1]; returns zeros when ``training=True``
+    so that a generator called in training mode would be caught."""
+    import keras
+
+    class TinyGenerator(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.latent_dim = latent_dim
+            self.dense = keras.layers.Dense(8 * 8 * 3, kernel_initializer=keras.initializers
+                                            .RandomNormal(stddev=1.0, seed=seed))
+
+        def call(self, inputs, training=False):
+            images = keras.ops.tanh(keras.ops.reshape(self.dense(inputs), (-1, 8, 8, 3)))
+            return keras.ops.zeros_like(images) if training else images
+
+    generator = TinyGenerator()
+    generator(np.zeros((1, latent_dim + condition_dim), np.float32))
+    return generator
+
+
+def tiny_features(trials_per_class=(2, 3, 1), seed: int = 0):
+    rng = np.random.default_rng(seed)
+    return [rng.normal(size=(m, CONDITION_DIM)).astype(np.float32) for m in trials_per_class]
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def jpeg_files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*.jpg"))}
+
+
+def make_gan_run(root: Path, latent_dim: int = 8, feature_dim: int = 8,
+                 test_per_class: int = 3, train_per_class: int = 8, images_per_class: int = 3,
+                 seed: int = 0) -> dict[str, Path]:
+    """A GAN run as ``train_gan`` leaves it, with random weights: ``<root>/gan`` (config.json +
+    checkpoints/), ``<root>/encoder`` (weights-only checkpoint), ``<root>/data.npz`` (3 classes) and
+    ``<root>/images/{train,test}/<Class>/*.png``."""
+    import cv2
+    import tensorflow as tf
+
+    from eeg2image_tf.checkpoints import save_encoder_weights
+    from eeg2image_tf.config import GanTrainConfig, save_config
+    from eeg2image_tf.data import EEGSplits, save_npz
+    from eeg2image_tf.models import build_discriminator, build_encoder, build_generator
+
+    rng = np.random.default_rng(seed)
+    k = len(CLASS_NAMES)
+
+    def split(per_class):
+        labels = rng.permutation(np.repeat(np.arange(k), per_class)).astype(np.int64)
+        # Raw Emotiv-like values (positive, ~4000-4600) with a class-dependent offset.
+        x = rng.uniform(3900, 4600, size=(labels.size, 14, 32, 1)) + 40.0 * labels[:, None, None, None]
+        return x.astype(np.float32), labels
+
+    x_train, y_train = split(train_per_class)
+    x_test, y_test = split(test_per_class)
+    data = save_npz(EEGSplits(x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
+                              class_names=None, source="test"), root / "data.npz")
+    for part in ("train", "test"):
+        for c, name in enumerate(CLASS_NAMES):
+            folder = root / "images" / part / name
+            folder.mkdir(parents=True)
+            for i in range(images_per_class):
+                image = np.zeros((40, 40, 3), np.uint8)
+                image[..., c] = 200
+                image[: 10 + 5 * i] = 60 * i
+                cv2.imwrite(str(folder / f"{name}_{i}.png"), image)
+
+    save_encoder_weights(build_encoder(feature_dim=feature_dim, hidden=4), root / "encoder")
+    run = root / "gan"
+    generator = build_generator(latent_dim=latent_dim, condition_dim=feature_dim)
+    discriminator = build_discriminator(condition_dim=feature_dim)
+    checkpoint = tf.train.Checkpoint(step=tf.Variable(1, dtype=tf.int64), generator=generator,
+                                     discriminator=discriminator)
+    tf.train.CheckpointManager(checkpoint, str(run / "checkpoints"), max_to_keep=1).save()
+    save_config(GanTrainConfig(data=str(data), images=str(root / "images" / "train"),
+                               encoder=str(root / "encoder"), run=str(run), latent_dim=latent_dim,
+                               condition_dim=feature_dim), run)
+    return {"run": run, "data": data, "encoder": root / "encoder", "images": root / "images",
+            "y_test": y_test}
+
+
+# --------------------------------------------------------------------------------------------------
+# Pixels and latents
+# --------------------------------------------------------------------------------------------------
+
+def test_to_uint8_is_the_original_truncating_conversion():
+    from eeg2image_tf.generation import to_uint8
+
+    x = np.array([-1.5, -1.0, 0.0, 0.999, 1.0, 2.0, -0.2], np.float32)
+    expected = np.uint8(np.clip((x * 0.5 + 0.5) * 255, 0, 255))
+    np.testing.assert_array_equal(to_uint8(x), expected)
+    # 0 maps to 127.5 which truncates (not rounds) to 127, as numpy's uint8 cast in the original.
+    assert to_uint8(np.float32(0.0)) == 127 and to_uint8(np.float32(1.0)) == 255
+
+
+def test_jpeg_bytes_are_bgr_for_opencv():
+    import cv2
+
+    from eeg2image_tf.generation import decode_jpeg, encode_jpeg
+
+    red = np.zeros((16, 16, 3), np.uint8)
+    red[..., 0] = 255
+    data = encode_jpeg(red, quality=95)
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    assert bgr[..., 2].mean() > 240 and bgr[..., 0].mean() < 15   # red lands in OpenCV's channel 2
+    np.testing.assert_allclose(decode_jpeg(data).mean(axis=(0, 1)), [255, 0, 0], atol=15)
+
+
+def test_latent_streams_are_uniform_chunk_invariant_and_per_class():
+    from eeg2image_tf.generation import LatentStreams
+
+    whole = LatentStreams(seed=5, num_classes=2, latent_dim=7)
+    chunked = LatentStreams(seed=5, num_classes=2, latent_dim=7)
+    all_at_once = whole.draw(1, 10)
+    in_pieces = np.concatenate([chunked.draw(1, 3), chunked.draw(1, 1), chunked.draw(1, 6)])
+    np.testing.assert_array_equal(all_at_once, in_pieces)
+    assert all_at_once.dtype == np.float32 and all_at_once.shape == (10, 7)
+    many = LatentStreams(seed=5, num_classes=2, latent_dim=128).draw(0, 500)
+    assert many.min() >= -1.0 and many.max() <= 1.0
+    assert abs(many.mean()) < 0.02 and abs(many.var() - 1.0 / 3.0) < 0.01   # U(-1, 1)
+    assert not np.array_equal(LatentStreams(5, 2, 7).draw(0, 10), all_at_once)
+    assert not np.array_equal(LatentStreams(6, 2, 7).draw(1, 10), all_at_once)
+
+
+# --------------------------------------------------------------------------------------------------
+# generate_images with a tiny generator
+# --------------------------------------------------------------------------------------------------
+
+def test_generate_images_writes_documented_files_and_manifest(tmp_path):
+    from eeg2image_tf.generation import generate_arrays, generate_images
+
+    generator = tiny_generator()
+    features = tiny_features()
+    trials = [np.array([7, 2]), np.array([0, 4, 9]), np.array([5])]
+    manifest = generate_images(generator, features, CLASS_NAMES, tmp_path / "out", per_class=4,
+                               batch_size=3, seed=11, trials_by_class=trials,
+                               show_progress=False)
+
+    out = tmp_path / "out"
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*.jpg"))
+    expected_files = sorted(f"{n}/{n}_{k}.jpg" for n in CLASS_NAMES for k in range(4))
+    assert files == expected_files
+    assert manifest.count == 12 and manifest.path == out / "manifest.csv"
+    assert not [p for p in out.rglob("*") if ".tmp" in p.name]   # no temporary left behind
+
+    rows = read_rows(out / "manifest.csv")
+    assert list(rows[0]) == ["file", "class", "class_index", "source_trial"]
+    assert sorted(r["file"] for r in rows) == expected_files
+    for row in rows:
+        name, k = row["file"].split("/")[1][:-4].rsplit("_", 1)
+        assert row["class"] == name == CLASS_NAMES[int(row["class_index"])]
+        # Conditions cycle through the class's trials in order.
+        class_trials = trials[int(row["class_index"])]
+        assert int(row["source_trial"]) == class_trials[int(k) % len(class_trials)]
+
+    # The files hold exactly the generator's images (training=False) after the JPEG round trip.
+    in_memory = generate_arrays(generator, features, 4, batch_size=5, seed=11, jpeg_quality=95)
+    import cv2
+    for i, row in enumerate(rows):
+        bgr = cv2.imread(str(out / row["file"]))
+        np.testing.assert_array_equal(bgr[..., ::-1], in_memory.images[i])
+    assert in_memory.images.std() > 20   # not the zeros a training=True call would give
+
+
+def test_conditions_and_latents_reach_the_generator(tmp_path):
+    from eeg2image_tf.generation import LatentStreams, generate_arrays, to_uint8
+
+    generator = tiny_generator()
+    features = tiny_features()
+    result = generate_arrays(generator, features, per_class=3, batch_size=4, seed=2)
+    streams = LatentStreams(2, len(features), LATENT_DIM)
+    inputs = []
+    for c, f in enumerate(features):
+        z = streams.draw(c, 3)
+        inputs.append(np.concatenate([z, f[np.arange(3) % len(f)]], axis=1))
+    expected = to_uint8(np.asarray(generator(np.concatenate(inputs), training=False)))
+    # float32 rounding may differ by one grey level between a batched and an unbatched matmul
+    assert np.abs(result.images.astype(int) - expected.astype(int)).max() <= 1
+    np.testing.assert_array_equal(result.class_index, np.repeat([0, 1, 2], 3))
+    np.testing.assert_array_equal(result.source_trial, [0, 1, 0, 0, 1, 2, 0, 0, 0])
+
+
+def test_same_seed_same_bytes_whatever_the_batch_size_and_threads(tmp_path):
+    from eeg2image_tf.generation import generate_images
+
+    generator, features = tiny_generator(), tiny_features()
+    generate_images(generator, features, CLASS_NAMES, tmp_path / "a", per_class=5, batch_size=2,
+                    seed=7, writer_threads=1, show_progress=False)
+    generate_images(generator, features, CLASS_NAMES, tmp_path / "b", per_class=5, batch_size=64,
+                    seed=7, writer_threads=3, show_progress=False)
+    generate_images(generator, features, CLASS_NAMES, tmp_path / "c", per_class=5, batch_size=2,
+                    seed=8, show_progress=False)
+    a, b, c = (jpeg_files(tmp_path / name) for name in "abc")
+    assert len(a) == 15 and a == b
+    assert a.keys() == c.keys()
+    assert all(a[name] != c[name] for name in a)   # another seed: every image differs
+    assert (tmp_path / "a" / "manifest.csv").read_bytes() == \
+        (tmp_path / "b" / "manifest.csv").read_bytes()
+
+
+def test_a_smaller_run_is_a_prefix_of_a_larger_one():
+    from eeg2image_tf.generation import generate_arrays
+
+    generator, features = tiny_generator(), tiny_features()
+    small = generate_arrays(generator, features, per_class=2, batch_size=4, seed=1)
+    large = generate_arrays(generator, features, per_class=5, batch_size=4, seed=1)
+    for c in range(3):
+        np.testing.assert_array_equal(small.images[small.class_index == c],
+                                      large.images[large.class_index == c][:2])
+
+
+def test_bad_arguments_are_one_line_errors(tmp_path):
+    from eeg2image_tf.errors import DataError, Eeg2ImageError
+    from eeg2image_tf.generation import generate_images, group_by_class
+
+    generator, features = tiny_generator(), tiny_features()
+    with pytest.raises(Eeg2ImageError, match="class names"):
+        generate_images(generator, features, CLASS_NAMES[:2], tmp_path, per_class=1,
+                        show_progress=False)
+    with pytest.raises(Eeg2ImageError, match="per_class"):
+        generate_images(generator, features, CLASS_NAMES, tmp_path, per_class=0,
+                        show_progress=False)
+    with pytest.raises(DataError, match="class Dog .index 2. has no trials"):
+        group_by_class(np.zeros((3, 4)), np.array([0, 1, 1]), 3, CLASS_NAMES)
+
+
+def test_read_manifest_round_trip_and_malformed(tmp_path):
+    from eeg2image_tf.errors import DataError
+    from eeg2image_tf.generation import ManifestRow, manifest_text, read_manifest
+
+    rows = [ManifestRow("A/A_0.jpg", "A", 0, 3), ManifestRow("B, x/B, x_0.jpg", "B, x", 1, 0)]
+    (tmp_path / "m.csv").write_text(manifest_text(rows))
+    assert read_manifest(tmp_path / "m.csv") == rows
+    (tmp_path / "bad.csv").write_text("file,class\nA/A_0.jpg,A\n")
+    with pytest.raises(DataError, match="bad.csv: expected columns"):
+        read_manifest(tmp_path / "bad.csv")
+
+
+# --------------------------------------------------------------------------------------------------
+# From a GAN run (real modules)
+# --------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def gan_run(tmp_path_factory):
+    return make_gan_run(tmp_path_factory.mktemp("gan_run"))
+
+
+@pytest.mark.slow
+def test_generate_from_run_and_from_explicit_checkpoints(gan_run, tmp_path, capsys):
+    import cv2
+
+    from eeg2image_tf.config import GenerateConfig
+    from eeg2image_tf.generate import main
+    from eeg2image_tf.generation import generate_from_run
+
+    manifest = generate_from_run(GenerateConfig(run=str(gan_run["run"]), out=str(tmp_path / "a"),
+                                                per_class=3, batch_size=4), show_progress=False)
+    assert manifest.class_names == CLASS_NAMES   # from the image folder, natsort order
+    files = jpeg_files(tmp_path / "a")
+    assert len(files) == 9 and (tmp_path / "a" / "generate_config.json").exists()
+    image = cv2.imread(str(tmp_path / "a" / "Car" / "Car_2.jpg"))
+    assert image.shape == (128, 128, 3)
+    y_test = gan_run["y_test"]
+    for row in read_rows(tmp_path / "a" / "manifest.csv"):
+        assert y_test[int(row["source_trial"])] == int(row["class_index"])
+
+    # The same models named explicitly (as for converted published checkpoints) and another batch
+    # size give the same bytes.
+    code = main(["--gan", str(gan_run["run"]), "--encoder", str(gan_run["encoder"]),
+                 "--data", str(gan_run["data"]), "--images", str(gan_run["images"]),
+                 "--out", str(tmp_path / "b"), "--per-class", "3", "--batch-size", "2",
+                 "--quiet"])
+    assert code == 0
+    assert "wrote 9 images" in capsys.readouterr().out
+    assert jpeg_files(tmp_path / "b") == files
+
+
+@pytest.mark.slow
+def test_generate_cli_errors(gan_run, tmp_path, capsys):
+    from eeg2image_tf.cli import run_main
+    from eeg2image_tf.generate import main
+
+    assert run_main(main, ["--out", str(tmp_path), "--gan", str(gan_run["run"])]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: give --run") and "--encoder" in error and "\n" not in error
+
+    out = str(tmp_path / "x")
+    assert run_main(main, ["--run", str(gan_run["run"]), "--out", out, "--per-class", "1",
+                           "--quiet"]) == 0
+    # Another config into the same folder is refused; a batch size change is not.
+    assert run_main(main, ["--run", str(gan_run["run"]), "--out", out, "--per-class", "2",
+                           "--quiet"]) == 2
+    assert "per_class" in capsys.readouterr().err
+    assert run_main(main, ["--run", str(gan_run["run"]), "--out", out, "--per-class", "1",
+                           "--batch-size", "2", "--quiet"]) == 0
