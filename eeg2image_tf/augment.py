@@ -6,15 +6,15 @@ differentiable with respect to the images, so the generator's gradient passes th
 
 Operations (images NHWC, float, nominally in [-1, 1]; results are not clipped, as in the original):
 
-========== ==================================================================================
-brightness ``x + b``, ``b ~ U(-0.5, 0.5)`` per image
-saturation ``(x - mean_c x) * s + mean_c x``, mean over the channels of each pixel, ``s ~ U(0, 2)``
-contrast   ``(x - mean x) * k + mean x``, mean over the whole image, ``k ~ U(0.5, 1.5)``
-translation integer shift in ``[-r, r]`` along y and along x independently, ``r = round(size / 8)``,
-           uncovered pixels are 0
-cutout     a square of ``round(size / 2)`` (per axis) set to 0; its centre is uniform over the image,
-           so near a border only the part inside the image is cut
-========== ==================================================================================
+=========== =================================================================================
+brightness  ``x + b``, ``b ~ U(-0.5, 0.5)`` per image
+saturation  ``(x - mean_c x) * s + mean_c x``, mean over the channels of each pixel, ``s ~ U(0, 2)``
+contrast    ``(x - mean x) * k + mean x``, mean over the whole image, ``k ~ U(0.5, 1.5)``
+translation integer shift in ``[-r, r]`` along y and along x independently, ``r = round(side / 8)``,
+            uncovered pixels are 0
+cutout      a ``round(side / 2)`` square (per axis) set to 0; its centre is uniform over the image,
+            so near a border only the part inside the image is cut
+=========== =================================================================================
 
 :data:`AUGMENTATIONS` maps a policy name to its operations; ``color`` is brightness, saturation and
 contrast, applied in that order. A policy string names policies separated by commas.
@@ -60,7 +60,7 @@ def _canonical_seed(seed: tf.Tensor) -> tf.Tensor:
 
 
 def _as_seed(seed: SeedLike) -> Optional[tf.Tensor]:
-    """``None`` stays ``None``; an int ``s`` becomes ``[s, 0]``; a shape-``[2]`` int tensor is kept.
+    """``None`` stays ``None``; an int ``s`` becomes ``[s, 0]``; a shape-``[2]`` int tensor is used as is.
 
     Returns a shape-``[2]`` int64 tensor with both words in ``[0, 2**31)``.
     """
