@@ -1,0 +1,617 @@
+"""Training of the conditional DCGAN (spec section 4): hinge losses, DiffAugment and mode-seeking.
+
+One iteration, exactly as the original runs it (both halves share ``z1``, ``z2`` and the batch's ``c``):
+
+1. discriminator update: ``fake = G([z1, c], training=False)``; DiffAugment on the real batch and on
+   ``fake``; ``D(real_aug, c, training=True)`` and ``D(fake_aug, c, training=True)`` as two calls (each
+   normalises with its own batch statistics, so merging them would change the numbers); hinge loss;
+   only D's variables change (its weights, Adam state, BatchNorm moving statistics).
+2. generator update: ``f1 = G([z1, c], training=True)``, ``f2 = G([z2, c], training=True)`` (two calls:
+   batch statistics and the spectral-norm power iteration run per call, as in the original);
+   DiffAugment each; D with ``training=False`` (moving statistics, hence per-sample and mergeable into
+   one batch of 2B with the same numbers); loss ``hinge(D(f1)) + hinge(D(f2)) + w / (ms + 1e-5)``;
+   only G's variables change.
+
+Distribution. Each replica sees ``global_batch / replicas`` samples and Keras sums the replicas'
+gradients. The hinge terms are divided by the global batch on every replica, so the summed gradients are
+the global-batch gradients. The mode-seeking term is a ratio of means, which does not split over
+replicas: each replica computes it on its own batch and divides it by the number of replicas, i.e. the
+replicas' average is optimised. BatchNorm normalises with per-replica batch statistics (as any
+non-synchronised BatchNorm does). With one replica everything is the original's arithmetic.
+
+Randomness. Everything random inside a step (``z1``, ``z2`` and the four DiffAugment draws) is
+stateless, derived from ``(seed, step, replica)``. A resumed run therefore draws exactly what the
+uninterrupted run would have drawn: the checkpoint's ``step`` is the whole state of the latent
+generator. The batch order of epoch ``e`` depends only on ``(seed, e)``; a resumed run rebuilds that
+epoch's dataset and skips the batches already trained on.
+
+Run directory: ``config.json``, ``conditions.npz`` (cached encoder features), ``checkpoints/``,
+``samples/step_NNNNNN.png`` and ``samples/latest.png``, ``tensorboard/train``, ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from ..config import GanTrainConfig, prepare_run_dir
+from ..errors import ConfigError, DataError
+from ..io_utils import atomic_path, atomic_write_json, read_json
+from .common import (Deadline, SignalGuard, check_finite, make_checkpoint_manager, make_strategy,
+                     progress_bar, restore_latest, set_seeds, summary_writer)
+
+__all__ = [
+    "LOSS_NAMES",
+    "StepRandomness",
+    "step_randomness",
+    "GanSteps",
+    "GanState",
+    "build_gan_state",
+    "GanData",
+    "load_gan_data",
+    "encoder_features",
+    "resolve_image_root",
+    "epoch_shuffle_seed",
+    "train_gan",
+]
+
+LOSS_NAMES = ("gan/d_hinge", "gan/g_hinge", "gan/mode_seeking", "gan/g_total")
+SCALARS_EVERY_STEPS = 10
+SAMPLE_COUNT = 16
+SAMPLE_COLUMNS = 4
+SAMPLE_LATENT_RANGE = 0.2           # the original's fixed sample latent is U(-0.2, 0.2)
+FEATURE_BATCH = 1024                # trials per encoder call when computing conditions
+CONDITIONS_FILE = "conditions.npz"
+METRICS_FILE = "metrics.json"
+# Seeds of the four DiffAugment draws of a step, by position in StepRandomness.augment_seeds.
+AUGMENT_REAL, AUGMENT_FAKE, AUGMENT_F1, AUGMENT_F2 = range(4)
+
+
+# --------------------------------------------------------------------------------------------------
+# Randomness of one step
+# --------------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class StepRandomness:
+    """The random inputs of one iteration on one replica.
+
+    ``z1``, ``z2``: float32 ``(B, latent_dim)`` in ``[-1, 1)``; ``augment_seeds``: int64 ``(4, 2)``
+    stateless seeds of DiffAugment for the real batch and the fake batch of the discriminator update
+    and for ``f1`` and ``f2`` of the generator update (rows ``AUGMENT_REAL`` .. ``AUGMENT_F2``).
+    """
+
+    z1: Any
+    z2: Any
+    augment_seeds: Any
+
+
+def step_randomness(seed: int, step, replica_id, batch_size, latent_dim: int) -> StepRandomness:
+    """Draw the latents and augmentation seeds of ``step`` on replica ``replica_id``, statelessly.
+
+    Args:
+        seed: the run's seed.
+        step: int scalar (Python or tensor), the 0-based index of the iteration.
+        replica_id: int scalar; distinct replicas get independent draws.
+        batch_size: the replica's batch size (int or scalar tensor).
+        latent_dim: size of ``z``.
+    """
+    import tensorflow as tf
+
+    base = tf.stack([tf.constant(seed, tf.int64), tf.cast(step, tf.int64)])
+    base = tf.random.experimental.stateless_fold_in(base, tf.cast(replica_id, tf.int64))
+    seeds = tf.cast(tf.random.experimental.stateless_split(base, num=6), tf.int64)
+    shape = tf.stack([tf.cast(batch_size, tf.int32), latent_dim])
+    z1 = tf.random.stateless_uniform(shape, seed=seeds[0], minval=-1.0, maxval=1.0)
+    z2 = tf.random.stateless_uniform(shape, seed=seeds[1], minval=-1.0, maxval=1.0)
+    return StepRandomness(z1=z1, z2=z2, augment_seeds=seeds[2:])
+
+
+# --------------------------------------------------------------------------------------------------
+# The two updates
+# --------------------------------------------------------------------------------------------------
+
+class GanSteps:
+    """The discriminator update, the generator update, and one compiled distributed iteration.
+
+    ``discriminator_update`` and ``generator_update`` run on one replica's batch and may be called
+    eagerly (tests run them separately); ``make_train_step`` compiles the whole iteration.
+
+    Args:
+        generator, discriminator: built models (``G(inputs (B, latent + condition))``,
+            ``D(images, condition)``).
+        g_optimizer, d_optimizer: Keras optimizers built on the models' trainable variables.
+        latent_dim: size of ``z``.
+        policy: DiffAugment policy (``""`` for none).
+        mode_seeking_weight: ``w`` of the generator loss.
+        seed: the run's seed (see :func:`step_randomness`).
+        global_batch_size: the batch over all replicas; with more than one replica the hinge terms
+            are divided by it (see the module docstring). ``None``: plain batch means.
+        num_replicas: the mode-seeking term is divided by it.
+    """
+
+    def __init__(self, generator, discriminator, g_optimizer, d_optimizer, *, latent_dim: int,
+                 policy: str = "color,translation", mode_seeking_weight: float = 1.0, seed: int = 45,
+                 global_batch_size: Optional[int] = None, num_replicas: int = 1):
+        self.generator = generator
+        self.discriminator = discriminator
+        self.g_optimizer = g_optimizer
+        self.d_optimizer = d_optimizer
+        self.latent_dim = int(latent_dim)
+        self.policy = policy
+        self.mode_seeking_weight = float(mode_seeking_weight)
+        self.seed = int(seed)
+        self.num_replicas = int(num_replicas)
+        # One replica: the original's reduce_mean, to the last bit.
+        self.global_batch_size = global_batch_size if self.num_replicas > 1 else None
+
+    def _augment(self, images, seed):
+        from ..augment import diff_augment
+
+        return diff_augment(images, self.policy, seed=seed)
+
+    def discriminator_update(self, images, conditions, z1, augment_seeds) -> dict:
+        """Update D on one batch; return ``{"gan/d_hinge": scalar}`` (before the update).
+
+        Args:
+            images: real images ``(B, 128, 128, 3)`` in ``[-1, 1]``.
+            conditions: ``(B, condition_dim)`` encoder features.
+            z1: ``(B, latent_dim)``.
+            augment_seeds: ``(4, 2)`` int64 (rows ``AUGMENT_REAL`` and ``AUGMENT_FAKE`` are used).
+        """
+        import tensorflow as tf
+
+        from ..losses import discriminator_hinge
+
+        # The original calls G with training=False here: no BatchNorm or spectral-norm update of G.
+        fake = self.generator(tf.concat([z1, conditions], axis=-1), training=False)
+        real_augmented = self._augment(images, augment_seeds[AUGMENT_REAL])
+        fake_augmented = self._augment(fake, augment_seeds[AUGMENT_FAKE])
+        variables = self.discriminator.trainable_variables
+        with tf.GradientTape() as tape:
+            d_real = self.discriminator(real_augmented, conditions, training=True)
+            d_fake = self.discriminator(fake_augmented, conditions, training=True)
+            d_loss = discriminator_hinge(d_real, d_fake, global_batch_size=self.global_batch_size)
+        self.d_optimizer.apply(tape.gradient(d_loss, variables), variables)
+        return {"gan/d_hinge": d_loss}
+
+    def generator_update(self, conditions, z1, z2, augment_seeds) -> dict:
+        """Update G on one batch; return the generator's loss terms (before the update).
+
+        Returns ``gan/g_hinge`` (sum of the two hinge terms), ``gan/mode_seeking`` (``1 / (ms + 1e-5)``,
+        unweighted) and ``gan/g_total`` (``g_hinge + w * mode_seeking``), scalars.
+        """
+        import tensorflow as tf
+
+        from ..losses import generator_hinge, mode_seeking
+
+        inputs_1 = tf.concat([z1, conditions], axis=-1)
+        inputs_2 = tf.concat([z2, conditions], axis=-1)
+        variables = self.generator.trainable_variables
+        with tf.GradientTape() as tape:
+            f1 = self.generator(inputs_1, training=True)
+            f2 = self.generator(inputs_2, training=True)
+            augmented = tf.concat([self._augment(f1, augment_seeds[AUGMENT_F1]),
+                                   self._augment(f2, augment_seeds[AUGMENT_F2])], axis=0)
+            # training=False uses moving statistics, so one 2B batch gives the two calls' numbers.
+            scores = self.discriminator(augmented, tf.concat([conditions, conditions], axis=0),
+                                        training=False)
+            d_f1, d_f2 = tf.split(scores, 2, axis=0)
+            g_hinge = (generator_hinge(d_f1, global_batch_size=self.global_batch_size)
+                       + generator_hinge(d_f2, global_batch_size=self.global_batch_size))
+            ms_term = mode_seeking(f1, f2, inputs_1, inputs_2, num_replicas=self.num_replicas)
+            g_total = g_hinge + self.mode_seeking_weight * ms_term
+        self.g_optimizer.apply(tape.gradient(g_total, variables), variables)
+        return {"gan/g_hinge": g_hinge, "gan/mode_seeking": ms_term, "gan/g_total": g_total}
+
+    def replica_step(self, step, images, conditions) -> dict:
+        """One iteration on one replica's batch: draws, D update, then G update (spec order)."""
+        import tensorflow as tf
+
+        replica_id = tf.distribute.get_replica_context().replica_id_in_sync_group
+        draws = step_randomness(self.seed, step, replica_id, tf.shape(conditions)[0], self.latent_dim)
+        losses = self.discriminator_update(images, conditions, draws.z1, draws.augment_seeds)
+        losses.update(self.generator_update(conditions, draws.z1, draws.z2, draws.augment_seeds))
+        return losses
+
+    def make_train_step(self, strategy, jit: bool = False) -> Callable:
+        """Compile ``train_step(step, batch) -> {name: scalar}`` for batches of ``gan_dataset``.
+
+        ``batch`` is ``(conditions, labels, images)`` as one (distributed) element; the returned
+        losses are summed over replicas, which gives the global values (see the module docstring).
+        ``jit`` compiles the per-replica computation with XLA.
+        """
+        import tensorflow as tf
+
+        replica_fn = tf.function(self.replica_step, jit_compile=True) if jit else self.replica_step
+
+        def distributed_step(step, batch):
+            conditions, _labels, images = batch
+            per_replica = strategy.run(replica_fn, args=(step, images, conditions))
+            return {name: strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
+                    for name, value in per_replica.items()}
+
+        return tf.function(distributed_step)
+
+
+# --------------------------------------------------------------------------------------------------
+# Models, optimizers, checkpoint
+# --------------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class GanState:
+    """What a GAN checkpoint holds; ``checkpoint`` uses the names the loaders rely on."""
+
+    generator: Any
+    discriminator: Any
+    g_optimizer: Any
+    d_optimizer: Any
+    step: Any                       # tf.Variable int64: iterations done
+    checkpoint: Any                 # tf.train.Checkpoint(step, generator, discriminator, g_/d_optimizer)
+
+
+def _supports_split_condition_conv() -> bool:
+    import inspect
+
+    from ..models import Discriminator
+
+    return "split_condition_conv" in inspect.signature(Discriminator.__init__).parameters
+
+
+def build_gan_state(config: GanTrainConfig, strategy=None) -> GanState:
+    """Create and build the models and optimizers (inside ``strategy.scope()``) and the checkpoint.
+
+    Optimizers are built on the trainable variables here, before any tracing, so that their slots
+    exist (and are restored) before the first step.
+    """
+    import keras
+    import tensorflow as tf
+
+    from ..models import build_discriminator, build_generator
+
+    strategy = strategy or tf.distribute.get_strategy()
+    with strategy.scope():
+        generator = build_generator(latent_dim=config.latent_dim, condition_dim=config.condition_dim)
+        split = {"split_condition_conv": config.fast_discriminator} \
+            if _supports_split_condition_conv() else {}
+        discriminator = build_discriminator(condition_dim=config.condition_dim, **split)
+        g_optimizer = keras.optimizers.Adam(config.learning_rate, beta_1=config.beta_1,
+                                            beta_2=config.beta_2)
+        d_optimizer = keras.optimizers.Adam(config.learning_rate, beta_1=config.beta_1,
+                                            beta_2=config.beta_2)
+        g_optimizer.build(generator.trainable_variables)
+        d_optimizer.build(discriminator.trainable_variables)
+        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step",
+                           aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        checkpoint = tf.train.Checkpoint(step=step, generator=generator, discriminator=discriminator,
+                                         g_optimizer=g_optimizer, d_optimizer=d_optimizer)
+    return GanState(generator=generator, discriminator=discriminator, g_optimizer=g_optimizer,
+                    d_optimizer=d_optimizer, step=step, checkpoint=checkpoint)
+
+
+# --------------------------------------------------------------------------------------------------
+# Data: EEG -> frozen encoder features (cached), paired images
+# --------------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class GanData:
+    """Training inputs of the GAN.
+
+    ``conditions`` float32 ``(N, condition_dim)``: encoder features of the training trials;
+    ``labels`` int64 ``(N,)``; ``images`` float32 ``(M, 128, 128, 3)`` in ``[-1, 1]``, the image bank;
+    ``image_index`` int64 ``(N,)``: trial -> bank row (one fixed image of its class);
+    ``class_names`` from the image folder; ``conditions_cached``: the features came from
+    ``conditions.npz``.
+    """
+
+    conditions: np.ndarray
+    labels: np.ndarray
+    images: np.ndarray
+    image_index: np.ndarray
+    class_names: tuple[str, ...]
+    conditions_cached: bool
+
+
+def resolve_image_root(images: str | os.PathLike) -> Path:
+    """The training image folder: ``<images>/train`` when it exists, else ``<images>`` itself.
+
+    Both spellings occur: ``--images data/images`` (the data layout's root) and the train folder
+    itself (``data/images/train``, as the pipeline passes it).
+    """
+    root = Path(images)
+    return root / "train" if (root / "train").is_dir() else root
+
+
+def encoder_features(encoder, eeg, batch_size: int = FEATURE_BATCH) -> np.ndarray:
+    """The encoder's 128-d feature (not the embedding) with ``training=False``, in batches.
+
+    Args:
+        encoder: ``encoder(x, training=False) -> (embedding, feature)``.
+        eeg: preprocessed ``(N, T, C)`` float32.
+
+    Returns:
+        float32 ``(N, feature_dim)``.
+    """
+    import tensorflow as tf
+
+    eeg = tf.convert_to_tensor(eeg, tf.float32)
+    chunks = []
+    for start in range(0, int(eeg.shape[0]), batch_size):
+        _embedding, feature = encoder(eeg[start:start + batch_size], training=False)
+        chunks.append(np.asarray(feature, dtype=np.float32))
+    return np.concatenate(chunks, axis=0)
+
+
+def _files_signature(path: Path) -> list:
+    """(name, size, mtime) of the files under ``path`` (a file, a directory or a checkpoint prefix).
+
+    Directories are read three levels deep, TensorBoard logs excepted: enough to see a retrained or
+    reselected encoder (its checkpoints and JSON records) without hashing gigabytes.
+    """
+    def stat(file: Path, name: str) -> list:
+        info = file.stat()
+        return [name, info.st_size, info.st_mtime_ns]
+
+    if path.is_file():
+        return [stat(path, path.name)]
+    if path.is_dir():
+        found = []
+        for file in sorted(path.rglob("*")):
+            relative = file.relative_to(path)
+            if file.is_file() and "tensorboard" not in relative.parts and len(relative.parts) <= 3:
+                found.append(stat(file, str(relative)))
+        return found
+    # A checkpoint prefix (".../ckpt-12"): its index and data shards.
+    return [stat(file, file.name) for file in sorted(path.parent.glob(path.name + ".*"))]
+
+
+def _conditions_fingerprint(config: GanTrainConfig, num_trials: int) -> str:
+    """A digest of everything the cached features depend on: encoder files, data file, settings."""
+    encoder = Path(config.encoder).resolve()
+    data = Path(config.data).resolve()
+    description = {
+        "encoder": str(encoder), "encoder_files": _files_signature(encoder),
+        "data": str(data), "data_files": _files_signature(data),
+        "normalisation": config.normalisation, "condition_dim": config.condition_dim,
+        "num_trials": num_trials,
+    }
+    return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()
+
+
+def _read_cached_conditions(path: Path, fingerprint: str, num_trials: int) -> Optional[np.ndarray]:
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as cache:
+            if str(cache["fingerprint"]) != fingerprint:
+                return None
+            conditions = np.asarray(cache["conditions"], dtype=np.float32)
+    except (OSError, KeyError, ValueError):
+        return None     # unreadable or from another version: recompute and overwrite
+    return conditions if conditions.shape[0] == num_trials else None
+
+
+def load_gan_data(config: GanTrainConfig, run_dir: str | os.PathLike) -> GanData:
+    """Load EEG and images, pair them, and get the conditions (from the cache or the encoder).
+
+    Raises :class:`DataError` when the EEG set and the image folder disagree on the class count or
+    the encoder's feature size differs from ``config.condition_dim``.
+    """
+    from ..checkpoints import load_encoder
+    from ..data import list_image_folder, load_images, load_thoughtviz, pair_images, preprocess
+
+    splits = load_thoughtviz(config.data)
+    image_root = resolve_image_root(config.images)
+    folder = list_image_folder(image_root)
+    if splits.num_classes != folder.num_classes:
+        raise DataError(f"{image_root}: {folder.num_classes} image classes but the EEG set "
+                        f"{config.data} has {splits.num_classes}")
+    labels = np.asarray(splits.y_train, dtype=np.int64)
+    image_index = pair_images(labels, folder.labels, seed=config.seed, class_names=folder.class_names)
+    images = load_images(folder.paths)
+
+    cache_path = Path(run_dir) / CONDITIONS_FILE
+    fingerprint = _conditions_fingerprint(config, len(labels))
+    conditions = _read_cached_conditions(cache_path, fingerprint, len(labels))
+    cached = conditions is not None
+    if conditions is None:
+        encoder = load_encoder(config.encoder)
+        eeg = preprocess(splits.x_train, method=config.normalisation)
+        conditions = encoder_features(encoder, eeg)
+        with atomic_path(cache_path) as tmp:
+            np.savez(tmp, conditions=conditions, labels=labels, fingerprint=np.asarray(fingerprint))
+    if conditions.shape[1] != config.condition_dim:
+        raise DataError(f"{config.encoder}: encoder features have {conditions.shape[1]} dimensions, "
+                        f"the GAN expects --condition-dim {config.condition_dim}")
+    if not np.all(np.isfinite(conditions)):
+        raise DataError(f"{config.encoder}: the encoder gives NaN/Inf features for {config.data}")
+    return GanData(conditions=conditions, labels=labels, images=images, image_index=image_index,
+                   class_names=folder.class_names, conditions_cached=cached)
+
+
+def epoch_shuffle_seed(seed: int, epoch: int) -> int:
+    """The shuffle seed of epoch ``epoch``: a resumed epoch replays the same batch order."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0] >> 1)
+
+
+# --------------------------------------------------------------------------------------------------
+# Samples and metrics
+# --------------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _SampleInputs:
+    generator_inputs: np.ndarray     # (16, latent + condition) float32: fixed latent and conditions
+    titles: tuple[str, ...]
+
+
+def _sample_inputs(config: GanTrainConfig, data: GanData) -> _SampleInputs:
+    """The original's sample grid: a fixed latent ``U(-0.2, 0.2)`` and the first 16 conditions."""
+    rows = np.arange(SAMPLE_COUNT) % len(data.conditions)     # a tiny set repeats its trials
+    latent = np.random.default_rng(config.seed).uniform(
+        -SAMPLE_LATENT_RANGE, SAMPLE_LATENT_RANGE, (SAMPLE_COUNT, config.latent_dim))
+    inputs = np.concatenate([latent.astype(np.float32), data.conditions[rows]], axis=1)
+    titles = tuple(data.class_names[int(label)] for label in data.labels[rows])
+    return _SampleInputs(generator_inputs=inputs, titles=titles)
+
+
+def _write_samples(generator, samples: _SampleInputs, run_dir: Path, step: int) -> Path:
+    import tensorflow as tf
+
+    from .samples import sample_grid, write_png
+
+    images = generator(tf.constant(samples.generator_inputs), training=False)
+    grid = sample_grid(np.asarray(images), samples.titles, columns=SAMPLE_COLUMNS)
+    path = run_dir / "samples" / f"step_{step:06d}.png"
+    write_png(grid, path)
+    write_png(grid, run_dir / "samples" / "latest.png")
+    tf.summary.image("gan/samples", grid[None], step=step)
+    return path
+
+
+# --------------------------------------------------------------------------------------------------
+# The training loop
+# --------------------------------------------------------------------------------------------------
+
+def _check_config(config: GanTrainConfig, num_replicas: int) -> None:
+    if config.batch_size < 1 or config.batch_size % num_replicas:
+        raise ConfigError(f"{config.run}: batch size {config.batch_size} must be a positive multiple "
+                          f"of the {num_replicas} replicas")
+    for name in ("checkpoint_every", "sample_every"):
+        if getattr(config, name) < 1:
+            raise ConfigError(f"{config.run}: --{name.replace('_', '-')} must be at least 1")
+
+
+def train_gan(config: GanTrainConfig, force: bool = False) -> dict:
+    """Train (or resume) the conditional GAN of ``config``; return the run's headline numbers.
+
+    Stops after ``config.max_steps`` iterations in total when given, else after ``config.epochs``
+    epochs, or earlier when ``config.time_budget_s`` runs out (with a checkpoint). SIGINT/SIGTERM save
+    a checkpoint and raise :class:`~eeg2image_tf.training.common.TrainingInterrupted`; a NaN/Inf loss
+    raises :class:`~eeg2image_tf.errors.TrainingDivergedError` and keeps the last good checkpoint.
+
+    Returns:
+        ``step``, ``epoch`` (float), ``stopped`` (``"completed"`` or ``"time_budget"``), the last
+        losses (``gan/...``), ``ms_per_step``, ``wall_time_s``, ``checkpoint``, ``samples``,
+        ``conditions_cached``.
+    """
+    import tensorflow as tf
+
+    from ..data import gan_dataset
+
+    wall_start = time.monotonic()
+    run_dir = prepare_run_dir(config, config.run, force)
+    set_seeds(config.seed)
+    strategy = make_strategy(config.strategy)
+    num_replicas = strategy.num_replicas_in_sync
+    _check_config(config, num_replicas)
+
+    data = load_gan_data(config, run_dir)
+    steps_per_epoch = len(data.labels) // config.batch_size
+    if steps_per_epoch == 0:
+        raise DataError(f"{config.data}: {len(data.labels)} training trials, fewer than one batch "
+                        f"of {config.batch_size}")
+    total_steps = config.max_steps if config.max_steps is not None else config.epochs * steps_per_epoch
+
+    state = build_gan_state(config, strategy)
+    steps = GanSteps(state.generator, state.discriminator, state.g_optimizer, state.d_optimizer,
+                     latent_dim=config.latent_dim, policy=config.policy,
+                     mode_seeking_weight=config.mode_seeking_weight, seed=config.seed,
+                     global_batch_size=config.batch_size, num_replicas=num_replicas)
+    train_step = steps.make_train_step(strategy, jit=config.jit)
+    manager = make_checkpoint_manager(state.checkpoint, run_dir / "checkpoints", config.max_to_keep)
+    restore_latest(state.checkpoint, manager)
+    samples = _sample_inputs(config, data)
+
+    step = int(state.step.numpy())
+    start_step = step
+    previous = read_json(run_dir / METRICS_FILE) if (run_dir / METRICS_FILE).exists() else {}
+    earlier_wall_time = float(previous.get("total_wall_time_s", 0.0)) if start_step else 0.0
+    losses: dict[str, float] = dict(previous.get("losses", {})) if start_step else {}
+    step_times: list[float] = []
+    last_sample = last_saved = None
+    stopped = "completed"
+    deadline = Deadline(config.time_budget_s)
+
+    def save_checkpoint() -> str:
+        nonlocal last_saved
+        if last_saved != step or manager.latest_checkpoint is None:
+            manager.save(checkpoint_number=step)
+            last_saved = step
+        return manager.latest_checkpoint
+
+    def write_metrics() -> dict:
+        timed = step_times[1:] or step_times      # the first step of a run includes tracing
+        wall = time.monotonic() - wall_start
+        metrics = {
+            "step": step, "epoch": step / steps_per_epoch, "steps_per_epoch": steps_per_epoch,
+            "total_steps": total_steps, "steps_this_run": step - start_step, "stopped": stopped,
+            "losses": losses, "ms_per_step": 1000.0 * float(np.mean(timed)) if timed else None,
+            "wall_time_s": wall, "total_wall_time_s": earlier_wall_time + wall,
+            "batch_size": config.batch_size, "replicas": num_replicas,
+            "checkpoint": manager.latest_checkpoint,
+        }
+        atomic_write_json(run_dir / METRICS_FILE, metrics)
+        return metrics
+
+    with summary_writer(run_dir) as _writer, SignalGuard() as guard:
+        bar = progress_bar(total_steps, initial=step, desc="gan", unit="step")
+        try:
+            while step < total_steps and stopped == "completed":
+                epoch, position = divmod(step, steps_per_epoch)
+                dataset = gan_dataset(data.conditions, data.labels, data.images, data.image_index,
+                                      config.batch_size, shuffle=True,
+                                      seed=epoch_shuffle_seed(config.seed, epoch)).skip(position)
+                for batch in strategy.experimental_distribute_dataset(dataset):
+                    started = time.perf_counter()
+                    values = train_step(tf.constant(step, tf.int64), batch)
+                    values = {name: float(values[name]) for name in LOSS_NAMES}
+                    step_times.append(time.perf_counter() - started)
+                    # Weights that produced a NaN are never saved: the last checkpoint stays good.
+                    check_finite(values, f"step {step + 1}", manager.latest_checkpoint)
+                    step += 1
+                    state.step.assign(step)
+                    losses = values
+                    bar.update(1)
+                    bar.set_postfix({"d": f"{values['gan/d_hinge']:.3f}",
+                                     "g": f"{values['gan/g_total']:.3f}"}, refresh=False)
+                    if step % SCALARS_EVERY_STEPS == 0 or step == total_steps:
+                        for name, value in values.items():
+                            tf.summary.scalar(name, value, step=step)
+                    if step % config.checkpoint_every == 0:
+                        save_checkpoint()
+                        write_metrics()
+                    if step % config.sample_every == 0:
+                        _write_samples(state.generator, samples, run_dir, step)
+                        last_sample = step
+                    if guard.triggered:
+                        path = save_checkpoint()
+                        stopped = "interrupted"
+                        write_metrics()
+                        raise guard.interrupted(f"step {step}", path)
+                    if step >= total_steps:
+                        break
+                    if deadline.expired:
+                        stopped = "time_budget"
+                        break
+        finally:
+            bar.close()
+        if guard.triggered:     # a signal during start-up or the last step
+            path = save_checkpoint()
+            stopped = "interrupted"
+            write_metrics()
+            raise guard.interrupted(f"step {step}", path)
+        checkpoint_path = save_checkpoint()
+        if last_sample != step:
+            _write_samples(state.generator, samples, run_dir, step)
+        metrics = write_metrics()
+
+    return {"step": step, "epoch": metrics["epoch"], "stopped": stopped, **losses,
+            "ms_per_step": metrics["ms_per_step"], "wall_time_s": metrics["wall_time_s"],
+            "checkpoint": checkpoint_path, "samples": str(run_dir / "samples" / "latest.png"),
+            "conditions_cached": data.conditions_cached}

@@ -1,0 +1,228 @@
+"""The GAN iteration of spec section 4, half by half, against a hand re-computation.
+
+Full-size models (the architecture fixes 128 x 128) at batch 2. The module's models are shared by the
+tests; every test starts from the same snapshot of all variables (models and optimizers).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+
+from eeg2image_tf.augment import diff_augment  # noqa: E402
+from eeg2image_tf.config import GanTrainConfig  # noqa: E402
+from eeg2image_tf.training.gan import (AUGMENT_F1, AUGMENT_F2, AUGMENT_FAKE,  # noqa: E402
+                                       AUGMENT_REAL, LOSS_NAMES, GanSteps, build_gan_state,
+                                       step_randomness)
+
+BATCH = 2
+LATENT = 128
+POLICY = "color,translation"
+
+
+def _all_variables(state):
+    return (list(state.generator.weights) + list(state.discriminator.weights)
+            + list(state.g_optimizer.variables) + list(state.d_optimizer.variables))
+
+
+@pytest.fixture(scope="module")
+def gan():
+    import keras
+
+    keras.utils.set_random_seed(11)
+    config = GanTrainConfig(data="-", images="-", encoder="-", run="-", batch_size=BATCH)
+    state = build_gan_state(config)
+    rng = np.random.default_rng(5)
+    batch = {
+        "images": tf.constant(rng.uniform(-1, 1, (BATCH, 128, 128, 3)).astype(np.float32)),
+        # LSTM features are tanh outputs: keep the conditions in that range.
+        "conditions": tf.constant(rng.uniform(-0.8, 0.8, (BATCH, 128)).astype(np.float32)),
+    }
+    initial = [v.numpy().copy() for v in _all_variables(state)]
+    return state, config, batch, initial
+
+
+@pytest.fixture()
+def fresh(gan):
+    """The shared models and optimizers, reset to their initial values."""
+    state, config, batch, initial = gan
+    for variable, value in zip(_all_variables(state), initial):
+        variable.assign(value)
+    return state, config, batch
+
+
+def _steps(state, config, **overrides) -> GanSteps:
+    options = dict(latent_dim=config.latent_dim, policy=POLICY,
+                   mode_seeking_weight=config.mode_seeking_weight, seed=config.seed)
+    options.update(overrides)
+    return GanSteps(state.generator, state.discriminator, state.g_optimizer, state.d_optimizer,
+                    **options)
+
+
+def _values(variables):
+    return [v.numpy().copy() for v in variables]
+
+
+def _is_moving_statistic(variable) -> bool:
+    return "moving_mean" in variable.path or "moving_variance" in variable.path
+
+
+def _restore(variables, values):
+    for variable, value in zip(variables, values):
+        variable.assign(value)
+
+
+def test_step_randomness_is_reproducible_and_distinct():
+    a = step_randomness(45, 3, 0, BATCH, LATENT)
+    b = step_randomness(45, 3, 0, BATCH, LATENT)
+    np.testing.assert_array_equal(a.z1.numpy(), b.z1.numpy())
+    np.testing.assert_array_equal(a.augment_seeds.numpy(), b.augment_seeds.numpy())
+    assert a.z1.shape == (BATCH, LATENT) and a.augment_seeds.shape == (4, 2)
+    for z in (a.z1.numpy(), a.z2.numpy()):
+        assert z.min() >= -1.0 and z.max() < 1.0 and z.std() > 0.4   # U(-1, 1): std 0.577
+    assert not np.allclose(a.z1.numpy(), a.z2.numpy())
+    assert len({tuple(row) for row in a.augment_seeds.numpy().tolist()}) == 4
+    other_step = step_randomness(45, 4, 0, BATCH, LATENT)
+    other_replica = step_randomness(45, 3, 1, BATCH, LATENT)
+    other_seed = step_randomness(46, 3, 0, BATCH, LATENT)
+    for other in (other_step, other_replica, other_seed):
+        assert not np.allclose(a.z1.numpy(), other.z1.numpy())
+
+
+def test_discriminator_update_changes_only_d_and_matches_hand_computation(fresh):
+    state, config, batch = fresh
+    G, D = state.generator, state.discriminator
+    images, conditions = batch["images"], batch["conditions"]
+    draws = step_randomness(config.seed, 0, 0, BATCH, LATENT)
+    g_before, d_before = _values(G.weights), _values(D.weights)
+    g_iterations = int(state.g_optimizer.iterations.numpy())
+    d_iterations = int(state.d_optimizer.iterations.numpy())
+
+    losses = _steps(state, config).discriminator_update(images, conditions, draws.z1,
+                                                        draws.augment_seeds)
+
+    for before, variable in zip(g_before, G.weights):
+        np.testing.assert_array_equal(before, variable.numpy(), err_msg=variable.path)
+    for before, variable in zip(d_before, D.weights):
+        # Every weight gets a gradient, and D's BatchNorm runs with training=True: all move.
+        assert not np.array_equal(before, variable.numpy()), f"{variable.path} did not change"
+    assert any(_is_moving_statistic(v) for v in D.weights)
+    assert int(state.d_optimizer.iterations.numpy()) == d_iterations + 1
+    assert int(state.g_optimizer.iterations.numpy()) == g_iterations
+
+    # The same iteration by hand, from the same starting point.
+    after = _values(D.weights)
+    _restore(D.weights, d_before)
+    fake = G(tf.concat([draws.z1, conditions], axis=-1), training=False)
+    real_aug = diff_augment(images, POLICY, seed=draws.augment_seeds[AUGMENT_REAL])
+    fake_aug = diff_augment(fake, POLICY, seed=draws.augment_seeds[AUGMENT_FAKE])
+    d_real = D(real_aug, conditions, training=True).numpy()
+    d_fake = D(fake_aug, conditions, training=True).numpy()
+    expected = (np.mean(np.maximum(1.0 - d_real, 0.0)) + np.mean(np.maximum(1.0 + d_fake, 0.0))) / 2
+    assert np.isfinite(float(losses["gan/d_hinge"]))
+    np.testing.assert_allclose(float(losses["gan/d_hinge"]), expected, rtol=1e-6)
+
+    # The test can tell the spec's training flags from others: one merged call differs.
+    merged = D(tf.concat([real_aug, fake_aug], 0), tf.concat([conditions, conditions], 0),
+               training=True).numpy()
+    merged_loss = (np.mean(np.maximum(1.0 - merged[:BATCH], 0.0))
+                   + np.mean(np.maximum(1.0 + merged[BATCH:], 0.0))) / 2
+    assert abs(merged_loss - expected) > 1e-4
+    _restore(D.weights, after)
+
+
+def test_generator_update_changes_only_g_and_matches_hand_computation(fresh):
+    state, config, batch = fresh
+    G, D = state.generator, state.discriminator
+    conditions = batch["conditions"]
+    draws = step_randomness(config.seed, 0, 0, BATCH, LATENT)
+    g_before, d_before = _values(G.weights), _values(D.weights)
+    d_iterations = int(state.d_optimizer.iterations.numpy())
+
+    losses = _steps(state, config).generator_update(conditions, draws.z1, draws.z2,
+                                                    draws.augment_seeds)
+
+    for before, variable in zip(d_before, D.weights):
+        # D runs with training=False in the G step: not even its moving statistics move.
+        np.testing.assert_array_equal(before, variable.numpy(), err_msg=variable.path)
+    for before, variable in zip(g_before, G.weights):
+        # Kernels, BatchNorm parameters and statistics, spectral-norm vectors: all move.
+        assert not np.array_equal(before, variable.numpy()), f"{variable.path} did not change"
+    assert int(state.d_optimizer.iterations.numpy()) == d_iterations
+
+    _restore(G.weights, g_before)
+    inputs_1 = tf.concat([draws.z1, conditions], axis=-1)
+    inputs_2 = tf.concat([draws.z2, conditions], axis=-1)
+    f1 = G(inputs_1, training=True)        # same order as the step: each call updates G's SN state
+    f2 = G(inputs_2, training=True)
+    s1 = D(diff_augment(f1, POLICY, seed=draws.augment_seeds[AUGMENT_F1]), conditions,
+           training=False).numpy()
+    s2 = D(diff_augment(f2, POLICY, seed=draws.augment_seeds[AUGMENT_F2]), conditions,
+           training=False).numpy()
+    image_change = np.mean(np.abs(f2.numpy() - f1.numpy()))
+    # The denominator spans all 256 inputs: the identical condition halves count as zeros.
+    input_change = np.mean(np.abs(inputs_2.numpy() - inputs_1.numpy()))
+    assert input_change == pytest.approx(np.mean(np.abs(draws.z2 - draws.z1)) / 2, rel=1e-6)
+    expected_hinge = -np.mean(s1) - np.mean(s2)
+    expected_ms = 1.0 / (image_change / input_change + 1e-5)
+    expected_total = expected_hinge + config.mode_seeking_weight * expected_ms
+
+    for name in ("gan/g_hinge", "gan/mode_seeking", "gan/g_total"):
+        assert np.isfinite(float(losses[name])), name
+    np.testing.assert_allclose(float(losses["gan/g_hinge"]), expected_hinge, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(float(losses["gan/mode_seeking"]), expected_ms, rtol=1e-5)
+    np.testing.assert_allclose(float(losses["gan/g_total"]), expected_total, rtol=1e-5, atol=1e-6)
+
+
+def test_replica_scaling_divides_hinge_by_global_batch_and_mode_seeking_by_replicas(fresh):
+    """With N replicas each replica's terms are its share of the global loss (module docstring)."""
+    state, config, batch = fresh
+    draws = step_randomness(config.seed, 0, 0, BATCH, LATENT)
+    start = [v.numpy().copy() for v in _all_variables(state)]
+    single = _steps(state, config)
+    plain = {**single.discriminator_update(batch["images"], batch["conditions"], draws.z1,
+                                           draws.augment_seeds),
+             **single.generator_update(batch["conditions"], draws.z1, draws.z2, draws.augment_seeds)}
+    _restore(_all_variables(state), start)
+    shared = _steps(state, config, global_batch_size=2 * BATCH, num_replicas=2)
+    share = {**shared.discriminator_update(batch["images"], batch["conditions"], draws.z1,
+                                           draws.augment_seeds),
+             **shared.generator_update(batch["conditions"], draws.z1, draws.z2, draws.augment_seeds)}
+    for name in LOSS_NAMES:
+        # Not bit-exact: sum / global_batch rounds differently from a mean, and G meets the
+        # D that this rounding updated.
+        np.testing.assert_allclose(float(share[name]), float(plain[name]) / 2, rtol=1e-5, atol=1e-5,
+                                   err_msg=name)
+
+
+@pytest.mark.slow
+def test_compiled_iteration_equals_the_two_halves_in_order(fresh):
+    """``make_train_step`` = D update then G update (G sees the updated D), draws from the step."""
+    state, config, batch = fresh
+    step = 7
+    start = [v.numpy().copy() for v in _all_variables(state)]
+    strategy = tf.distribute.get_strategy()
+    train_step = _steps(state, config).make_train_step(strategy, jit=False)
+    element = (batch["conditions"], tf.zeros([BATCH], tf.int64), batch["images"])
+    compiled = {k: float(v) for k, v in train_step(tf.constant(step, tf.int64), element).items()}
+    compiled_after = [v.numpy().copy() for v in _all_variables(state)]
+
+    _restore(_all_variables(state), start)
+    draws = step_randomness(config.seed, step, 0, BATCH, LATENT)
+    halves = _steps(state, config)
+    eager = {**halves.discriminator_update(batch["images"], batch["conditions"], draws.z1,
+                                           draws.augment_seeds),
+             **halves.generator_update(batch["conditions"], draws.z1, draws.z2, draws.augment_seeds)}
+    assert set(compiled) == set(LOSS_NAMES)
+    for name in LOSS_NAMES:
+        np.testing.assert_allclose(compiled[name], float(eager[name]), rtol=1e-4, atol=1e-5,
+                                   err_msg=name)
+    # Adam's first step moves a weight by about lr * sign(gradient): where a gradient is rounding noise
+    # (graph and eager kernels round differently) its sign may flip, a difference of up to 2 * lr.
+    flip = 2 * config.learning_rate + 1e-6
+    for variable, value in zip(_all_variables(state), compiled_after):
+        difference = np.abs(value - variable.numpy())
+        assert difference.max() <= flip, variable.path
+        assert np.mean(difference > 1e-5) < 0.01, variable.path
