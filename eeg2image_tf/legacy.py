@@ -26,23 +26,22 @@ GAN_PREFIX = "model/gen/"
 
 
 def resolve_original_checkpoint(path: str | Path) -> str:
-    """The checkpoint prefix (``.../ckpt-2420``) for a prefix or a directory with a ``checkpoint`` file."""
-    import tensorflow as tf
+    """The checkpoint prefix (``.../ckpt-2420``) for a prefix or a checkpoint directory.
+
+    A directory's ``checkpoint`` index file names the prefix; without one, the highest-numbered
+    ``*.index`` file is taken.
+    """
+    from .checkpoints import latest_checkpoint_in
 
     path = Path(path)
     if path.is_dir():
-        prefix = tf.train.latest_checkpoint(str(path))
-        if prefix is None:
-            raise CheckpointError(f"{path}: directory has no 'checkpoint' file naming a checkpoint")
-        if not Path(prefix + ".index").exists():
-            raise CheckpointError(f"{path}: its 'checkpoint' file names {prefix}, which does not exist")
-        return prefix
+        return latest_checkpoint_in(path)
     if Path(str(path) + ".index").exists():
         return str(path)
     if path.suffix == ".index" and path.exists():
         return str(path.with_suffix(""))
     raise CheckpointError(f"{path}: no such checkpoint (expected a prefix with a .index file, "
-                          "or a directory holding a 'checkpoint' file)")
+                          "or a directory holding one)")
 
 
 def checkpoint_variable_shapes(prefix: str) -> dict[str, tuple[int, ...]]:
