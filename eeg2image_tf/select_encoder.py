@@ -1,0 +1,34 @@
+"""``python -m eeg2image_tf.select_encoder``: pick the encoder checkpoint with the best k-means accuracy.
+
+    python -m eeg2image_tf.select_encoder --run runs/encoder_char
+
+Scores every checkpoint of the run (test-set features -> KMeans(10, random_state=45) -> Hungarian
+clustering accuracy), prints the table, and writes ``best_checkpoint.json``, ``tsne.png`` and the
+TensorBoard projector files of the best checkpoint into the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional, Sequence
+
+from .cli import quiet_tensorflow, run_main
+from .config import SelectEncoderConfig, add_config_arguments, config_from_args
+from .training.encoder import select_encoder
+
+__all__ = ["main", "select_encoder"]
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    quiet_tensorflow()
+    parser = argparse.ArgumentParser(prog="python -m eeg2image_tf.select_encoder", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arguments(parser, SelectEncoderConfig)
+    args = parser.parse_args(argv)
+    select_encoder(config_from_args(SelectEncoderConfig, args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))
