@@ -264,15 +264,30 @@ def score_section(probs: np.ndarray, class_index: np.ndarray, class_names: Seque
             "per_class": per_class}
 
 
+def quiet_frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
+    """:func:`metrics.frechet_distance` without scipy's singular-matrix warning.
+
+    Sets smaller than the feature dimension give singular covariances; ``frechet_distance`` handles
+    them and :func:`distance_section` notes it in the results, so the warning would only repeat it.
+    """
+    import warnings
+
+    from scipy.linalg import LinAlgWarning
+
+    from .metrics import frechet_distance
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=LinAlgWarning)
+        return frechet_distance(features_a, features_b)
+
+
 def distance_section(generated_features: np.ndarray, real_features: np.ndarray,
                      real_folder: Path) -> dict[str, Any]:
     """Frechet distance between generated and real features (``(N, D)`` each)."""
-    from .metrics import frechet_distance
-
     if generated_features.shape[0] < 2 or real_features.shape[0] < 2:
         return unavailable("FID needs at least 2 generated and 2 real images")
     section = {"available": True,
-               "value": frechet_distance(generated_features, real_features),
+               "value": quiet_frechet_distance(generated_features, real_features),
                "generated_count": int(generated_features.shape[0]),
                "real_count": int(real_features.shape[0]), "real_images": str(real_folder)}
     smallest = min(generated_features.shape[0], real_features.shape[0])
@@ -318,11 +333,34 @@ def load_classifier_or_reason(config) -> tuple[Any, str, Optional[Path]]:
     return load_image_classifier(str(path)), "", path
 
 
+class ReorderedClassifier:
+    """A classifier whose probability columns are put into the run's class order."""
+
+    def __init__(self, classifier, columns: np.ndarray):
+        self.classifier = classifier
+        self.columns = columns
+
+    def features_and_probs(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        features, probs = self.classifier.features_and_probs(images)
+        return features, np.asarray(probs)[:, self.columns]
+
+
+def align_classifier(classifier, class_names: Sequence[str]) -> tuple[Any, str]:
+    """Match the classifier's classes to the run's by name: ``(classifier or None, reason)``."""
+    names = getattr(classifier, "class_names", None)
+    if names is None or tuple(names) == tuple(class_names):
+        return classifier, ""
+    if sorted(names) != sorted(class_names):
+        return None, (f"the image classifier knows classes {', '.join(names)}, the run "
+                      f"{', '.join(class_names)}")
+    columns = np.array([list(names).index(name) for name in class_names])
+    return ReorderedClassifier(classifier, columns), ""
+
+
 def classifier_section(result: PassResult, real: Optional[PassResult], class_names: Sequence[str],
                        config, path: Path) -> dict[str, Any]:
     """Conditional accuracy and separability, and the classifier's IS/FID analogues."""
-    from .metrics import (classifier_score, conditional_separability, frechet_distance,
-                          per_class_accuracy)
+    from .metrics import classifier_score, conditional_separability, per_class_accuracy
 
     labels = result.class_index
     predictions = result.classifier_probs.argmax(axis=1)
@@ -341,8 +379,8 @@ def classifier_section(result: PassResult, real: Optional[PassResult], class_nam
         known = real.class_index >= 0
         section["real_accuracy"] = float(np.mean(
             real.classifier_probs[known].argmax(axis=1) == real.class_index[known]))
-        section["classifier_fid"] = frechet_distance(result.classifier_features,
-                                                     real.classifier_features)
+        section["classifier_fid"] = quiet_frechet_distance(result.classifier_features,
+                                                           real.classifier_features)
     return section
 
 
@@ -451,6 +489,8 @@ def evaluate_run(config, inception_backend: Any = None, classifier: Any = None,
         classifier, classifier_reason, classifier_path = load_classifier_or_reason(config)
     else:
         classifier_path = Path(config.classifier or "<given>")
+    if classifier is not None:
+        classifier, classifier_reason = align_classifier(classifier, class_names)
 
     if config.images_dir:
         paths, labels = list_generated_folder(config.images_dir, class_names)

@@ -89,10 +89,10 @@ def make_gan_run(root: Path, latent_dim: int = 8, feature_dim: int = 8,
             folder = root / "images" / part / name
             folder.mkdir(parents=True)
             for i in range(images_per_class):
-                image = np.zeros((40, 40, 3), np.uint8)
-                image[..., c] = 200
-                image[: 10 + 5 * i] = 60 * i
-                cv2.imwrite(str(folder / f"{name}_{i}.png"), image)
+                rgb = np.zeros((40, 40, 3), np.uint8)
+                rgb[..., c] = 200   # class colour: red, green, blue
+                rgb[: 10 + 5 * i] = 60 * i
+                cv2.imwrite(str(folder / f"{name}_{i}.png"), rgb[..., ::-1])
 
     save_encoder_weights(build_encoder(feature_dim=feature_dim, hidden=4), root / "encoder")
     run = root / "gan"
