@@ -121,6 +121,7 @@ class EEG2ImageServing(tf.Module):
         self.embed = tf.function(self._embed, input_signature=[eeg_spec])
         self.generate_from_features = tf.function(self._generate_from_features,
                                                   input_signature=[features_spec, noise_spec])
+        self.graph_variables = self._variables_of(self.signature_functions().values())
 
     # ----------------------------------------------------------------------------------------------
     # Construction-time checks
@@ -149,6 +150,21 @@ class EEG2ImageServing(tf.Module):
             raise CheckpointError(f"generator: makes images of shape {tuple(image.shape)[1:]}; "
                                   f"expected ({IMAGE_SIZE}, {IMAGE_SIZE}, 3)")
         return feature_dim
+
+    @staticmethod
+    def _variables_of(functions: Any) -> list:
+        """The ``tf.Variable`` s the traced functions capture, each once.
+
+        Keras 3 tracks its own variable wrappers, not the ``tf.Variable`` s inside them that the
+        graph reads. TF 2 loading reconnects them either way, but the session-based loaders
+        (``saved_model_cli run``, TF Serving) restore only the variables the object graph holds
+        directly and would find the graph's variables uninitialised; tracking these fixes that.
+        """
+        seen: dict[int, Any] = {}
+        for function in functions:
+            for variable in function.variables:
+                seen.setdefault(id(variable), variable)
+        return list(seen.values())
 
     # ----------------------------------------------------------------------------------------------
     # Graph pieces

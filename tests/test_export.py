@@ -393,11 +393,19 @@ def test_original_export_reproduces_the_reference_generator(original_export, fix
 
 @pytest.mark.slow
 def test_original_export_runs_the_published_encoder_on_raw_trials(original_export, fixture_file):
+    from eeg2image_tf.data import preprocess
+    from eeg2image_tf.legacy import load_original_encoder
+
     _, model = original_export
     reference = np.load(fixture_file("original_encoder_reference.npz"))
     outputs = model.signatures["embed"](eeg=reference["raw"][..., 0])
-    np.testing.assert_allclose(outputs["features"].numpy(), reference["feature"], atol=1e-5, rtol=0)
-    np.testing.assert_allclose(outputs["embeddings"].numpy(), reference["embedding"], atol=1e-5, rtol=0)
+    # Our encoder itself is 1.7e-5 off the TF 2.8 reference (float32 sums over 32 LSTM steps);
+    # the export must add nothing to that.
+    np.testing.assert_allclose(outputs["features"].numpy(), reference["feature"], atol=1e-4, rtol=0)
+    np.testing.assert_allclose(outputs["embeddings"].numpy(), reference["embedding"], atol=1e-4, rtol=0)
+    encoder = load_original_encoder(fixture_file("original_encoder_ckpt") / "ckpt-2420")
+    _, features = encoder(preprocess(reference["raw"]), training=False)
+    np.testing.assert_allclose(outputs["features"].numpy(), features.numpy(), atol=1e-6, rtol=0)
 
 
 @pytest.mark.slow
