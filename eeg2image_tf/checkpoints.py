@@ -27,6 +27,7 @@ architecture fails with :class:`CheckpointError` naming the file.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import re
 from pathlib import Path
@@ -43,11 +44,12 @@ CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_NAME = "ckpt"
 ENCODER_KIND = "encoder"
 GAN_KIND = "gan"
+_A_KIND = {ENCODER_KIND: "an encoder", GAN_KIND: "a GAN"}
 
 ENCODER_DEFAULTS = {"feature_dim": 128, "hidden": 32}
 GAN_DEFAULTS = {"latent_dim": 128, "condition_dim": 128}
 DEFAULT_NUM_CHANNELS = 14
-_ENCODER_INPUT_KERNEL_KEY = "encoder/sequence_lstm/cell/kernel/.ATTRIBUTES/VARIABLE_VALUE"
+_ENCODER_INPUT_KERNEL_PATH = "encoder/sequence_lstm/cell/kernel"
 
 
 class LoadedGAN(NamedTuple):
@@ -167,8 +169,9 @@ def _architecture_beside(prefix: str, kind: str) -> dict:
         record = _read_json(model_path)
         if isinstance(record, dict):
             if record.get("kind") not in (None, kind):
-                raise CheckpointError(f"{model_path}: holds a {record.get('kind')} checkpoint, "
-                                      f"not a {kind} one")
+                found = _A_KIND.get(record.get("kind"), repr(record.get("kind")))
+                raise CheckpointError(f"{model_path}: describes {found} checkpoint, not "
+                                      f"{_A_KIND[kind]} one")
             return dict(record.get("architecture") or {})
     config_path = directory.parent / CONFIG_FILE
     if directory.name == CHECKPOINT_DIR and config_path.exists():
@@ -211,30 +214,103 @@ def resolve_checkpoint(path: str | Path, kind: str = ENCODER_KIND) -> ResolvedCh
 # Loading
 # --------------------------------------------------------------------------------------------------
 
-def _stored_shapes(prefix: str) -> dict:
-    from .legacy import checkpoint_variable_shapes
+class _SavedGraph:
+    """The object graph stored in a checkpoint, to find a variable by its object path.
 
-    return checkpoint_variable_shapes(prefix)
+    Keys are no guide: a Keras 3 optimizer tracks the model's variables too, so a training
+    checkpoint may store the encoder's kernel under ``optimizer/_trainable_variables/0``. The object
+    graph still records every path (``encoder/sequence_lstm/cell/kernel``) that leads to it.
+    """
+
+    def __init__(self, prefix: str):
+        import tensorflow as tf
+        from tensorflow.core.protobuf import trackable_object_graph_pb2
+
+        from .legacy import checkpoint_variable_shapes
+
+        self.prefix = prefix
+        self.shapes = checkpoint_variable_shapes(prefix)
+        self.graph = trackable_object_graph_pb2.TrackableObjectGraph()
+        try:
+            self.graph.ParseFromString(
+                tf.train.load_checkpoint(prefix).get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+        except (tf.errors.OpError, ValueError) as exc:
+            raise CheckpointError(f"{prefix}: not an object-based checkpoint "
+                                  f"({str(exc).strip().splitlines()[0] if str(exc).strip() else exc})"
+                                  ) from None
+
+    def children(self, node_id: int) -> dict[str, int]:
+        return {child.local_name: child.node_id for child in self.graph.nodes[node_id].children}
+
+    def value_shape(self, node_id: int) -> Optional[tuple]:
+        for attribute in self.graph.nodes[node_id].attributes:
+            if attribute.name == "VARIABLE_VALUE" and attribute.checkpoint_key in self.shapes:
+                return tuple(self.shapes[attribute.checkpoint_key])
+        return None
+
+    def shape_at(self, path: str) -> Optional[tuple]:
+        """Shape of the variable at ``path`` (``"encoder/sequence_lstm/cell/kernel"``), if stored."""
+        node_id = 0
+        for name in path.split("/"):
+            node_id = self.children(node_id).get(name)
+            if node_id is None:
+                return None
+        return self.value_shape(node_id)
+
+    def first_shape_mismatch(self, objects: dict) -> Optional[str]:
+        """``"'<path>' has shape (..), expected (..)"`` for the first variable of ``objects`` whose
+        stored shape differs, walking our objects and the stored graph side by side; else None."""
+        import tensorflow as tf
+
+        root_children = self.children(0)
+        # Breadth first, in declaration order: the reported variable is the first one a reader
+        # of the model code would meet.
+        pending = collections.deque((root_children[name], name, obj)
+                                    for name, obj in objects.items() if name in root_children)
+        visited = set()
+        while pending:
+            node_id, path, obj = pending.popleft()
+            if id(obj) in visited:
+                continue
+            visited.add(id(obj))
+            stored = self.value_shape(node_id)
+            if stored is not None and hasattr(obj, "shape"):
+                expected = tuple(obj.shape)
+                if stored != expected:
+                    return f"'{path}' has shape {stored}, expected {expected}"
+                continue
+            stored_children = self.children(node_id)
+            for name, child in tf.train.TrackableView.children(obj).items():
+                if name in stored_children:
+                    pending.append((stored_children[name], f"{path}/{name}", child))
+        return None
 
 
-def _read_into(objects: dict, prefix: str, kind: str) -> None:
-    """Restore ``objects`` from ``prefix``; any mismatch becomes a :class:`CheckpointError`."""
+def _read_into(objects: dict, saved: _SavedGraph, kind: str) -> None:
+    """Restore ``objects`` from ``saved.prefix``; any mismatch becomes a :class:`CheckpointError`."""
     import tensorflow as tf
 
+    prefix = saved.prefix
+    # Checked before reading: a failed read would leave a half-restored model and a page of
+    # "unrestored value" warnings behind the one-line error.
+    mismatch = saved.first_shape_mismatch(objects)
+    if mismatch is not None:
+        raise CheckpointError(f"{prefix}: {_A_KIND[kind]} checkpoint of another architecture "
+                              f"({mismatch})")
     checkpoint = tf.train.Checkpoint(**objects)
     try:
         status = checkpoint.read(prefix)
-        status.assert_existing_objects_matched()
-    except AssertionError:
-        raise CheckpointError(f"{prefix}: not a {kind} checkpoint of ours (it holds no value for "
-                              f"some of the {kind}'s variables)") from None
     except (ValueError, tf.errors.OpError) as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{prefix}: {kind} checkpoint of another architecture ({message})") \
-            from None
+        raise CheckpointError(f"{prefix}: unreadable checkpoint ({message})") from None
     # Training checkpoints also hold optimizer slots and a step/epoch counter that inference has no
-    # use for; every variable of the model itself was matched just above.
+    # use for; that every variable of the model itself has a value is asserted right after.
     status.expect_partial()
+    try:
+        status.assert_existing_objects_matched()
+    except AssertionError:
+        raise CheckpointError(f"{prefix}: not {_A_KIND[kind]} checkpoint of ours (it holds no "
+                              "value for some of the model's variables)") from None
 
 
 def _int_size(architecture: dict, name: str, default: int, source: str) -> int:
@@ -254,11 +330,11 @@ def load_encoder(path: str | Path):
     from .models import build_encoder
 
     resolved = resolve_checkpoint(path, ENCODER_KIND)
-    shapes = _stored_shapes(resolved.prefix)
-    if any(key.startswith(ENCODER_PREFIX) for key in shapes):
+    saved = _SavedGraph(resolved.prefix)
+    if any(key.startswith(ENCODER_PREFIX) for key in saved.shapes):
         return load_original_encoder(resolved.prefix)
     architecture = resolved.architecture
-    stored_kernel = shapes.get(_ENCODER_INPUT_KERNEL_KEY)
+    stored_kernel = saved.shape_at(_ENCODER_INPUT_KERNEL_PATH)
     num_channels = architecture.get("num_channels",
                                     stored_kernel[0] if stored_kernel else DEFAULT_NUM_CHANNELS)
     encoder = build_encoder(
@@ -267,7 +343,7 @@ def load_encoder(path: str | Path):
         hidden=_int_size(architecture, "hidden", ENCODER_DEFAULTS["hidden"], resolved.prefix),
         num_channels=_int_size({"num_channels": num_channels}, "num_channels",
                                DEFAULT_NUM_CHANNELS, resolved.prefix))
-    _read_into({"encoder": encoder}, resolved.prefix, ENCODER_KIND)
+    _read_into({"encoder": encoder}, saved, ENCODER_KIND)
     return encoder
 
 
@@ -282,7 +358,8 @@ def load_gan(path: str | Path, split_condition_conv: bool = False) -> LoadedGAN:
     from .models import build_discriminator, build_generator
 
     resolved = resolve_checkpoint(path, GAN_KIND)
-    if any(key.startswith(GAN_PREFIX) for key in _stored_shapes(resolved.prefix)):
+    saved = _SavedGraph(resolved.prefix)
+    if any(key.startswith(GAN_PREFIX) for key in saved.shapes):
         original = load_original_gan(resolved.prefix, split_condition_conv=split_condition_conv)
         return LoadedGAN(original.generator, original.discriminator)
     architecture = resolved.architecture
@@ -292,5 +369,5 @@ def load_gan(path: str | Path, split_condition_conv: bool = False) -> LoadedGAN:
     generator = build_generator(latent_dim=latent_dim, condition_dim=condition_dim)
     discriminator = build_discriminator(condition_dim=condition_dim,
                                         split_condition_conv=split_condition_conv)
-    _read_into({"generator": generator, "discriminator": discriminator}, resolved.prefix, GAN_KIND)
+    _read_into({"generator": generator, "discriminator": discriminator}, saved, GAN_KIND)
     return LoadedGAN(generator, discriminator)
