@@ -145,9 +145,12 @@ def _best_checkpoint(run_dir: Path) -> str:
     if not isinstance(named, str) or not named:
         raise CheckpointError(f"{record_path}: no 'best_checkpoint' entry")
     named_path = Path(named)
-    # Relative prefixes are relative to where select_encoder ran; try that, then the run itself.
-    candidates = [named_path] if named_path.is_absolute() else [named_path, run_dir / named_path]
-    candidates.append(run_dir / CHECKPOINT_DIR / named_path.name)
+    # select_encoder records a prefix inside this run's checkpoints/, as a path relative to where it
+    # ran or absolute. Looking there by name first keeps a moved or copied run pointing at its own
+    # checkpoint rather than at whatever now sits at the old path.
+    candidates = [run_dir / CHECKPOINT_DIR / named_path.name, named_path]
+    if not named_path.is_absolute():
+        candidates.append(run_dir / named_path)
     for candidate in candidates:
         if Path(str(candidate) + ".index").exists():
             return str(candidate)

@@ -106,6 +106,8 @@ def test_moved_run_finds_its_best_checkpoint(tmp_path):
     (run / "best_checkpoint.json").write_text(
         json.dumps({"best_checkpoint": str(run / "checkpoints" / "ckpt-10")}))
     moved = run.rename(tmp_path / "new_place")
+    # Another run now lives at the old place, with other weights under the same checkpoint name.
+    _write_encoder_run(run, [(10, second)], {"feature_dim": 6, "hidden": 5})
     x = _eeg()
     np.testing.assert_array_equal(_features(load_encoder(moved), x), _features(first, x))
     # The index file still names the old absolute paths: the newest *.index file is used instead.
