@@ -1,0 +1,18 @@
+"""The data layer: ThoughtViz EEG sets, EEG normalisation, image folders, tf.data pipelines and the
+built-in synthetic sets (see ``docs/design.md``). Importing it does not import TensorFlow."""
+
+from .images import IMAGE_EXTENSIONS, ImageFolder, list_image_folder, load_image, load_images, pair_images
+from .pipelines import encoder_dataset, gan_dataset
+from .preprocess import PREPROCESS_METHODS, preprocess, preprocess_numpy
+from .safe_pickle import RestrictedUnpickler, safe_load_pickle, safe_loads
+from .synthetic import SYNTHETIC_SETS, make_synthetic_eeg, render_character, write_synthetic_set
+from .thoughtviz import CLASS_NAMES, SPLIT_KEYS, EEGSplits, load_thoughtviz, save_npz
+
+__all__ = [
+    "CLASS_NAMES", "SPLIT_KEYS", "EEGSplits", "load_thoughtviz", "save_npz",
+    "RestrictedUnpickler", "safe_load_pickle", "safe_loads",
+    "PREPROCESS_METHODS", "preprocess", "preprocess_numpy",
+    "IMAGE_EXTENSIONS", "ImageFolder", "list_image_folder", "load_image", "load_images", "pair_images",
+    "encoder_dataset", "gan_dataset",
+    "SYNTHETIC_SETS", "make_synthetic_eeg", "render_character", "write_synthetic_set",
+]
