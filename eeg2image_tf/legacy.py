@@ -54,14 +54,6 @@ def checkpoint_variable_shapes(prefix: str) -> dict[str, tuple[int, ...]]:
         raise CheckpointError(f"{prefix}: unreadable checkpoint ({_first_line(exc)})") from None
 
 
-def is_original_encoder_checkpoint(prefix: str) -> bool:
-    return any(key.startswith(ENCODER_PREFIX) for key in checkpoint_variable_shapes(prefix))
-
-
-def is_original_gan_checkpoint(prefix: str) -> bool:
-    return any(key.startswith(GAN_PREFIX) for key in checkpoint_variable_shapes(prefix))
-
-
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -116,7 +108,7 @@ def _encoder_pairs(encoder) -> list[tuple[str, object]]:
 def load_original_encoder(path: str | Path):
     """The authors' ``TripleNet`` checkpoint (e.g. ``ckpt-2420``) as an :class:`EEGEncoder`.
 
-    ``path``: a checkpoint prefix or a directory with a ``checkpoint`` file. The sizes (input
+    ``path``: a checkpoint prefix or a checkpoint directory. The sizes (input
     channels, hidden units, feature size) are read from the stored kernels, then every variable is
     checked against them. Raises :class:`CheckpointError` naming the file and the missing key or the
     expected vs found shape.
@@ -189,7 +181,7 @@ def _discriminator_pairs(discriminator) -> list[tuple[str, object]]:
 def load_original_gan(path: str | Path, split_condition_conv: bool = False) -> OriginalGAN:
     """An original-format GAN checkpoint (``model/gen/...``, ``model/disc/...``) as our models.
 
-    ``path``: a checkpoint prefix or a directory with a ``checkpoint`` file. The condition size
+    ``path``: a checkpoint prefix or a checkpoint directory. The condition size
     comes from the discriminator's first kernel (``3 + condition_dim`` input channels) and the latent
     size from the generator's first kernel (``latent_dim + condition_dim`` inputs). Optimizer state
     (``gopt/``, ``copt/``) is ignored. Raises :class:`CheckpointError` naming the file and the

@@ -95,6 +95,8 @@ def test_generator_output_shape_and_range(generator):
     # Untrained, the unnormalised kernels (std 0.02) give tiny images; they must still vary.
     assert images.std() > 1e-6, "the generator should not output a constant"
     assert np.abs(images[0] - images[1]).max() > 1e-6
+    with pytest.raises(ValueError, match="expected latent_dim \\+ condition_dim = 256"):
+        generator(np.zeros((4, 128), np.float32), training=False)
 
 
 def test_generator_saturates_within_tanh_range(generator):

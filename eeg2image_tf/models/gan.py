@@ -9,6 +9,15 @@ including where the gradient flows (to the assigned kernel, not through sigma), 
 reference checkpoint confirms the inference rule: its stored kernels have spectral norms between 0.34
 and 2.3, and only the raw kernels reproduce its images (1.8e-8; dividing by the power-iteration
 sigma is off by 0.26).
+
+What the reference checkpoint also shows about the original's *training* (for the GAN trainer, not
+these layers): after its training steps, the generator's ``sn_u`` vectors still have their initial
+norms (0.04-0.55, never 1), its kernels were never divided by sigma, and its BatchNorm moving
+statistics are still exactly 0 and 1, while the discriminator's moved. The original's
+``Generator.call`` is a ``tf.function`` without a ``training`` argument, so its first trace (the D
+step's ``training=False`` call) is reused by the G step's ``training=True`` calls: in the original
+the generator effectively always runs in inference mode, spectral normalisation and BatchNorm
+statistics included.
 """
 
 from __future__ import annotations
@@ -82,6 +91,10 @@ class Generator(keras.Model):
         return [getattr(self, f"batch_norm_{index}") for index in range(1, len(GENERATOR_FILTERS))]
 
     def call(self, inputs, training=False):
+        if inputs.shape[-1] is not None and inputs.shape[-1] != self.input_dim:
+            # A reshape would silently fold a wrong-sized input into another batch size.
+            raise ValueError(f"generator input has {inputs.shape[-1]} features; expected "
+                             f"latent_dim + condition_dim = {self.input_dim}")
         x = ops.reshape(inputs, (-1, 1, 1, self.input_dim))
         x = self.activation(self.upsampling_convs[0](x, training=training))
         for conv, norm in zip(self.upsampling_convs[1:], self.norms):
