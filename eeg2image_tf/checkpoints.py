@@ -7,7 +7,8 @@ Format: a TF object-based checkpoint whose root holds ``encoder=`` (encoder runs
 ``CheckpointManager`` (``<dir>/checkpoint`` + ``<dir>/ckpt-1.*``), and a ``model.json`` beside them::
 
     {"format": "eeg2image_tf-checkpoint/1", "kind": "encoder" | "gan",
-     "architecture": {"feature_dim": 128, "hidden": 32, "num_channels": 14} | {"latent_dim": 128, "condition_dim": 128},
+     "architecture": {"feature_dim": 128, "hidden": 32, "num_channels": 14}
+                     | {"latent_dim": 128, "condition_dim": 128},
      "checkpoint": "ckpt-1", "provenance": {...}}
 
 :func:`load_encoder` and :func:`load_gan` accept:
