@@ -1,0 +1,49 @@
+"""``python -m eeg2image_tf.train_image_classifier``: the domain classifier that scores generated images.
+
+    python -m eeg2image_tf.train_image_classifier --images data/images --run runs/image_classifier
+
+Trains a small CNN on ``<images>/train/<Class>/*`` and tests it on ``<images>/test/<Class>/*``; the run
+gets ``config.json``, ``classes.json``, ``checkpoints/``, ``tensorboard/`` and ``metrics.json`` (test
+accuracy, overall and per class). Rerunning the same command resumes; a larger ``--epochs`` extends
+a finished run. Ctrl-C (or SIGTERM) saves a checkpoint after the current epoch and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional, Sequence
+
+from .cli import quiet_tensorflow, run_main
+from .config import ImageClassifierConfig, add_config_arguments, config_from_args
+from .training.common import TrainingInterrupted
+from .training.image_classifier import train_image_classifier
+
+__all__ = ["main", "train_image_classifier"]
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    quiet_tensorflow()
+    parser = argparse.ArgumentParser(prog="python -m eeg2image_tf.train_image_classifier",
+                                     description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arguments(parser, ImageClassifierConfig)
+    parser.add_argument("--force", action="store_true",
+                        help="accept a config that differs from the run's config.json")
+    parser.add_argument("--no-progress", dest="progress", action="store_false",
+                        help="no progress bar (epoch lines are still printed)")
+    args = parser.parse_args(argv)
+    config = config_from_args(ImageClassifierConfig, args)
+    try:
+        result = train_image_classifier(config, force=args.force, progress=args.progress)
+    except TrainingInterrupted as exc:
+        print(f"train_image_classifier: {exc}", file=sys.stderr)
+        return exc.exit_code
+    worst = min(result["per_class_accuracy"].items(), key=lambda item: item[1])
+    print(f"image classifier: epoch {result['epoch']}, test accuracy {result['test_accuracy']:.4f} "
+          f"(lowest class {worst[0]}: {worst[1]:.4f}); checkpoint {result['checkpoint']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

@@ -1,0 +1,369 @@
+"""Training of the domain image classifier used to score generated images (no download needed).
+
+The classifier (:class:`~eeg2image_tf.models.classifier.ImageClassifier`) learns the set's classes
+from ``<images>/train`` and is tested on ``<images>/test``. Evaluation then asks it whether a generated
+image shows the class of the EEG trial that conditioned it (``metrics.conditional_accuracy``).
+
+Run layout (``<run>`` is ``config.run``)::
+
+    config.json                 the ImageClassifierConfig (prepare_run_dir)
+    classes.json                {"class_names": [...], "image_size": ...}, to rebuild the model
+    checkpoints/ckpt-<epoch>    tf.train.Checkpoint(classifier=, optimizer=, epoch=, augment_rng=)
+    tensorboard/train/          classifier/train_loss, classifier/train_accuracy (augmented
+                                batches), classifier/test_loss, classifier/test_accuracy, every epoch
+    metrics.json                test_accuracy, per_class_accuracy {class name: accuracy}, and more
+
+Augmentation keeps letters legible: small random rotation, scale and shift (one affine warp, edges
+replicated), brightness and contrast; never a horizontal flip (a mirrored "J" is no "J"). The epoch's
+shuffle and the augmentation generator are seeded and the generator is checkpointed, so a resumed run
+continues as an uninterrupted one would (up to the nondeterminism of parallel float sums).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..config import ImageClassifierConfig, prepare_run_dir
+from ..errors import CheckpointError, DataError
+from ..io_utils import atomic_write_json, read_json
+from ..metrics import conditional_accuracy, conditional_separability, per_class_accuracy
+from .common import (SignalGuard, check_finite, make_checkpoint_manager, progress_bar,
+                     restore_latest, set_seeds, summary_writer)
+
+__all__ = [
+    "TRAIN_LOSS_TAG", "TRAIN_ACCURACY_TAG", "TEST_LOSS_TAG", "TEST_ACCURACY_TAG",
+    "CHECKPOINT_DIR", "METRICS_FILE", "CLASSES_FILE",
+    "ClassifierImages", "load_classifier_images", "affine_warp_rows", "augment_images",
+    "train_image_classifier", "load_image_classifier",
+    "conditional_accuracy", "conditional_separability",
+]
+
+TRAIN_LOSS_TAG = "classifier/train_loss"
+TRAIN_ACCURACY_TAG = "classifier/train_accuracy"
+TEST_LOSS_TAG = "classifier/test_loss"
+TEST_ACCURACY_TAG = "classifier/test_accuracy"
+CHECKPOINT_DIR = "checkpoints"
+METRICS_FILE = "metrics.json"
+CLASSES_FILE = "classes.json"
+
+# Augmentation strengths: enough to cover the jitter of real and generated images, not enough to
+# turn one letter into another.
+MAX_ROTATION_DEGREES = 10.0
+MAX_SCALE_CHANGE = 0.1       # zoom factor in [0.9, 1.1]
+MAX_SHIFT_FRACTION = 0.1     # of the image side
+MAX_BRIGHTNESS_SHIFT = 0.2   # in [-1, 1] units
+MAX_CONTRAST_CHANGE = 0.2    # deviation from the image mean scaled by [0.8, 1.2]
+
+_LOAD_CHUNK = 256            # images decoded at 128 x 128 at a time before downscaling
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifierImages:
+    """Both splits at the classifier's input size: ``x_*`` float32 ``(N, S, S, 3)`` in [-1, 1],
+    ``y_*`` int64 ``(N,)``."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: tuple[str, ...]
+
+
+def load_classifier_images(images_root: str | Path, classifier) -> ClassifierImages:
+    """Decode ``<images_root>/{train,test}`` and shrink them with the classifier's own resize.
+
+    Images are decoded at 128 x 128 (the GAN's size) and downscaled by ``classifier.resize_inputs``,
+    the very operation applied to generated images, so real and generated images reach the
+    convolutions through the same resampling. Train and test must have the same class folders.
+    """
+    from ..data import list_image_folder, load_images
+
+    root = Path(images_root)
+    train = list_image_folder(root / "train")
+    test = list_image_folder(root / "test")
+    if train.class_names != test.class_names:
+        raise DataError(f"{root}: train and test class folders differ "
+                        f"({', '.join(train.class_names)} vs {', '.join(test.class_names)})")
+
+    def load_resized(paths: tuple[str, ...]) -> np.ndarray:
+        size = classifier.image_size
+        out = np.empty((len(paths), size, size, 3), np.float32)
+        for start in range(0, len(paths), _LOAD_CHUNK):
+            chunk = load_images(paths[start:start + _LOAD_CHUNK], size=128)
+            out[start:start + len(chunk)] = np.asarray(classifier.resize_inputs(chunk))
+        return out
+
+    return ClassifierImages(x_train=load_resized(train.paths), y_train=train.labels,
+                            x_test=load_resized(test.paths), y_test=test.labels,
+                            class_names=train.class_names)
+
+
+def affine_warp_rows(angle, scale, shift_x, shift_y, size):
+    """Rows ``(B, 8)`` for ``ImageProjectiveTransformV3``: rotate by ``angle`` (radians) and scale by
+    ``scale`` about the image centre, then shift by ``(shift_x, shift_y)`` pixels; all ``(B,)``.
+
+    The op maps each *output* pixel to the input pixel it samples, so the rows hold the inverse map
+    ``in = R(-angle) (out - centre - shift) / scale + centre``.
+    """
+    import tensorflow as tf
+
+    centre = (tf.cast(size, tf.float32) - 1.0) / 2.0
+    cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
+    source_x, source_y = centre + shift_x, centre + shift_y
+    zeros = tf.zeros_like(cos)
+    return tf.stack([cos, sin, centre - cos * source_x - sin * source_y,
+                     -sin, cos, centre + sin * source_x - cos * source_y,
+                     zeros, zeros], axis=1)
+
+
+def augment_images(images, generator):
+    """Randomly rotate, scale, shift, brighten and re-contrast a batch ``(B, S, S, 3)`` in [-1, 1].
+
+    ``generator`` is a ``tf.random.Generator``. One affine warp per image (bilinear, edge pixels
+    replicated into the uncovered border) so the image is resampled only once; the result is clipped
+    to [-1, 1].
+    """
+    import tensorflow as tf
+
+    batch = tf.shape(images)[0]
+    size = tf.cast(tf.shape(images)[1], tf.float32)
+    angle = generator.uniform([batch], -1.0, 1.0) * (MAX_ROTATION_DEGREES * math.pi / 180.0)
+    scale = 1.0 + generator.uniform([batch], -MAX_SCALE_CHANGE, MAX_SCALE_CHANGE)
+    shift_x = generator.uniform([batch], -MAX_SHIFT_FRACTION, MAX_SHIFT_FRACTION) * size
+    shift_y = generator.uniform([batch], -MAX_SHIFT_FRACTION, MAX_SHIFT_FRACTION) * size
+    transforms = affine_warp_rows(angle, scale, shift_x, shift_y, size)
+    warped = tf.raw_ops.ImageProjectiveTransformV3(
+        images=images, transforms=transforms, output_shape=tf.shape(images)[1:3],
+        fill_value=0.0, interpolation="BILINEAR", fill_mode="NEAREST")
+
+    brightness = generator.uniform([batch, 1, 1, 1], -MAX_BRIGHTNESS_SHIFT, MAX_BRIGHTNESS_SHIFT)
+    contrast = 1.0 + generator.uniform([batch, 1, 1, 1], -MAX_CONTRAST_CHANGE, MAX_CONTRAST_CHANGE)
+    mean = tf.reduce_mean(warped, axis=[1, 2, 3], keepdims=True)
+    return tf.clip_by_value((warped - mean) * contrast + mean + brightness, -1.0, 1.0)
+
+
+def _make_steps(classifier, optimizer, generator):
+    import keras
+    import tensorflow as tf
+
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    spec = tf.TensorSpec([None, classifier.image_size, classifier.image_size, 3], tf.float32)
+    label_spec = tf.TensorSpec([None], tf.int64)
+
+    @tf.function(input_signature=[spec, label_spec])
+    def train_step(images, labels):
+        augmented = augment_images(images, generator)
+        with tf.GradientTape() as tape:
+            logits = classifier(augmented, training=True)
+            loss = loss_fn(labels, logits)
+        gradients = tape.gradient(loss, classifier.trainable_variables)
+        optimizer.apply(gradients, classifier.trainable_variables)
+        correct = tf.reduce_sum(tf.cast(tf.argmax(logits, axis=1) == labels, tf.float32))
+        return loss, correct
+
+    @tf.function(input_signature=[spec, label_spec])
+    def eval_step(images, labels):
+        logits = classifier(images, training=False)
+        return loss_fn(labels, logits) * tf.cast(tf.shape(labels)[0], tf.float32), \
+            tf.argmax(logits, axis=1)
+
+    return train_step, eval_step
+
+
+def _evaluate(eval_step, images: np.ndarray, labels: np.ndarray,
+              batch_size: int) -> tuple[float, np.ndarray]:
+    """Mean test loss and the predicted classes ``(N,)`` of ``images``."""
+    total_loss, predictions = 0.0, []
+    for start in range(0, len(images), batch_size):
+        loss_sum, predicted = eval_step(images[start:start + batch_size],
+                                        labels[start:start + batch_size])
+        total_loss += float(loss_sum)
+        predictions.append(predicted.numpy())
+    return total_loss / len(images), np.concatenate(predictions)
+
+
+class _SilentBar:
+    """Stands in for the progress bar when ``progress=False``."""
+
+    def __enter__(self) -> "_SilentBar":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def update(self, count: int = 1) -> None:
+        return None
+
+    def set_postfix(self, **kwargs) -> None:
+        return None
+
+
+def _print_line(message: str) -> None:
+    from tqdm.auto import tqdm
+
+    tqdm.write(message, file=sys.stdout)
+    sys.stdout.flush()
+
+
+def _build_classifier(num_classes: int, image_size: int, class_names=None):
+    from ..models.classifier import ImageClassifier
+
+    return ImageClassifier(num_classes, image_size=image_size,
+                           class_names=class_names).build_for_images()
+
+
+def train_image_classifier(config: ImageClassifierConfig, force: bool = False,
+                           progress: bool = True) -> dict[str, Any]:
+    """Train the classifier of ``config`` into ``config.run``; resume from its latest checkpoint.
+
+    Adam with a cosine decay of the learning rate over ``epochs`` (a longer ``--epochs`` on a
+    finished run re-stretches the schedule), batches of ``batch_size`` (the last incomplete batch
+    of each epoch is dropped so BatchNorm never sees a tiny batch), a checkpoint after every epoch.
+    SIGINT/SIGTERM stop after the current epoch with a checkpoint
+    (:class:`~eeg2image_tf.training.common.TrainingInterrupted`).
+
+    Returns ``test_accuracy``, ``test_loss``, ``train_accuracy`` (last epoch, augmented images),
+    ``per_class_accuracy`` {class name: accuracy}, ``epoch``, ``checkpoint``, ``seconds``; the same
+    numbers are in ``<run>/metrics.json``.
+    """
+    import keras
+    import tensorflow as tf
+
+    started = time.monotonic()
+    run_dir = prepare_run_dir(config, config.run, force)
+    set_seeds(config.seed)
+
+    from ..data import list_image_folder
+
+    class_names = list_image_folder(Path(config.images) / "train").class_names
+    classifier = _build_classifier(len(class_names), config.image_size, class_names)
+    atomic_write_json(run_dir / CLASSES_FILE, {"class_names": list(class_names),
+                                               "image_size": config.image_size})
+    data = load_classifier_images(config.images, classifier)
+
+    batch_size = min(config.batch_size, len(data.x_train))
+    steps_per_epoch = len(data.x_train) // batch_size
+    schedule = keras.optimizers.schedules.CosineDecay(
+        config.learning_rate, decay_steps=max(1, config.epochs * steps_per_epoch), alpha=0.02)
+    optimizer = keras.optimizers.Adam(learning_rate=schedule)
+    # Adam's slots must exist before a restore, or their saved values could not be put anywhere.
+    optimizer.build(classifier.trainable_variables)
+    generator = tf.random.Generator.from_seed(config.seed)
+    epoch_counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+    checkpoint = tf.train.Checkpoint(classifier=classifier, optimizer=optimizer,
+                                     epoch=epoch_counter, augment_rng=generator)
+    manager = make_checkpoint_manager(checkpoint, run_dir / CHECKPOINT_DIR, max_to_keep=2)
+    restored = restore_latest(checkpoint, manager)
+    start_epoch = int(epoch_counter.numpy())
+    if restored:
+        print(f"resuming {restored} at epoch {start_epoch + 1} of {config.epochs}", file=sys.stderr)
+
+    train_step, eval_step = _make_steps(classifier, optimizer, generator)
+    metrics_path = run_dir / METRICS_FILE
+    metrics: dict[str, Any] = read_json(metrics_path) if metrics_path.exists() else {}
+
+    def record(epoch: int, train_loss: float, train_accuracy: float) -> None:
+        test_loss, predictions = _evaluate(eval_step, data.x_test, data.y_test, batch_size)
+        test_accuracy = float(np.mean(predictions == data.y_test))
+        for tag, value in ((TRAIN_LOSS_TAG, train_loss), (TRAIN_ACCURACY_TAG, train_accuracy),
+                           (TEST_LOSS_TAG, test_loss), (TEST_ACCURACY_TAG, test_accuracy)):
+            tf.summary.scalar(tag, value, step=epoch)
+        metrics.update({
+            "epoch": epoch,
+            "test_accuracy": test_accuracy,
+            "test_loss": test_loss,
+            "train_accuracy": train_accuracy,
+            "train_loss": train_loss,
+            "per_class_accuracy": per_class_accuracy(predictions, data.y_test, data.class_names),
+            "num_train": int(len(data.x_train)),
+            "num_test": int(len(data.x_test)),
+            "class_names": list(data.class_names),
+            "checkpoint": manager.latest_checkpoint,
+        })
+        atomic_write_json(metrics_path, metrics)
+        _print_line(f"epoch {epoch}: train loss {train_loss:.4f} accuracy {train_accuracy:.4f}  "
+                    f"test loss {test_loss:.4f} accuracy {test_accuracy:.4f}")
+
+    total_steps = config.epochs * steps_per_epoch
+    initial_step = min(start_epoch, config.epochs) * steps_per_epoch
+    bar = progress_bar(total_steps, initial=initial_step, desc="classifier", unit="step") \
+        if progress else _SilentBar()
+    trained_epochs = 0
+    with summary_writer(run_dir, "train") as writer, SignalGuard() as guard, bar:
+        for epoch in range(start_epoch + 1, config.epochs + 1):
+            order = np.random.default_rng([config.seed, epoch]).permutation(len(data.x_train))
+            losses, correct = [], 0.0
+            for step in range(steps_per_epoch):
+                batch = order[step * batch_size:(step + 1) * batch_size]
+                loss, batch_correct = train_step(data.x_train[batch], data.y_train[batch])
+                losses.append(loss)
+                correct += float(batch_correct)
+                bar.update(1)
+            train_loss = float(np.mean([float(loss) for loss in losses]))
+            check_finite({TRAIN_LOSS_TAG: train_loss}, f"epoch {epoch}", manager.latest_checkpoint)
+            train_accuracy = correct / (steps_per_epoch * batch_size)
+            epoch_counter.assign(epoch)
+            manager.save(checkpoint_number=epoch)
+            trained_epochs += 1
+            record(epoch, train_loss, train_accuracy)
+            bar.set_postfix(loss=f"{train_loss:.3f}", test=f"{metrics['test_accuracy']:.3f}",
+                            refresh=False)
+            writer.flush()
+            if guard.triggered and epoch < config.epochs:
+                raise guard.interrupted(f"epoch {epoch}", manager.latest_checkpoint)
+        if trained_epochs == 0:
+            # A finished run rerun as is: evaluate the checkpoint again rather than trust an old file.
+            record(start_epoch, metrics.get("train_loss", float("nan")),
+                   metrics.get("train_accuracy", float("nan")))
+
+    return {
+        "test_accuracy": metrics["test_accuracy"],
+        "test_loss": metrics["test_loss"],
+        "train_accuracy": metrics["train_accuracy"],
+        "per_class_accuracy": metrics["per_class_accuracy"],
+        "epoch": metrics["epoch"],
+        "checkpoint": manager.latest_checkpoint,
+        "seconds": round(time.monotonic() - started, 1),
+    }
+
+
+def load_image_classifier(run_dir: str | Path):
+    """The trained :class:`~eeg2image_tf.models.classifier.ImageClassifier` of a classifier run.
+
+    Reads ``classes.json`` and restores the latest checkpoint of ``<run_dir>/checkpoints`` (the
+    optimizer and augmentation state in it are not needed for inference, hence ``expect_partial``;
+    every variable of the model must be there). ``classifier.class_names`` holds the class names.
+    """
+    import tensorflow as tf
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"{run_dir}: image classifier run not found")
+    classes = read_json(run_dir / CLASSES_FILE)
+    try:
+        class_names = tuple(str(name) for name in classes["class_names"])
+        image_size = int(classes["image_size"])
+    except (KeyError, TypeError, ValueError):
+        raise CheckpointError(f"{run_dir / CLASSES_FILE}: expected class_names and image_size") \
+            from None
+    latest = tf.train.latest_checkpoint(str(run_dir / CHECKPOINT_DIR))
+    if latest is None:
+        raise CheckpointError(f"{run_dir / CHECKPOINT_DIR}: no checkpoint (train the classifier "
+                              "first)")
+    classifier = _build_classifier(len(class_names), image_size, class_names)
+    try:
+        tf.train.Checkpoint(classifier=classifier).restore(latest).expect_partial() \
+            .assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.OpError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{latest}: not a checkpoint of this classifier ({first_line})") \
+            from None
+    return classifier
+
