@@ -155,9 +155,10 @@ def render_readme(metadata: Mapping[str, Any]) -> str:
         "EEG2Image SavedModel (eeg2image-tf)",
         "====================================",
         "",
-        "Raw EEG trials in, 128 x 128 RGB images out. The preprocessing of training "
-        f"('{model['normalisation']}' normalisation), the LSTM encoder and the conditional generator",
-        "all run inside the graph; nothing from eeg2image-tf is needed to use it.",
+        "Raw EEG trials in, 128 x 128 RGB images out. The preprocessing of training",
+        f"('{model['normalisation']}' normalisation), the LSTM encoder and the conditional generator "
+        "all run",
+        "inside the graph: nothing from eeg2image-tf is needed to use this model.",
         "",
         f"Trials: {model['num_channels']} channels x {model['num_samples']} samples; latent noise "
         f"{model['latent_dim']}-d, U(-1, 1); encoder features {model['feature_dim']}-d.",

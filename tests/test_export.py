@@ -1,11 +1,16 @@
 """SavedModel export: signatures, reload parity in a fresh process, saved_model_cli, input checks.
 
-Two exports per test run (module-scoped fixtures, ~20 s each on a shared 2-core CPU):
+Two real exports per test run (module-scoped fixtures, ~20 s each on a shared 2-core CPU), and the
+tests that use them are marked slow:
 
 - a GAN run we fabricate in the training checkpoint format, with trials of 6 channels x 20
-  samples and a 16-d latent so that nothing can be hard-coded to ThoughtViz's 14 x 32 x 128;
+  samples and a 16-d latent so that nothing can be hard-coded to ThoughtViz's 14 x 32 x 128; four
+  clients (a fresh Python process, ``saved_model_cli show`` and ``run``, the example client) then
+  run side by side on it;
 - the authors' published checkpoints from the shared fixtures, checked against their reference
   images.
+
+The fast tests use a tiny stand-in generator and never save a model.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import numpy as np
 import pytest
 
 from eeg2image_tf.cli import run_main
-from eeg2image_tf.config import ExportConfig, GanTrainConfig, EncoderTrainConfig, save_config
+from eeg2image_tf.config import EncoderTrainConfig, ExportConfig, GanTrainConfig, save_config
 from eeg2image_tf.errors import ConfigError, Eeg2ImageError
 
 NUM_CHANNELS = 6
@@ -33,6 +38,9 @@ GAN_STEP = 5
 ENCODER_EPOCH = 30
 SAVED_MODEL_CLI = Path(sys.executable).with_name("saved_model_cli")
 SUBPROCESS_TIMEOUT_S = 300
+EXAMPLE_CLIENT = Path(__file__).resolve().parents[1] / "examples" / "serve_client.py"
+CLIENT_TRIALS = (0, 4)
+CLIENT_SEED = 3
 
 
 def _quiet_env() -> dict:
@@ -51,21 +59,27 @@ def _raw_trials(rng: np.random.Generator, count: int) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def gan_run(tmp_path_factory):
-    """A GAN run in our training format (config.json + checkpoints/), its encoder run and data."""
-    import keras
-    import tensorflow as tf
-
+def run_data(tmp_path_factory):
+    """A small EEG set ``(N, 6, 20, 1)`` with three named classes, as an ``.npz``."""
     from eeg2image_tf.data import EEGSplits, save_npz
-    from eeg2image_tf.models import build_discriminator, build_encoder, build_generator
 
-    root = tmp_path_factory.mktemp("gan_run")
     rng = np.random.default_rng(3)
     splits = EEGSplits(x_train=_raw_trials(rng, 12), y_train=np.tile(np.arange(3), 4).astype(np.int64),
                        x_test=_raw_trials(rng, 6), y_test=np.tile(np.arange(3), 2).astype(np.int64),
                        class_names=CLASS_NAMES, source="test")
-    data_path = save_npz(splits, root / "eeg.npz")
+    return save_npz(splits, tmp_path_factory.mktemp("data") / "eeg.npz")
 
+
+@pytest.fixture(scope="module")
+def gan_run(run_data, tmp_path_factory):
+    """A GAN run in our training format (config.json + checkpoints/) and its encoder run."""
+    import keras
+    import tensorflow as tf
+
+    from eeg2image_tf.models import build_discriminator, build_encoder, build_generator
+
+    root = tmp_path_factory.mktemp("gan_run")
+    rng = np.random.default_rng(5)
     keras.utils.set_random_seed(3)
     encoder = build_encoder(hidden=HIDDEN, num_channels=NUM_CHANNELS, num_samples=NUM_SAMPLES)
     generator = build_generator(latent_dim=LATENT_DIM)
@@ -76,19 +90,19 @@ def gan_run(tmp_path_factory):
         norm.moving_variance.assign(rng.uniform(0.5, 2.0, norm.moving_variance.shape).astype(np.float32))
 
     encoder_run = root / "encoder_run"
-    save_config(EncoderTrainConfig(data=str(data_path), run=str(encoder_run), hidden=HIDDEN), encoder_run)
+    save_config(EncoderTrainConfig(data=str(run_data), run=str(encoder_run), hidden=HIDDEN), encoder_run)
     tf.train.CheckpointManager(
         tf.train.Checkpoint(encoder=encoder, epoch=tf.Variable(ENCODER_EPOCH, dtype=tf.int64)),
         str(encoder_run / "checkpoints"), max_to_keep=None).save(checkpoint_number=ENCODER_EPOCH // 10)
 
     run = root / "gan"
-    save_config(GanTrainConfig(data=str(data_path), images=str(root / "images"), encoder=str(encoder_run),
+    save_config(GanTrainConfig(data=str(run_data), images=str(root / "images"), encoder=str(encoder_run),
                                run=str(run), latent_dim=LATENT_DIM), run)
     tf.train.CheckpointManager(
         tf.train.Checkpoint(step=tf.Variable(GAN_STEP, dtype=tf.int64), generator=generator,
                             discriminator=discriminator),
         str(run / "checkpoints"), max_to_keep=3).save(checkpoint_number=GAN_STEP)
-    return {"run": run, "data": data_path, "splits": splits, "encoder": encoder, "generator": generator}
+    return {"run": run, "data": run_data, "encoder": encoder, "generator": generator}
 
 
 @pytest.fixture(scope="module")
@@ -160,20 +174,59 @@ RELOAD_SCRIPT = textwrap.dedent("""
 
 
 @pytest.fixture(scope="module")
-def reloaded(run_export, inputs, tmp_path_factory):
-    """Every signature of the run export, run in a fresh Python process after tf.saved_model.load."""
-    work = tmp_path_factory.mktemp("reload")
-    script = work / "reload.py"
-    script.write_text(RELOAD_SCRIPT)
+def clients(run_export, gan_run, inputs, tmp_path_factory):
+    """Four clients of the run export, run side by side (each mostly waits on importing TF).
+
+    Returns the work directory and ``{name: CompletedProcess}`` for ``reload`` (RELOAD_SCRIPT),
+    ``show`` and ``run`` (saved_model_cli) and ``client`` (examples/serve_client.py).
+    """
+    work = tmp_path_factory.mktemp("clients")
+    (work / "reload.py").write_text(RELOAD_SCRIPT)
     np.savez(work / "inputs.npz", eeg=inputs["eeg"], noise=inputs["noise"], features=inputs["features"])
-    completed = subprocess.run(
-        [sys.executable, str(script), str(run_export), str(work / "inputs.npz"),
-         str(work / "outputs.npz"), str(work / "errors.json")],
-        capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S, env=_quiet_env())
+    np.save(work / "eeg.npy", inputs["eeg"])
+    np.save(work / "noise.npy", inputs["noise"])
+    commands = {
+        "reload": [sys.executable, work / "reload.py", run_export, work / "inputs.npz",
+                   work / "outputs.npz", work / "errors.json"],
+        "show": [SAVED_MODEL_CLI, "show", "--dir", run_export, "--all"],
+        "run": [SAVED_MODEL_CLI, "run", "--dir", run_export, "--tag_set", "serve", "--signature_def",
+                "generate", "--inputs", f"eeg={work / 'eeg.npy'};noise={work / 'noise.npy'}",
+                "--outdir", work / "cli_out"],
+        "client": [sys.executable, EXAMPLE_CLIENT, "--model", run_export, "--data", gan_run["data"],
+                   "--trials", *map(str, CLIENT_TRIALS), "--seed", str(CLIENT_SEED),
+                   "--out", work / "pngs"],
+    }
+    started = {}
+    try:
+        for name, command in commands.items():
+            # Files, not pipes: a client blocked on a full pipe would never finish.
+            with open(work / f"{name}.out", "w") as stdout, open(work / f"{name}.err", "w") as stderr:
+                started[name] = subprocess.Popen([str(part) for part in command], stdout=stdout,
+                                                 stderr=stderr, env=_quiet_env())
+        for process in started.values():
+            process.wait(timeout=SUBPROCESS_TIMEOUT_S)
+    finally:
+        for process in started.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    return work, {name: subprocess.CompletedProcess(process.args, process.returncode,
+                                                    (work / f"{name}.out").read_text(),
+                                                    (work / f"{name}.err").read_text())
+                  for name, process in started.items()}
+
+
+def _succeeded(completed: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
     assert completed.returncode == 0, completed.stderr[-3000:]
-    outputs = dict(np.load(work / "outputs.npz"))
-    errors = json.loads((work / "errors.json").read_text())
-    return outputs, errors
+    return completed
+
+
+@pytest.fixture(scope="module")
+def reloaded(clients):
+    """Outputs and error messages of every signature, from the fresh process."""
+    work, finished = clients
+    _succeeded(finished["reload"])
+    return dict(np.load(work / "outputs.npz")), json.loads((work / "errors.json").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -275,12 +328,8 @@ def _parse_show_all(text: str) -> dict:
 
 
 @pytest.mark.slow
-def test_saved_model_cli_show_lists_the_documented_signatures(run_export):
-    completed = subprocess.run([str(SAVED_MODEL_CLI), "show", "--dir", str(run_export), "--all"],
-                               capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S,
-                               env=_quiet_env())
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    shown = _parse_show_all(completed.stdout)
+def test_saved_model_cli_show_lists_the_documented_signatures(clients, run_export):
+    shown = _parse_show_all(_succeeded(clients[1]["show"]).stdout)
     documented = json.loads((run_export / "signature.json").read_text())["signatures"]
     # TF adds an init op of its own to every SavedModel.
     assert set(shown) - {"__saved_model_init_op"} == {
@@ -304,18 +353,13 @@ def test_saved_model_cli_show_lists_the_documented_signatures(run_export):
 
 
 @pytest.mark.slow
-def test_saved_model_cli_run_writes_the_outputs(run_export, inputs, tmp_path):
-    np.save(tmp_path / "eeg.npy", inputs["eeg"])
-    np.save(tmp_path / "noise.npy", inputs["noise"])
-    out = tmp_path / "out"
-    completed = subprocess.run(
-        [str(SAVED_MODEL_CLI), "run", "--dir", str(run_export), "--tag_set", "serve",
-         "--signature_def", "generate", "--inputs",
-         f"eeg={tmp_path / 'eeg.npy'};noise={tmp_path / 'noise.npy'}", "--outdir", str(out)],
-        capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S, env=_quiet_env())
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    np.testing.assert_array_equal(np.load(out / "images.npy"), inputs["images"])
-    np.testing.assert_allclose(np.load(out / "features.npy"), inputs["features"], atol=1e-5, rtol=0)
+def test_saved_model_cli_run_writes_the_outputs(clients, inputs):
+    # saved_model_cli run loads through a TF 1 session, as TF Serving does.
+    work, finished = clients
+    _succeeded(finished["run"])
+    np.testing.assert_array_equal(np.load(work / "cli_out" / "images.npy"), inputs["images"])
+    np.testing.assert_allclose(np.load(work / "cli_out" / "features.npy"), inputs["features"],
+                               atol=1e-5, rtol=0)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -358,21 +402,25 @@ def test_signature_json_and_readme_record_shapes_classes_and_provenance(run_expo
 
 
 @pytest.mark.slow
-def test_serve_client_writes_png_files(run_export, gan_run, tmp_path):
+def test_serve_client_writes_png_files(clients, gan_run):
     import tensorflow as tf
 
-    out = tmp_path / "pngs"
-    completed = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve().parents[1] / "examples" / "serve_client.py"),
-         "--model", str(run_export), "--data", str(gan_run["data"]), "--trials", "0", "4",
-         "--seed", "3", "--out", str(out)],
-        capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S, env=_quiet_env())
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    files = sorted(path.name for path in out.iterdir())
-    # Test trial 0 is class 0 (Apple), trial 4 class 1 (Car).
-    assert files == ["test_00000_Apple_seed3.png", "test_00004_Car_seed3.png"]
-    decoded = tf.io.decode_png((out / files[1]).read_bytes()).numpy()
-    assert decoded.shape == (128, 128, 3) and decoded.dtype == np.uint8 and decoded.std() > 1.0
+    from eeg2image_tf.data import load_thoughtviz, preprocess
+    from eeg2image_tf.serving import images_to_uint8
+
+    work, finished = clients
+    _succeeded(finished["client"])
+    files = sorted(path.name for path in (work / "pngs").iterdir())
+    # Test trial 0 is of class 0 (Apple), trial 4 of class 1 (Car).
+    assert files == [f"test_00000_Apple_seed{CLIENT_SEED}.png", f"test_00004_Car_seed{CLIENT_SEED}.png"]
+    # PNG is lossless: each file holds exactly the generator's image for its trial and the seed.
+    trials = load_thoughtviz(gan_run["data"]).x_test[list(CLIENT_TRIALS)]
+    _, features = gan_run["encoder"](preprocess(trials), training=False)
+    noise = tf.random.stateless_uniform([len(CLIENT_TRIALS), LATENT_DIM], seed=[CLIENT_SEED, 0],
+                                        minval=-1.0, maxval=1.0)
+    expected = images_to_uint8(gan_run["generator"](tf.concat([noise, features], -1), training=False))
+    for name, image in zip(files, expected.numpy()):
+        np.testing.assert_array_equal(tf.io.decode_png((work / "pngs" / name).read_bytes()).numpy(), image)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -431,21 +479,41 @@ def test_original_export_refuses_wrong_channel_count_naming_the_shape(original_e
 # Writing safely, and refusing bad requests (fast)
 # --------------------------------------------------------------------------------------------------
 
+@pytest.fixture(scope="module")
+def tiny_models():
+    """A small encoder for 6 x 20 trials and a stand-in generator with the real input and output
+    shapes ``(B, 16 + 128) -> (B, 128, 128, 3)`` in [-1, 1], cheap to trace."""
+    import keras
+
+    from eeg2image_tf.models import build_encoder
+
+    keras.utils.set_random_seed(4)
+    encoder = build_encoder(hidden=4, num_channels=NUM_CHANNELS, num_samples=NUM_SAMPLES)
+    generator = keras.Sequential([
+        keras.Input((LATENT_DIM + 128,)),
+        keras.layers.Dense(3, activation="tanh"),
+        keras.layers.Reshape((1, 1, 3)),
+        keras.layers.UpSampling2D(128),
+    ])
+    return encoder, generator
+
+
 def _fake_export(directory: Path, marker: bytes) -> None:
     directory.mkdir(parents=True)
     (directory / "saved_model.pb").write_bytes(marker)
     (directory / "signature.json").write_text("{}")
 
 
-def _export_small(gan_run, out: Path) -> None:
+def _export_tiny(tiny_models, out: Path) -> None:
     from eeg2image_tf.export import export_saved_model
 
-    export_saved_model(gan_run["encoder"], gan_run["generator"], out, num_channels=NUM_CHANNELS,
-                       num_samples=NUM_SAMPLES, latent_dim=LATENT_DIM, normalisation="original",
-                       class_names=CLASS_NAMES, provenance={"source": "test"})
+    encoder, generator = tiny_models
+    export_saved_model(encoder, generator, out, num_channels=NUM_CHANNELS, num_samples=NUM_SAMPLES,
+                       latent_dim=LATENT_DIM, normalisation="original", class_names=CLASS_NAMES,
+                       provenance={"source": "test"})
 
 
-def test_failed_export_leaves_the_previous_export_in_place(gan_run, tmp_path, monkeypatch):
+def test_failed_export_leaves_the_previous_export_in_place(tiny_models, tmp_path, monkeypatch):
     from eeg2image_tf import export
 
     out = tmp_path / "model"
@@ -457,21 +525,23 @@ def test_failed_export_leaves_the_previous_export_in_place(gan_run, tmp_path, mo
 
     monkeypatch.setattr(export, "_save_module", save_half_then_fail)
     with pytest.raises(OSError, match="disk full"):
-        _export_small(gan_run, out)
+        _export_tiny(tiny_models, out)
     assert (out / "saved_model.pb").read_bytes() == b"good model"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["model"]
 
 
-def test_successful_export_replaces_the_previous_export(gan_run, tmp_path, monkeypatch):
+def test_successful_export_replaces_the_previous_export(tiny_models, tmp_path, monkeypatch):
     from eeg2image_tf import export
 
     out = tmp_path / "model"
     _fake_export(out, b"old model")
     monkeypatch.setattr(export, "_save_module",
                         lambda module, directory: (directory / "saved_model.pb").write_bytes(b"new"))
-    _export_small(gan_run, out)
+    _export_tiny(tiny_models, out)
     assert (out / "saved_model.pb").read_bytes() == b"new"
-    assert json.loads((out / "signature.json").read_text())["class_names"] == list(CLASS_NAMES)
+    metadata = json.loads((out / "signature.json").read_text())
+    assert metadata["class_names"] == list(CLASS_NAMES)
+    assert metadata["model"]["latent_dim"] == LATENT_DIM
     assert (out / "README.txt").is_file()
     assert sorted(path.name for path in tmp_path.iterdir()) == ["model"]
 
@@ -488,18 +558,19 @@ def test_export_refuses_to_replace_a_directory_that_is_not_an_export(tmp_path):
     assert (out / "thesis.tex").read_text() == "precious"
 
 
-def test_export_names_a_model_that_does_not_fit_the_trials(gan_run, tmp_path):
+def test_export_names_a_model_that_does_not_fit_the_trials(tiny_models, tmp_path):
     from eeg2image_tf.errors import CheckpointError
     from eeg2image_tf.export import export_saved_model
 
+    encoder, generator = tiny_models
     with pytest.raises(CheckpointError, match="encoder: does not take trials of 14 channels"):
-        export_saved_model(gan_run["encoder"], gan_run["generator"], tmp_path / "a", num_channels=14,
+        export_saved_model(encoder, generator, tmp_path / "a", num_channels=14,
                            num_samples=NUM_SAMPLES, latent_dim=LATENT_DIM, normalisation="original",
                            class_names=None, provenance={})
     with pytest.raises(CheckpointError, match=r"generator: does not take inputs of width 256 = latent_dim 128"):
-        export_saved_model(gan_run["encoder"], gan_run["generator"], tmp_path / "b",
-                           num_channels=NUM_CHANNELS, num_samples=NUM_SAMPLES, latent_dim=128,
-                           normalisation="original", class_names=None, provenance={})
+        export_saved_model(encoder, generator, tmp_path / "b", num_channels=NUM_CHANNELS,
+                           num_samples=NUM_SAMPLES, latent_dim=128, normalisation="original",
+                           class_names=None, provenance={})
     assert not list(tmp_path.iterdir())
 
 
@@ -514,15 +585,24 @@ def test_command_line_needs_one_source(tmp_path, capsys):
     assert not (tmp_path / "m").exists()
 
 
-def test_explicit_values_must_agree_with_the_run(gan_run, tmp_path):
+def test_run_values_are_checked_before_anything_is_loaded(run_data, tmp_path):
+    from eeg2image_tf.errors import CheckpointError
     from eeg2image_tf.export import export_from_run
 
+    run = tmp_path / "run"
+    save_config(GanTrainConfig(data=str(run_data), images="images", encoder="encoder", run=str(run),
+                               latent_dim=LATENT_DIM), run)
+    out = str(tmp_path / "m")
     with pytest.raises(ConfigError, match=r"normalisation = 'original' but --normalisation 'zscore'"):
-        export_from_run(ExportConfig(out=str(tmp_path / "m"), run=str(gan_run["run"]), normalisation="zscore"))
+        export_from_run(ExportConfig(out=out, run=str(run), normalisation="zscore"))
     with pytest.raises(ConfigError, match=r"eeg.npz: gives num_channels = 6 but --num-channels 14"):
-        export_from_run(ExportConfig(out=str(tmp_path / "m"), run=str(gan_run["run"]), num_channels=14))
+        export_from_run(ExportConfig(out=out, run=str(run), num_channels=14))
     with pytest.raises(ConfigError, match="not those of --class-set char"):
-        export_from_run(ExportConfig(out=str(tmp_path / "m"), run=str(gan_run["run"]), class_set="char"))
+        export_from_run(ExportConfig(out=out, run=str(run), class_set="char"))
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        export_from_run(ExportConfig(out=out, run=str(run)))
+    with pytest.raises(ConfigError, match="config.json: not found"):
+        export_from_run(ExportConfig(out=out, run=str(tmp_path)))
     assert not (tmp_path / "m").exists()
 
 
