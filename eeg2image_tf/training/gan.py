@@ -17,7 +17,9 @@ gradients. The hinge terms are divided by the global batch on every replica, so 
 the global-batch gradients. The mode-seeking term is a ratio of means, which does not split over
 replicas: each replica computes it on its own batch and divides it by the number of replicas, i.e. the
 replicas' average is optimised. BatchNorm normalises with per-replica batch statistics (as any
-non-synchronised BatchNorm does). With one replica everything is the original's arithmetic.
+non-synchronised BatchNorm does); its moving statistics are averaged over the replicas after each
+update, so all replicas (and the checkpoint) hold the same ones. With one replica everything is the
+original's arithmetic.
 
 Randomness. Everything random inside a step (``z1``, ``z2`` and the four DiffAugment draws) is
 stateless, derived from ``(seed, step, replica)``. A resumed run therefore draws exactly what the
@@ -217,27 +219,50 @@ class GanSteps:
         replica_id = tf.distribute.get_replica_context().replica_id_in_sync_group
         draws = step_randomness(self.seed, step, replica_id, tf.shape(conditions)[0], self.latent_dim)
         losses = self.discriminator_update(images, conditions, draws.z1, draws.augment_seeds)
+        self._average_over_replicas(self.discriminator.non_trainable_variables)
         losses.update(self.generator_update(conditions, draws.z1, draws.z2, draws.augment_seeds))
+        self._average_over_replicas(self.generator.non_trainable_variables)
         return losses
+
+    def _average_over_replicas(self, variables) -> None:
+        """Replace each replica's copy of ``variables`` by the replicas' mean.
+
+        Keras 3 creates BatchNorm moving statistics with no aggregation: under a strategy every
+        replica updates its own copy from its own batch, the copies drift apart, and a checkpoint
+        saves the first replica's. Averaging after each update keeps one set of statistics, the
+        mean of the replicas' (spectral-norm vectors are identical on all replicas already).
+        """
+        import tensorflow as tf
+
+        if self.num_replicas < 2 or not variables:
+            return
+        context = tf.distribute.get_replica_context()
+        means = context.all_reduce(tf.distribute.ReduceOp.MEAN,
+                                   [tf.convert_to_tensor(variable) for variable in variables])
+        for variable, mean in zip(variables, means):
+            variable.assign(mean)
 
     def make_train_step(self, strategy, jit: bool = False) -> Callable:
         """Compile ``train_step(step, batch) -> {name: scalar}`` for batches of ``gan_dataset``.
 
         ``batch`` is ``(conditions, labels, images)`` as one (distributed) element; the returned
         losses are summed over replicas, which gives the global values (see the module docstring).
-        ``jit`` compiles the per-replica computation with XLA.
+        ``jit`` compiles the iteration with XLA; one replica only (XLA cannot reach the variables of
+        the other replicas' devices from one cluster).
         """
         import tensorflow as tf
 
-        replica_fn = tf.function(self.replica_step, jit_compile=True) if jit else self.replica_step
+        if jit and strategy.num_replicas_in_sync > 1:
+            raise ConfigError(f"--jit needs a single replica, the strategy has "
+                              f"{strategy.num_replicas_in_sync}: use --no-jit")
 
         def distributed_step(step, batch):
             conditions, _labels, images = batch
-            per_replica = strategy.run(replica_fn, args=(step, images, conditions))
+            per_replica = strategy.run(self.replica_step, args=(step, images, conditions))
             return {name: strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
                     for name, value in per_replica.items()}
 
-        return tf.function(distributed_step)
+        return tf.function(distributed_step, jit_compile=jit)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -482,6 +507,9 @@ def _check_config(config: GanTrainConfig, num_replicas: int) -> None:
     if config.batch_size < 1 or config.batch_size % num_replicas:
         raise ConfigError(f"{config.run}: batch size {config.batch_size} must be a positive multiple "
                           f"of the {num_replicas} replicas")
+    if config.jit and num_replicas > 1:
+        raise ConfigError(f"{config.run}: --jit needs a single replica, the strategy has "
+                          f"{num_replicas}: use --no-jit")
     for name in ("checkpoint_every", "sample_every"):
         if getattr(config, name) < 1:
             raise ConfigError(f"{config.run}: --{name.replace('_', '-')} must be at least 1")
@@ -505,6 +533,7 @@ def train_gan(config: GanTrainConfig, force: bool = False) -> dict:
     from ..data import gan_dataset
 
     wall_start = time.monotonic()
+    deadline = Deadline(config.time_budget_s)     # the budget covers start-up and tracing too
     run_dir = prepare_run_dir(config, config.run, force)
     set_seeds(config.seed)
     strategy = make_strategy(config.strategy)
@@ -536,7 +565,6 @@ def train_gan(config: GanTrainConfig, force: bool = False) -> dict:
     step_times: list[float] = []
     last_sample = last_saved = None
     stopped = "completed"
-    deadline = Deadline(config.time_budget_s)
 
     def save_checkpoint() -> str:
         nonlocal last_saved
@@ -559,7 +587,7 @@ def train_gan(config: GanTrainConfig, force: bool = False) -> dict:
         atomic_write_json(run_dir / METRICS_FILE, metrics)
         return metrics
 
-    with summary_writer(run_dir) as _writer, SignalGuard() as guard:
+    with summary_writer(run_dir) as writer, SignalGuard() as guard:
         bar = progress_bar(total_steps, initial=step, desc="gan", unit="step")
         try:
             while step < total_steps and stopped == "completed":
@@ -578,32 +606,34 @@ def train_gan(config: GanTrainConfig, force: bool = False) -> dict:
                     state.step.assign(step)
                     losses = values
                     bar.update(1)
-                    bar.set_postfix({"d": f"{values['gan/d_hinge']:.3f}",
-                                     "g": f"{values['gan/g_total']:.3f}"}, refresh=False)
-                    if step % SCALARS_EVERY_STEPS == 0 or step == total_steps:
+                    bar.set_postfix({"d_hinge": f"{values['gan/d_hinge']:.3f}",
+                                     "g_hinge": f"{values['gan/g_hinge']:.3f}",
+                                     "mode_seeking": f"{values['gan/mode_seeking']:.3f}"},
+                                    refresh=False)
+                    if step >= total_steps:
+                        stopped = "completed"
+                    elif guard.triggered:
+                        stopped = "interrupted"
+                    elif deadline.expired:
+                        stopped = "time_budget"
+                    finishing = step >= total_steps or stopped != "completed"
+                    if step % SCALARS_EVERY_STEPS == 0 or finishing:
                         for name, value in values.items():
                             tf.summary.scalar(name, value, step=step)
-                    if step % config.checkpoint_every == 0:
+                    if step % config.checkpoint_every == 0 or finishing:
                         save_checkpoint()
                         write_metrics()
                     if step % config.sample_every == 0:
                         _write_samples(state.generator, samples, run_dir, step)
                         last_sample = step
-                    if guard.triggered:
-                        path = save_checkpoint()
-                        stopped = "interrupted"
-                        write_metrics()
-                        raise guard.interrupted(f"step {step}", path)
-                    if step >= total_steps:
-                        break
-                    if deadline.expired:
-                        stopped = "time_budget"
+                    if finishing:
                         break
         finally:
             bar.close()
-        if guard.triggered:     # a signal during start-up or the last step
-            path = save_checkpoint()
+            writer.flush()
+        if guard.triggered and step < total_steps:    # also a signal during start-up
             stopped = "interrupted"
+            path = save_checkpoint()
             write_metrics()
             raise guard.interrupted(f"step {step}", path)
         checkpoint_path = save_checkpoint()

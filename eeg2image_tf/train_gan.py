@@ -1,0 +1,50 @@
+"""``python -m eeg2image_tf.train_gan``: train the EEG-conditioned DCGAN (spec section 4).
+
+    python -m eeg2image_tf.train_gan --data data/eeg/char/data.pkl --images data/images \\
+        --encoder runs/encoder_char --run runs/gan_char
+
+``--images`` is the image root (its ``train/`` folder is used) or the training folder itself.
+``--encoder`` is an encoder run, checkpoint directory or prefix, ours or the authors' original; its
+features of the training trials are computed once and cached in ``<run>/conditions.npz``.
+
+Defaults are the original's: latent 128 ~ U(-1, 1), Adam 3e-4 (beta_1 0.2, beta_2 0.5), batch 128,
+300 epochs, DiffAugment ``color,translation``, mode-seeking weight 1.0, seed 45. Rerunning the same
+command resumes from the latest checkpoint (step, weights, optimizer state, position in the epoch);
+a larger ``--epochs`` or ``--max-steps`` extends a finished run. Ctrl-C (or SIGTERM) saves a
+checkpoint after the current step and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional, Sequence
+
+from .cli import quiet_tensorflow, run_main
+from .config import GanTrainConfig, add_config_arguments, config_from_args
+from .training.gan import train_gan
+
+__all__ = ["main", "train_gan"]
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    quiet_tensorflow()
+    parser = argparse.ArgumentParser(prog="python -m eeg2image_tf.train_gan", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arguments(parser, GanTrainConfig)
+    parser.add_argument("--force", action="store_true",
+                        help="accept a config that differs from the run's config.json")
+    args = parser.parse_args(argv)
+    config = config_from_args(GanTrainConfig, args)
+    result = train_gan(config, force=args.force)
+    ms_per_step = result.get("ms_per_step")
+    speed = f"{ms_per_step:.0f} ms/step" if ms_per_step is not None else "no step run"
+    print(f"gan: step {result['step']} (epoch {result['epoch']:.2f}, {result['stopped']}), "
+          f"d_hinge {result.get('gan/d_hinge', float('nan')):.4f}, "
+          f"g_total {result.get('gan/g_total', float('nan')):.4f}, {speed}; "
+          f"checkpoint {result['checkpoint']}; samples {result['samples']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

@@ -1,0 +1,341 @@
+"""``train_gan`` end to end on a tiny set: outputs, resume, divergence, signals, MirroredStrategy.
+
+The set: 4 training trials of 2 classes (2 steps per epoch at batch 2), 2 images per class, and a
+randomly initialised encoder saved in our checkpoint format.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from eeg2image_tf.config import GanTrainConfig
+from eeg2image_tf.errors import DataError, TrainingDivergedError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CLASSES = ("Alpha", "Beta")
+GRID_HEIGHT, GRID_WIDTH = 612, 532       # 4 x (20 + 128) + 5 x 4, 4 x 128 + 5 x 4
+
+
+def _write_images(root: Path, classes, per_class: int, rng) -> None:
+    import cv2
+
+    for name in classes:
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for index in range(per_class):
+            image = rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)
+            assert cv2.imwrite(str(folder / f"{name}_{index}.png"), image)
+
+
+@pytest.fixture(scope="module")
+def tiny_set(tmp_path_factory) -> dict:
+    from eeg2image_tf.checkpoints import save_encoder_weights
+    from eeg2image_tf.data.thoughtviz import EEGSplits, save_npz
+    from eeg2image_tf.models import build_encoder
+
+    root = tmp_path_factory.mktemp("tiny_gan_set")
+    rng = np.random.default_rng(3)
+    # Raw Emotiv-like values (positive, ~4000-4600), as the original normalisation expects.
+    splits = EEGSplits(
+        x_train=rng.uniform(3900, 4600, (4, 14, 32, 1)).astype(np.float32),
+        y_train=np.array([0, 1, 0, 1], dtype=np.int64),
+        x_test=rng.uniform(3900, 4600, (2, 14, 32, 1)).astype(np.float32),
+        y_test=np.array([0, 1], dtype=np.int64),
+        class_names=CLASSES, source="test")
+    save_npz(splits, root / "eeg" / "data.npz")
+    _write_images(root / "images" / "train", CLASSES, 2, rng)
+    _write_images(root / "images" / "test", CLASSES, 1, rng)
+    save_encoder_weights(build_encoder(), root / "encoder")
+    return {"data": str(root / "eeg" / "data.npz"), "images": str(root / "images"),
+            "encoder": str(root / "encoder")}
+
+
+def _config(tiny_set, run: Path, **overrides) -> GanTrainConfig:
+    values = dict(data=tiny_set["data"], images=tiny_set["images"], encoder=tiny_set["encoder"],
+                  run=str(run), batch_size=2, checkpoint_every=1, sample_every=2, max_steps=3)
+    values.update(overrides)
+    return GanTrainConfig(**values)
+
+
+def _checkpoint_values(prefix: str) -> dict:
+    import tensorflow as tf
+
+    reader = tf.train.load_checkpoint(prefix)
+    return {key: reader.get_tensor(key) for key in reader.get_variable_to_shape_map()
+            if not key.startswith("_CHECKPOINTABLE_OBJECT_GRAPH")}
+
+
+# --------------------------------------------------------------------------------------------------
+# Fast: data, samples, errors
+# --------------------------------------------------------------------------------------------------
+
+def test_sample_grid_layout_and_png(tmp_path):
+    import cv2
+
+    from eeg2image_tf.training.samples import BACKGROUND_RGB, grid_shape, sample_grid, write_png
+
+    images = np.random.default_rng(0).uniform(-1, 1, (16, 128, 128, 3)).astype(np.float32)
+    images[0] = 1.0                                  # a white first image, to find it in the grid
+    titles = [f"class {i}" for i in range(16)]
+    grid = sample_grid(images, titles, columns=4)
+    assert grid.shape == (GRID_HEIGHT, GRID_WIDTH, 3) == grid_shape(16, 4, 128, 128) + (3,)
+    assert grid.dtype == np.uint8
+    np.testing.assert_array_equal(grid[24:24 + 128, 4:4 + 128], 255)     # under its 20 px title
+    title_strip = grid[4:24, 4:132]
+    assert np.any(np.any(title_strip != BACKGROUND_RGB, axis=-1)), "no title drawn"
+    write_png(grid, tmp_path / "grid.png")
+    decoded = cv2.cvtColor(cv2.imread(str(tmp_path / "grid.png")), cv2.COLOR_BGR2RGB)
+    np.testing.assert_array_equal(decoded, grid)
+    assert not list(tmp_path.glob(".*tmp*")), "temporary file left behind"
+
+
+def test_data_conditions_are_cached_and_invalidated(tiny_set, tmp_path):
+    from eeg2image_tf.checkpoints import load_encoder
+    from eeg2image_tf.data import preprocess
+    from eeg2image_tf.data.thoughtviz import load_thoughtviz
+    from eeg2image_tf.training.gan import encoder_features, load_gan_data
+
+    config = _config(tiny_set, tmp_path / "run")
+    first = load_gan_data(config, tmp_path)
+    assert not first.conditions_cached and (tmp_path / "conditions.npz").exists()
+    assert first.conditions.shape == (4, 128) and first.class_names == CLASSES
+    assert first.images.shape == (4, 128, 128, 3) and first.image_index.shape == (4,)
+    # Each trial's image is of its own class (image bank order: Alpha_0, Alpha_1, Beta_0, Beta_1).
+    np.testing.assert_array_equal(first.image_index // 2, first.labels)
+    # The conditions are the encoder's features (not the unit-norm embeddings) of the trials.
+    raw = load_thoughtviz(tiny_set["data"]).x_train
+    expected = encoder_features(load_encoder(tiny_set["encoder"]), preprocess(raw))
+    np.testing.assert_allclose(first.conditions, expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(np.linalg.norm(first.conditions, axis=1), 1.0)
+
+    second = load_gan_data(config, tmp_path)
+    assert second.conditions_cached
+    np.testing.assert_array_equal(second.conditions, first.conditions)
+
+    changed = dataclasses.replace(config, normalisation="zscore")
+    third = load_gan_data(changed, tmp_path)
+    assert not third.conditions_cached
+    assert not np.allclose(third.conditions, first.conditions)
+
+
+def test_class_count_mismatch_is_a_data_error(tiny_set, tmp_path):
+    from eeg2image_tf.training.gan import train_gan
+
+    images = tmp_path / "images"
+    _write_images(images / "train", CLASSES + ("Gamma",), 1, np.random.default_rng(0))
+    with pytest.raises(DataError, match="3 image classes but the EEG set"):
+        train_gan(_config(tiny_set, tmp_path / "run", images=str(images)))
+
+
+def test_cli_reports_a_bad_data_path_in_one_line(tiny_set, tmp_path, capsys):
+    from eeg2image_tf.cli import run_main
+    from eeg2image_tf.train_gan import main
+
+    missing = tmp_path / "nowhere.pkl"
+    code = run_main(main, ["--data", str(missing), "--images", tiny_set["images"],
+                           "--encoder", tiny_set["encoder"], "--run", str(tmp_path / "run")])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and str(missing) in err and "\n" not in err
+
+
+def test_epoch_shuffle_seeds_differ_between_epochs_and_runs():
+    from eeg2image_tf.training.gan import epoch_shuffle_seed
+
+    seeds = {epoch_shuffle_seed(45, epoch) for epoch in range(100)}
+    assert len(seeds) == 100 and epoch_shuffle_seed(45, 0) == epoch_shuffle_seed(45, 0)
+    assert epoch_shuffle_seed(46, 0) != epoch_shuffle_seed(45, 0)
+    assert all(0 <= seed < 2 ** 31 for seed in seeds)
+
+
+# --------------------------------------------------------------------------------------------------
+# Slow: real training runs
+# --------------------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_resumed_run_equals_uninterrupted_run_and_writes_outputs(tiny_set, tmp_path):
+    """3 steps in one go == 1 step, then a resume to 3: step, weights, Adam state, latents, data order."""
+    from eeg2image_tf.training.gan import train_gan
+
+    straight = train_gan(_config(tiny_set, tmp_path / "straight"))
+    assert straight["step"] == 3 and straight["stopped"] == "completed"
+    assert not straight["conditions_cached"]
+    for name in ("gan/d_hinge", "gan/g_hinge", "gan/mode_seeking", "gan/g_total"):
+        assert np.isfinite(straight[name]), name
+    assert straight["ms_per_step"] > 0
+
+    first = train_gan(_config(tiny_set, tmp_path / "resumed", max_steps=1))
+    assert first["step"] == 1
+    partial = _checkpoint_values(first["checkpoint"])
+    assert partial["step/.ATTRIBUTES/VARIABLE_VALUE"] == 1
+    iterations = [key for key in partial if key.endswith("iterations/.ATTRIBUTES/VARIABLE_VALUE")]
+    assert len(iterations) == 2 and all(partial[key] == 1 for key in iterations)
+    # Extending max_steps is allowed on an existing run; the second half starts mid-epoch (step 1 of 2).
+    resumed = train_gan(_config(tiny_set, tmp_path / "resumed", max_steps=3))
+    assert resumed["step"] == 3 and resumed["conditions_cached"]
+
+    expected = _checkpoint_values(straight["checkpoint"])
+    found = _checkpoint_values(resumed["checkpoint"])
+    assert expected.keys() == found.keys()
+    assert any("/m/" in key or "momentum" in key or "OPTIMIZER" in key or "adam" in key.lower()
+               for key in expected) or len(expected) > 80
+    for key, value in expected.items():
+        np.testing.assert_array_equal(found[key], value, err_msg=key)
+    for key in iterations:
+        assert found[key] == 3
+    assert not np.array_equal(partial["step/.ATTRIBUTES/VARIABLE_VALUE"],
+                              found["step/.ATTRIBUTES/VARIABLE_VALUE"])
+
+    run = tmp_path / "straight"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["step"] == 3 and metrics["steps_per_epoch"] == 2 and metrics["epoch"] == 1.5
+    assert set(metrics["losses"]) == {"gan/d_hinge", "gan/g_hinge", "gan/mode_seeking", "gan/g_total"}
+    assert metrics["ms_per_step"] > 0 and metrics["wall_time_s"] > 0
+    import cv2
+
+    for name in ("step_000002.png", "step_000003.png", "latest.png"):
+        image = cv2.imread(str(run / "samples" / name))
+        assert image is not None and image.shape == (GRID_HEIGHT, GRID_WIDTH, 3), name
+    assert not (run / "samples" / "step_000001.png").exists()      # sample_every=2, and the end
+    assert sorted(p.name for p in (run / "checkpoints").glob("*.index")) == \
+        ["ckpt-1.index", "ckpt-2.index", "ckpt-3.index"]
+    tags = _tensorboard_tags(run / "tensorboard" / "train")
+    assert {"gan/d_hinge", "gan/g_hinge", "gan/mode_seeking", "gan/g_total", "gan/samples"} <= tags
+
+    from eeg2image_tf.checkpoints import load_gan
+
+    generator, _discriminator = load_gan(run)
+    assert generator(np.zeros((1, 256), np.float32)).shape == (1, 128, 128, 3)
+
+
+def _tensorboard_tags(directory: Path) -> set:
+    import tensorflow as tf
+
+    tags = set()
+    for path in directory.glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            tags.update(value.tag for value in event.summary.value)
+    return tags
+
+
+@pytest.mark.slow
+def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tiny_set, tmp_path,
+                                                                          monkeypatch):
+    import tensorflow as tf
+
+    from eeg2image_tf.training import gan
+
+    healthy = gan.GanSteps.replica_step
+
+    def poisoned(self, step, images, conditions):
+        losses = healthy(self, step, images, conditions)
+        nan = tf.constant(float("nan"))
+        losses["gan/g_total"] = tf.where(step >= 1, nan, losses["gan/g_total"])
+        return losses
+
+    monkeypatch.setattr(gan.GanSteps, "replica_step", poisoned)
+    run = tmp_path / "run"
+    with pytest.raises(TrainingDivergedError, match=r"gan/g_total became nan at step 2.*ckpt-1"):
+        gan.train_gan(_config(tiny_set, run))
+    assert sorted(p.name for p in (run / "checkpoints").glob("*.index")) == ["ckpt-1.index"]
+
+
+def _subprocess_env() -> dict:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+@pytest.mark.slow
+def test_sigterm_saves_a_loadable_checkpoint_and_exits_with_a_message(tiny_set, tmp_path):
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "eeg2image_tf.train_gan", "--data", tiny_set["data"],
+               "--images", tiny_set["images"], "--encoder", tiny_set["encoder"], "--run", str(run),
+               "--batch-size", "2", "--max-steps", "100000", "--checkpoint-every", "1",
+               "--sample-every", "100000"]
+    process = subprocess.Popen(command, env=_subprocess_env(), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not (run / "checkpoints" / "checkpoint").exists():
+            assert process.poll() is None, process.communicate()[1][-2000:]
+            assert time.monotonic() < deadline, "no checkpoint within 240 s"
+            time.sleep(0.5)
+        process.send_signal(signal.SIGTERM)
+        _out, err = process.communicate(timeout=240)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert "SIGTERM received at step" in err and "rerun the same command to resume" in err
+
+    from eeg2image_tf.checkpoints import latest_checkpoint_in, load_gan
+
+    prefix = latest_checkpoint_in(run / "checkpoints")
+    step = int(_checkpoint_values(prefix)["step/.ATTRIBUTES/VARIABLE_VALUE"])
+    assert step >= 1 and prefix.endswith(f"ckpt-{step}")
+    generator, discriminator = load_gan(run)
+    images = generator(np.zeros((2, 256), np.float32))
+    assert discriminator(images, np.zeros((2, 128), np.float32)).shape == (2, 1)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["stopped"] == "interrupted" and metrics["step"] == step
+
+
+MIRRORED_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import tensorflow as tf
+
+    # Two logical CPUs must be configured before TensorFlow initialises its devices.
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
+    from eeg2image_tf.config import GanTrainConfig
+    from eeg2image_tf.training import gan
+
+    built = []
+    build = gan.build_gan_state
+    gan.build_gan_state = lambda *args, **kwargs: built.append(build(*args, **kwargs)) or built[-1]
+    result = gan.train_gan(GanTrainConfig(**json.loads(sys.argv[1])))
+    state = built[0]
+    # Largest difference between the two replicas' copies of any model or optimizer variable.
+    spread = 0.0
+    for variable in (state.generator.weights + state.discriminator.weights
+                     + state.g_optimizer.variables + state.d_optimizer.variables):
+        copies = [copy.numpy() for copy in variable.value.values]
+        assert len(copies) == 2, variable.path
+        spread = max(spread, float(abs(copies[0] - copies[1]).max()))
+    result["replica_spread"] = spread
+    print(json.dumps(result))
+""")
+
+
+@pytest.mark.slow
+def test_two_steps_under_mirrored_strategy_on_two_logical_cpus(tiny_set, tmp_path):
+    run = tmp_path / "run"
+    config = dataclasses.asdict(_config(tiny_set, run, batch_size=4, max_steps=2, strategy="mirrored",
+                                        checkpoint_every=2, sample_every=2))
+    completed = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, json.dumps(config)],
+                               env=_subprocess_env(), capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert result["step"] == 2
+    # One set of weights, optimizer slots and BatchNorm statistics, not one per replica.
+    assert result["replica_spread"] == 0.0
+    for name in ("gan/d_hinge", "gan/g_hinge", "gan/mode_seeking", "gan/g_total"):
+        assert np.isfinite(result[name]), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["replicas"] == 2 and metrics["step"] == 2
+    values = _checkpoint_values(result["checkpoint"])
+    assert values["step/.ATTRIBUTES/VARIABLE_VALUE"] == 2
+    assert all(np.all(np.isfinite(v)) for v in values.values() if np.issubdtype(v.dtype, np.floating))
