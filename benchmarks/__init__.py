@@ -1,0 +1,1 @@
+"""Benchmarks of eeg2image-tf against the authors' code on the same machine (``make bench``)."""

@@ -1,0 +1,28 @@
+"""Timing helpers: warm-up excluded, median of repeats, one JSON-able record per benchmark."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any, Callable
+
+# The authors' code (TF 2.15 + tensorflow-addons) measured on this 2-core machine kind
+# (../shared/docs/performance-notes.md); the ratios printed are ours over these.
+ORIGINAL = {
+    "encoder_step_ms_b256": 143.0,
+    "gan_step_ms_b16": 2150.0,
+    "generate_images_per_s": 60.0,
+    "generate_forward_images_per_s": 189.0,
+}
+
+
+def median_seconds(run: Callable[[], Any], repeats: int, warmup: int = 1) -> tuple[float, list[float]]:
+    """Run ``run`` ``warmup`` times untimed, then ``repeats`` timed; return (median, all) seconds."""
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), times

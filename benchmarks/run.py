@@ -1,0 +1,63 @@
+"""``python -m benchmarks.run [--only NAME ...] [--json]``: speed of the hot paths on this machine.
+
+Prints one JSON line per benchmark (``--json``) or a table, with the ratio to the authors' code
+measured on the same machine kind (``benchmarks/common.py``). Warm-up is excluded; each figure is
+the median of several repeats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Callable, Sequence
+
+
+def _suite(quick: bool) -> dict[str, list[Callable[[], dict[str, Any]]]]:
+    from . import encoder_step, gan_step, generate, inception
+
+    gan_repeats = 2 if quick else 5
+    return {
+        "encoder_step": [lambda: encoder_step.run(jit=True), lambda: encoder_step.run(jit=False)],
+        "gan_step": [
+            lambda: gan_step.run(batch_size=16, repeats=gan_repeats),
+            lambda: gan_step.run(batch_size=16, repeats=gan_repeats, fast_discriminator=False),
+            lambda: gan_step.run(batch_size=128, repeats=1 if quick else 3),
+        ],
+        "generate": [lambda: generate.run()],
+        "inception": [lambda: inception.run()],
+    }
+
+
+def _format(record: dict[str, Any]) -> str:
+    figure = (f"{record['ms_per_step']:.1f} ms/step" if "ms_per_step" in record
+              else f"{record['items_per_s']:.1f} items/s")
+    ratio = record.get("speedup_vs_original")
+    ratio_text = f"  x{ratio:.2f} vs original" if ratio is not None else ""
+    settings = ", ".join(f"{k}={v}" for k, v in record.items()
+                         if k not in ("name", "ms_per_step", "items_per_s", "speedup_vs_original"))
+    return f"{record['name']:<14} {figure:>18}{ratio_text}   ({settings})"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="+", choices=["encoder_step", "gan_step", "generate",
+                                                      "inception"])
+    parser.add_argument("--json", action="store_true", help="one JSON line per benchmark")
+    parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    args = parser.parse_args(argv)
+    suite = _suite(args.quick)
+    for name, runs in suite.items():
+        if args.only and name not in args.only:
+            continue
+        for run in runs:
+            record = run()
+            print(json.dumps(record) if args.json else _format(record), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
