@@ -7,11 +7,30 @@ over the destination; ``os.replace`` is atomic on POSIX within one file system.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
+
+
+@functools.lru_cache(maxsize=1)
+def _default_file_mode() -> int:
+    """``0o666`` less the process umask: the mode ``open()`` would have given the file.
+
+    Read from /proc where possible, because probing with ``os.umask`` briefly changes it for every
+    thread (the image writers run in threads).
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 @contextlib.contextmanager
@@ -35,6 +54,8 @@ def atomic_path(destination: str | os.PathLike, suffix: str | None = None) -> It
         if tmp.exists():
             with open(tmp, "rb+") as handle:
                 os.fsync(handle.fileno())
+            # mkstemp creates the file 0600; give it the mode a plain open() would have.
+            os.chmod(tmp, _default_file_mode())
         os.replace(tmp, destination)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

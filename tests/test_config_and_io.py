@@ -92,3 +92,10 @@ def test_run_main_turns_errors_into_one_line(capsys):
     assert cli.run_main(failing, []) == cli.EXIT_BAD_INPUT
     err = capsys.readouterr().err
     assert err == "error: data.pkl: key 'x_train': expected 4 dimensions, found 2\n"
+
+
+def test_atomic_files_get_the_usual_mode(tmp_path):
+    target = atomic_write_json(tmp_path / "m.json", {})
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    assert (target.stat().st_mode & 0o777) == (plain.stat().st_mode & 0o777)
