@@ -16,6 +16,7 @@ The fast tests use a tiny stand-in generator and never save a model.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -44,8 +45,6 @@ CLIENT_SEED = 3
 
 
 def _quiet_env() -> dict:
-    import os
-
     return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
 
 
