@@ -8,7 +8,8 @@ Run layout (``<run>`` is ``config.run``)::
 
     config.json                 the ImageClassifierConfig (prepare_run_dir)
     classes.json                {"class_names": [...], "image_size": ...}, to rebuild the model
-    checkpoints/ckpt-<epoch>    tf.train.Checkpoint(classifier=, optimizer=, epoch=, augment_rng=)
+    checkpoints/ckpt-<epoch>    tf.train.Checkpoint(classifier=, optimizer=, epoch=, augment_rng=,
+                                dropout_rng=), the two RNG states for an exact resume
     tensorboard/train/          classifier/train_loss, classifier/train_accuracy (augmented
                                 batches), classifier/test_loss, classifier/test_accuracy, every epoch
     metrics.json                test_accuracy, per_class_accuracy {class name: accuracy}, and more
@@ -257,8 +258,11 @@ def train_image_classifier(config: ImageClassifierConfig, force: bool = False,
     optimizer.build(classifier.trainable_variables)
     generator = tf.random.Generator.from_seed(config.seed)
     epoch_counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+    # The RNG states go into the checkpoint too (dropout's is not part of the model's own
+    # checkpoint), so that a resumed run draws what an uninterrupted one would have drawn.
     checkpoint = tf.train.Checkpoint(classifier=classifier, optimizer=optimizer,
-                                     epoch=epoch_counter, augment_rng=generator)
+                                     epoch=epoch_counter, augment_rng=generator,
+                                     dropout_rng=classifier.dropout.seed_generator.state)
     manager = make_checkpoint_manager(checkpoint, run_dir / CHECKPOINT_DIR, max_to_keep=2)
     restored = restore_latest(checkpoint, manager)
     start_epoch = int(epoch_counter.numpy())
