@@ -113,13 +113,14 @@ def read_graph_bytes(path: str | os.PathLike) -> bytes:
     return path.read_bytes()
 
 
-def _relax_batch_dimension(graph_def) -> None:
+def relax_batch_dimension(graph_def) -> None:
     """Make a GraphDef importable with any batch size, in place.
 
     The 2015 graph was exported for one image: shapes recorded in ``_output_shapes`` attributes, and
-    ``shape`` attributes of placeholders, fix the batch dimension to 1, and the importer would pin our
-    batched input to batch 1 through them. Dropping the recorded shapes lets TensorFlow infer them
-    from our ``[None, None, None, 3]`` input. The one op whose *value* hard-codes batch 1, the
+    ``shape`` attributes of placeholders, fix the batch dimension to 1, and the importer merges them
+    into the static shapes, so every tensor after our batched input would claim a batch of 1 (the
+    Improved-GAN code patches ``_shape`` for the same reason). Dropping the recorded shapes lets
+    TensorFlow infer them from our ``[None, None, None, 3]`` input. The one op whose *value* hard-codes batch 1, the
     ``pool_3/_reshape`` to ``[1, 2048]``, only feeds the graph's own (biased) softmax; we read
     ``pool_3:0`` and reshape it ourselves, so that op is pruned and never runs.
     """
@@ -133,7 +134,7 @@ def _relax_batch_dimension(graph_def) -> None:
 
 
 class GraphInception(InceptionBackend):
-    """The TF ``inception-2015-12-05`` graph, imported into TF 2 and run in batches.
+    """The TF ``inception-2015-12-05`` graph, run in batches in a TF1-style session.
 
     Images enter at ``ExpandDims:0`` as float 0-255 RGB at their native size (the graph resizes to
     299 and normalises itself); all images of one ``compute`` batch must share a size.
@@ -160,31 +161,44 @@ class GraphInception(InceptionBackend):
             if required not in node_names:
                 raise DataError(f"{self.path}: graph has no op '{required}'; "
                                 f"is this the inception-2015-12-05 {GRAPH_FILE_NAME}?")
-        _relax_batch_dimension(graph_def)
+        relax_batch_dimension(graph_def)
 
-        input_name = "eeg2image_inception_input"
+        # A TF1 graph and session, as the reference code runs it: the 2015 graph uses ops that were
+        # removed in GraphDef version 9 (BatchNormWithGlobalNormalization). Imported into a graph of
+        # its own, the graph keeps the old producer version and the old kernels still run; wrapped
+        # into a TF2 function (tf.compat.v1.wrap_function) it is re-versioned and refused.
+        self._graph = tf.Graph()
+        with self._graph.as_default():
+            self._input = tf.compat.v1.placeholder(tf.float32, [None, None, None, 3],
+                                                   name="eeg2image_inception_input")
+            try:
+                tf.graph_util.import_graph_def(graph_def, input_map={GRAPH_INPUT: self._input},
+                                               name="")
+                self._pool = self._graph.get_tensor_by_name(GRAPH_POOL)
+                weights = self._graph.get_operation_by_name(GRAPH_LOGITS_OP).inputs[1]
+            except (ValueError, KeyError, tf.errors.OpError) as exc:
+                first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else \
+                    type(exc).__name__
+                raise DataError(f"{self.path}: cannot import the Inception graph ({first_line})") \
+                    from None
+        self._session = tf.compat.v1.Session(graph=self._graph)
+        # W is a constant of the graph: fetch it once, without feeding any image.
+        self.logit_weights = self._session.run(weights)
 
-        def import_graph():
-            images = tf.compat.v1.placeholder(tf.float32, [None, None, None, 3], name=input_name)
-            tf.graph_util.import_graph_def(graph_def, input_map={GRAPH_INPUT: images}, name="")
+    def close(self) -> None:
+        """Release the TF session (also done when the backend is garbage-collected)."""
+        session, self._session = getattr(self, "_session", None), None
+        if session is not None:
+            session.close()
 
-        wrapped = tf.compat.v1.wrap_function(import_graph, [])
-        graph = wrapped.graph
-        try:
-            self._pool_fn = wrapped.prune(feeds=[graph.get_tensor_by_name(f"{input_name}:0")],
-                                          fetches=[graph.get_tensor_by_name(GRAPH_POOL)])
-            weights_tensor = graph.get_operation_by_name(GRAPH_LOGITS_OP).inputs[1]
-            # W is a constant of the graph; compute it once without feeding any image.
-            self.logit_weights = wrapped.prune(feeds=[], fetches=weights_tensor)().numpy()
-        except (ValueError, KeyError, tf.errors.OpError) as exc:
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise DataError(f"{self.path}: cannot prepare the Inception graph ({first_line})") from None
+    def __del__(self) -> None:
+        self.close()
 
     def _run_batch(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        import tensorflow as tf
-
-        (pool,) = self._pool_fn(tf.constant(batch))
-        features = pool.numpy().reshape(batch.shape[0], -1)
+        if self._session is None:
+            raise RuntimeError(f"{self.name}: backend was closed")
+        pool = self._session.run(self._pool, {self._input: batch})
+        features = pool.reshape(batch.shape[0], -1)
         # The original multiplies in float32 (TF); the softmax is taken in float64 for the logs of IS.
         logits = features @ self.logit_weights
         return features, _softmax(logits.astype(np.float64))
