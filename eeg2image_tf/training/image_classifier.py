@@ -273,12 +273,13 @@ def train_image_classifier(config: ImageClassifierConfig, force: bool = False,
     metrics_path = run_dir / METRICS_FILE
     metrics: dict[str, Any] = read_json(metrics_path) if metrics_path.exists() else {}
 
-    def record(epoch: int, train_loss: float, train_accuracy: float) -> None:
+    def record(epoch: int, train_loss: float, train_accuracy: float, summaries: bool = True) -> None:
         test_loss, predictions = _evaluate(eval_step, data.x_test, data.y_test, batch_size)
         test_accuracy = float(np.mean(predictions == data.y_test))
-        for tag, value in ((TRAIN_LOSS_TAG, train_loss), (TRAIN_ACCURACY_TAG, train_accuracy),
-                           (TEST_LOSS_TAG, test_loss), (TEST_ACCURACY_TAG, test_accuracy)):
-            tf.summary.scalar(tag, value, step=epoch)
+        if summaries:
+            for tag, value in ((TRAIN_LOSS_TAG, train_loss), (TRAIN_ACCURACY_TAG, train_accuracy),
+                               (TEST_LOSS_TAG, test_loss), (TEST_ACCURACY_TAG, test_accuracy)):
+                tf.summary.scalar(tag, value, step=epoch)
         metrics.update({
             "epoch": epoch,
             "test_accuracy": test_accuracy,
@@ -323,9 +324,10 @@ def train_image_classifier(config: ImageClassifierConfig, force: bool = False,
             if guard.triggered and epoch < config.epochs:
                 raise guard.interrupted(f"epoch {epoch}", manager.latest_checkpoint)
         if trained_epochs == 0:
-            # A finished run rerun as is: evaluate the checkpoint again rather than trust an old file.
+            # A finished run rerun as is: evaluate the checkpoint again rather than trust an old file
+            # (TensorBoard already has this epoch).
             record(start_epoch, metrics.get("train_loss", float("nan")),
-                   metrics.get("train_accuracy", float("nan")))
+                   metrics.get("train_accuracy", float("nan")), summaries=False)
 
     return {
         "test_accuracy": metrics["test_accuracy"],
