@@ -92,7 +92,8 @@ def read_graph_bytes(path: str | os.PathLike) -> bytes:
     directory holding either."""
     path = Path(path)
     if path.is_dir():
-        candidates = [path / GRAPH_FILE_NAME, *sorted(path.glob("*.tgz")), *sorted(path.glob("*.tar.gz"))]
+        candidates = [path / GRAPH_FILE_NAME, *sorted(path.glob("*.tgz")),
+                      *sorted(path.glob("*.tar.gz"))]
         found = next((c for c in candidates if c.is_file()), None)
         if found is None:
             raise DataError(f"{path}: no {GRAPH_FILE_NAME} or .tgz archive in this directory")
@@ -120,9 +121,10 @@ def relax_batch_dimension(graph_def) -> None:
     ``shape`` attributes of placeholders, fix the batch dimension to 1, and the importer merges them
     into the static shapes, so every tensor after our batched input would claim a batch of 1 (the
     Improved-GAN code patches ``_shape`` for the same reason). Dropping the recorded shapes lets
-    TensorFlow infer them from our ``[None, None, None, 3]`` input. The one op whose *value* hard-codes batch 1, the
-    ``pool_3/_reshape`` to ``[1, 2048]``, only feeds the graph's own (biased) softmax; we read
-    ``pool_3:0`` and reshape it ourselves, so that op is pruned and never runs.
+    TensorFlow infer them from our ``[None, None, None, 3]`` input. The one op whose *value*
+    hard-codes batch 1, the ``pool_3/_reshape`` to ``[1, 2048]``, only feeds the graph's own
+    (biased) softmax; we read ``pool_3:0`` and reshape it ourselves, so that op is pruned and never
+    runs.
     """
     for node in graph_def.node:
         if "_output_shapes" in node.attr:

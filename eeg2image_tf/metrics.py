@@ -237,7 +237,10 @@ def kernel_inception_distance(features_a: np.ndarray, features_b: np.ndarray, su
 
 def knn_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
                  test_y: np.ndarray, k: int = 5) -> float:
-    """Test accuracy of a ``k``-nearest-neighbour classifier (Euclidean) fitted on ``(train_x, train_y)``."""
+    """Test accuracy of a ``k``-nearest-neighbour (Euclidean) classifier fitted on the training set.
+
+    ``train_x`` ``(N, D)``, ``train_y`` ``(N,)``; ``k`` is clipped to the training set size.
+    """
     from sklearn.neighbors import KNeighborsClassifier
 
     classifier = KNeighborsClassifier(n_neighbors=min(k, len(train_x)))

@@ -62,7 +62,7 @@ class ImageClassifier(keras.Model):
         return self.widths[-1]
 
     def resize_inputs(self, images):
-        """Images ``(B, H, W, 3)`` -> ``(B, image_size, image_size, 3)``; already sized ones pass through."""
+        """``(B, H, W, 3)`` -> ``(B, image_size, image_size, 3)``; sized ones pass unchanged."""
         if tuple(images.shape[1:3]) == (self.image_size, self.image_size):
             return images
         return self.resize(images)
