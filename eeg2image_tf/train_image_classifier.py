@@ -16,7 +16,6 @@ from typing import Optional, Sequence
 
 from .cli import quiet_tensorflow, run_main
 from .config import ImageClassifierConfig, add_config_arguments, config_from_args
-from .training.common import TrainingInterrupted
 from .training.image_classifier import train_image_classifier
 
 __all__ = ["main", "train_image_classifier"]
@@ -34,11 +33,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="no progress bar (epoch lines are still printed)")
     args = parser.parse_args(argv)
     config = config_from_args(ImageClassifierConfig, args)
-    try:
-        result = train_image_classifier(config, force=args.force, progress=args.progress)
-    except TrainingInterrupted as exc:
-        print(f"train_image_classifier: {exc}", file=sys.stderr)
-        return exc.exit_code
+    # A signal stops training with TrainingInterrupted after a checkpoint; run_main reports it.
+    result = train_image_classifier(config, force=args.force, progress=args.progress)
     worst = min(result["per_class_accuracy"].items(), key=lambda item: item[1])
     print(f"image classifier: epoch {result['epoch']}, test accuracy {result['test_accuracy']:.4f} "
           f"(lowest class {worst[0]}: {worst[1]:.4f}); checkpoint {result['checkpoint']}")
