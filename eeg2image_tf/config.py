@@ -352,6 +352,16 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "generate": {"per_class": 100},
         "evaluate": {},
     },
+    # Seconds, not minutes: every stage on a tiny set, for the pipeline's own tests.
+    "smoke": {
+        "data": {"n_train": 200, "n_test": 100, "images_per_class": 8, "test_images_per_class": 4},
+        "encoder": {"epochs": 2, "batch_size": 64, "checkpoint_every": 1},
+        "select": {"tsne_iterations": 250},
+        "classifier": {"epochs": 1},
+        "gan": {"batch_size": 2, "max_steps": 2, "checkpoint_every": 1, "sample_every": 1},
+        "generate": {"per_class": 2, "batch_size": 8},
+        "evaluate": {},
+    },
     "quality": {
         "encoder": {"epochs": 300, "learning_rate": 1e-3, "checkpoint_every": 10,
                     "time_budget_s": 1200.0},

@@ -86,7 +86,8 @@ def stage_data(config: PipelineConfig, paths: PipelinePaths) -> dict[str, Any]:
         from .data import write_synthetic_set
 
         print(f"[pipeline] preparing the built-in '{config.set}' set in {config.data_root}")
-        write_synthetic_set(config.data_root, set_name=config.set, seed=config.seed)
+        write_synthetic_set(config.data_root, set_name=config.set, seed=config.seed,
+                            **_stage_overrides(config, "data"))
     return {"data": str(paths.data_pkl), "images": str(paths.images), "prepared": True}
 
 

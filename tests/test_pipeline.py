@@ -1,0 +1,66 @@
+"""The end-to-end pipeline on a tiny built-in set (the ``smoke`` profile)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from eeg2image_tf import pipeline
+from eeg2image_tf.config import PROFILES
+from eeg2image_tf.errors import ConfigError, DataError
+
+
+def test_profiles_cover_every_stage():
+    stage_keys = {"encoder", "select", "classifier", "gan", "generate", "evaluate"}
+    for name in ("paper", "demo", "quality", "smoke"):
+        assert stage_keys <= set(PROFILES[name]), name
+
+
+def test_unknown_set_without_data_is_refused(tmp_path):
+    config = pipeline.PipelineConfig(run=str(tmp_path / "run"), set="image",
+                                     data_root=str(tmp_path / "data"), profile="smoke")
+    with pytest.raises(DataError, match=r"data\.pkl: not found; the 'image' set has no built-in"):
+        pipeline.run_pipeline(config, stages=["data"])
+
+
+def test_unknown_profile_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="unknown profile"):
+        pipeline.run_pipeline(pipeline.PipelineConfig(run=str(tmp_path), profile="fastest"))
+
+
+@pytest.mark.slow
+def test_smoke_pipeline_runs_every_stage_then_skips_them(tmp_path, capsys):
+    run = tmp_path / "run"
+    args = ["--run", str(run), "--profile", "smoke", "--set", "char",
+            "--data-root", str(tmp_path / "data")]
+    assert pipeline.main(args) == 0
+    out = capsys.readouterr().out
+    state = json.loads((run / "pipeline.json").read_text())
+    assert [name for name, _ in pipeline.STAGES] == list(state["stages"])
+    assert all(stage["done"] for stage in state["stages"].values())
+    assert (tmp_path / "data" / "eeg" / "char" / "data.pkl").exists()
+    assert (run / "encoder" / "best_checkpoint.json").exists()
+    assert (run / "gan" / "samples" / "latest.png").exists()
+    assert (run / "generated" / "manifest.csv").exists()
+    assert (run / "saved_model" / "saved_model.pb").exists()
+    metrics = json.loads((run / "gan" / "metrics.json").read_text())
+    assert "evaluation" in metrics
+    accuracy = state["stages"]["select_encoder"]["kmeans_accuracy"]
+    assert 0.0 <= accuracy <= 1.0
+    assert "EEG2Image pipeline summary" in out and f"tensorboard --logdir {run}" in out
+
+    # A rerun skips every finished stage.
+    assert pipeline.main(args) == 0
+    rerun = capsys.readouterr().out
+    assert rerun.count("done already, skipping") == len(pipeline.STAGES)
+
+    # Another config into the same run is refused with one line and exit code 2.
+    result = subprocess.run([sys.executable, "-m", "eeg2image_tf.pipeline", *args[:-2],
+                             "--data-root", str(tmp_path / "other"), "--seed", "1"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("error: ") and "another config" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
