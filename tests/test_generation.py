@@ -152,6 +152,51 @@ def test_latent_streams_are_uniform_chunk_invariant_and_per_class():
 
 
 # --------------------------------------------------------------------------------------------------
+# The fast inference path
+# --------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("stride, size, in_channels, out_channels",
+                         [(2, 4, 16, 8), (2, 5, 3, 7), (4, 1, 12, 6), (2, 1, 4, 4)])
+def test_conv_transpose_as_matmul_equals_tensorflow(stride, size, in_channels, out_channels):
+    import tensorflow as tf
+
+    from eeg2image_tf.generation import conv_transpose_as_matmul
+
+    rng = np.random.default_rng(stride * 100 + size)
+    inputs = rng.normal(size=(3, size, size, in_channels)).astype(np.float32)
+    kernel = rng.normal(size=(3, 3, out_channels, in_channels)).astype(np.float32)
+    expected = tf.nn.conv2d_transpose(inputs, kernel, (3, size * stride, size * stride,
+                                                       out_channels), stride, padding="SAME")
+    found = conv_transpose_as_matmul(tf.constant(inputs), tf.constant(kernel), stride)
+    assert found.shape == expected.shape
+    np.testing.assert_allclose(found.numpy(), expected.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_fast_call_applies_only_to_our_generator():
+    from eeg2image_tf.generation import fast_generator_call
+
+    assert fast_generator_call(tiny_generator()) is None   # falls back to the model's own call
+
+
+@pytest.mark.slow
+def test_fast_call_reproduces_the_original_generator_images(fixture_file):
+    import tensorflow as tf
+
+    from eeg2image_tf.generation import fast_generator_call, make_uint8_forward, to_uint8
+    from eeg2image_tf.legacy import load_original_gan
+
+    reference = np.load(fixture_file("original_gan_reference.npz"))
+    generator = load_original_gan(fixture_file("original_gan_ckpt")).generator
+    fast = fast_generator_call(generator)
+    assert fast is not None
+    images = tf.function(fast)(tf.constant(reference["z"])).numpy()
+    np.testing.assert_allclose(images, reference["images"], atol=1e-5)
+    pixels = make_uint8_forward(generator, 4, 256)(reference["z"]).numpy()
+    # Truncation to uint8 may move a value sitting on a level boundary by one.
+    assert np.abs(pixels.astype(int) - to_uint8(reference["images"]).astype(int)).max() <= 1
+
+
+# --------------------------------------------------------------------------------------------------
 # generate_images with a tiny generator
 # --------------------------------------------------------------------------------------------------
 
