@@ -606,8 +606,12 @@ def format_table(evaluation: dict[str, Any]) -> str:
                      f"{other['mean']:.3f} +- {other['std']:.3f}")
     else:
         lines.append(f"  {'Inception Score':<34} unavailable: {inception.get('reason')}")
-    fid_text = _number(fid.get("value"), 2) if fid.get("available") else \
-        f"unavailable: {fid.get('reason')}"
+    if fid.get("available"):
+        fid_text = _number(fid.get("value"), 2)
+    elif fid.get("reason") == inception.get("reason"):
+        fid_text = "unavailable (as above)"
+    else:
+        fid_text = f"unavailable: {fid.get('reason')}"
     lines.append(f"  {'FID (pool_3, vs real test images)':<34} {fid_text}")
     if classifier.get("available"):
         lines.append(f"  {'conditional accuracy':<34} {_number(classifier['conditional_accuracy'])}"
