@@ -180,6 +180,11 @@ def test_rerun_resumes_at_the_next_epoch_and_extends(trained_run, tmp_path, caps
     assert odd["epoch"] == 7 and (run / "checkpoints" / "ckpt-7.index").is_file()
     assert [step for step, _ in scalar_events(run)["encoder/train_triplet"]][-2:] == [6, 7]
 
+    # A spent time budget stops after the epoch in progress, with a checkpoint to resume from.
+    budget = train_encoder(dataclasses.replace(config, epochs=10, time_budget_s=0.0))
+    assert budget["stopped"] == "time_budget" and budget["epoch"] == 8
+    assert budget["checkpoint"].endswith("ckpt-8")
+
 
 def test_other_config_is_refused_without_force(trained_run, tmp_path):
     from eeg2image_tf.training.encoder import train_encoder
@@ -213,6 +218,7 @@ def test_nan_loss_stops_with_the_epoch_and_keeps_the_last_checkpoint(trained_run
     assert read_json(run / "metrics.json")["encoder/epoch"] == 4
 
 
+@pytest.mark.slow
 def test_xla_steps_give_the_same_numbers():
     import keras
     import tensorflow as tf

@@ -14,7 +14,7 @@ Run layout (``<run>`` is ``config.run``)::
 The checkpoint number is the number of completed epochs, so ``ckpt-2420`` means "after epoch 2420" as
 in the authors' published checkpoint, and a checkpoint is only ever written at an epoch boundary: a
 resumed run continues at exactly the next epoch. (The shuffled order of the resumed epochs restarts
-from the pipeline's seed; only the data order differs from an uninterrupted run.)
+from the config's seed; only the data order differs from an uninterrupted run.)
 
 TensorFlow and the other heavy modules are imported inside the functions, so importing this module
 (and ``python -m eeg2image_tf.train_encoder --help``) stays cheap.
@@ -33,7 +33,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from ..config import EncoderTrainConfig, SelectEncoderConfig, load_config, prepare_run_dir, save_config
-from ..errors import CheckpointError, DataError
+from ..errors import CheckpointError, ConfigError, DataError
 from ..io_utils import atomic_savefig, atomic_write_json, atomic_write_text, read_json
 from .common import (Deadline, SignalGuard, check_finite, make_checkpoint_manager, progress_bar,
                      restore_latest, set_seeds, summary_writer)
@@ -47,6 +47,7 @@ __all__ = [
     "BEST_CHECKPOINT_FILE",
     "TSNE_FILE",
     "PROJECTOR_DIR",
+    "EncoderData",
     "load_encoder_data",
     "make_encoder_steps",
     "compute_features",
@@ -223,6 +224,10 @@ def train_encoder(config: EncoderTrainConfig, force: bool = False) -> dict[str, 
     from the checkpoints that are there (a different architecture then fails to restore, with a
     :class:`~eeg2image_tf.errors.CheckpointError`).
 
+    The training and validation losses of an epoch are the means of its per-batch losses (the
+    validation set is the whole test set, in batches of ``batch_size``; training batches drop the
+    remainder).
+
     Returns the final numbers: ``epoch``, ``train_triplet``, ``val_triplet``, ``kmeans_acc`` (last
     checkpoint), ``kmeans_acc_best`` and ``kmeans_acc_best_epoch``, ``checkpoint`` (latest prefix),
     ``stopped`` (``"completed"`` or ``"time_budget"``), ``seconds`` (wall time of this call).
@@ -235,8 +240,13 @@ def train_encoder(config: EncoderTrainConfig, force: bool = False) -> dict[str, 
 
     started = time.monotonic()
     deadline = Deadline(config.time_budget_s)
+    from ..data import PREPROCESS_METHODS
+
     if config.checkpoint_every < 1:
-        raise DataError(f"{config.run}: checkpoint_every must be >= 1, got {config.checkpoint_every}")
+        raise ConfigError(f"{config.run}: checkpoint_every must be >= 1, got {config.checkpoint_every}")
+    if config.normalisation not in PREPROCESS_METHODS:
+        raise ConfigError(f"{config.run}: normalisation {config.normalisation!r} is not one of "
+                          f"{', '.join(PREPROCESS_METHODS)}")
     run_dir = prepare_run_dir(config, config.run, force)
     set_seeds(config.seed)
 
@@ -392,8 +402,10 @@ def select_encoder(config: SelectEncoderConfig) -> dict[str, Any]:
     encoder = _build_encoder(train_config, num_samples, num_channels)
     # Only the encoder is needed: the optimizer slots and epoch stored beside it are left unread.
     reader = tf.train.Checkpoint(encoder=encoder)
+    # The training run's own compilation and batch size: the features, hence the k-means
+    # accuracies, then equal those recorded during training bit for bit.
     _, _, feature_step = make_encoder_steps(encoder, optimizer=None, margin=train_config.margin,
-                                            jit=False)
+                                            jit=train_config.jit)
 
     def features_of(prefix: str) -> np.ndarray:
         if not tf.io.gfile.exists(prefix + ".index"):
@@ -404,7 +416,7 @@ def select_encoder(config: SelectEncoderConfig) -> dict[str, Any]:
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise CheckpointError(f"{prefix}: not an encoder checkpoint of this run ({first_line})") \
                 from None
-        return compute_features(feature_step, data.x_test)
+        return compute_features(feature_step, data.x_test, train_config.batch_size)
 
     table = []
     for prefix in prefixes:
