@@ -249,12 +249,11 @@ def test_xla_steps_give_the_same_numbers():
 
 def test_cli_parses_into_the_config_and_reports_errors(toy_data, tmp_path, capsys):
     from eeg2image_tf.cli import run_main
+    from eeg2image_tf.config import prepare_run_dir
     from eeg2image_tf.train_encoder import main
 
     run = tmp_path / "run"
-    config = toy_config(toy_data, run)
-    from eeg2image_tf.config import prepare_run_dir
-    prepare_run_dir(config, run)
+    prepare_run_dir(toy_config(toy_data, run), run)
     # Same run, another batch size: refused before any training, as one line on stderr.
     code = run_main(main, ["--data", str(toy_data), "--run", str(run), "--batch-size", "16",
                            "--epochs", "4", "--learning-rate", "1e-2", "--checkpoint-every", "2",
