@@ -176,7 +176,6 @@ def test_generator_update_changes_only_g_and_matches_hand_computation(fresh):
     np.testing.assert_allclose(float(losses["gan/g_total"]), expected_total, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.slow
 def test_replica_scaling_divides_hinge_by_global_batch_and_mode_seeking_by_replicas(fresh):
     """With N replicas each replica's terms are its share of the global loss (module docstring)."""
     state, config, batch = fresh

@@ -554,16 +554,18 @@ def train_gan(config: GanTrainConfig, force: bool = False) -> dict:
                      global_batch_size=config.batch_size, num_replicas=num_replicas)
     train_step = steps.make_train_step(strategy, jit=config.jit)
     manager = make_checkpoint_manager(state.checkpoint, run_dir / "checkpoints", config.max_to_keep)
-    restore_latest(state.checkpoint, manager)
+    restored = restore_latest(state.checkpoint, manager)
     samples = _sample_inputs(config, data)
 
     step = int(state.step.numpy())
     start_step = step
+    # A rerun of a finished run saves and draws nothing new.
+    last_saved = step if restored else None
+    last_sample = step if (run_dir / "samples" / f"step_{step:06d}.png").exists() else None
     previous = read_json(run_dir / METRICS_FILE) if (run_dir / METRICS_FILE).exists() else {}
     earlier_wall_time = float(previous.get("total_wall_time_s", 0.0)) if start_step else 0.0
     losses: dict[str, float] = dict(previous.get("losses", {})) if start_step else {}
     step_times: list[float] = []
-    last_sample = last_saved = None
     stopped = "completed"
 
     def save_checkpoint() -> str:
