@@ -92,6 +92,12 @@ class GanTrainConfig:
     max_steps: Optional[int] = None     # stop after this many steps in total (None: epochs decide)
     time_budget_s: Optional[float] = None
     normalisation: str = "original"
+    # The spec's G step calls G with training=True (the default). The authors' code, as run, did not:
+    # its Generator.call is a tf.function without a training argument, so the first trace
+    # (training=False, from the D step) served the G step too; in their checkpoints G's BatchNorm
+    # moving statistics are still exactly 0 and 1 and its spectral-norm vectors never moved.
+    # False reproduces that behaviour.
+    generator_training: bool = True
 
     RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = (
         "epochs", "max_steps", "time_budget_s", "checkpoint_every", "sample_every", "max_to_keep",

@@ -176,6 +176,25 @@ def test_generator_update_changes_only_g_and_matches_hand_computation(fresh):
     np.testing.assert_allclose(float(losses["gan/g_total"]), expected_total, rtol=1e-5, atol=1e-6)
 
 
+def test_generator_training_false_reproduces_the_originals_frozen_generator_state(fresh):
+    """``generator_training=False``: the authors' code as run (GanTrainConfig.generator_training).
+
+    Their checkpoints show G's moving statistics at exactly 0 and 1 and its ``sn_u`` untouched after
+    training; with the option the G step trains the kernels and BatchNorm parameters only.
+    """
+    state, config, batch = fresh
+    G = state.generator
+    draws = step_randomness(config.seed, 0, 0, BATCH, LATENT)
+    before = _values(G.weights)
+    _steps(state, config, generator_training=False).generator_update(
+        batch["conditions"], draws.z1, draws.z2, draws.augment_seeds)
+    frozen = [v for v in G.weights if _is_moving_statistic(v) or not v.trainable]
+    assert frozen and any("kernel" in v.path for v in G.trainable_weights)
+    for value, variable in zip(before, G.weights):
+        changed = not np.array_equal(value, variable.numpy())
+        assert changed == variable.trainable, variable.path
+
+
 def test_replica_scaling_divides_hinge_by_global_batch_and_mode_seeking_by_replicas(fresh):
     """With N replicas each replica's terms are its share of the global loss (module docstring)."""
     state, config, batch = fresh

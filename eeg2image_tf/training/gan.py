@@ -140,7 +140,8 @@ class GanSteps:
 
     def __init__(self, generator, discriminator, g_optimizer, d_optimizer, *, latent_dim: int,
                  policy: str = "color,translation", mode_seeking_weight: float = 1.0, seed: int = 45,
-                 global_batch_size: Optional[int] = None, num_replicas: int = 1):
+                 global_batch_size: Optional[int] = None, num_replicas: int = 1,
+                 generator_training: bool = True):
         self.generator = generator
         self.discriminator = discriminator
         self.g_optimizer = g_optimizer
@@ -150,6 +151,9 @@ class GanSteps:
         self.mode_seeking_weight = float(mode_seeking_weight)
         self.seed = int(seed)
         self.num_replicas = int(num_replicas)
+        # False reproduces what the authors' code actually ran (see GanTrainConfig.generator_training):
+        # G's BatchNorm on moving statistics and no spectral-norm update in the G step.
+        self.generator_training = bool(generator_training)
         # One replica: the original's reduce_mean, to the last bit.
         self.global_batch_size = global_batch_size if self.num_replicas > 1 else None
 
@@ -197,8 +201,8 @@ class GanSteps:
         inputs_2 = tf.concat([z2, conditions], axis=-1)
         variables = self.generator.trainable_variables
         with tf.GradientTape() as tape:
-            f1 = self.generator(inputs_1, training=True)
-            f2 = self.generator(inputs_2, training=True)
+            f1 = self.generator(inputs_1, training=self.generator_training)
+            f2 = self.generator(inputs_2, training=self.generator_training)
             augmented = tf.concat([self._augment(f1, augment_seeds[AUGMENT_F1]),
                                    self._augment(f2, augment_seeds[AUGMENT_F2])], axis=0)
             # training=False uses moving statistics, so one 2B batch gives the two calls' numbers.
@@ -551,7 +555,8 @@ def train_gan(config: GanTrainConfig, force: bool = False) -> dict:
     steps = GanSteps(state.generator, state.discriminator, state.g_optimizer, state.d_optimizer,
                      latent_dim=config.latent_dim, policy=config.policy,
                      mode_seeking_weight=config.mode_seeking_weight, seed=config.seed,
-                     global_batch_size=config.batch_size, num_replicas=num_replicas)
+                     global_batch_size=config.batch_size, num_replicas=num_replicas,
+                     generator_training=config.generator_training)
     train_step = steps.make_train_step(strategy, jit=config.jit)
     manager = make_checkpoint_manager(state.checkpoint, run_dir / "checkpoints", config.max_to_keep)
     restored = restore_latest(state.checkpoint, manager)
