@@ -257,7 +257,8 @@ def score_section(probs: np.ndarray, class_index: np.ndarray, class_names: Seque
             continue
         class_mean, class_std = score(members, splits=min(splits, members.shape[0]),
                                       split_order=split_order, seed=seed)
-        per_class[name] = {"mean": class_mean, "std": class_std, "count": int(members.shape[0])}
+        per_class[name] = {"available": True, "mean": class_mean, "std": class_std,
+                           "count": int(members.shape[0])}
     return {"available": True, "mean": mean, "std": std, "splits": splits,
             "split_order": split_order, "count": int(probs.shape[0]),
             "other_split_order": {"split_order": other_order, "mean": other_mean, "std": other_std},
