@@ -24,14 +24,18 @@ def _fixtures_root() -> Path:
     return REPO_ROOT.parent / "shared" / "fixtures"
 
 
+def _missing(message: str) -> None:
+    """Fail in CI (the parity tests must run there), skip elsewhere."""
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     root = _fixtures_root()
     if not root.is_dir():
-        message = f"reference fixtures not found at {root} (set EEG2IMAGE_FIXTURES)"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(message)
-        pytest.skip(message)
+        _missing(f"reference fixtures not found at {root} (set EEG2IMAGE_FIXTURES)")
     return root
 
 
@@ -42,10 +46,7 @@ def fixture_file(fixtures_dir):
     def resolve(name: str) -> Path:
         path = fixtures_dir / name
         if not path.exists():
-            message = f"fixture {path} is missing"
-            if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-                pytest.fail(message)
-            pytest.skip(message)
+            _missing(f"fixture {path} is missing")
         return path
 
     return resolve
