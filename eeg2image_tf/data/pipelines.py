@@ -55,7 +55,9 @@ def gan_dataset(eeg: Any, labels: Any, images: Any, image_index: Any, batch_size
     ``eeg``: per-trial rows passed through unchanged (the GAN trainer gives cached encoder features
     ``(N, 128)``). ``images``: the image bank ``(M, H, W, 3)`` in ``[-1, 1]``; ``image_index``
     ``(N,)`` maps trial -> bank row (see :func:`~eeg2image_tf.data.pair_images`). The bank is held
-    once in memory and gathered per batch. ``drop_remainder`` defaults to ``shuffle``.
+    once in memory (not copied into the graph) and gathered per batch, so the pipeline cannot be
+    serialised (tf.data service, SavedModel); in-process strategies work. ``drop_remainder``
+    defaults to ``shuffle``.
     """
     import tensorflow as tf
 
@@ -66,7 +68,7 @@ def gan_dataset(eeg: Any, labels: Any, images: Any, image_index: Any, batch_size
         raise DataError(f"gan_dataset: image_index has shape {index.shape} dtype {index.dtype}, "
                         "expected integer (N,)")
     index = index.astype(np.int64)
-    bank = np.asarray(images, dtype=np.float32)
+    bank = np.ascontiguousarray(images, dtype=np.float32)
     if bank.ndim != 4 or bank.shape[-1] != 3:
         raise DataError(f"gan_dataset: images have shape {bank.shape}, expected (M, H, W, 3)")
     _check_lengths("gan_dataset", eeg=len(eeg), labels=len(label_ids), image_index=len(index))
@@ -76,12 +78,20 @@ def gan_dataset(eeg: Any, labels: Any, images: Any, image_index: Any, batch_size
     drop = shuffle if drop_remainder is None else drop_remainder
     _check_batch("gan_dataset", len(eeg), batch_size, drop)
 
-    bank_tensor = tf.constant(bank)
     dataset = tf.data.Dataset.from_tensor_slices((eeg, label_ids, index))
     if shuffle:
         dataset = dataset.shuffle(2 * batch_size, seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size, drop_remainder=drop)
-    dataset = dataset.map(lambda e, y, i: (e, y, tf.gather(bank_tensor, i)),
+    image_shape = [batch_size if drop else None, *bank.shape[1:]]
+
+    def gather_images(rows):
+        # The bank stays a numpy array read from Python: captured as a tensor it would be serialised
+        # into the dataset graph (several copies, and a hard 2 GB limit) every time this is built.
+        images = tf.numpy_function(lambda r: bank[r], [rows], tf.float32, stateful=False)
+        images.set_shape(image_shape)
+        return images
+
+    dataset = dataset.map(lambda e, y, i: (e, y, gather_images(i)),
                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return dataset.prefetch(tf.data.AUTOTUNE)
 

@@ -8,7 +8,7 @@ is shifted in time by up to +-6 samples and each wave's amplitude varies by +-40
 
 Why these numbers: a biphasic wave sums to zero over time, so the time-average that would make a
 jittered bump linearly separable carries nothing, and a +-6 sample shift smears the class mean of
-2-3 sample wide waves; logistic regression on the raw flattened trials then stays near 0.8 test
+2-3 sample wide waves; logistic regression on the raw flattened trials then stays at 0.8-0.9 test
 accuracy. A recurrent network follows the waves wherever they fall. The transients are large
 (~1000 units on a ~4300 offset) because the original normalisation divides by the trial's maximum:
 after it, smaller waves become ripples of a few hundredths on a ~0.9 plateau, which a triplet-trained
