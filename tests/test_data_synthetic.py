@@ -105,8 +105,10 @@ def test_rendered_glyphs_contrast_with_their_background():
         image = render_character(text, rng)
         assert image.shape == (128, 128, 3) and image.dtype == np.uint8
         luminance = image @ np.array([0.299, 0.587, 0.114])
-        assert np.percentile(luminance, 99) - np.percentile(luminance, 1) > 60
-        assert luminance[0, 0] != pytest.approx(luminance[64, 64], abs=1) or luminance.std() > 10
+        border = np.concatenate([luminance[0], luminance[-1], luminance[:, 0], luminance[:, -1]])
+        glyph = np.abs(luminance - np.median(border)) > 60.0
+        # the glyph stands out from the background and covers a sensible part of the image
+        assert 0.02 < glyph.mean() < 0.6
 
 
 @pytest.mark.slow
@@ -131,5 +133,6 @@ def test_a_linear_model_is_far_from_perfect_but_the_signal_is_there():
         return np.abs(np.fft.rfft(trials - trials.mean(axis=1, keepdims=True), axis=1)).reshape(len(x), -1)
 
     scaler = StandardScaler().fit(spectra(arrays["x_train"]))
-    spectral = LogisticRegression(C=0.1, max_iter=2000).fit(scaler.transform(spectra(arrays["x_train"])), y_train)
+    spectral = LogisticRegression(C=0.1, max_iter=2000)
+    spectral.fit(scaler.transform(spectra(arrays["x_train"])), y_train)
     assert spectral.score(scaler.transform(spectra(arrays["x_test"])), y_test) > linear_accuracy + 0.05

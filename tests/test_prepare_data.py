@@ -17,8 +17,8 @@ TINY_FLAGS = ["--n-train", "40", "--n-test", "10", "--images-per-class", "2", "-
 
 
 def test_synthetic_writes_the_layout_and_reports_it(tmp_path, capsys):
-    code = run_main(prepare_data.main, ["--synthetic", "--set", "char", "--out", str(tmp_path), "--seed", "7",
-                                        *TINY_FLAGS])
+    code = run_main(prepare_data.main, ["--synthetic", "--set", "char", "--out", str(tmp_path),
+                                        "--seed", "7", *TINY_FLAGS])
     assert code == 0
     printed = capsys.readouterr().out
     assert str(tmp_path / "eeg" / "char" / "data.pkl") in printed and "(40, 14, 32, 1)" in printed
@@ -81,8 +81,9 @@ def test_mode_is_required():
 
 
 def test_module_entry_point(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "eeg2image_tf.prepare_data", "--synthetic", "--set", "char",
-                             "--out", str(tmp_path), *TINY_FLAGS], capture_output=True, text=True)
+    command = [sys.executable, "-m", "eeg2image_tf.prepare_data", "--synthetic", "--set", "char",
+               "--out", str(tmp_path), *TINY_FLAGS]
+    result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "wrote" in result.stdout
     assert load_thoughtviz(tmp_path / "eeg" / "char").x_train.shape == (40, 14, 32, 1)

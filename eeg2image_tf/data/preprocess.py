@@ -29,7 +29,8 @@ _POSITIVE_HINT = ("the original normalisation needs positive raw Emotiv values; 
 
 def _check_method(method: str) -> None:
     if method not in PREPROCESS_METHODS:
-        raise ValueError(f"unknown EEG normalisation {method!r}; expected one of {', '.join(PREPROCESS_METHODS)}")
+        raise ValueError(f"unknown EEG normalisation {method!r}; "
+                         f"expected one of {', '.join(PREPROCESS_METHODS)}")
 
 
 def preprocess(raw: Any, method: str = "original"):

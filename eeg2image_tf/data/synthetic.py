@@ -15,8 +15,9 @@ after it, smaller waves become ripples of a few hundredths on a ~0.9 plateau, wh
 LSTM needs hundreds of epochs to pick up, while at this size it clusters the test set (k-means
 accuracy > 0.9) within a few dozen epochs.
 
-Images: each class's character rendered with OpenCV's Hershey fonts at 128 x 128, with random font,
-stroke, size, shear, rotation, position and contrasting colours.
+Images: each class's character drawn with OpenCV (the Hershey fonts; OpenCV 5's embedded font at
+weights 200-900, regular or italic) at 128 x 128, with random style, stroke weight, size, shear,
+rotation, position and contrasting colours.
 """
 
 from __future__ import annotations
@@ -110,7 +111,11 @@ def balanced_labels(num_trials: int, num_classes: int, rng: np.random.Generator)
 
 def make_synthetic_eeg(set_name: str = "char", seed: int = 45, n_train: int = 2500,
                        n_test: int = 600) -> dict[str, np.ndarray]:
-    """The synthetic set as ThoughtViz arrays: ``x_*`` float64 ``(N, 14, 32, 1)``, ``y_*`` one-hot ``(N, 10)``."""
+    """The synthetic set as ThoughtViz arrays.
+
+    ``x_*`` float64 ``(N, 14, 32, 1)`` raw values, ``y_*`` one-hot float64 ``(N, 10)``; classes are
+    balanced. The same ``(set_name, seed, n_train, n_test)`` gives the same arrays.
+    """
     num_classes = len(_class_names(set_name))
     if n_train < num_classes or n_test < 1:
         raise DataError(f"synthetic {set_name}: n_train={n_train}, n_test={n_test}; expected n_train >= "
@@ -151,45 +156,68 @@ def _luminance(rgb: np.ndarray) -> float:
     return float(0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2])
 
 
-def render_character(text: str, rng: np.random.Generator, size: int = IMAGE_SIZE) -> np.ndarray:
-    """One ``text`` glyph as RGB uint8 ``(size, size, 3)``.
-
-    Random Hershey font (a quarter italic), stroke 2-8 px, glyph height 45-75 % of the image, shear
-    up to +-0.35, rotation up to +-12 degrees, offset up to 10 % of the size, a two-colour gradient
-    background and a foreground whose luminance differs from it by more than 90 (of 255), so the
-    glyph always stands out.
-    """
+def _draw_glyph(canvas: np.ndarray, text: str, height: int, rng: np.random.Generator) -> None:
+    """Draw ``text`` about ``height`` px tall, white on the black ``canvas`` (uint8, in place)."""
     import cv2
 
+    origin = (canvas.shape[1] // 4, canvas.shape[0] * 3 // 4)
+    if hasattr(cv2, "FontFace"):
+        # OpenCV 5 draws every Hershey name with one embedded variable font at a fixed weight (the
+        # stroke thickness is ignored); its own API varies the style and weight instead.
+        face = cv2.FontFace("italic" if rng.random() < 0.3 else "sans")
+        cv2.putText(canvas, text, origin, 255, face, height, int(rng.integers(2, 10)) * 100)
+        return
     fonts = _hershey_fonts()
     font = fonts[int(rng.integers(len(fonts)))]
     if rng.random() < 0.25:
         font |= cv2.FONT_ITALIC
     thickness = int(rng.integers(2, 9))
-    (width, height), baseline = cv2.getTextSize(text, font, 1.0, thickness)
-    scale = rng.uniform(0.45, 0.75) * size / max(height + 0.3 * baseline, 0.9 * width, 1.0)
-    (width, height), _ = cv2.getTextSize(text, font, scale, thickness)
+    scale = cv2.getFontScaleFromHeight(font, height, thickness)
+    cv2.putText(canvas, text, origin, font, scale, 255, thickness, cv2.LINE_AA)
 
-    # Draw on a larger canvas so that shear and rotation never clip the glyph.
-    canvas = 2 * size
-    mask = np.zeros((canvas, canvas), np.uint8)
-    cv2.putText(mask, text, (canvas // 2 - width // 2, canvas // 2 + height // 2), font, scale, 255,
-                thickness, cv2.LINE_AA)
-    centre = canvas / 2.0
+
+def render_character(text: str, rng: np.random.Generator, size: int = IMAGE_SIZE) -> np.ndarray:
+    """One ``text`` glyph as RGB uint8 ``(size, size, 3)``.
+
+    Random style and stroke weight (Hershey fonts and thickness 2-8 px; regular or italic at weights
+    200-900 where OpenCV 5 replaces them), glyph height 40-68 % of the image, shear up to +-0.35,
+    rotation up to +-12 degrees, offset up to 8 % of the size, a two-colour gradient background and
+    a foreground whose luminance differs from both of its colours by more than 90 (of 255).
+    """
+    import cv2
+
+    # Draw large on a wide canvas, then map the glyph's bounding box into the image with one affine
+    # transform (scale, shear, rotation, offset); this works the same for every font back end.
+    canvas = np.zeros((2 * size, 2 * size), np.uint8)
+    _draw_glyph(canvas, text, size, rng)
+    rows, cols = np.nonzero(canvas)
+    if rows.size == 0:
+        raise DataError(f"synthetic image: OpenCV drew nothing for {text!r}")
+    glyph_height, glyph_width = rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
+    scale = min(rng.uniform(0.4, 0.68) * size / glyph_height, 0.72 * size / glyph_width)
     shear = rng.uniform(-0.35, 0.35)
-    rotation = np.vstack([cv2.getRotationMatrix2D((centre, centre), rng.uniform(-12.0, 12.0), 1.0),
-                          [0.0, 0.0, 1.0]])
-    shearing = np.array([[1.0, shear, -shear * centre], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
-    affine = (rotation @ shearing)[:2]
-    affine[:, 2] += size / 2.0 - centre + rng.uniform(-0.1, 0.1, size=2) * size
-    alpha = cv2.warpAffine(mask, affine, (size, size), flags=cv2.INTER_LINEAR)
+    angle = np.deg2rad(rng.uniform(-12.0, 12.0))
+    offset = size / 2.0 + rng.uniform(-0.08, 0.08, size=2) * size
+
+    def translation(dx: float, dy: float) -> np.ndarray:
+        return np.array([[1.0, 0.0, dx], [0.0, 1.0, dy], [0.0, 0.0, 1.0]])
+
+    rotation = np.array([[np.cos(angle), -np.sin(angle), 0.0], [np.sin(angle), np.cos(angle), 0.0],
+                         [0.0, 0.0, 1.0]])
+    shearing = np.array([[1.0, shear, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    scaling = np.diag([scale, scale, 1.0])
+    centre = translation(-(cols.min() + cols.max()) / 2.0, -(rows.min() + rows.max()) / 2.0)
+    affine = (translation(offset[0], offset[1]) @ rotation @ shearing @ scaling @ centre)[:2]
+    alpha = cv2.warpAffine(canvas, affine, (size, size), flags=cv2.INTER_AREA)
     alpha = alpha.astype(np.float32)[..., None] / np.float32(255.0)
 
     background = rng.uniform(0.0, 255.0, size=3)
-    foreground = rng.uniform(0.0, 255.0, size=3)
-    while abs(_luminance(foreground) - _luminance(background)) <= 90.0:
-        foreground = rng.uniform(0.0, 255.0, size=3)
     second = np.clip(background + rng.normal(0.0, 25.0, size=3), 0.0, 255.0)
+    foreground = rng.uniform(0.0, 255.0, size=3)
+    # Both ends of the background gradient must contrast with the glyph.
+    while min(abs(_luminance(foreground) - _luminance(background)),
+              abs(_luminance(foreground) - _luminance(second))) <= 90.0:
+        foreground = rng.uniform(0.0, 255.0, size=3)
     ramp = np.linspace(0.0, 1.0, size, dtype=np.float32)
     ramp = ramp[:, None, None] if rng.random() < 0.5 else ramp[None, :, None]
     back = (background.astype(np.float32) * (1.0 - ramp) + second.astype(np.float32) * ramp)
