@@ -38,3 +38,25 @@ def run_main(main: Callable[[Sequence[str] | None], int | None],
         print(f"{prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     return int(code or 0)
+
+
+def parse_config(config_class, module: str, description: str | None,
+                 argv: Sequence[str] | None, with_force: bool = True):
+    """Parse ``argv`` into ``config_class`` (flags derived from its fields); return ``(config, args)``.
+
+    ``with_force`` adds ``--force`` (accept a config that differs from the run's ``config.json``);
+    extra arguments a command needs are on ``args``.
+    """
+    import argparse
+
+    from .config import add_config_arguments, config_from_args
+
+    quiet_tensorflow()
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arguments(parser, config_class)
+    if with_force:
+        parser.add_argument("--force", action="store_true",
+                            help="accept a config that differs from the run's config.json")
+    args = parser.parse_args(argv)
+    return config_from_args(config_class, args), args

@@ -9,24 +9,20 @@ TensorBoard projector files of the best checkpoint into the run.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import Optional, Sequence
 
-from .cli import quiet_tensorflow, run_main
-from .config import SelectEncoderConfig, add_config_arguments, config_from_args
+from .cli import parse_config, run_main
+from .config import SelectEncoderConfig
 from .training.encoder import select_encoder
 
 __all__ = ["main", "select_encoder"]
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    quiet_tensorflow()
-    parser = argparse.ArgumentParser(prog="python -m eeg2image_tf.select_encoder", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_arguments(parser, SelectEncoderConfig)
-    args = parser.parse_args(argv)
-    select_encoder(config_from_args(SelectEncoderConfig, args))
+    config, _ = parse_config(SelectEncoderConfig, "eeg2image_tf.select_encoder", __doc__, argv,
+                             with_force=False)
+    select_encoder(config)
     return 0
 
 

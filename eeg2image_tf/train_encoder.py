@@ -9,26 +9,19 @@ a finished run. Ctrl-C (or SIGTERM) saves a checkpoint after the current epoch a
 
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import Optional, Sequence
 
-from .cli import quiet_tensorflow, run_main
-from .config import EncoderTrainConfig, add_config_arguments, config_from_args
+from .cli import parse_config, run_main
+from .config import EncoderTrainConfig
 from .training.encoder import train_encoder
 
 __all__ = ["main", "train_encoder"]
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    quiet_tensorflow()
-    parser = argparse.ArgumentParser(prog="python -m eeg2image_tf.train_encoder", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_arguments(parser, EncoderTrainConfig)
-    parser.add_argument("--force", action="store_true",
-                        help="accept a config that differs from the run's config.json")
-    args = parser.parse_args(argv)
-    config = config_from_args(EncoderTrainConfig, args)
+    config, args = parse_config(EncoderTrainConfig, "eeg2image_tf.train_encoder", __doc__, argv,
+                                with_force=True)
     result = train_encoder(config, force=args.force)
     best = result.get("kmeans_acc_best")
     best_text = f"{best:.4f} (epoch {result.get('kmeans_acc_best_epoch')})" if best is not None else "n/a"

@@ -16,26 +16,19 @@ checkpoint after the current step and exits.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import Optional, Sequence
 
-from .cli import quiet_tensorflow, run_main
-from .config import GanTrainConfig, add_config_arguments, config_from_args
+from .cli import parse_config, run_main
+from .config import GanTrainConfig
 from .training.gan import train_gan
 
 __all__ = ["main", "train_gan"]
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    quiet_tensorflow()
-    parser = argparse.ArgumentParser(prog="python -m eeg2image_tf.train_gan", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_arguments(parser, GanTrainConfig)
-    parser.add_argument("--force", action="store_true",
-                        help="accept a config that differs from the run's config.json")
-    args = parser.parse_args(argv)
-    config = config_from_args(GanTrainConfig, args)
+    config, args = parse_config(GanTrainConfig, "eeg2image_tf.train_gan", __doc__, argv,
+                                with_force=True)
     result = train_gan(config, force=args.force)
     ms_per_step = result.get("ms_per_step")
     speed = f"{ms_per_step:.0f} ms/step" if ms_per_step is not None else "no step run"
