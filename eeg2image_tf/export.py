@@ -32,7 +32,7 @@ from typing import Any, Mapping, Optional, Sequence
 from . import __version__
 from .cli import quiet_tensorflow, run_main
 from .config import ExportConfig, GanTrainConfig, add_config_arguments, config_from_args, load_config
-from .errors import CheckpointError, ConfigError, Eeg2ImageError
+from .errors import ConfigError, Eeg2ImageError
 from .io_utils import atomic_write_json, atomic_write_text
 
 # The original generator takes concat([z, c]) with a 128-d z (spec section 4).
