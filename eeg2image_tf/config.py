@@ -86,6 +86,10 @@ class GanTrainConfig:
     strategy: str = "auto"              # auto | mirrored | multiworker | default
     jit: bool = False                   # XLA is slower than oneDNN for these convolutions on CPU
     fast_discriminator: bool = True     # exact split of D's first conv (see models); same numbers
+    fused_batch_norm: bool = True       # TF's fused BatchNorm kernel (models.layers); same numbers
+    # float32 (the original's numbers) | mixed_bfloat16: bfloat16 arithmetic, float32 variables and
+    # checkpoints; ~1.6-1.8x faster iterations on CPUs with AVX512-BF16/AMX (precision module).
+    precision: str = "float32"
     checkpoint_every: int = 500         # steps
     sample_every: int = 500             # steps
     max_to_keep: int = 3
@@ -101,7 +105,7 @@ class GanTrainConfig:
 
     RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = (
         "epochs", "max_steps", "time_budget_s", "checkpoint_every", "sample_every", "max_to_keep",
-        "jit", "strategy", "fast_discriminator")
+        "jit", "strategy", "fast_discriminator", "fused_batch_norm", "precision")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,7 +144,10 @@ class GenerateConfig:
     batch_size: int = 32
     seed: int = 45
     jpeg_quality: int = 95
-    writer_threads: int = 2
+    writer_threads: int = 1             # one JPEG writer beside the generator is fastest on 2 cores
+    # float32 (the original's numbers) | mixed_bfloat16 (about 2x faster on CPUs with AVX512-BF16;
+    # images equal to bfloat16 rounding only: see the precision module)
+    precision: str = "float32"
 
     RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ("batch_size", "writer_threads")
 

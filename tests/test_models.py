@@ -249,3 +249,54 @@ def test_gan_config_round_trip():
                              {"condition_dim": 6, "split_condition_conv": True})):
         clone = type(model).from_config(model.get_config())
         assert {key: clone.get_config()[key] for key in expected} == expected
+
+
+def _float64_twin(model_class, source, build):
+    """A float64 copy of ``source`` (plain Keras BatchNorm): the exact answer float32 approximates."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float64")
+    try:
+        twin = model_class(fused_batch_norm=False)
+        build(twin)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    assert twin.norms[0].moving_mean.dtype == "float64"
+    twin.set_weights([np.asarray(w, np.float64) for w in source.get_weights()])
+    return twin
+
+
+def test_fused_batch_norm_models_match_plain_keras_batch_norm():
+    # The fused kernel is a speed choice only: same outputs, gradients and BatchNorm statistics up
+    # to float32 rounding. What rounding amounts to is measured against a float64 twin: D's
+    # one-channel last BatchNorm amplifies it to ~1e-3 in some gradients, for both implementations.
+    from eeg2image_tf.models.layers import FusedBatchNormalization
+
+    keras.utils.set_random_seed(11)
+    rng = np.random.default_rng(11)
+    inputs = rng.uniform(-1, 1, size=(3, 256))
+    images = rng.uniform(-1, 1, size=(3, 128, 128, 3))
+    condition = rng.normal(size=(3, 128))
+    cases = ((Generator, lambda m, t, d: m(inputs.astype(d), training=t)),
+             (Discriminator, lambda m, t, d: m(images.astype(d), condition.astype(d), training=t)))
+    for model_class, call in cases:
+        plain, fused = (model_class(fused_batch_norm=f) for f in (False, True))
+        for model in (plain, fused):
+            call(model, False, np.float32)
+        fused.set_weights(plain.get_weights())
+        exact = _float64_twin(model_class, plain, lambda m: call(m, False, np.float64))
+        assert all(isinstance(norm, FusedBatchNormalization) for norm in fused.norms)
+        assert not any(isinstance(norm, FusedBatchNormalization) for norm in plain.norms)
+        np.testing.assert_allclose(np.asarray(call(fused, False, np.float32)),
+                                   np.asarray(call(plain, False, np.float32)), atol=1e-5)
+        gradients = []
+        for model, dtype in ((exact, np.float64), (plain, np.float32), (fused, np.float32)):
+            with tf.GradientTape() as tape:
+                out = call(model, True, dtype)
+                loss = tf.reduce_mean(out * out)
+            gradients.append([np.asarray(g, np.float64)
+                              for g in tape.gradient(loss, model.trainable_weights)])
+        for truth, keras_error, ours in zip(*gradients):
+            keras_error = np.linalg.norm(keras_error - truth)
+            assert np.linalg.norm(ours - truth) <= 3.0 * keras_error + 3e-5 * np.linalg.norm(truth)
+        for a, b in zip(fused.non_trainable_weights, plain.non_trainable_weights):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)

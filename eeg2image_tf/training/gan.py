@@ -285,14 +285,6 @@ class GanState:
     checkpoint: Any                 # tf.train.Checkpoint(step, generator, discriminator, g_/d_optimizer)
 
 
-def _supports_split_condition_conv() -> bool:
-    import inspect
-
-    from ..models import Discriminator
-
-    return "split_condition_conv" in inspect.signature(Discriminator.__init__).parameters
-
-
 def build_gan_state(config: GanTrainConfig, strategy=None) -> GanState:
     """Create and build the models and optimizers (inside ``strategy.scope()``) and the checkpoint.
 
@@ -304,12 +296,16 @@ def build_gan_state(config: GanTrainConfig, strategy=None) -> GanState:
 
     from ..models import build_discriminator, build_generator
 
+    from ..precision import check_precision
+
     strategy = strategy or tf.distribute.get_strategy()
+    policy = check_precision(config.precision)
     with strategy.scope():
-        generator = build_generator(latent_dim=config.latent_dim, condition_dim=config.condition_dim)
-        split = {"split_condition_conv": config.fast_discriminator} \
-            if _supports_split_condition_conv() else {}
-        discriminator = build_discriminator(condition_dim=config.condition_dim, **split)
+        generator = build_generator(latent_dim=config.latent_dim, condition_dim=config.condition_dim,
+                                    fused_batch_norm=config.fused_batch_norm, dtype=policy)
+        discriminator = build_discriminator(condition_dim=config.condition_dim,
+                                            split_condition_conv=config.fast_discriminator,
+                                            fused_batch_norm=config.fused_batch_norm, dtype=policy)
         g_optimizer = keras.optimizers.Adam(config.learning_rate, beta_1=config.beta_1,
                                             beta_2=config.beta_2)
         d_optimizer = keras.optimizers.Adam(config.learning_rate, beta_1=config.beta_1,
@@ -517,6 +513,14 @@ def _check_config(config: GanTrainConfig, num_replicas: int) -> None:
     for name in ("checkpoint_every", "sample_every"):
         if getattr(config, name) < 1:
             raise ConfigError(f"{config.run}: --{name.replace('_', '-')} must be at least 1")
+    from ..precision import bfloat16_supported, check_precision
+
+    if check_precision(config.precision) == "mixed_bfloat16" and not bfloat16_supported():
+        import warnings
+
+        warnings.warn("--precision mixed_bfloat16: this CPU has no native bfloat16 instructions "
+                      "(avx512_bf16 / AMX); bfloat16 is emulated and likely slower than float32",
+                      RuntimeWarning, stacklevel=3)
 
 
 def train_gan(config: GanTrainConfig, force: bool = False) -> dict:
