@@ -10,14 +10,16 @@ from .common import ORIGINAL, median_seconds
 
 
 def run(batch_size: int = 16, repeats: int = 5, jit: bool = False,
-        fast_discriminator: bool = True) -> dict[str, Any]:
+        fast_discriminator: bool = True, fused_batch_norm: bool = True,
+        precision: str = "float32") -> dict[str, Any]:
     import tensorflow as tf
 
     from eeg2image_tf.config import GanTrainConfig
     from eeg2image_tf.training.gan import GanSteps, build_gan_state
 
     config = GanTrainConfig(data="-", images="-", encoder="-", run="-", batch_size=batch_size,
-                            jit=jit, fast_discriminator=fast_discriminator)
+                            jit=jit, fast_discriminator=fast_discriminator,
+                            fused_batch_norm=fused_batch_norm, precision=precision)
     strategy = tf.distribute.get_strategy()
     state = build_gan_state(config, strategy)
     steps = GanSteps(state.generator, state.discriminator, state.g_optimizer, state.d_optimizer,
@@ -38,7 +40,8 @@ def run(batch_size: int = 16, repeats: int = 5, jit: bool = False,
     seconds, _ = median_seconds(one_iteration, repeats, warmup=2)
     ms = seconds * 1000.0
     record = {"name": "gan_step", "batch_size": batch_size, "ms_per_step": round(ms, 1),
-              "jit": jit, "fast_discriminator": fast_discriminator, "repeats": repeats}
+              "jit": jit, "fast_discriminator": fast_discriminator,
+              "fused_batch_norm": fused_batch_norm, "precision": precision, "repeats": repeats}
     if batch_size == 16:
         record["original_ms_per_step"] = ORIGINAL["gan_step_ms_b16"]
         record["speedup_vs_original"] = round(ORIGINAL["gan_step_ms_b16"] / ms, 2)

@@ -21,11 +21,17 @@ def _suite(quick: bool) -> dict[str, list[Callable[[], dict[str, Any]]]]:
     return {
         "encoder_step": [lambda: encoder_step.run(jit=True), lambda: encoder_step.run(jit=False)],
         "gan_step": [
+            # The default (exact: split first convolution, fused BatchNorm), then each exact trick
+            # switched off, then the optional bfloat16 mode, then the paper's batch.
             lambda: gan_step.run(batch_size=16, repeats=gan_repeats),
-            lambda: gan_step.run(batch_size=16, repeats=gan_repeats, fast_discriminator=False),
+            lambda: gan_step.run(batch_size=16, repeats=gan_repeats, fused_batch_norm=False),
+            lambda: gan_step.run(batch_size=16, repeats=gan_repeats, fused_batch_norm=False,
+                                 fast_discriminator=False),
+            lambda: gan_step.run(batch_size=16, repeats=gan_repeats, precision="mixed_bfloat16"),
             lambda: gan_step.run(batch_size=128, repeats=1 if quick else 3),
         ],
-        "generate": [lambda: generate.run()],
+        "generate": [lambda: generate.run(repeats=1 if quick else 3),
+                     lambda: generate.run(repeats=1 if quick else 3, precision="mixed_bfloat16")],
         "inception": [lambda: inception.run()],
     }
 

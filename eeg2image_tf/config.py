@@ -174,6 +174,7 @@ class EvaluateConfig:
     seed: int = 45
     jpeg_quality: int = 95              # in-memory images go through JPEG like generated files
     figures: bool = True
+    precision: str = "float32"          # of in-memory generation: float32 | mixed_bfloat16
 
     RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ()
 
@@ -341,6 +342,10 @@ class PipelineConfig:
     seed: int = 45
     inception_graph: Optional[str] = None
     inception_weights: Optional[str] = None
+    # GAN training and generation: "profile" keeps the profile's choice (paper: float32; demo and
+    # quality: mixed_bfloat16 where the CPU has native bfloat16, else float32), or float32 |
+    # mixed_bfloat16 for every such stage.
+    precision: str = "profile"
 
     RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ("inception_graph", "inception_weights")
 
@@ -362,10 +367,11 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
                     "time_budget_s": 210.0},
         "select": {},
         "classifier": {"epochs": 6},
-        "gan": {"batch_size": 8, "max_steps": 400, "time_budget_s": 480.0,
-                "checkpoint_every": 50, "sample_every": 50},
-        "generate": {"per_class": 100},
-        "evaluate": {},
+        "gan": {"batch_size": 8, "max_steps": 1500, "time_budget_s": 480.0,
+                "checkpoint_every": 100, "sample_every": 100, "precision": "auto",
+                "mode_seeking_weight": 0.1},
+        "generate": {"per_class": 100, "precision": "auto"},
+        "evaluate": {"precision": "auto"},
     },
     # Seconds, not minutes: every stage on a tiny set, for the pipeline's own tests.
     "smoke": {
@@ -383,8 +389,9 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "select": {},
         "classifier": {"epochs": 15},
         "gan": {"batch_size": 16, "max_steps": 20000, "time_budget_s": 9000.0,
-                "checkpoint_every": 200, "sample_every": 200},
-        "generate": {"per_class": 500},
-        "evaluate": {},
+                "checkpoint_every": 200, "sample_every": 200, "precision": "auto",
+                "mode_seeking_weight": 0.1},
+        "generate": {"per_class": 500, "precision": "auto"},
+        "evaluate": {"precision": "auto"},
     },
 }

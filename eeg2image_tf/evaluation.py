@@ -53,13 +53,14 @@ def uint8_to_tanh_range(images: np.ndarray) -> np.ndarray:
 
 
 def generated_chunks(sources, per_class: int, batch_size: int, seed: int,
-                     jpeg_quality: Optional[int]) -> Iterator[ImageChunk]:
+                     jpeg_quality: Optional[int],
+                     precision: str = "float32") -> Iterator[ImageChunk]:
     """Images generated in memory exactly as ``generate`` would write them (class-major order)."""
     from .generation import iterate_generated, jpeg_round_trip
 
     for batch in iterate_generated(sources.generator, sources.features_by_class, per_class,
                                    batch_size, seed, trials_by_class=sources.trials_by_class,
-                                   latent_dim=sources.latent_dim):
+                                   latent_dim=sources.latent_dim, precision=precision):
         images = batch.images if jpeg_quality is None else jpeg_round_trip(batch.images,
                                                                             jpeg_quality)
         yield ImageChunk(images=images, class_index=batch.class_index)
@@ -500,7 +501,7 @@ def evaluate_run(config, inception_backend: Any = None, classifier: Any = None,
         total = len(paths)
     else:
         chunks = generated_chunks(sources, config.per_class, config.batch_size, config.seed,
-                                  config.jpeg_quality)
+                                  config.jpeg_quality, precision=config.precision)
         total = config.per_class * num_classes
         generated_info = {"source": "generated in memory", "per_class": config.per_class,
                           "count": total, "seed": config.seed, "jpeg_quality": config.jpeg_quality}

@@ -51,8 +51,25 @@ class PipelinePaths:
                    gan_run=run / "gan", generated=run / "generated", saved_model=run / "saved_model")
 
 
+# Stages whose config has a ``precision`` field.
+PRECISION_STAGES = ("gan", "generate", "evaluate")
+
+
 def _stage_overrides(config: PipelineConfig, stage: str) -> dict[str, Any]:
-    return dict(PROFILES[config.profile].get(stage, {}))
+    """The profile's settings of ``stage``, with ``precision`` made concrete.
+
+    A profile may ask for ``precision="auto"``: bfloat16 where this CPU runs it natively, else
+    float32; ``--precision`` other than ``profile`` overrides the profile in every such stage.
+    """
+    from .precision import bfloat16_supported, check_precision
+
+    overrides = dict(PROFILES[config.profile].get(stage, {}))
+    if stage in PRECISION_STAGES:
+        if config.precision != "profile":
+            overrides["precision"] = check_precision(config.precision)
+        elif overrides.get("precision") == "auto":
+            overrides["precision"] = "mixed_bfloat16" if bfloat16_supported() else "float32"
+    return overrides
 
 
 @contextlib.contextmanager
@@ -132,7 +149,7 @@ def stage_gan(config: PipelineConfig, paths: PipelinePaths) -> dict[str, Any]:
                                 seed=config.seed, **_stage_overrides(config, "gan"))
     result = train_gan(gan_config)
     return {"run": str(paths.gan_run), "samples": str(paths.gan_run / "samples" / "latest.png"),
-            **_headline(result)}
+            "precision": gan_config.precision, **_headline(result)}
 
 
 def stage_generate(config: PipelineConfig, paths: PipelinePaths) -> dict[str, Any]:
@@ -242,6 +259,8 @@ def summary_lines(state: dict[str, Any], config: PipelineConfig) -> list[str]:
         f"EEG2Image pipeline summary ({config.profile} profile, '{config.set}' set)",
         f"  encoder k-means accuracy (test) : {fmt(get('select_encoder', 'kmeans_accuracy'))}",
         f"  image classifier test accuracy  : {fmt(get('image_classifier', 'test_accuracy'))}",
+        f"  GAN iterations                  : {get('gan', 'step')} at "
+        f"{fmt(get('gan', 'ms_per_step'))} ms ({get('gan', 'precision')})",
         f"  conditional accuracy            : {fmt(get('evaluate', 'conditional_accuracy'))}",
         f"  conditional separability        : {fmt(get('evaluate', 'conditional_separability'))}",
         f"  Inception Score / FID           : {get('evaluate', 'inception', 'unavailable')}",

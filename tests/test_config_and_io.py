@@ -99,3 +99,24 @@ def test_atomic_files_get_the_usual_mode(tmp_path):
     plain = tmp_path / "plain.txt"
     plain.write_text("x")
     assert (target.stat().st_mode & 0o777) == (plain.stat().st_mode & 0o777)
+
+
+def test_replace_bytes_swaps_whole_files_and_keeps_the_old_one_on_failure(tmp_path, monkeypatch):
+    from eeg2image_tf import io_utils
+
+    target = tmp_path / "a.jpg"
+    io_utils.replace_bytes(target, b"first")
+    io_utils.replace_bytes(target, b"second")
+    assert target.read_bytes() == b"second"
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    assert (target.stat().st_mode & 0o777) == (plain.stat().st_mode & 0o777)
+
+    def crash(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(io_utils.os, "replace", crash)
+    with pytest.raises(OSError, match="disk full"):
+        io_utils.replace_bytes(target, b"partial")
+    assert target.read_bytes() == b"second"
+    assert sorted(os.listdir(tmp_path)) == ["a.jpg", "plain.txt"]   # no temporary left behind

@@ -64,3 +64,25 @@ def test_smoke_pipeline_runs_every_stage_then_skips_them(tmp_path, capsys):
     assert result.returncode == 2
     assert result.stderr.strip().startswith("error: ") and "another config" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_precision_resolves_per_stage(tmp_path, monkeypatch):
+    import eeg2image_tf.precision as precision
+
+    def overrides(stage, profile="demo", choice="profile"):
+        config = pipeline.PipelineConfig(run=str(tmp_path), profile=profile, precision=choice)
+        return pipeline._stage_overrides(config, stage)
+
+    monkeypatch.setattr(precision, "bfloat16_supported", lambda: True)
+    assert overrides("gan")["precision"] == "mixed_bfloat16"
+    assert overrides("generate")["precision"] == "mixed_bfloat16"
+    monkeypatch.setattr(precision, "bfloat16_supported", lambda: False)
+    assert overrides("gan")["precision"] == "float32"        # no native bfloat16: stay float32
+    # The paper profile is float32 (the original's numbers); --precision overrides any profile.
+    assert "precision" not in overrides("gan", profile="paper")
+    assert overrides("gan", profile="paper", choice="mixed_bfloat16")["precision"] == \
+        "mixed_bfloat16"
+    assert overrides("generate", choice="float32")["precision"] == "float32"
+    assert "precision" not in overrides("encoder", choice="float32")
+    with pytest.raises(ConfigError, match="--precision"):
+        overrides("gan", choice="float16")
