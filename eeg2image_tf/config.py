@@ -47,9 +47,11 @@ class EncoderTrainConfig:
     n_clusters: int = 10
     kmeans_random_state: int = 45
     jit: bool = False                   # same numbers; XLA is ~2x slower here with the sort-based loss
+    unroll: bool = True                 # LSTM time steps written out: same numbers, a little faster
     time_budget_s: Optional[float] = None  # stop (with a checkpoint) after this wall time
 
-    RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ("epochs", "time_budget_s", "max_to_keep", "jit")
+    RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ("epochs", "time_budget_s", "max_to_keep", "jit",
+                                                   "unroll")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -39,7 +39,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     manifest = generate_from_run(config, force=args.force, show_progress=not args.quiet)
     print(f"wrote {manifest.count} images ({len(manifest.class_names)} classes x "
           f"{config.per_class}) to {manifest.out_dir} in {manifest.seconds:.1f} s "
-          f"({manifest.images_per_second:.0f} images/s)")
+          f"({manifest.images_per_second:.0f} images/s; start-up {manifest.startup_seconds:.1f} s)")
     print(f"manifest: {manifest.path}")
     return 0
 

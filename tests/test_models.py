@@ -300,3 +300,26 @@ def test_fused_batch_norm_models_match_plain_keras_batch_norm():
             assert np.linalg.norm(ours - truth) <= 3.0 * keras_error + 3e-5 * np.linalg.norm(truth)
         for a, b in zip(fused.non_trainable_weights, plain.non_trainable_weights):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
+
+
+def test_unrolled_encoder_is_the_same_function():
+    from eeg2image_tf.losses import triplet_semihard_loss
+    from eeg2image_tf.models import build_encoder
+
+    looped = build_encoder(num_channels=5, num_samples=7)
+    unrolled = build_encoder(num_channels=5, num_samples=7, unroll=True)
+    unrolled.set_weights(looped.get_weights())
+    assert unrolled.get_config()["unroll"] and not looped.get_config()["unroll"]
+    rng = np.random.default_rng(2)
+    x = tf.constant(rng.uniform(-1, 1, size=(6, 7, 5)).astype(np.float32))
+    y = tf.constant([0, 0, 1, 1, 2, 2])
+    results = []
+    for model in (looped, unrolled):
+        with tf.GradientTape() as tape:
+            embedding, feature = model(x, training=True)
+            loss = triplet_semihard_loss(y, embedding)
+        results.append((feature.numpy(), tape.gradient(loss, model.trainable_weights)))
+    np.testing.assert_allclose(results[1][0], results[0][0], atol=1e-6)
+    assert np.abs(results[0][0]).max() > 1e-3
+    for a, b in zip(results[0][1], results[1][1]):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), atol=1e-6)

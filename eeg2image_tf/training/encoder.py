@@ -115,7 +115,7 @@ def _build_encoder(config: EncoderTrainConfig, num_samples: int, num_channels: i
     from ..models import build_encoder
 
     return build_encoder(feature_dim=config.feature_dim, hidden=config.hidden,
-                         num_channels=num_channels, num_samples=num_samples)
+                         num_channels=num_channels, num_samples=num_samples, unroll=config.unroll)
 
 
 def make_encoder_steps(encoder, optimizer, margin: float, jit: bool):
