@@ -172,6 +172,22 @@ def test_conv_transpose_as_matmul_equals_tensorflow(stride, size, in_channels, o
     np.testing.assert_allclose(found.numpy(), expected.numpy(), rtol=1e-5, atol=1e-5)
 
 
+def test_conv_transpose_as_matmul_skips_a_known_zero_border():
+    import tensorflow as tf
+
+    from eeg2image_tf.generation import conv_transpose_as_matmul
+
+    rng = np.random.default_rng(9)
+    inputs = rng.normal(size=(2, 4, 4, 6)).astype(np.float32)
+    inputs[:, 3:, :, :] = 0.0          # what block 0 of the generator leaves: last row and column 0
+    inputs[:, :, 3:, :] = 0.0
+    kernel = rng.normal(size=(3, 3, 5, 6)).astype(np.float32)
+    expected = tf.nn.conv2d_transpose(inputs, kernel, (2, 8, 8, 5), 2, padding="SAME").numpy()
+    found = conv_transpose_as_matmul(tf.constant(inputs), tf.constant(kernel), 2, live=3).numpy()
+    np.testing.assert_allclose(found, expected, rtol=1e-5, atol=1e-5)
+    assert np.abs(expected[:, 6, :, :]).max() > 0.1   # the border's taps reach row 6: kept
+
+
 def test_fast_call_applies_only_to_our_generator():
     from eeg2image_tf.generation import fast_generator_call
 
