@@ -90,7 +90,7 @@ class GanTrainConfig:
     fast_discriminator: bool = True     # exact split of D's first conv (see models); same numbers
     fused_batch_norm: bool = True       # TF's fused BatchNorm kernel (models.layers); same numbers
     # float32 (the original's numbers) | mixed_bfloat16: bfloat16 arithmetic, float32 variables and
-    # checkpoints; ~1.6-1.8x faster iterations on CPUs with AVX512-BF16/AMX (precision module).
+    # checkpoints; ~1.6-2.0x faster iterations on CPUs with AVX512-BF16/AMX (precision module).
     precision: str = "float32"
     checkpoint_every: int = 500         # steps
     sample_every: int = 500             # steps
@@ -147,8 +147,8 @@ class GenerateConfig:
     seed: int = 45
     jpeg_quality: int = 95
     writer_threads: int = 1             # one JPEG writer beside the generator is fastest on 2 cores
-    # float32 (the original's numbers) | mixed_bfloat16 (about 2x faster on CPUs with AVX512-BF16;
-    # images equal to bfloat16 rounding only: see the precision module)
+    # float32 (the original's numbers) | mixed_bfloat16 (1.3-1.4x faster end to end here, with
+    # AVX512-BF16; images equal to bfloat16 rounding only: see the precision module)
     precision: str = "float32"
 
     RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ("batch_size", "writer_threads")
