@@ -182,6 +182,29 @@ class EvaluateConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class CurveConfig:
+    """``curve``: conditional accuracy and separability of every kept checkpoint of a GAN run.
+
+    ``per_class`` images per class are generated in memory from each checkpoint with the same
+    conditions and latents (``seed``), so the points differ only by the weights. ``every`` takes
+    every k-th checkpoint (the newest always). Points already in ``<run>/curve.json`` made with the
+    same settings are kept, so a rerun after more training adds only the new checkpoints.
+    """
+
+    run: str
+    classifier: Optional[str] = None    # default: <run>/../image_classifier
+    per_class: int = 50
+    every: int = 1
+    batch_size: int = 32
+    seed: int = 45
+    jpeg_quality: int = 95
+    precision: str = "float32"          # of the generation: float32 | mixed_bfloat16
+
+    # Settings that do not change a point's numbers' meaning (precision does, slightly: it is kept).
+    RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ("every", "batch_size")
+
+
+@dataclasses.dataclass(frozen=True)
 class ExportConfig:
     """``export``: SavedModel with raw EEG in and images out.
 
@@ -384,16 +407,20 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "gan": {"batch_size": 2, "max_steps": 2, "checkpoint_every": 1, "sample_every": 1},
         "generate": {"per_class": 2, "batch_size": 8},
         "evaluate": {},
+        "curve": {"per_class": 2, "batch_size": 8},
     },
     "quality": {
         "encoder": {"epochs": 150, "learning_rate": 1e-3, "checkpoint_every": 5,
                     "time_budget_s": 900.0},
         "select": {},
         "classifier": {"epochs": 15},
-        "gan": {"batch_size": 16, "max_steps": 20000, "time_budget_s": 9000.0,
+        # 6600 s keeps the whole profile near 2 h 15 min, inside one 3-hour session; every
+        # checkpoint is kept (~170 MB each) so the conditional-accuracy curve can be drawn after.
+        "gan": {"batch_size": 16, "max_steps": 20000, "time_budget_s": 6600.0,
                 "checkpoint_every": 200, "sample_every": 200, "precision": "auto",
-                "mode_seeking_weight": 0.1},
+                "mode_seeking_weight": 0.1, "max_to_keep": 100},
         "generate": {"per_class": 500, "precision": "auto"},
         "evaluate": {"precision": "auto"},
+        "curve": {"per_class": 50, "precision": "auto"},
     },
 }

@@ -5,6 +5,7 @@
 Stages, each in its own sub-directory of the run: data preparation (built-in synthetic set when the
 set is missing) -> ``encoder`` (train) -> selection of the best encoder checkpoint ->
 ``image_classifier`` -> ``gan`` -> ``generated`` images -> evaluation (``metrics.json``, figures) ->
+the conditional-accuracy ``curve`` over the kept checkpoints (profiles that ask for it) ->
 ``saved_model``. ``pipeline.json`` records each finished stage with its outputs and wall time; a rerun
 skips finished stages, and an interrupted stage resumes from its own checkpoints.
 """
@@ -52,7 +53,7 @@ class PipelinePaths:
 
 
 # Stages whose config has a ``precision`` field.
-PRECISION_STAGES = ("gan", "generate", "evaluate")
+PRECISION_STAGES = ("gan", "generate", "evaluate", "curve")
 
 
 def _stage_overrides(config: PipelineConfig, stage: str) -> dict[str, Any]:
@@ -176,6 +177,21 @@ def stage_evaluate(config: PipelineConfig, paths: PipelinePaths) -> dict[str, An
             **_headline(result)}
 
 
+def stage_curve(config: PipelineConfig, paths: PipelinePaths) -> dict[str, Any]:
+    """The conditional-accuracy curve over the GAN's kept checkpoints, in profiles that ask for it."""
+    if "curve" not in PROFILES[config.profile]:
+        return {"skipped": f"the {config.profile} profile draws no curve "
+                           "(python -m eeg2image_tf.curve does)"}
+    from .checkpoint_curve import evaluate_checkpoints
+    from .config import CurveConfig
+
+    curve_config = CurveConfig(run=str(paths.gan_run), classifier=str(paths.classifier_run),
+                               seed=config.seed, **_stage_overrides(config, "curve"))
+    result = evaluate_checkpoints(curve_config)
+    return {"curve": str(paths.gan_run / "curve.json"), "figure": result["figure"],
+            **_headline(result)}
+
+
 def stage_export(config: PipelineConfig, paths: PipelinePaths) -> dict[str, Any]:
     from .config import ExportConfig
     from .export import export_from_run
@@ -192,6 +208,7 @@ STAGES: tuple[tuple[str, Callable[[PipelineConfig, PipelinePaths], dict[str, Any
     ("gan", stage_gan),
     ("generate", stage_generate),
     ("evaluate", stage_evaluate),
+    ("curve", stage_curve),
     ("export", stage_export),
 )
 
@@ -271,6 +288,10 @@ def summary_lines(state: dict[str, Any], config: PipelineConfig) -> list[str]:
         f"  SavedModel       : {get('export', 'saved_model')}",
         f"  TensorBoard      : tensorboard --logdir {paths.run}",
     ]
+    if "best_conditional_accuracy" in stages.get("curve", {}):
+        lines.insert(8, f"  best conditional accuracy seen  : "
+                        f"{fmt(get('curve', 'best_conditional_accuracy'))} at iteration "
+                        f"{get('curve', 'best_step')} (curve: {get('curve', 'figure')})")
     total = sum(float(s.get("seconds", 0.0)) for s in stages.values())
     lines.append(f"  stage time total : {total:.0f} s")
     return lines

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from eeg2image_tf import pipeline
-from eeg2image_tf.config import PROFILES
+from eeg2image_tf.config import PROFILES, CurveConfig
 from eeg2image_tf.errors import ConfigError, DataError
 
 
@@ -17,6 +17,15 @@ def test_profiles_cover_every_stage():
     stage_keys = {"encoder", "select", "classifier", "gan", "generate", "evaluate"}
     for name in ("paper", "demo", "quality", "smoke"):
         assert stage_keys <= set(PROFILES[name]), name
+        # every override names a real field of its stage's config
+        if "curve" in PROFILES[name]:
+            CurveConfig(run="r", **PROFILES[name]["curve"])
+
+
+def test_curve_stage_is_skipped_where_the_profile_draws_none(tmp_path):
+    config = pipeline.PipelineConfig(run=str(tmp_path), profile="demo")
+    outputs = pipeline.stage_curve(config, pipeline.PipelinePaths.from_config(config))
+    assert "skipped" in outputs and not (tmp_path / "gan").exists()
 
 
 def test_unknown_set_without_data_is_refused(tmp_path):
@@ -48,6 +57,12 @@ def test_smoke_pipeline_runs_every_stage_then_skips_them(tmp_path, capsys):
     assert (run / "saved_model" / "saved_model.pb").exists()
     metrics = json.loads((run / "gan" / "metrics.json").read_text())
     assert "evaluation" in metrics
+    # The smoke profile asks for the curve: one point per kept GAN checkpoint (steps 1 and 2).
+    curve = json.loads((run / "gan" / "curve.json").read_text())
+    assert [point["step"] for point in curve["points"]] == [1, 2]
+    assert state["stages"]["curve"]["last_step"] == 2
+    assert (run / "gan" / "figures" / "conditional_curve.png").exists()
+    assert "best conditional accuracy seen" in out
     accuracy = state["stages"]["select_encoder"]["kmeans_accuracy"]
     assert 0.0 <= accuracy <= 1.0
     assert "EEG2Image pipeline summary" in out and f"tensorboard --logdir {run}" in out

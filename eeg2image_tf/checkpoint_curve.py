@@ -1,0 +1,215 @@
+"""How the conditioning develops during GAN training: metrics of every kept checkpoint.
+
+For each checkpoint of a GAN run (newest last), ``per_class`` images per class are generated in
+memory from the same test conditions and the same latents, passed through JPEG like generated files,
+and read by the image classifier: **conditional accuracy** (does the classifier name the class of
+the conditioning EEG?) and **conditional separability** (k-means accuracy of the classifier's
+features against that class; high once the classes look different, before they look right).
+
+Outputs in the GAN run: ``curve.json`` (settings and one point per checkpoint, rewritten atomically
+after each point, so an interruption loses at most the point in progress), ``figures/
+conditional_curve.png``, and TensorBoard scalars ``curve/conditional_accuracy`` and
+``curve/conditional_separability`` under ``tensorboard/curve`` (logged once per new point).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+
+from .errors import CheckpointError, ConfigError, DataError, Eeg2ImageError
+from .io_utils import atomic_savefig, atomic_write_json, read_json
+
+CURVE_FILE = "curve.json"
+CURVE_CONFIG_FILE = "curve_config.json"
+CURVE_FIGURE = "conditional_curve.png"
+CURVE_TENSORBOARD = "curve"
+
+
+def kept_checkpoints(checkpoint_dir: str | Path) -> list[tuple[int, str]]:
+    """``(step, prefix)`` of every complete checkpoint in ``checkpoint_dir``, by step.
+
+    A checkpoint counts when both its ``.index`` and its data files exist (a crash between the two
+    renames of a save leaves an index alone). The number after the last ``-`` is the step: our
+    training loops save ``ckpt-<step>``.
+    """
+    directory = Path(checkpoint_dir)
+    if not directory.is_dir():
+        raise CheckpointError(f"{directory}: no checkpoint directory")
+    found = []
+    for index in directory.glob("*.index"):
+        prefix = index.with_suffix("")
+        match = re.search(r"-(\d+)$", prefix.name)
+        if match is None or not any(directory.glob(prefix.name + ".data-*")):
+            continue
+        found.append((int(match.group(1)), str(prefix)))
+    if not found:
+        raise CheckpointError(f"{directory}: no complete checkpoints (ckpt-<step>.index + data)")
+    return sorted(found)
+
+
+def every_kth(checkpoints: Sequence[tuple[int, str]], every: int) -> list[tuple[int, str]]:
+    """Every ``every``-th checkpoint counted from the oldest, plus the newest."""
+    if every < 1:
+        raise ConfigError(f"--every must be at least 1, got {every}")
+    chosen = list(checkpoints[::every])
+    if checkpoints and chosen[-1] != checkpoints[-1]:
+        chosen.append(checkpoints[-1])
+    return chosen
+
+
+def checkpoint_metrics(sources, classifier, class_names: Sequence[str], per_class: int,
+                       batch_size: int, seed: int, jpeg_quality: Optional[int],
+                       precision: str) -> dict[str, Any]:
+    """Conditional accuracy, separability and per-class accuracy of ``sources.generator``."""
+    from .evaluation import generated_chunks, run_pass
+    from .metrics import conditional_separability, per_class_accuracy
+
+    chunks = generated_chunks(sources, per_class, batch_size, seed, jpeg_quality,
+                              precision=precision)
+    result = run_pass(chunks, classifier=classifier, desc="curve")
+    labels = result.class_index
+    predictions = result.classifier_probs.argmax(axis=1)
+    return {
+        "conditional_accuracy": float(np.mean(predictions == labels)),
+        "conditional_separability": conditional_separability(
+            result.classifier_features, labels, n_clusters=len(class_names)),
+        "per_class_accuracy": per_class_accuracy(predictions, labels, class_names),
+        "images": int(result.count),
+    }
+
+
+def _settings(config) -> dict[str, Any]:
+    """The fields a point's numbers depend on; points made otherwise are not reused."""
+    return {"per_class": config.per_class, "seed": config.seed,
+            "jpeg_quality": config.jpeg_quality, "precision": config.precision,
+            "classifier": str(config.classifier) if config.classifier else None}
+
+
+def _previous_points(path: Path, settings: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    if not path.exists():
+        return {}
+    record = read_json(path)
+    if not isinstance(record, dict) or not isinstance(record.get("points"), list):
+        raise DataError(f"{path}: expected an object with a 'points' list; move it away to redo")
+    if record.get("settings") != settings:
+        return {}
+    return {int(point["step"]): point for point in record["points"]}
+
+
+def save_curve_figure(points: Sequence[dict[str, Any]], destination: str | Path,
+                      chance: float, title: str = "") -> Path:
+    """Conditional accuracy and separability against the training step, with the chance level."""
+    from .figures import _new_figure
+
+    steps = [p["step"] for p in points]
+    figure = _new_figure(6.4, 3.6)
+    axes = figure.add_subplot(1, 1, 1)
+    axes.plot(steps, [p["conditional_accuracy"] for p in points], "o-", label="conditional accuracy")
+    axes.plot(steps, [p["conditional_separability"] for p in points], "s-",
+              label="conditional separability")
+    axes.axhline(chance, color="grey", linestyle=":", label=f"chance ({chance:.2f})")
+    axes.set_xlabel("GAN iteration")
+    axes.set_ylim(0.0, 1.0)
+    axes.grid(alpha=0.3)
+    axes.legend(loc="upper left", fontsize="small")
+    if title:
+        axes.set_title(title, fontsize="medium")
+    figure.tight_layout()
+    return atomic_savefig(figure, destination, dpi=100)
+
+
+def evaluate_checkpoints(config, classifier: Any = None, show_progress: bool = True,
+                         echo: Optional[Callable[[str], None]] = print) -> dict[str, Any]:
+    """Compute the curve of ``config`` (:class:`~eeg2image_tf.config.CurveConfig`); return the record.
+
+    ``classifier``: an object with ``.features_and_probs`` (a test double); by default the image
+    classifier run that ``config.classifier`` names, else ``<run>/../image_classifier``.
+    """
+    from .checkpoints import load_gan
+    from .config import save_config
+    from .evaluation import align_classifier, load_classifier_or_reason
+    from .generation import generator_of, load_generation_sources
+    from .precision import check_precision
+    from .training.common import progress_bar, summary_writer
+
+    if config.per_class < 1 or config.batch_size < 1:
+        raise ConfigError("--per-class and --batch-size must be at least 1")
+    check_precision(config.precision)
+    run_dir = Path(config.run)
+    chosen = every_kth(kept_checkpoints(run_dir / "checkpoints"), config.every)
+    if classifier is None:
+        classifier, reason, _ = load_classifier_or_reason(config)
+        if classifier is None:
+            raise Eeg2ImageError(f"curve: {reason}")
+    sources = load_generation_sources(run=str(run_dir))
+    class_names = sources.class_names
+    classifier, reason = align_classifier(classifier, class_names)
+    if classifier is None:
+        raise Eeg2ImageError(f"curve: {reason}")
+    save_config(config, run_dir, filename=CURVE_CONFIG_FILE)
+
+    settings = _settings(config)
+    curve_path = run_dir / CURVE_FILE
+    done = _previous_points(curve_path, settings)
+    points = {step: point for step, point in done.items() if step in dict(chosen)}
+    todo = [(step, prefix) for step, prefix in chosen if step not in points]
+    bar = progress_bar(len(chosen), initial=len(chosen) - len(todo), desc="curve",
+                       unit="ckpt") if show_progress else None
+    with summary_writer(run_dir, CURVE_TENSORBOARD):
+        import tensorflow as tf
+
+        for step, prefix in todo:
+            started = time.monotonic()
+            generator = generator_of(load_gan(prefix))
+            if generator is None:
+                raise CheckpointError(f"{prefix}: no generator in this checkpoint")
+            metrics = checkpoint_metrics(dataclasses.replace(sources, generator=generator),
+                                         classifier, class_names, config.per_class,
+                                         config.batch_size, config.seed, config.jpeg_quality,
+                                         config.precision)
+            points[step] = {"step": step, "checkpoint": Path(prefix).name, **metrics,
+                            "seconds": round(time.monotonic() - started, 1)}
+            tf.summary.scalar("curve/conditional_accuracy", metrics["conditional_accuracy"], step)
+            tf.summary.scalar("curve/conditional_separability",
+                              metrics["conditional_separability"], step)
+            ordered = [points[s] for s in sorted(points)]
+            atomic_write_json(curve_path, {"settings": settings, "points": ordered})
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(step=step, acc=f"{metrics['conditional_accuracy']:.3f}",
+                                sep=f"{metrics['conditional_separability']:.3f}")
+    if bar is not None:
+        bar.close()
+
+    ordered = [points[s] for s in sorted(points)]
+    chance = 1.0 / len(class_names)
+    best = max(ordered, key=lambda p: p["conditional_accuracy"])
+    record = {"settings": settings, "points": ordered, "chance": chance,
+              "best_step": best["step"], "best_conditional_accuracy": best["conditional_accuracy"],
+              "last_step": ordered[-1]["step"],
+              "last_conditional_accuracy": ordered[-1]["conditional_accuracy"],
+              "last_conditional_separability": ordered[-1]["conditional_separability"]}
+    figure = save_curve_figure(ordered, run_dir / "figures" / CURVE_FIGURE, chance,
+                               title=f"{run_dir.name}: {config.per_class} images per class")
+    record["figure"] = str(figure)
+    atomic_write_json(curve_path, record)
+    if echo is not None:
+        echo(format_curve(record))
+    return record
+
+
+def format_curve(record: dict[str, Any]) -> str:
+    """One line per point: step, conditional accuracy, separability."""
+    lines = [f"  {'step':>7} {'cond. accuracy':>15} {'separability':>13}",
+             f"  {'-' * 7} {'-' * 15} {'-' * 13}"]
+    for point in record["points"]:
+        lines.append(f"  {point['step']:>7} {point['conditional_accuracy']:>15.3f} "
+                     f"{point['conditional_separability']:>13.3f}")
+    lines.append(f"  chance {record['chance']:.3f}; figure: {record['figure']}")
+    return "\n".join(lines)

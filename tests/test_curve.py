@@ -1,0 +1,159 @@
+"""The conditional-accuracy curve over a GAN run's kept checkpoints (``eeg2image_tf.curve``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from test_evaluation import StubClassifier
+from test_generation import CLASS_NAMES, make_gan_run
+
+
+def _touch_checkpoint(directory: Path, name: str, data: bool = True) -> None:
+    (directory / f"{name}.index").write_bytes(b"i")
+    if data:
+        (directory / f"{name}.data-00000-of-00001").write_bytes(b"d")
+
+
+def test_kept_checkpoints_are_complete_ones_in_step_order(tmp_path):
+    from eeg2image_tf.checkpoint_curve import kept_checkpoints
+    from eeg2image_tf.errors import CheckpointError
+
+    for name in ("ckpt-10", "ckpt-3", "ckpt-200"):
+        _touch_checkpoint(tmp_path, name)
+    _touch_checkpoint(tmp_path, "ckpt-7", data=False)   # a save cut between its two renames
+    _touch_checkpoint(tmp_path, "notes")                # no step number
+    found = kept_checkpoints(tmp_path)
+    assert [step for step, _ in found] == [3, 10, 200]
+    assert all(Path(prefix).parent == tmp_path for _, prefix in found)
+
+    with pytest.raises(CheckpointError, match="no complete checkpoints"):
+        kept_checkpoints(_empty(tmp_path))
+    with pytest.raises(CheckpointError, match="no checkpoint directory"):
+        kept_checkpoints(tmp_path / "missing")
+
+
+def _empty(root: Path) -> Path:
+    folder = root / "empty"
+    folder.mkdir()
+    return folder
+
+
+def test_every_kth_keeps_the_newest():
+    from eeg2image_tf.checkpoint_curve import every_kth
+    from eeg2image_tf.errors import ConfigError
+
+    points = [(s, f"ckpt-{s}") for s in range(1, 8)]
+    assert [s for s, _ in every_kth(points, 3)] == [1, 4, 7]
+    assert [s for s, _ in every_kth(points + [(8, "ckpt-8")], 3)] == [1, 4, 7, 8]
+    assert every_kth(points, 1) == points
+    with pytest.raises(ConfigError, match="--every"):
+        every_kth(points, 0)
+
+
+class CountingClassifier(StubClassifier):
+    def __init__(self):
+        self.images = 0
+
+    def features_and_probs(self, images):
+        self.images += len(images)
+        return super().features_and_probs(images)
+
+
+def _save_checkpoints(run: Path, steps, blank: set[int]) -> None:
+    """Checkpoints ``ckpt-<step>``; for steps in ``blank`` the generator's output kernel is zero,
+    so every image is tanh(0), flat grey,, which the stub classifier cannot tell apart."""
+    import tensorflow as tf
+
+    from eeg2image_tf.models import build_discriminator, build_generator
+
+    rng = np.random.default_rng(1)
+    generator = build_generator(latent_dim=8, condition_dim=8)
+    discriminator = build_discriminator(condition_dim=8)
+    step = tf.Variable(0, dtype=tf.int64)
+    checkpoint = tf.train.Checkpoint(step=step, generator=generator, discriminator=discriminator)
+    manager = tf.train.CheckpointManager(checkpoint, str(run / "checkpoints"), max_to_keep=None)
+    for s in steps:
+        for variable in generator.trainable_variables:
+            if not variable.path.endswith("kernel"):
+                continue
+            value = np.zeros(variable.shape) if (s in blank and "to_rgb" in variable.path) else \
+                rng.normal(0.0, 0.05, size=variable.shape)
+            variable.assign(value.astype(np.float32))
+        step.assign(s)
+        manager.save(checkpoint_number=s)
+
+
+@pytest.mark.slow
+def test_curve_points_match_evaluate_and_a_rerun_adds_only_new_checkpoints(tmp_path):
+    from eeg2image_tf.checkpoint_curve import CURVE_FIGURE, evaluate_checkpoints
+    from eeg2image_tf.config import CurveConfig, EvaluateConfig
+    from eeg2image_tf.evaluation import evaluate_run
+    from eeg2image_tf.figures import read_scalars
+
+    paths = make_gan_run(tmp_path, test_per_class=3)
+    run = paths["run"]
+    for old in (run / "checkpoints").iterdir():   # make_gan_run's own step-1 checkpoint
+        old.unlink()
+    _save_checkpoints(run, steps=[100, 200], blank={100})
+
+    classifier = CountingClassifier()
+    config = CurveConfig(run=str(run), per_class=4, batch_size=5)
+    record = evaluate_checkpoints(config, classifier=classifier, show_progress=False, echo=None)
+    assert [p["step"] for p in record["points"]] == [100, 200]
+    assert classifier.images == 2 * 4 * len(CLASS_NAMES)
+
+    blank = record["points"][0]
+    # Grey images give the stub equal probabilities: it names class 0 for every image.
+    assert blank["conditional_accuracy"] == pytest.approx(1.0 / len(CLASS_NAMES))
+    assert blank["per_class_accuracy"] == {"Apple": 1.0, "Car": 0.0, "Dog": 0.0}
+    assert blank["images"] == 12 and blank["checkpoint"] == "ckpt-100"
+
+    # The newest point is what evaluate reports for the run (its latest checkpoint), same settings.
+    evaluation = evaluate_run(EvaluateConfig(run=str(run), per_class=4, batch_size=5,
+                                             figures=False),
+                              classifier=StubClassifier(), show_progress=False, echo=None)
+    newest = record["points"][1]
+    assert newest["conditional_accuracy"] == pytest.approx(evaluation["conditional_accuracy"])
+    assert newest["conditional_separability"] == pytest.approx(
+        evaluation["conditional_separability"])
+    assert record["last_step"] == 200 and record["chance"] == pytest.approx(1 / 3)
+
+    stored = json.loads((run / "curve.json").read_text())
+    assert [p["step"] for p in stored["points"]] == [100, 200]
+    figure = run / "figures" / CURVE_FIGURE
+    assert figure.stat().st_size > 5000
+    assert json.loads((run / "curve_config.json").read_text())["per_class"] == 4
+    scalars = read_scalars(run / "tensorboard" / "curve")
+    steps, values = scalars["curve/conditional_accuracy"]
+    assert list(steps) == [100, 200] and values[0] == pytest.approx(1 / 3)
+
+    # More training: only the new checkpoint is evaluated; the old points are kept as they were.
+    _save_checkpoints(run, steps=[300], blank=set())
+    classifier.images = 0
+    again = evaluate_checkpoints(config, classifier=classifier, show_progress=False, echo=None)
+    assert [p["step"] for p in again["points"]] == [100, 200, 300]
+    assert classifier.images == 4 * len(CLASS_NAMES)
+    assert again["points"][:2] == record["points"]
+
+    # Other settings make other numbers: nothing is reused.
+    classifier.images = 0
+    other = evaluate_checkpoints(CurveConfig(run=str(run), per_class=2, batch_size=5, every=2),
+                                 classifier=classifier, show_progress=False, echo=None)
+    assert [p["step"] for p in other["points"]] == [100, 300]
+    assert classifier.images == 2 * 2 * len(CLASS_NAMES)
+
+
+def test_curve_without_a_classifier_is_a_clear_error(tmp_path):
+    from eeg2image_tf.checkpoint_curve import evaluate_checkpoints
+    from eeg2image_tf.config import CurveConfig
+    from eeg2image_tf.errors import Eeg2ImageError
+
+    run = tmp_path / "gan"
+    (run / "checkpoints").mkdir(parents=True)
+    _touch_checkpoint(run / "checkpoints", "ckpt-5")
+    with pytest.raises(Eeg2ImageError, match="no image classifier run at"):
+        evaluate_checkpoints(CurveConfig(run=str(run)), show_progress=False, echo=None)
