@@ -10,18 +10,23 @@ Outputs in the GAN run: ``curve.json`` (settings and one point per checkpoint, r
 after each point, so an interruption loses at most the point in progress), ``figures/
 conditional_curve.png``, and TensorBoard scalars ``curve/conditional_accuracy`` and
 ``curve/conditional_separability`` under ``tensorboard/curve`` (logged once per new point).
+
+With ``average`` k > 1 each point's generator is the weight average of the k kept checkpoints
+ending at it (:func:`~eeg2image_tf.checkpoints.average_generator`); that curve goes to
+``curve_avg<k>.json``, ``conditional_curve_avg<k>.png`` and ``tensorboard/curve_avg<k>``, beside the
+plain one, so TensorBoard overlays the two.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import re
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
+from .checkpoints import kept_checkpoints
 from .errors import CheckpointError, ConfigError, DataError, Eeg2ImageError
 from .io_utils import atomic_savefig, atomic_write_json, read_json
 
@@ -29,28 +34,6 @@ CURVE_FILE = "curve.json"
 CURVE_CONFIG_FILE = "curve_config.json"
 CURVE_FIGURE = "conditional_curve.png"
 CURVE_TENSORBOARD = "curve"
-
-
-def kept_checkpoints(checkpoint_dir: str | Path) -> list[tuple[int, str]]:
-    """``(step, prefix)`` of every complete checkpoint in ``checkpoint_dir``, by step.
-
-    A checkpoint counts when both its ``.index`` and its data files exist (a crash between the two
-    renames of a save leaves an index alone). The number after the last ``-`` is the step: our
-    training loops save ``ckpt-<step>``.
-    """
-    directory = Path(checkpoint_dir)
-    if not directory.is_dir():
-        raise CheckpointError(f"{directory}: no checkpoint directory")
-    found = []
-    for index in directory.glob("*.index"):
-        prefix = index.with_suffix("")
-        match = re.search(r"-(\d+)$", prefix.name)
-        if match is None or not any(directory.glob(prefix.name + ".data-*")):
-            continue
-        found.append((int(match.group(1)), str(prefix)))
-    if not found:
-        raise CheckpointError(f"{directory}: no complete checkpoints (ckpt-<step>.index + data)")
-    return sorted(found)
 
 
 def every_kth(checkpoints: Sequence[tuple[int, str]], every: int) -> list[tuple[int, str]]:
@@ -84,11 +67,58 @@ def checkpoint_metrics(sources, classifier, class_names: Sequence[str], per_clas
     }
 
 
-def _settings(config) -> dict[str, Any]:
+def _settings(config, classifier_path: Optional[Path]) -> dict[str, Any]:
     """The fields a point's numbers depend on; points made otherwise are not reused."""
     return {"per_class": config.per_class, "seed": config.seed,
             "jpeg_quality": config.jpeg_quality, "precision": config.precision,
-            "classifier": str(config.classifier) if config.classifier else None}
+            "classifier": str(classifier_path.resolve()) if classifier_path else "<given>",
+            "average": config.average}
+
+
+def curve_names(average: int) -> tuple[str, str, str]:
+    """``(json file, figure file, TensorBoard sub-directory)`` of a curve averaging ``average``."""
+    if average == 1:
+        return CURVE_FILE, CURVE_FIGURE, CURVE_TENSORBOARD
+    return (f"curve_avg{average}.json", f"conditional_curve_avg{average}.png",
+            f"{CURVE_TENSORBOARD}_avg{average}")
+
+
+class _WindowedGenerators:
+    """Generators of single checkpoints, or weight averages over a sliding window of them.
+
+    Each checkpoint is read once: the weights of the last ``average`` checkpoints are kept.
+    """
+
+    def __init__(self, kept: Sequence[tuple[int, str]], average: int):
+        self.kept = list(kept)
+        self.position = {step: k for k, (step, _) in enumerate(self.kept)}
+        self.average = average
+        self.cache: dict[int, list] = {}
+
+    def window(self, step: int) -> list[int]:
+        end = self.position[step]
+        return [s for s, _ in self.kept[max(0, end - self.average + 1): end + 1]]
+
+    def generator(self, step: int):
+        from .checkpoints import generator_weights, load_gan, mean_weights
+        from .generation import generator_of
+
+        prefix = self.kept[self.position[step]][1]
+        if self.average == 1:
+            generator = generator_of(load_gan(prefix))
+            if generator is None:
+                raise CheckpointError(f"{prefix}: no generator in this checkpoint")
+            return generator
+        window = self.window(step)
+        for s in window:
+            if s not in self.cache:
+                self.cache[s] = generator_weights(self.kept[self.position[s]][1])
+        for s in list(self.cache):
+            if s not in window:
+                del self.cache[s]
+        generator = generator_of(load_gan(prefix))
+        generator.set_weights(mean_weights([self.cache[s] for s in window]))
+        return generator
 
 
 def _previous_points(path: Path, settings: dict[str, Any]) -> dict[int, dict[str, Any]]:
@@ -131,20 +161,23 @@ def evaluate_checkpoints(config, classifier: Any = None, show_progress: bool = T
     ``classifier``: an object with ``.features_and_probs`` (a test double); by default the image
     classifier run that ``config.classifier`` names, else ``<run>/../image_classifier``.
     """
-    from .checkpoints import load_gan
     from .config import save_config
     from .evaluation import align_classifier, load_classifier_or_reason
-    from .generation import generator_of, load_generation_sources
+    from .generation import load_generation_sources
     from .precision import check_precision
     from .training.common import progress_bar, summary_writer
 
-    if config.per_class < 1 or config.batch_size < 1:
-        raise ConfigError("--per-class and --batch-size must be at least 1")
+    if config.per_class < 1 or config.batch_size < 1 or config.average < 1:
+        raise ConfigError("--per-class, --batch-size and --average must be at least 1")
     check_precision(config.precision)
     run_dir = Path(config.run)
-    chosen = every_kth(kept_checkpoints(run_dir / "checkpoints"), config.every)
+    kept = kept_checkpoints(run_dir / "checkpoints")
+    chosen = every_kth(kept, config.every)
+    generators = _WindowedGenerators(kept, config.average)
+    curve_file, figure_file, tensorboard_name = curve_names(config.average)
+    classifier_path = None
     if classifier is None:
-        classifier, reason, _ = load_classifier_or_reason(config)
+        classifier, reason, classifier_path = load_classifier_or_reason(config)
         if classifier is None:
             raise Eeg2ImageError(f"curve: {reason}")
     sources = load_generation_sources(run=str(run_dir))
@@ -152,29 +185,29 @@ def evaluate_checkpoints(config, classifier: Any = None, show_progress: bool = T
     classifier, reason = align_classifier(classifier, class_names)
     if classifier is None:
         raise Eeg2ImageError(f"curve: {reason}")
-    save_config(config, run_dir, filename=CURVE_CONFIG_FILE)
+    save_config(config, run_dir, filename=curve_file.replace("curve", "curve_config", 1))
 
-    settings = _settings(config)
-    curve_path = run_dir / CURVE_FILE
+    settings = _settings(config, classifier_path)
+    curve_path = run_dir / curve_file
     done = _previous_points(curve_path, settings)
     points = {step: point for step, point in done.items() if step in dict(chosen)}
     todo = [(step, prefix) for step, prefix in chosen if step not in points]
     bar = progress_bar(len(chosen), initial=len(chosen) - len(todo), desc="curve",
                        unit="ckpt") if show_progress else None
-    with summary_writer(run_dir, CURVE_TENSORBOARD):
+    with summary_writer(run_dir, tensorboard_name):
         import tensorflow as tf
 
         for step, prefix in todo:
             started = time.monotonic()
-            generator = generator_of(load_gan(prefix))
-            if generator is None:
-                raise CheckpointError(f"{prefix}: no generator in this checkpoint")
+            generator = generators.generator(step)
             metrics = checkpoint_metrics(dataclasses.replace(sources, generator=generator),
                                          classifier, class_names, config.per_class,
                                          config.batch_size, config.seed, config.jpeg_quality,
                                          config.precision)
             points[step] = {"step": step, "checkpoint": Path(prefix).name, **metrics,
                             "seconds": round(time.monotonic() - started, 1)}
+            if config.average > 1:
+                points[step]["averaged_steps"] = generators.window(step)
             tf.summary.scalar("curve/conditional_accuracy", metrics["conditional_accuracy"], step)
             tf.summary.scalar("curve/conditional_separability",
                               metrics["conditional_separability"], step)
@@ -195,8 +228,10 @@ def evaluate_checkpoints(config, classifier: Any = None, show_progress: bool = T
               "last_step": ordered[-1]["step"],
               "last_conditional_accuracy": ordered[-1]["conditional_accuracy"],
               "last_conditional_separability": ordered[-1]["conditional_separability"]}
-    figure = save_curve_figure(ordered, run_dir / "figures" / CURVE_FIGURE, chance,
-                               title=f"{run_dir.name}: {config.per_class} images per class")
+    averaged = f", generator averaged over {config.average} checkpoints" \
+        if config.average > 1 else ""
+    figure = save_curve_figure(ordered, run_dir / "figures" / figure_file, chance,
+                               title=f"{run_dir}: {config.per_class} images per class{averaged}")
     record["figure"] = str(figure)
     atomic_write_json(curve_path, record)
     if echo is not None:

@@ -375,3 +375,107 @@ def load_gan(path: str | Path, split_condition_conv: bool = False) -> LoadedGAN:
                                         split_condition_conv=split_condition_conv)
     _read_into({"generator": generator, "discriminator": discriminator}, saved, GAN_KIND)
     return LoadedGAN(generator, discriminator)
+
+
+# --------------------------------------------------------------------------------------------------
+# Weight averaging of a run's generators
+# --------------------------------------------------------------------------------------------------
+
+def kept_checkpoints(checkpoint_dir: str | Path) -> list[tuple[int, str]]:
+    """``(step, prefix)`` of every complete checkpoint in ``checkpoint_dir``, by step.
+
+    A checkpoint counts when both its ``.index`` and its data files exist (a crash between the two
+    renames of a save leaves an index alone). The number after the last ``-`` is the step: our
+    training loops save ``ckpt-<step>``.
+    """
+    directory = Path(checkpoint_dir)
+    if not directory.is_dir():
+        raise CheckpointError(f"{directory}: no checkpoint directory")
+    found = []
+    for index in directory.glob("*.index"):
+        prefix = index.with_suffix("")
+        match = re.search(r"-(\d+)$", prefix.name)
+        if match is None or not any(directory.glob(prefix.name + ".data-*")):
+            continue
+        found.append((int(match.group(1)), str(prefix)))
+    if not found:
+        raise CheckpointError(f"{directory}: no complete checkpoints (ckpt-<step>.index + data)")
+    return sorted(found)
+
+
+def generator_weights(path: str | Path) -> list:
+    """The generator's weights (``generator.weights`` order, numpy) of one GAN checkpoint."""
+    return [variable.numpy() for variable in load_gan(path).generator.weights]
+
+
+def mean_weights(weight_lists) -> list:
+    """Element-wise mean of equally shaped weight lists, accumulated in float64."""
+    import numpy as np
+
+    weight_lists = list(weight_lists)
+    if not weight_lists:
+        raise CheckpointError("averaging: no checkpoints given")
+    first = weight_lists[0]
+    for other in weight_lists[1:]:
+        if len(other) != len(first) or any(a.shape != b.shape for a, b in zip(first, other)):
+            raise CheckpointError("averaging: the checkpoints hold generators of different shapes")
+    return [np.mean(np.stack([weights[k].astype(np.float64) for weights in weight_lists]), axis=0)
+            .astype(first[k].dtype) for k in range(len(first))]
+
+
+def average_generator(paths):
+    """A generator whose every weight is the mean over the GAN checkpoints ``paths``.
+
+    Averaging the iterates of GAN training (Polyak averaging) damps the oscillation of the
+    two-player game: colours and textures that swing from one checkpoint to the next cancel,
+    what all of them share stays. BatchNorm moving statistics are averaged like the kernels (an
+    approximation: the statistics of the averaged network are not the mean of the statistics);
+    the spectral-norm vectors play no part at inference.
+    """
+    from .models import build_generator
+
+    paths = list(paths)
+    first = load_gan(paths[0]).generator
+    averaged = mean_weights([[v.numpy() for v in first.weights]]
+                            + [generator_weights(path) for path in paths[1:]])
+    generator = build_generator(latent_dim=first.latent_dim, condition_dim=first.condition_dim)
+    generator.set_weights(averaged)
+    return generator
+
+
+def write_averaged_run(config) -> dict[str, Any]:
+    """A GAN run in ``config.out`` averaging the last ``config.last`` kept checkpoints of ``config.run``.
+
+    ``config``: :class:`~eeg2image_tf.config.AverageConfig`. ``out`` gets the source run's
+    ``config.json`` (with ``run`` pointing at ``out``), a weights-only checkpoint in ``checkpoints/``
+    (the averaged generator, the newest discriminator) and ``average.json`` naming the checkpoints
+    and this command's settings; ``generate``, ``evaluate``, ``curve`` and ``export`` take it as any
+    run. An existing ``out`` is refused unless ``force``. Returns what ``average.json`` holds.
+    """
+    import dataclasses as _dataclasses
+
+    from .config import GanTrainConfig, config_to_dict, load_config, save_config
+    from .errors import ConfigError
+
+    run, out, last, force = config.run, config.out, config.last, config.force
+    if last < 1:
+        raise ConfigError(f"--last must be at least 1, got {last}")
+    run, out = Path(run), Path(out)
+    if out.resolve() == run.resolve():
+        raise ConfigError(f"{out}: write the averaged run beside the source run, not into it")
+    if (out / CONFIG_FILE).exists() and not force:
+        raise ConfigError(f"{out}: holds a run already; pass --force to replace its checkpoint")
+    config = load_config(GanTrainConfig, run)
+    window = kept_checkpoints(run / CHECKPOINT_DIR)[-last:]
+    generator = average_generator([prefix for _, prefix in window])
+    discriminator = load_gan(window[-1][1]).discriminator
+    record = {"source_run": str(run), "steps": [step for step, _ in window],
+              "checkpoints": [Path(prefix).name for _, prefix in window],
+              "step": window[-1][0], "config": config_to_dict(config)}
+    out.mkdir(parents=True, exist_ok=True)
+    prefix = save_gan_weights(generator, discriminator, out / CHECKPOINT_DIR,
+                              metadata={"averaged": record})
+    save_config(_dataclasses.replace(config, run=str(out)), out)
+    record["checkpoint"] = prefix
+    atomic_write_json(out / "average.json", record)
+    return record

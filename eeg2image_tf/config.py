@@ -195,6 +195,9 @@ class CurveConfig:
     classifier: Optional[str] = None    # default: <run>/../image_classifier
     per_class: int = 50
     every: int = 1
+    # > 1: each point's generator is the weight average of this many kept checkpoints ending at it
+    # (Polyak averaging; curve_avg<k>.json beside curve.json)
+    average: int = 1
     batch_size: int = 32
     seed: int = 45
     jpeg_quality: int = 95
@@ -202,6 +205,18 @@ class CurveConfig:
 
     # Settings that do not change a point's numbers' meaning (precision does, slightly: it is kept).
     RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ("every", "batch_size")
+
+
+@dataclasses.dataclass(frozen=True)
+class AverageConfig:
+    """``average_checkpoints``: a run in ``out`` whose generator averages ``run``'s last checkpoints."""
+
+    run: str
+    out: str
+    last: int = 5
+    force: bool = False                 # replace an averaged run already in ``out``
+
+    RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,7 +19,7 @@ def _touch_checkpoint(directory: Path, name: str, data: bool = True) -> None:
 
 
 def test_kept_checkpoints_are_complete_ones_in_step_order(tmp_path):
-    from eeg2image_tf.checkpoint_curve import kept_checkpoints
+    from eeg2image_tf.checkpoints import kept_checkpoints
     from eeg2image_tf.errors import CheckpointError
 
     for name in ("ckpt-10", "ckpt-3", "ckpt-200"):
@@ -157,3 +157,87 @@ def test_curve_without_a_classifier_is_a_clear_error(tmp_path):
     _touch_checkpoint(run / "checkpoints", "ckpt-5")
     with pytest.raises(Eeg2ImageError, match="no image classifier run at"):
         evaluate_checkpoints(CurveConfig(run=str(run)), show_progress=False, echo=None)
+
+
+# --------------------------------------------------------------------------------------------------
+# Weight averaging
+# --------------------------------------------------------------------------------------------------
+
+def test_mean_weights_is_the_elementwise_mean_and_refuses_other_shapes():
+    from eeg2image_tf.checkpoints import mean_weights
+    from eeg2image_tf.errors import CheckpointError
+
+    a = [np.float32([1.0, 2.0]), np.float32([[3.0]])]
+    b = [np.float32([3.0, 6.0]), np.float32([[0.0]])]
+    mean = mean_weights([a, b])
+    np.testing.assert_array_equal(mean[0], [2.0, 4.0])
+    np.testing.assert_array_equal(mean[1], [[1.5]])
+    assert mean[0].dtype == np.float32
+    with pytest.raises(CheckpointError, match="different shapes"):
+        mean_weights([a, [np.float32([1.0, 2.0, 3.0]), a[1]]])
+    with pytest.raises(CheckpointError, match="no checkpoints"):
+        mean_weights([])
+
+
+@pytest.mark.slow
+def test_averaged_run_and_averaged_curve(tmp_path):
+    from eeg2image_tf.checkpoint_curve import evaluate_checkpoints
+    from eeg2image_tf.checkpoints import (generator_weights, kept_checkpoints, load_gan,
+                                          write_averaged_run)
+    from eeg2image_tf.config import AverageConfig, CurveConfig
+    from eeg2image_tf.errors import ConfigError
+    from eeg2image_tf.generation import load_generation_sources
+
+    paths = make_gan_run(tmp_path, test_per_class=3)
+    run = paths["run"]
+    for old in (run / "checkpoints").iterdir():
+        old.unlink()
+    _save_checkpoints(run, steps=[10, 20, 30], blank=set())
+    kept = kept_checkpoints(run / "checkpoints")
+    weights = {step: generator_weights(prefix) for step, prefix in kept}
+
+    out = tmp_path / "gan_avg2"
+    record = write_averaged_run(AverageConfig(run=str(run), out=str(out), last=2))
+    assert record["steps"] == [20, 30] and record["step"] == 30
+    averaged = load_gan(out).generator.get_weights()
+    for k, value in enumerate(averaged):
+        np.testing.assert_allclose(value, (weights[20][k] + weights[30][k]) / 2, rtol=1e-6,
+                                   atol=1e-7)
+    assert not np.allclose(averaged[0], weights[30][0])
+    # The averaged run is a run: generation finds its config, data and encoder.
+    sources = load_generation_sources(run=str(out))
+    assert sources.class_names == CLASS_NAMES
+    assert json.loads((out / "average.json").read_text())["checkpoints"] == ["ckpt-20", "ckpt-30"]
+    with pytest.raises(ConfigError, match="--force"):
+        write_averaged_run(AverageConfig(run=str(run), out=str(out), last=2))
+    write_averaged_run(AverageConfig(run=str(run), out=str(out), last=3, force=True))
+    np.testing.assert_allclose(load_gan(out).generator.get_weights()[0],
+                               (weights[10][0] + weights[20][0] + weights[30][0]) / 3,
+                               rtol=1e-6, atol=1e-7)
+    with pytest.raises(ConfigError, match="beside the source run"):
+        write_averaged_run(AverageConfig(run=str(run), out=str(run)))
+
+    plain = evaluate_checkpoints(CurveConfig(run=str(run), per_class=4, batch_size=6),
+                                 classifier=StubClassifier(), show_progress=False, echo=None)
+    smooth = evaluate_checkpoints(CurveConfig(run=str(run), per_class=4, batch_size=6, average=2),
+                                  classifier=StubClassifier(), show_progress=False, echo=None)
+    assert [p["averaged_steps"] for p in smooth["points"]] == [[10], [10, 20], [20, 30]]
+    # A window of one checkpoint is that checkpoint: the first points agree.
+    assert smooth["points"][0]["conditional_accuracy"] == plain["points"][0]["conditional_accuracy"]
+    assert smooth["points"][0]["conditional_separability"] == \
+        plain["points"][0]["conditional_separability"]
+    # Both curves live side by side.
+    assert (run / "curve.json").exists() and (run / "curve_avg2.json").exists()
+    assert (run / "figures" / "conditional_curve_avg2.png").exists()
+    assert json.loads((run / "curve.json").read_text())["settings"]["average"] == 1
+
+    # The averaged run's own curve (one checkpoint) equals the last averaged point of average=2...
+    out2 = tmp_path / "gan_last2"
+    write_averaged_run(AverageConfig(run=str(run), out=str(out2), last=2))
+    own = evaluate_checkpoints(CurveConfig(run=str(out2), per_class=4, batch_size=6,
+                                           classifier=None),
+                               classifier=StubClassifier(), show_progress=False, echo=None)
+    assert own["points"][0]["conditional_accuracy"] == pytest.approx(
+        smooth["points"][-1]["conditional_accuracy"])
+    assert own["points"][0]["conditional_separability"] == pytest.approx(
+        smooth["points"][-1]["conditional_separability"])
