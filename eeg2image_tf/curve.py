@@ -33,10 +33,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     config = config_from_args(CurveConfig, args)
 
-    from .checkpoint_curve import CURVE_FILE, evaluate_checkpoints
+    from .checkpoint_curve import curve_names, evaluate_checkpoints
 
     evaluate_checkpoints(config, show_progress=not args.quiet)
-    print(f"\ncurve: {config.run}/{CURVE_FILE}")
+    print(f"\ncurve: {config.run}/{curve_names(config.average)[0]}")
     return 0
 
 

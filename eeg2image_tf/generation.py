@@ -490,10 +490,7 @@ def iterate_generated(generator, features_by_class: Sequence[np.ndarray], per_cl
     row number) for the bookkeeping. ``precision``: see :func:`make_uint8_forward`. ``forward``:
     one made already by :func:`make_uint8_forward` for ``min(batch_size, total)`` rows.
     """
-    if per_class < 1:
-        raise Eeg2ImageError(f"per_class must be at least 1, got {per_class}")
-    if batch_size < 1:
-        raise Eeg2ImageError(f"batch_size must be at least 1, got {batch_size}")
+    _check_counts(per_class, batch_size)
     features_by_class = _checked_features(features_by_class)
     condition_dim = features_by_class[0].shape[1]
     if trials_by_class is None:
@@ -541,10 +538,7 @@ def prepare_forward(generator, features_by_class: Sequence[np.ndarray], per_clas
     Validates the arguments first, then builds, checks and traces the forward pass once (the
     start-up cost of a run, which callers may time apart from the images).
     """
-    if per_class < 1:
-        raise Eeg2ImageError(f"per_class must be at least 1, got {per_class}")
-    if batch_size < 1:
-        raise Eeg2ImageError(f"batch_size must be at least 1, got {batch_size}")
+    _check_counts(per_class, batch_size)
     features_by_class = _checked_features(features_by_class)
     condition_dim = features_by_class[0].shape[1]
     input_dim = _infer_latent_dim(generator, condition_dim, latent_dim) + condition_dim
@@ -552,6 +546,13 @@ def prepare_forward(generator, features_by_class: Sequence[np.ndarray], per_clas
     forward = make_uint8_forward(generator, rows, input_dim, precision=precision)
     forward(np.zeros((rows, input_dim), np.float32))
     return forward
+
+
+def _check_counts(per_class: int, batch_size: int) -> None:
+    if per_class < 1:
+        raise Eeg2ImageError(f"per_class must be at least 1, got {per_class}")
+    if batch_size < 1:
+        raise Eeg2ImageError(f"batch_size must be at least 1, got {batch_size}")
 
 
 def _checked_features(features_by_class: Sequence[np.ndarray]) -> list[np.ndarray]:
