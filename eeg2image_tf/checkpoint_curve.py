@@ -67,12 +67,15 @@ def checkpoint_metrics(sources, classifier, class_names: Sequence[str], per_clas
     }
 
 
+_SETTING_DEFAULTS = {"average": 1, "ema": True}
+
+
 def _settings(config, classifier_path: Optional[Path]) -> dict[str, Any]:
     """The fields a point's numbers depend on; points made otherwise are not reused."""
     return {"per_class": config.per_class, "seed": config.seed,
             "jpeg_quality": config.jpeg_quality, "precision": config.precision,
             "classifier": str(classifier_path.resolve()) if classifier_path else "<given>",
-            "average": config.average}
+            "average": config.average, "ema": config.ema}
 
 
 def curve_names(average: int) -> tuple[str, str, str]:
@@ -89,8 +92,9 @@ class _WindowedGenerators:
     Each checkpoint is read once: the weights of the last ``average`` checkpoints are kept.
     """
 
-    def __init__(self, kept: Sequence[tuple[int, str]], average: int):
+    def __init__(self, kept: Sequence[tuple[int, str]], average: int, ema: bool = True):
         self.kept = list(kept)
+        self.ema = ema
         self.position = {step: k for k, (step, _) in enumerate(self.kept)}
         self.average = average
         self.cache: dict[int, list] = {}
@@ -105,18 +109,18 @@ class _WindowedGenerators:
 
         prefix = self.kept[self.position[step]][1]
         if self.average == 1:
-            generator = generator_of(load_gan(prefix))
+            generator = generator_of(load_gan(prefix, ema=self.ema))
             if generator is None:
                 raise CheckpointError(f"{prefix}: no generator in this checkpoint")
             return generator
         window = self.window(step)
         for s in window:
             if s not in self.cache:
-                self.cache[s] = generator_weights(self.kept[self.position[s]][1])
+                self.cache[s] = generator_weights(self.kept[self.position[s]][1], ema=self.ema)
         for s in list(self.cache):
             if s not in window:
                 del self.cache[s]
-        generator = generator_of(load_gan(prefix))
+        generator = generator_of(load_gan(prefix, ema=self.ema))
         generator.set_weights(mean_weights([self.cache[s] for s in window]))
         return generator
 
@@ -127,7 +131,8 @@ def _previous_points(path: Path, settings: dict[str, Any]) -> dict[int, dict[str
     record = read_json(path)
     if not isinstance(record, dict) or not isinstance(record.get("points"), list):
         raise DataError(f"{path}: expected an object with a 'points' list; move it away to redo")
-    if record.get("settings") != settings:
+    # Settings added after a curve was stored had, by rule, their default effect on it.
+    if {**_SETTING_DEFAULTS, **(record.get("settings") or {})} != settings:
         return {}
     return {int(point["step"]): point for point in record["points"]}
 
@@ -173,14 +178,14 @@ def evaluate_checkpoints(config, classifier: Any = None, show_progress: bool = T
     run_dir = Path(config.run)
     kept = kept_checkpoints(run_dir / "checkpoints")
     chosen = every_kth(kept, config.every)
-    generators = _WindowedGenerators(kept, config.average)
+    generators = _WindowedGenerators(kept, config.average, ema=config.ema)
     curve_file, figure_file, tensorboard_name = curve_names(config.average)
     classifier_path = None
     if classifier is None:
         classifier, reason, classifier_path = load_classifier_or_reason(config)
         if classifier is None:
             raise Eeg2ImageError(f"curve: {reason}")
-    sources = load_generation_sources(run=str(run_dir))
+    sources = load_generation_sources(run=str(run_dir), ema=config.ema)
     class_names = sources.class_names
     classifier, reason = align_classifier(classifier, class_names)
     if classifier is None:

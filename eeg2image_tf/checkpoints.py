@@ -2,7 +2,7 @@
 
 Format: a TF object-based checkpoint whose root holds ``encoder=`` (encoder runs: with
 ``optimizer=`` and ``epoch=`` too) or ``generator=`` and ``discriminator=`` (GAN runs: with ``step=``,
-``g_optimizer=``, ``d_optimizer=``). Weights-only exports (:func:`save_encoder_weights`,
+``g_optimizer=``, ``d_optimizer=``, and ``generator_ema=`` when trained with ``--ema-decay``). Weights-only exports (:func:`save_encoder_weights`,
 :func:`save_gan_weights`, used by ``import_original``) write the model objects only, through a
 ``CheckpointManager`` (``<dir>/checkpoint`` + ``<dir>/ckpt-1.*``), and a ``model.json`` beside them::
 
@@ -351,12 +351,23 @@ def load_encoder(path: str | Path):
     return encoder
 
 
-def load_gan(path: str | Path, split_condition_conv: bool = False) -> LoadedGAN:
+EMA_OBJECT = "generator_ema"
+
+
+def checkpoint_has_ema(path: str | Path) -> bool:
+    """Whether the GAN checkpoint at ``path`` holds a weight-averaged generator (``--ema-decay``)."""
+    resolved = resolve_checkpoint(path, GAN_KIND)
+    return EMA_OBJECT in _SavedGraph(resolved.prefix).children(0)
+
+
+def load_gan(path: str | Path, split_condition_conv: bool = False, ema: bool = True) -> LoadedGAN:
     """``(generator, discriminator)`` from any checkpoint location (module docstring).
 
     ``split_condition_conv`` selects the discriminator's exact fast first convolution (same
-    variables). Raises :class:`CheckpointError` naming the file when nothing loadable is there or
-    the checkpoint belongs to another architecture.
+    variables). ``ema``: when the checkpoint also holds the exponential moving average of the
+    generator (``train_gan --ema-decay``), return that as the generator; ``False``: the trained
+    weights themselves. Raises :class:`CheckpointError` naming the file when nothing loadable is
+    there or the checkpoint belongs to another architecture.
     """
     from .legacy import GAN_PREFIX, load_original_gan
     from .models import build_discriminator, build_generator
@@ -373,7 +384,8 @@ def load_gan(path: str | Path, split_condition_conv: bool = False) -> LoadedGAN:
     generator = build_generator(latent_dim=latent_dim, condition_dim=condition_dim)
     discriminator = build_discriminator(condition_dim=condition_dim,
                                         split_condition_conv=split_condition_conv)
-    _read_into({"generator": generator, "discriminator": discriminator}, saved, GAN_KIND)
+    generator_object = EMA_OBJECT if ema and EMA_OBJECT in saved.children(0) else "generator"
+    _read_into({generator_object: generator, "discriminator": discriminator}, saved, GAN_KIND)
     return LoadedGAN(generator, discriminator)
 
 
@@ -403,9 +415,9 @@ def kept_checkpoints(checkpoint_dir: str | Path) -> list[tuple[int, str]]:
     return sorted(found)
 
 
-def generator_weights(path: str | Path) -> list:
+def generator_weights(path: str | Path, ema: bool = True) -> list:
     """The generator's weights (``generator.weights`` order, numpy) of one GAN checkpoint."""
-    return [variable.numpy() for variable in load_gan(path).generator.weights]
+    return [variable.numpy() for variable in load_gan(path, ema=ema).generator.weights]
 
 
 def mean_weights(weight_lists) -> list:

@@ -104,6 +104,11 @@ class GanTrainConfig:
     # moving statistics are still exactly 0 and 1 and its spectral-norm vectors never moved.
     # False reproduces that behaviour.
     generator_training: bool = True
+    # > 0: also keep an exponential moving average of the generator's weights (not in the original),
+    # ema = decay * ema + (1 - decay) * weights after every generator update; BatchNorm statistics
+    # are copied. Samples, generate, evaluate, curve and export use it when a run has one (--no-ema:
+    # the raw generator). 0.999 averages over about the last thousand iterations.
+    ema_decay: float = 0.0
 
     RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = (
         "epochs", "max_steps", "time_budget_s", "checkpoint_every", "sample_every", "max_to_keep",
@@ -150,6 +155,7 @@ class GenerateConfig:
     # float32 (the original's numbers) | mixed_bfloat16 (1.3-1.4x faster end to end here, with
     # AVX512-BF16; images equal to bfloat16 rounding only: see the precision module)
     precision: str = "float32"
+    ema: bool = True                    # the run's weight-averaged generator when it has one
 
     RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ("batch_size", "writer_threads")
 
@@ -177,6 +183,7 @@ class EvaluateConfig:
     jpeg_quality: int = 95              # in-memory images go through JPEG like generated files
     figures: bool = True
     precision: str = "float32"          # of in-memory generation: float32 | mixed_bfloat16
+    ema: bool = True                    # the run's weight-averaged generator when it has one
 
     RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ()
 
@@ -202,6 +209,7 @@ class CurveConfig:
     seed: int = 45
     jpeg_quality: int = 95
     precision: str = "float32"          # of the generation: float32 | mixed_bfloat16
+    ema: bool = True                    # each checkpoint's weight-averaged generator if it has one
 
     # Settings that do not change a point's numbers' meaning (precision does, slightly: it is kept).
     RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ("every", "batch_size")
@@ -239,6 +247,7 @@ class ExportConfig:
     num_channels: Optional[int] = None
     num_samples: Optional[int] = None
     normalisation: Optional[str] = None
+    ema: bool = True                    # the run's weight-averaged generator when it has one
 
     RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ()
 
@@ -303,6 +312,11 @@ def prepare_run_dir(config: Any, run_dir: str | Path, force: bool = False,
     path = run_dir / filename
     if path.exists() and not force:
         old = read_json(path)
+        # A field the recorded config lacks was added to the code after the run was made; its
+        # default is, by rule, the behaviour the run had, so the run stays resumable after upgrades.
+        for field in dataclasses.fields(config):
+            if field.name not in old and field.default is not dataclasses.MISSING:
+                old[field.name] = field.default
         ignore = tuple(getattr(config, "RESUMABLE_FIELDS", ())) + ("run",)
         diffs = config_differences(old, config_to_dict(config), ignore)
         if diffs:

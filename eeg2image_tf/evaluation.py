@@ -477,7 +477,7 @@ def evaluate_run(config, inception_backend: Any = None, classifier: Any = None,
     if config.per_class < 1 or config.splits < 1:
         raise Eeg2ImageError("--per-class and --splits must be at least 1")
     started = time.monotonic()
-    sources = load_generation_sources(run=config.run)
+    sources = load_generation_sources(run=config.run, ema=config.ema)
     class_names = sources.class_names
     num_classes = len(class_names)
 
@@ -508,6 +508,7 @@ def evaluate_run(config, inception_backend: Any = None, classifier: Any = None,
     generated = run_pass(chunks, inception_backend, classifier, grid_classes=num_classes,
                          total=total, desc="generated images", show_progress=show_progress)
     generated_info["count"] = generated.count
+    generated_info["generator"] = _generator_kind(config)
     generated_info["per_class_counts"] = {name: int(np.sum(generated.class_index == c))
                                           for c, name in enumerate(class_names)}
 
@@ -562,6 +563,15 @@ def evaluate_run(config, inception_backend: Any = None, classifier: Any = None,
     if echo is not None:
         echo(format_table(evaluation))
     return evaluation
+
+
+def _generator_kind(config) -> str:
+    """``"ema"`` when the evaluated generator is the run's weight average, else ``"trained"``."""
+    if config.images_dir or not config.ema:
+        return "trained" if not config.images_dir else "as generated"
+    from .checkpoints import checkpoint_has_ema
+
+    return "ema" if checkpoint_has_ema(config.run) else "trained"
 
 
 def write_evaluation(run: str | Path, evaluation: dict[str, Any]) -> Path:

@@ -225,7 +225,7 @@ class _ExportSources:
 
 
 def _sources_from_run(config: ExportConfig) -> _ExportSources:
-    from .checkpoints import load_encoder, load_gan, resolve_checkpoint
+    from .checkpoints import checkpoint_has_ema, load_encoder, load_gan, resolve_checkpoint
 
     run = Path(config.run)
     config_path = run / "config.json"
@@ -239,13 +239,14 @@ def _sources_from_run(config: ExportConfig) -> _ExportSources:
     # Resolve to exact prefixes first, so that the provenance names the weights actually exported.
     gan_checkpoint = resolve_checkpoint(run, "gan").prefix
     encoder_checkpoint = resolve_checkpoint(gan_config.encoder, "encoder").prefix
-    generator = load_gan(gan_checkpoint).generator
+    generator = load_gan(gan_checkpoint, ema=config.ema).generator
     encoder = load_encoder(encoder_checkpoint)
     provenance = {
         "source": "run",
         "run": str(run.resolve()),
         "checkpoint": gan_checkpoint,
         "step": _checkpoint_step(gan_checkpoint),
+        "generator": "ema" if config.ema and checkpoint_has_ema(gan_checkpoint) else "trained",
         "encoder": encoder_checkpoint,
         "encoder_step": _checkpoint_step(encoder_checkpoint),
         "data": str(data_path),

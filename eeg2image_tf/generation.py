@@ -766,12 +766,13 @@ def _class_names(images: Optional[str], splits, num_classes: int) -> tuple[str, 
 def load_generation_sources(run: Optional[str] = None, gan: Optional[str] = None,
                             encoder: Optional[str] = None, data: Optional[str] = None,
                             images: Optional[str] = None,
-                            feature_batch_size: int = 1024) -> GenerationSources:
+                            feature_batch_size: int = 1024, ema: bool = True) -> GenerationSources:
     """Load generator, frozen encoder and per-class test features.
 
     From a GAN run (``run``; its ``config.json`` names data, images and encoder, the generator is its
     latest checkpoint) or from explicit paths (``gan`` checkpoint/dir, e.g. one converted by
-    ``import_original``; ``encoder``; ``data``). Explicit paths override the run's.
+    ``import_original``; ``encoder``; ``data``). Explicit paths override the run's. ``ema``: the
+    checkpoint's weight-averaged generator when it holds one (``train_gan --ema-decay``).
     """
     from .checkpoints import load_encoder, load_gan
     from .config import GanTrainConfig, load_config
@@ -796,7 +797,7 @@ def load_generation_sources(run: Optional[str] = None, gan: Optional[str] = None
     num_classes = splits.num_classes
     class_names = _class_names(images, splits, num_classes)
     encoder_model = load_encoder(encoder)
-    generator = generator_of(load_gan(gan))
+    generator = generator_of(load_gan(gan, ema=ema))
     if generator is None:
         raise CheckpointError(f"{gan}: no generator in this checkpoint")
     test_features = encoder_features(encoder_model, preprocess(splits.x_test, method=normalisation),
@@ -841,7 +842,7 @@ def generate_from_run(config, force: bool = False, show_progress: bool = True) -
     if config.per_class < 1:
         raise Eeg2ImageError(f"--per-class must be at least 1, got {config.per_class}")
     sources = load_generation_sources(run=config.run, gan=config.gan, encoder=config.encoder,
-                                      data=config.data, images=config.images)
+                                      data=config.data, images=config.images, ema=config.ema)
     _refuse_other_source(config, force)
     prepare_run_dir(config, config.out, force=force, filename="generate_config.json")
     return generate_images(sources.generator, sources.features_by_class, sources.class_names,

@@ -54,6 +54,20 @@ def test_run_directory_refuses_another_config_unless_forced(tmp_path):
     assert read_json(tmp_path / "config.json")["data"] == "b.pkl"
 
 
+def test_a_run_made_before_a_field_existed_still_resumes(tmp_path):
+    """A config.json without a field that was added later counts as that field's default."""
+    config = GanTrainConfig(data="d", images="i", encoder="e", run=str(tmp_path))
+    recorded = config_to_dict(config)
+    del recorded["ema_decay"], recorded["generator_training"]
+    atomic_write_json(tmp_path / "config.json", recorded)
+    prepare_run_dir(config, tmp_path)                       # same behaviour: accepted
+    assert read_json(tmp_path / "config.json")["ema_decay"] == 0.0
+    atomic_write_json(tmp_path / "config.json", recorded)
+    with pytest.raises(ConfigError, match=r"ema_decay: 0.0 -> 0.999"):
+        prepare_run_dir(GanTrainConfig(data="d", images="i", encoder="e", run=str(tmp_path),
+                                       ema_decay=0.999), tmp_path)
+
+
 def test_flags_are_derived_from_fields():
     parser = argparse.ArgumentParser()
     add_config_arguments(parser, GanTrainConfig)

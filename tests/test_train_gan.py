@@ -319,7 +319,8 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     # Largest difference between the two replicas' copies of any model or optimizer variable.
     spread = 0.0
     for variable in (state.generator.weights + state.discriminator.weights
-                     + state.g_optimizer.variables + state.d_optimizer.variables):
+                     + state.g_optimizer.variables + state.d_optimizer.variables
+                     + state.generator_ema.weights):
         copies = [copy.numpy() for copy in variable.value.values]
         assert len(copies) == 2, variable.path
         spread = max(spread, float(abs(copies[0] - copies[1]).max()))
@@ -331,8 +332,9 @@ MIRRORED_SCRIPT = textwrap.dedent("""
 @pytest.mark.slow
 def test_two_steps_under_mirrored_strategy_on_two_logical_cpus(tiny_set, tmp_path):
     run = tmp_path / "run"
+    # With the generator's moving average, updated in cross-replica context.
     config = dataclasses.asdict(_config(tiny_set, run, batch_size=4, max_steps=2, strategy="mirrored",
-                                        checkpoint_every=2, sample_every=2))
+                                        checkpoint_every=2, sample_every=2, ema_decay=0.9))
     completed = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, json.dumps(config)],
                                env=_subprocess_env(), capture_output=True, text=True, timeout=600)
     assert completed.returncode == 0, completed.stderr[-3000:]
@@ -347,3 +349,56 @@ def test_two_steps_under_mirrored_strategy_on_two_logical_cpus(tiny_set, tmp_pat
     values = _checkpoint_values(result["checkpoint"])
     assert values["step/.ATTRIBUTES/VARIABLE_VALUE"] == 2
     assert all(np.all(np.isfinite(v)) for v in values.values() if np.issubdtype(v.dtype, np.floating))
+
+
+# --------------------------------------------------------------------------------------------------
+# Exponential moving average of the generator (--ema-decay)
+# --------------------------------------------------------------------------------------------------
+
+def test_ema_decay_outside_zero_one_is_refused(tiny_set, tmp_path):
+    from eeg2image_tf.errors import ConfigError
+    from eeg2image_tf.training.gan import train_gan
+
+    for decay in (1.0, -0.1):
+        with pytest.raises(ConfigError, match="--ema-decay must be in"):
+            train_gan(_config(tiny_set, tmp_path / f"run{decay}", ema_decay=decay))
+
+
+@pytest.mark.slow
+def test_ema_follows_its_recursion_resumes_exactly_and_is_what_loaders_return(tiny_set, tmp_path):
+    from eeg2image_tf.checkpoints import checkpoint_has_ema, load_gan
+    from eeg2image_tf.training.gan import train_gan
+
+    decay = 0.5
+    straight = train_gan(_config(tiny_set, tmp_path / "straight", max_steps=2, ema_decay=decay))
+    prefixes = [str(tmp_path / "straight" / "checkpoints" / f"ckpt-{k}") for k in (1, 2)]
+    raw = [load_gan(p, ema=False).generator for p in prefixes]
+    averaged = [load_gan(p).generator for p in prefixes]
+    assert checkpoint_has_ema(prefixes[1]) and straight["step"] == 2
+
+    moved = 0
+    for k, variable in enumerate(raw[1].weights):
+        previous, current = averaged[0].weights[k].numpy(), variable.numpy()
+        found = averaged[1].weights[k].numpy()
+        if variable.trainable:
+            np.testing.assert_allclose(found, decay * previous + (1 - decay) * current,
+                                       rtol=1e-6, atol=1e-7, err_msg=variable.path)
+            moved += int(not np.array_equal(found, current))
+        else:   # BatchNorm statistics and spectral-norm vectors are copied
+            np.testing.assert_array_equal(found, current, err_msg=variable.path)
+    assert moved >= 7      # the seven kernels at least lag behind the trained weights
+
+    # Resuming restores the average too: 1 step then 1 more equals 2 in one go, bit for bit.
+    train_gan(_config(tiny_set, tmp_path / "resumed", max_steps=1, ema_decay=decay))
+    resumed = train_gan(_config(tiny_set, tmp_path / "resumed", max_steps=2, ema_decay=decay))
+    expected = _checkpoint_values(straight["checkpoint"])
+    found = _checkpoint_values(resumed["checkpoint"])
+    ema_keys = [key for key in expected if key.startswith("generator_ema/")]
+    assert len(ema_keys) == len(raw[1].weights)
+    for key in ema_keys:
+        np.testing.assert_array_equal(found[key], expected[key], err_msg=key)
+
+    # A run without an average has none; loaders then give the trained generator either way.
+    plain = train_gan(_config(tiny_set, tmp_path / "plain", max_steps=1))
+    assert not checkpoint_has_ema(plain["checkpoint"])
+    assert not any(key.startswith("generator_ema/") for key in _checkpoint_values(plain["checkpoint"]))

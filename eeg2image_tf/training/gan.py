@@ -141,7 +141,7 @@ class GanSteps:
     def __init__(self, generator, discriminator, g_optimizer, d_optimizer, *, latent_dim: int,
                  policy: str = "color,translation", mode_seeking_weight: float = 1.0, seed: int = 45,
                  global_batch_size: Optional[int] = None, num_replicas: int = 1,
-                 generator_training: bool = True):
+                 generator_training: bool = True, ema_generator=None, ema_decay: float = 0.0):
         self.generator = generator
         self.discriminator = discriminator
         self.g_optimizer = g_optimizer
@@ -156,6 +156,10 @@ class GanSteps:
         self.generator_training = bool(generator_training)
         # One replica: the original's reduce_mean, to the last bit.
         self.global_batch_size = global_batch_size if self.num_replicas > 1 else None
+        if ema_generator is not None and not 0.0 < ema_decay < 1.0:
+            raise ConfigError(f"--ema-decay must be in (0, 1) with an EMA generator, got {ema_decay}")
+        self.ema_generator = ema_generator
+        self.ema_decay = float(ema_decay)
 
     def _augment(self, images, seed):
         from ..augment import diff_augment
@@ -228,6 +232,24 @@ class GanSteps:
         self._average_over_replicas(self.generator.non_trainable_variables)
         return losses
 
+    def update_ema(self) -> None:
+        """``ema = decay * ema + (1 - decay) * G`` for G's trainable weights; copy the rest.
+
+        Called in cross-replica context after the generator update: the generator's weights are the
+        same on every replica then, and an assignment there updates every replica's copy.
+        BatchNorm moving statistics and spectral-norm vectors are copied (an average of statistics
+        is not the statistics of the averaged network; the vectors play no part at inference).
+        """
+        if self.ema_generator is None:
+            return
+        decay = self.ema_decay
+        # Two models built alike list their weights alike; G says which of them it trains.
+        for averaged, current in zip(self.ema_generator.weights, self.generator.weights):
+            if current.trainable:
+                averaged.assign(decay * averaged + (1.0 - decay) * current)
+            else:
+                averaged.assign(current)
+
     def _average_over_replicas(self, variables) -> None:
         """Replace each replica's copy of ``variables`` by the replicas' mean.
 
@@ -263,8 +285,10 @@ class GanSteps:
         def distributed_step(step, batch):
             conditions, _labels, images = batch
             per_replica = strategy.run(self.replica_step, args=(step, images, conditions))
-            return {name: strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
-                    for name, value in per_replica.items()}
+            losses = {name: strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
+                      for name, value in per_replica.items()}
+            self.update_ema()
+            return losses
 
         return tf.function(distributed_step, jit_compile=jit)
 
@@ -283,6 +307,7 @@ class GanState:
     d_optimizer: Any
     step: Any                       # tf.Variable int64: iterations done
     checkpoint: Any                 # tf.train.Checkpoint(step, generator, discriminator, g_/d_optimizer)
+    generator_ema: Any = None       # the weight average (GanTrainConfig.ema_decay > 0), else None
 
 
 def build_gan_state(config: GanTrainConfig, strategy=None) -> GanState:
@@ -314,10 +339,22 @@ def build_gan_state(config: GanTrainConfig, strategy=None) -> GanState:
         d_optimizer.build(discriminator.trainable_variables)
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step",
                            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        tracked = {}
+        generator_ema = None
+        if config.ema_decay > 0.0:
+            # float32 like every checkpointed variable; it is only ever called for inference.
+            generator_ema = build_generator(latent_dim=config.latent_dim,
+                                            condition_dim=config.condition_dim,
+                                            fused_batch_norm=config.fused_batch_norm)
+            for averaged, current in zip(generator_ema.weights, generator.weights):
+                averaged.assign(current)
+            tracked["generator_ema"] = generator_ema
         checkpoint = tf.train.Checkpoint(step=step, generator=generator, discriminator=discriminator,
-                                         g_optimizer=g_optimizer, d_optimizer=d_optimizer)
+                                         g_optimizer=g_optimizer, d_optimizer=d_optimizer,
+                                         **tracked)
     return GanState(generator=generator, discriminator=discriminator, g_optimizer=g_optimizer,
-                    d_optimizer=d_optimizer, step=step, checkpoint=checkpoint)
+                    d_optimizer=d_optimizer, step=step, checkpoint=checkpoint,
+                    generator_ema=generator_ema)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -513,6 +550,9 @@ def _check_config(config: GanTrainConfig, num_replicas: int) -> None:
     for name in ("checkpoint_every", "sample_every"):
         if getattr(config, name) < 1:
             raise ConfigError(f"{config.run}: --{name.replace('_', '-')} must be at least 1")
+    if not 0.0 <= config.ema_decay < 1.0:
+        raise ConfigError(f"{config.run}: --ema-decay must be in [0, 1) (0: no average), "
+                          f"got {config.ema_decay}")
     from ..precision import bfloat16_supported, check_precision
 
     if check_precision(config.precision) == "mixed_bfloat16" and not bfloat16_supported():
@@ -560,8 +600,11 @@ def train_gan(config: GanTrainConfig, force: bool = False) -> dict:
                      latent_dim=config.latent_dim, policy=config.policy,
                      mode_seeking_weight=config.mode_seeking_weight, seed=config.seed,
                      global_batch_size=config.batch_size, num_replicas=num_replicas,
-                     generator_training=config.generator_training)
+                     generator_training=config.generator_training,
+                     ema_generator=state.generator_ema, ema_decay=config.ema_decay)
     train_step = steps.make_train_step(strategy, jit=config.jit)
+    # Samples show what generate and evaluate will use: the average when the run keeps one.
+    sampler = state.generator_ema if state.generator_ema is not None else state.generator
     manager = make_checkpoint_manager(state.checkpoint, run_dir / "checkpoints", config.max_to_keep)
     restored = restore_latest(state.checkpoint, manager)
     samples = _sample_inputs(config, data)
@@ -635,7 +678,7 @@ def train_gan(config: GanTrainConfig, force: bool = False) -> dict:
                         save_checkpoint()
                         write_metrics()
                     if step % config.sample_every == 0:
-                        _write_samples(state.generator, samples, run_dir, step)
+                        _write_samples(sampler, samples, run_dir, step)
                         last_sample = step
                     if finishing:
                         break
@@ -649,7 +692,7 @@ def train_gan(config: GanTrainConfig, force: bool = False) -> dict:
             raise guard.interrupted(f"step {step}", path)
         checkpoint_path = save_checkpoint()
         if last_sample != step:
-            _write_samples(state.generator, samples, run_dir, step)
+            _write_samples(sampler, samples, run_dir, step)
         metrics = write_metrics()
 
     return {"step": step, "epoch": metrics["epoch"], "stopped": stopped, **losses,
