@@ -405,7 +405,7 @@ class PipelineConfig:
 
 
 # Overrides of each stage's config per profile. ``paper`` is the original everywhere. ``demo`` fits
-# the whole pipeline into 15 minutes of a 2-core CPU; ``quality`` into about 3 hours. Where a profile
+# the whole pipeline into 15 minutes of a 2-core CPU; ``quality`` into about 2 hours. Where a profile
 # departs from the paper, README's "Profiles" section says which field and why.
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "paper": {
