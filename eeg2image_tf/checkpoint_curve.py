@@ -108,19 +108,20 @@ class _WindowedGenerators:
         from .generation import generator_of
 
         prefix = self.kept[self.position[step]][1]
+        generator = generator_of(load_gan(prefix, ema=self.ema))
+        if generator is None:
+            raise CheckpointError(f"{prefix}: no generator in this checkpoint")
         if self.average == 1:
-            generator = generator_of(load_gan(prefix, ema=self.ema))
-            if generator is None:
-                raise CheckpointError(f"{prefix}: no generator in this checkpoint")
             return generator
         window = self.window(step)
+        # The newest checkpoint of the window is the one just loaded: read it once.
+        self.cache[step] = [variable.numpy() for variable in generator.weights]
         for s in window:
             if s not in self.cache:
                 self.cache[s] = generator_weights(self.kept[self.position[s]][1], ema=self.ema)
         for s in list(self.cache):
             if s not in window:
                 del self.cache[s]
-        generator = generator_of(load_gan(prefix, ema=self.ema))
         generator.set_weights(mean_weights([self.cache[s] for s in window]))
         return generator
 

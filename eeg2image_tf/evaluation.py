@@ -567,8 +567,10 @@ def evaluate_run(config, inception_backend: Any = None, classifier: Any = None,
 
 def _generator_kind(config) -> str:
     """``"ema"`` when the evaluated generator is the run's weight average, else ``"trained"``."""
-    if config.images_dir or not config.ema:
-        return "trained" if not config.images_dir else "as generated"
+    if config.images_dir:
+        return "as generated"       # generate_config.json beside the images says which
+    if not config.ema:
+        return "trained"
     from .checkpoints import checkpoint_has_ema
 
     return "ema" if checkpoint_has_ema(config.run) else "trained"
