@@ -12,7 +12,7 @@ conditional_curve.png``, and TensorBoard scalars ``curve/conditional_accuracy`` 
 ``curve/conditional_separability`` under ``tensorboard/curve`` (logged once per new point).
 
 With ``average`` k > 1 each point's generator is the weight average of the k kept checkpoints
-ending at it (:func:`~eeg2image_tf.checkpoints.average_generator`); that curve goes to
+ending at it (:func:`~eeg2image_tf.checkpoints.average_gan`); that curve goes to
 ``curve_avg<k>.json``, ``conditional_curve_avg<k>.png`` and ``tensorboard/curve_avg<k>``, beside the
 plain one, so TensorBoard overlays the two.
 """
@@ -196,7 +196,8 @@ def evaluate_checkpoints(config, classifier: Any = None, show_progress: bool = T
     settings = _settings(config, classifier_path)
     curve_path = run_dir / curve_file
     done = _previous_points(curve_path, settings)
-    points = {step: point for step, point in done.items() if step in dict(chosen)}
+    chosen_steps = {step for step, _ in chosen}
+    points = {step: point for step, point in done.items() if step in chosen_steps}
     todo = [(step, prefix) for step, prefix in chosen if step not in points]
     bar = progress_bar(len(chosen), initial=len(chosen) - len(todo), desc="curve",
                        unit="ckpt") if show_progress else None

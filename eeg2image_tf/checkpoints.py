@@ -406,10 +406,10 @@ def kept_checkpoints(checkpoint_dir: str | Path) -> list[tuple[int, str]]:
     found = []
     for index in directory.glob("*.index"):
         prefix = index.with_suffix("")
-        match = re.search(r"-(\d+)$", prefix.name)
-        if match is None or not any(directory.glob(prefix.name + ".data-*")):
+        step = _checkpoint_number(prefix)
+        if step < 0 or not any(directory.glob(prefix.name + ".data-*")):
             continue
-        found.append((int(match.group(1)), str(prefix)))
+        found.append((step, str(prefix)))
     if not found:
         raise CheckpointError(f"{directory}: no complete checkpoints (ckpt-<step>.index + data)")
     return sorted(found)
@@ -435,8 +435,9 @@ def mean_weights(weight_lists) -> list:
             .astype(first[k].dtype) for k in range(len(first))]
 
 
-def average_generator(paths):
-    """A generator whose every weight is the mean over the GAN checkpoints ``paths``.
+def average_gan(paths) -> LoadedGAN:
+    """The newest of the GAN checkpoints ``paths`` with its generator's every weight replaced by
+    the mean over all of them; its discriminator as saved.
 
     Averaging the iterates of GAN training (Polyak averaging) damps the oscillation of the
     two-player game: colours and textures that swing from one checkpoint to the next cancel,
@@ -444,15 +445,14 @@ def average_generator(paths):
     approximation: the statistics of the averaged network are not the mean of the statistics);
     the spectral-norm vectors play no part at inference.
     """
-    from .models import build_generator
-
     paths = list(paths)
-    first = load_gan(paths[0]).generator
-    averaged = mean_weights([[v.numpy() for v in first.weights]]
-                            + [generator_weights(path) for path in paths[1:]])
-    generator = build_generator(latent_dim=first.latent_dim, condition_dim=first.condition_dim)
-    generator.set_weights(averaged)
-    return generator
+    if not paths:
+        raise CheckpointError("averaging: no checkpoints given")
+    newest = load_gan(paths[-1])
+    newest.generator.set_weights(mean_weights(
+        [generator_weights(path) for path in paths[:-1]]
+        + [[variable.numpy() for variable in newest.generator.weights]]))
+    return newest
 
 
 def write_averaged_run(config) -> dict[str, Any]:
@@ -479,8 +479,7 @@ def write_averaged_run(config) -> dict[str, Any]:
         raise ConfigError(f"{out}: holds a run already; pass --force to replace its checkpoint")
     config = load_config(GanTrainConfig, run)
     window = kept_checkpoints(run / CHECKPOINT_DIR)[-last:]
-    generator = average_generator([prefix for _, prefix in window])
-    discriminator = load_gan(window[-1][1]).discriminator
+    generator, discriminator = average_gan([prefix for _, prefix in window])
     record = {"source_run": str(run), "steps": [step for step, _ in window],
               "checkpoints": [Path(prefix).name for _, prefix in window],
               "step": window[-1][0], "config": config_to_dict(config)}
