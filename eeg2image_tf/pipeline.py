@@ -182,14 +182,14 @@ def stage_curve(config: PipelineConfig, paths: PipelinePaths) -> dict[str, Any]:
     if "curve" not in PROFILES[config.profile]:
         return {"skipped": f"the {config.profile} profile draws no curve "
                            "(python -m eeg2image_tf.curve does)"}
-    from .checkpoint_curve import evaluate_checkpoints
+    from .checkpoint_curve import curve_names, evaluate_checkpoints
     from .config import CurveConfig
 
     curve_config = CurveConfig(run=str(paths.gan_run), classifier=str(paths.classifier_run),
                                seed=config.seed, **_stage_overrides(config, "curve"))
     result = evaluate_checkpoints(curve_config)
-    return {"curve": str(paths.gan_run / "curve.json"), "figure": result["figure"],
-            **_headline(result)}
+    return {"curve": str(paths.gan_run / curve_names(curve_config.average)[0]),
+            "figure": result["figure"], **_headline(result)}
 
 
 def stage_export(config: PipelineConfig, paths: PipelinePaths) -> dict[str, Any]:
@@ -281,6 +281,12 @@ def summary_lines(state: dict[str, Any], config: PipelineConfig) -> list[str]:
         f"  conditional accuracy            : {fmt(get('evaluate', 'conditional_accuracy'))}",
         f"  conditional separability        : {fmt(get('evaluate', 'conditional_separability'))}",
         f"  Inception Score / FID           : {get('evaluate', 'inception', 'unavailable')}",
+    ]
+    if "best_conditional_accuracy" in stages.get("curve", {}):
+        lines.append(f"  best conditional accuracy seen  : "
+                     f"{fmt(get('curve', 'best_conditional_accuracy'))} at iteration "
+                     f"{get('curve', 'best_step')} (curve: {get('curve', 'figure')})")
+    lines += [
         f"  sample grid      : {get('gan', 'samples')}",
         f"  t-SNE            : {get('select_encoder', 'tsne')}",
         f"  metrics.json     : {get('evaluate', 'metrics')}",
@@ -288,10 +294,6 @@ def summary_lines(state: dict[str, Any], config: PipelineConfig) -> list[str]:
         f"  SavedModel       : {get('export', 'saved_model')}",
         f"  TensorBoard      : tensorboard --logdir {paths.run}",
     ]
-    if "best_conditional_accuracy" in stages.get("curve", {}):
-        lines.insert(8, f"  best conditional accuracy seen  : "
-                        f"{fmt(get('curve', 'best_conditional_accuracy'))} at iteration "
-                        f"{get('curve', 'best_step')} (curve: {get('curve', 'figure')})")
     total = sum(float(s.get("seconds", 0.0)) for s in stages.values())
     lines.append(f"  stage time total : {total:.0f} s")
     return lines

@@ -319,8 +319,8 @@ def build_gan_state(config: GanTrainConfig, strategy=None) -> GanState:
     import keras
     import tensorflow as tf
 
+    from ..checkpoints import EMA_OBJECT
     from ..models import build_discriminator, build_generator
-
     from ..precision import check_precision
 
     strategy = strategy or tf.distribute.get_strategy()
@@ -348,7 +348,7 @@ def build_gan_state(config: GanTrainConfig, strategy=None) -> GanState:
                                             fused_batch_norm=config.fused_batch_norm)
             for averaged, current in zip(generator_ema.weights, generator.weights):
                 averaged.assign(current)
-            tracked["generator_ema"] = generator_ema
+            tracked[EMA_OBJECT] = generator_ema     # the name the loaders look for
         checkpoint = tf.train.Checkpoint(step=step, generator=generator, discriminator=discriminator,
                                          g_optimizer=g_optimizer, d_optimizer=d_optimizer,
                                          **tracked)
