@@ -89,6 +89,9 @@ class GanTrainConfig:
     jit: bool = False                   # XLA is slower than oneDNN for these convolutions on CPU
     fast_discriminator: bool = True     # exact split of D's first conv (see models); same numbers
     fused_batch_norm: bool = True       # TF's fused BatchNorm kernel (models.layers); same numbers
+    # G's transposed convolutions on 1x1-8x8 inputs and D's kernel gradients on 8x8-16x16 inputs as
+    # matrix products (models.matmul_conv); same numbers
+    matmul_convs: bool = True
     # float32 (the original's numbers) | mixed_bfloat16: bfloat16 arithmetic, float32 variables and
     # checkpoints; ~1.6-2.0x faster iterations on CPUs with AVX512-BF16/AMX (precision module).
     precision: str = "float32"
@@ -112,7 +115,8 @@ class GanTrainConfig:
 
     RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = (
         "epochs", "max_steps", "time_budget_s", "checkpoint_every", "sample_every", "max_to_keep",
-        "jit", "strategy", "fast_discriminator", "fused_batch_norm", "precision")
+        "jit", "strategy", "fast_discriminator", "fused_batch_norm", "matmul_convs",
+        "precision")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -253,75 +253,13 @@ def _infer_latent_dim(generator, condition_dim: int, latent_dim: Optional[int]) 
 # - BatchNorm with moving statistics folded into the preceding kernel: ``conv(x, W) * s + t`` is
 #   ``conv(x, W * s) + t`` with ``s = gamma / sqrt(var + eps)`` and ``t = beta - mean * s``.
 
-# Transposed convolutions on inputs of at most this many pixels use the matrix-product form
-# (measured: faster at 1x1, 4x4 and 8x8 inputs, slower from 16x16 on).
-MATMUL_CONV_TRANSPOSE_MAX_PIXELS = 64
+# Transposed convolutions on inputs of at most MATMUL_CONV_TRANSPOSE_MAX_PIXELS pixels use the
+# matrix-product form (models.matmul_conv; measured: faster at 1x1, 4x4 and 8x8 inputs, slower from
+# 16x16 on).
 FAST_PATH_TOLERANCE = 1e-4
 # The bfloat16 path is checked against the float32 model too, with bfloat16's tolerance (images in
 # [-1, 1]; measured on the demo's trained generator: max 0.054, mean 0.0015).
 BFLOAT16_TOLERANCE = 0.1
-
-
-def _shift_rows_cols(tensor, rows: int, cols: int):
-    """``out[:, m, n] = tensor[:, m - rows, n - cols]`` with zeros where that falls outside."""
-    import tensorflow as tf
-
-    height, width = tensor.shape[1], tensor.shape[2]
-    if rows == 0 and cols == 0:
-        return tensor
-    padded = tf.pad(tensor, [[0, 0], [max(rows, 0), max(-rows, 0)],
-                             [max(cols, 0), max(-cols, 0)], [0, 0]])
-    top, left = max(-rows, 0), max(-cols, 0)
-    return padded[:, top:top + height, left:left + width, :]
-
-
-def conv_transpose_as_matmul(inputs, kernel, stride: int, live: Optional[int] = None):
-    """Transposed convolution with ``'same'`` padding as a matrix product plus an overlap-add.
-
-    ``inputs`` ``(B, H, W, C_in)``; ``kernel`` in TensorFlow's transposed layout ``(k, k, C_out,
-    C_in)``; returns ``(B, stride * H, stride * W, C_out)``, equal to
-    ``tf.nn.conv2d_transpose(..., padding="SAME")`` up to float rounding. Output pixel
-    ``(stride * i + a - p, stride * j + b - p)`` receives ``inputs[i, j] @ kernel[a, b]^T`` with
-    ``p = max(k - stride, 0) // 2``, TensorFlow's leading padding. The sums are formed per output
-    phase ``(r, q)`` (pixels ``(stride * m + r, stride * n + q)``) from shifted taps, then the
-    phases are interleaved, so no zero-filled full-size intermediate is built.
-
-    ``live``: the caller knows that only the first ``live`` rows and columns of ``inputs`` can be
-    non-zero; the product then skips the others (exact: they contribute nothing).
-    """
-    import tensorflow as tf
-
-    batch = tf.shape(inputs)[0]
-    height, width, in_channels = inputs.shape[1], inputs.shape[2], inputs.shape[3]
-    size, out_channels = kernel.shape[0], kernel.shape[2]
-    lead = max(size - stride, 0) // 2
-    weights = tf.reshape(tf.transpose(kernel, (3, 0, 1, 2)), (in_channels, size * size * out_channels))
-    live_rows = height if live is None else min(int(live), height)
-    live_cols = width if live is None else min(int(live), width)
-    taps = tf.reshape(
-        tf.matmul(tf.reshape(inputs[:, :live_rows, :live_cols, :], (-1, in_channels)), weights),
-        (batch, live_rows, live_cols, size * size, out_channels))
-    if (live_rows, live_cols) != (height, width):
-        taps = tf.pad(taps, [[0, 0], [0, height - live_rows], [0, width - live_cols], [0, 0], [0, 0]])
-    # Tap a lands on phase (a - lead) mod stride, on the input row shifted by (a - lead) // stride.
-    by_phase: dict[int, list[tuple[int, int]]] = {}
-    for a in range(size):
-        by_phase.setdefault((a - lead) % stride, []).append((a, (a - lead) // stride))
-    phase_rows = []
-    for r in range(stride):
-        phase_cols = []
-        for q in range(stride):
-            total = None
-            for a, shift_rows in by_phase.get(r, []):
-                for b, shift_cols in by_phase.get(q, []):
-                    term = _shift_rows_cols(taps[:, :, :, a * size + b, :], shift_rows, shift_cols)
-                    total = term if total is None else total + term
-            if total is None:   # a phase no tap reaches (stride > kernel size)
-                total = tf.zeros_like(taps[:, :, :, 0, :])
-            phase_cols.append(total)
-        phase_rows.append(tf.stack(phase_cols, axis=3))          # (B, H, W, stride, C)
-    interleaved = tf.stack(phase_rows, axis=2)                    # (B, H, stride, W, stride, C)
-    return tf.reshape(interleaved, (batch, height * stride, width * stride, out_channels))
 
 
 def _plain_conv_transpose_layer(layer) -> bool:
@@ -371,6 +309,7 @@ def fast_generator_call(generator, precision: str = "float32") -> Optional[Any]:
 
     import tensorflow as tf
 
+    from .models.matmul_conv import MATMUL_CONV_TRANSPOSE_MAX_PIXELS, conv_transpose_as_matmul
     from .precision import compute_dtype
 
     dtype = tf.as_dtype(compute_dtype(precision))

@@ -160,7 +160,7 @@ def test_latent_streams_are_uniform_chunk_invariant_and_per_class():
 def test_conv_transpose_as_matmul_equals_tensorflow(stride, size, in_channels, out_channels):
     import tensorflow as tf
 
-    from eeg2image_tf.generation import conv_transpose_as_matmul
+    from eeg2image_tf.models.matmul_conv import conv_transpose_as_matmul
 
     rng = np.random.default_rng(stride * 100 + size)
     inputs = rng.normal(size=(3, size, size, in_channels)).astype(np.float32)
@@ -175,7 +175,7 @@ def test_conv_transpose_as_matmul_equals_tensorflow(stride, size, in_channels, o
 def test_conv_transpose_as_matmul_skips_a_known_zero_border():
     import tensorflow as tf
 
-    from eeg2image_tf.generation import conv_transpose_as_matmul
+    from eeg2image_tf.models.matmul_conv import conv_transpose_as_matmul
 
     rng = np.random.default_rng(9)
     inputs = rng.normal(size=(2, 4, 4, 6)).astype(np.float32)

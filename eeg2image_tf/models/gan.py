@@ -28,6 +28,7 @@ import keras
 from keras import ops
 
 from .layers import FusedBatchNormalization
+from .matmul_conv import MatmulConv2D, MatmulConv2DTranspose
 
 GENERATOR_FILTERS = (1024, 512, 256, 128, 64, 32)
 GENERATOR_STRIDES = (4, 2, 2, 2, 2, 2)
@@ -68,24 +69,40 @@ class Generator(keras.Model):
     ``dtype`` (a Keras dtype policy, e.g. ``"mixed_bfloat16"``) is passed on to every layer: with a
     mixed policy the variables stay float32 (same checkpoints) and the arithmetic runs in bfloat16;
     the images are returned as float32 whatever the policy.
+
+    ``matmul_convs`` computes the transposed convolutions of blocks 0-2 (inputs of 1x1, 4x4
+    and 8x8 pixels) as matrix products, forward and backward
+    (:class:`~eeg2image_tf.models.matmul_conv.MatmulConv2DTranspose`): same variables and numbers
+    up to float32 rounding; TensorFlow's CPU kernels are several times slower on such small inputs.
+    Block 1 also skips the last row and column of its input, which block 0 leaves at exactly zero
+    (its stride, 4, exceeds its kernel, 3, and it has no BatchNorm offset; LeakyReLU(0) = 0).
     """
 
     def __init__(self, latent_dim: int = 128, condition_dim: int = 128,
-                 fused_batch_norm: bool = True, **kwargs):
+                 fused_batch_norm: bool = True, matmul_convs: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.latent_dim = int(latent_dim)
         self.condition_dim = int(condition_dim)
         self.fused_batch_norm = bool(fused_batch_norm)
+        self.matmul_convs = bool(matmul_convs)
         # One attribute per layer: Keras 3 leaves layers held in a Python list out of
         # tf.train.Checkpoint's object graph, so a list would silently drop them from checkpoints.
         policy = self.dtype_policy
+        live = 1   # rows/columns of the block's input that can be non-zero (the 1x1 input: all)
         for index, (filters, stride) in enumerate(zip(GENERATOR_FILTERS, GENERATOR_STRIDES)):
+            conv_arguments = dict(filters=filters, kernel_size=KERNEL_SIZE, strides=stride,
+                                  padding="same", use_bias=False,
+                                  kernel_initializer=_kernel_initializer(),
+                                  name=f"conv_transpose_{index}", dtype=policy)
+            if self.matmul_convs:
+                conv = MatmulConv2DTranspose(live_input=live, **conv_arguments)
+            else:
+                conv = keras.layers.Conv2DTranspose(**conv_arguments)
             setattr(self, f"sn_conv_transpose_{index}", keras.layers.SpectralNormalization(
-                keras.layers.Conv2DTranspose(
-                    filters, KERNEL_SIZE, strides=stride, padding="same", use_bias=False,
-                    kernel_initializer=_kernel_initializer(), name=f"conv_transpose_{index}",
-                    dtype=policy),
-                power_iterations=1, name=f"sn_conv_transpose_{index}", dtype=policy))
+                conv, power_iterations=1, name=f"sn_conv_transpose_{index}", dtype=policy))
+            # Without a BatchNorm offset (block 0 only) a stride above the kernel size leaves the
+            # last (stride - kernel) rows and columns of the output at zero; afterwards all live.
+            live = (_live_after_transposed_conv(live, stride) if index == 0 else None)
         # Block 0 has no BatchNorm (spec section 6): batch_norm_<k> belongs to block k, k >= 1.
         for index in range(1, len(GENERATOR_FILTERS)):
             setattr(self, f"batch_norm_{index}",
@@ -125,11 +142,19 @@ class Generator(keras.Model):
 
     def get_config(self):
         return {**super().get_config(), "latent_dim": self.latent_dim,
-                "condition_dim": self.condition_dim, "fused_batch_norm": self.fused_batch_norm}
+                "condition_dim": self.condition_dim, "fused_batch_norm": self.fused_batch_norm,
+                "matmul_convs": self.matmul_convs}
 
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+def _live_after_transposed_conv(live: int, stride: int, kernel_size: int = KERNEL_SIZE) -> int:
+    """Rows of a 'same' transposed convolution's output that can be non-zero, given ``live`` input
+    rows: the last input row's last tap lands on ``(live - 1) * stride + k - 1 - lead``."""
+    lead = max(kernel_size - stride, 0) // 2
+    return min(live * stride, (live - 1) * stride + kernel_size - lead)
 
 
 def same_padding_tap_mask(input_size: int, kernel_size: int, stride: int) -> np.ndarray:
@@ -160,19 +185,25 @@ class Discriminator(keras.Model):
     (under 'same' padding) of ``c @ W[tap, 3:]``. Same variables, same numbers up to float rounding,
     about a quarter less time per GAN iteration on CPU (docs: performance-notes).
     ``fused_batch_norm`` and ``dtype``: as for :class:`Generator` (scores are float32).
+    ``matmul_convs``: the 8x8, 512 -> 1024 convolution (stride 1) runs by Winograd F(2x2, 3x3) and
+    the 16x16 one's kernel gradient as a patch product
+    (:class:`~eeg2image_tf.models.matmul_conv.MatmulConv2D`); same numbers up to float32 rounding,
+    faster than oneDNN's float32 kernels at those sizes.
     """
 
     def __init__(self, condition_dim: int = 128, split_condition_conv: bool = False,
-                 fused_batch_norm: bool = True, **kwargs):
+                 fused_batch_norm: bool = True, matmul_convs: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.condition_dim = int(condition_dim)
         self.split_condition_conv = bool(split_condition_conv)
         self.fused_batch_norm = bool(fused_batch_norm)
+        self.matmul_convs = bool(matmul_convs)
         policy = self.dtype_policy
+        conv_class = MatmulConv2D if self.matmul_convs else keras.layers.Conv2D
         # One attribute per layer (see Generator: lists are not checkpointed by Keras 3).
         for index, (filters, stride) in enumerate(zip(DISCRIMINATOR_FILTERS,
                                                       DISCRIMINATOR_STRIDES)):
-            setattr(self, f"conv_{index}", keras.layers.Conv2D(
+            setattr(self, f"conv_{index}", conv_class(
                 filters, KERNEL_SIZE, strides=stride, padding="same", use_bias=False,
                 kernel_initializer=_kernel_initializer(), name=f"conv_{index}", dtype=policy))
             setattr(self, f"batch_norm_{index}",
@@ -224,7 +255,7 @@ class Discriminator(keras.Model):
     def get_config(self):
         return {**super().get_config(), "condition_dim": self.condition_dim,
                 "split_condition_conv": self.split_condition_conv,
-                "fused_batch_norm": self.fused_batch_norm}
+                "fused_batch_norm": self.fused_batch_norm, "matmul_convs": self.matmul_convs}
 
     @classmethod
     def from_config(cls, config):
@@ -232,26 +263,30 @@ class Discriminator(keras.Model):
 
 
 def build_generator(latent_dim: int = 128, condition_dim: int = 128,
-                    fused_batch_norm: bool = True, dtype=None) -> Generator:
+                    fused_batch_norm: bool = True, dtype=None,
+                    matmul_convs: bool = True) -> Generator:
     """A :class:`Generator` whose variables exist (one dummy call with ``training=False``).
 
     ``dtype``: a Keras dtype policy (None: the global one, normally float32).
     """
     generator = Generator(latent_dim=latent_dim, condition_dim=condition_dim,
-                          fused_batch_norm=fused_batch_norm, dtype=dtype)
+                          fused_batch_norm=fused_batch_norm, matmul_convs=matmul_convs,
+                          dtype=dtype)
     generator(ops.zeros((1, latent_dim + condition_dim), dtype="float32"), training=False)
     return generator
 
 
 def build_discriminator(condition_dim: int = 128, split_condition_conv: bool = False,
-                        fused_batch_norm: bool = True, dtype=None) -> Discriminator:
+                        fused_batch_norm: bool = True, dtype=None,
+                        matmul_convs: bool = True) -> Discriminator:
     """A :class:`Discriminator` whose variables exist (one dummy call with ``training=False``).
 
     ``dtype``: as for :func:`build_generator`.
     """
     discriminator = Discriminator(condition_dim=condition_dim,
                                   split_condition_conv=split_condition_conv,
-                                  fused_batch_norm=fused_batch_norm, dtype=dtype)
+                                  fused_batch_norm=fused_batch_norm,
+                                  matmul_convs=matmul_convs, dtype=dtype)
     discriminator(ops.zeros((1, IMAGE_SIZE, IMAGE_SIZE, IMAGE_CHANNELS), dtype="float32"),
                   ops.zeros((1, condition_dim), dtype="float32"), training=False)
     return discriminator

@@ -327,10 +327,12 @@ def build_gan_state(config: GanTrainConfig, strategy=None) -> GanState:
     policy = check_precision(config.precision)
     with strategy.scope():
         generator = build_generator(latent_dim=config.latent_dim, condition_dim=config.condition_dim,
-                                    fused_batch_norm=config.fused_batch_norm, dtype=policy)
+                                    fused_batch_norm=config.fused_batch_norm, dtype=policy,
+                                    matmul_convs=config.matmul_convs)
         discriminator = build_discriminator(condition_dim=config.condition_dim,
                                             split_condition_conv=config.fast_discriminator,
-                                            fused_batch_norm=config.fused_batch_norm, dtype=policy)
+                                            fused_batch_norm=config.fused_batch_norm, dtype=policy,
+                                            matmul_convs=config.matmul_convs)
         g_optimizer = keras.optimizers.Adam(config.learning_rate, beta_1=config.beta_1,
                                             beta_2=config.beta_2)
         d_optimizer = keras.optimizers.Adam(config.learning_rate, beta_1=config.beta_1,
@@ -345,7 +347,8 @@ def build_gan_state(config: GanTrainConfig, strategy=None) -> GanState:
             # float32 like every checkpointed variable; it is only ever called for inference.
             generator_ema = build_generator(latent_dim=config.latent_dim,
                                             condition_dim=config.condition_dim,
-                                            fused_batch_norm=config.fused_batch_norm)
+                                            fused_batch_norm=config.fused_batch_norm,
+                                            matmul_convs=config.matmul_convs)
             for averaged, current in zip(generator_ema.weights, generator.weights):
                 averaged.assign(current)
             tracked[EMA_OBJECT] = generator_ema     # the name the loaders look for
