@@ -58,7 +58,7 @@ def _shift_rows_cols(tensor, rows: int, cols: int):
     return padded[:, top:top + height, left:left + width, :]
 
 
-def _kernel_as_matrix(kernel):
+def kernel_as_matrix(kernel):
     """``(k, k, C_out, C_in)`` -> ``(C_in, k * k * C_out)``, column ``(a * k + b) * C_out + c``."""
     import tensorflow as tf
 
@@ -73,7 +73,8 @@ def _live_extent(inputs, live: Optional[int]) -> tuple[int, int]:
     return min(int(live), height), min(int(live), width)
 
 
-def conv_transpose_as_matmul(inputs, kernel, stride: int, live: Optional[int] = None):
+def conv_transpose_as_matmul(inputs, kernel, stride: int, live: Optional[int] = None,
+                             kernel_matrix=None):
     """Transposed convolution with ``'same'`` padding as a matrix product plus an overlap-add.
 
     ``inputs`` ``(B, H, W, C_in)`` with static ``H, W, C_in``; ``kernel`` in TensorFlow's transposed
@@ -86,6 +87,7 @@ def conv_transpose_as_matmul(inputs, kernel, stride: int, live: Optional[int] = 
 
     ``live``: the caller knows that only the first ``live`` rows and columns of ``inputs`` can be
     non-zero; the product then skips the others (exact: they contribute nothing).
+    ``kernel_matrix``: :func:`kernel_as_matrix` of ``kernel``, when the caller has it already.
     """
     import tensorflow as tf
 
@@ -96,7 +98,7 @@ def conv_transpose_as_matmul(inputs, kernel, stride: int, live: Optional[int] = 
     live_rows, live_cols = _live_extent(inputs, live)
     taps = tf.reshape(
         tf.matmul(tf.reshape(inputs[:, :live_rows, :live_cols, :], (-1, in_channels)),
-                  _kernel_as_matrix(kernel)),
+                  kernel_as_matrix(kernel) if kernel_matrix is None else kernel_matrix),
         (batch, live_rows, live_cols, size * size, out_channels))
     if (live_rows, live_cols) != (height, width):
         taps = tf.pad(taps, [[0, 0], [0, height - live_rows], [0, width - live_cols], [0, 0], [0, 0]])
@@ -157,7 +159,7 @@ def matmul_conv_transpose(inputs, kernel, stride: int, live: Optional[int] = Non
             patches = _output_gradient_patches(dy, size, stride, height, width)
             patches = tf.reshape(patches[:, :live_rows, :live_cols, :],
                                  (-1, size * size * out_channels))
-            weights = _kernel_as_matrix(w)
+            weights = kernel_as_matrix(w)
             dx = tf.reshape(tf.matmul(patches, weights, transpose_b=True),
                             (-1, live_rows, live_cols, in_channels))
             if (live_rows, live_cols) != (height, width):
