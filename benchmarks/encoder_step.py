@@ -1,33 +1,128 @@
-"""``encoder_step``: one full encoder training step (LSTM forward, triplet loss, Adam) at batch 256."""
+"""``encoder_step``: one full encoder training step (LSTM forward, triplet loss, Adam) at batch 256.
+
+With ``compare_plain`` a plain Keras 3 step is timed too, alternated with ours in the same process:
+two ``keras.layers.LSTM`` as a while loop and the semi-hard triplet loss computed the way
+tensorflow-addons computes it, over a ``(B, B, B)`` anchor-positive-negative mask. While planning,
+the authors' step measured 143 ms and such a plain step 96 ms on the same machine, so
+``143 / 96 * plain`` estimates the authors' step at the moment of the run (see gan_step for why:
+this machine kind's speed drifts by 10-35% between hours).
+"""
 
 from __future__ import annotations
 
+import statistics
+import time
 from typing import Any
 
 import numpy as np
 
 from .common import ORIGINAL, median_seconds
 
+ORIGINAL_OVER_PLAIN = ORIGINAL["encoder_step_ms_b256"] / ORIGINAL["plain_keras_encoder_step_ms_b256"]
 
-def run(repeats: int = 20, batch_size: int = 256, jit: bool = False,
-        unroll: bool = True) -> dict[str, Any]:
-    import keras
+
+def cubic_triplet_semihard_loss(labels, embeddings, margin: float = 1.0):
+    """The semi-hard triplet loss by brute force over all (anchor, positive, negative) triples.
+
+    Same definition as :func:`eeg2image_tf.losses.triplet_semihard_loss` (the reference
+    implementation's): for each anchor-positive pair the closest negative farther than the
+    positive, else the anchor's farthest negative; mean of ``relu(margin + d_ap - d_an)`` over the
+    pairs. ``O(B^3)`` memory and time, as tensorflow-addons does it; a benchmark reference only.
+    """
     import tensorflow as tf
 
-    from eeg2image_tf.models import build_encoder
-    from eeg2image_tf.training.encoder import make_encoder_steps
+    squared = tf.reduce_sum(tf.square(embeddings), axis=1)
+    distances = squared[:, None] - 2.0 * tf.matmul(embeddings, embeddings, transpose_b=True) \
+        + squared[None, :]
+    distances = tf.sqrt(tf.maximum(distances, 0.0))
+    batch = tf.shape(labels)[0]
+    same = tf.equal(labels[:, None], labels[None, :])
+    negative = tf.logical_not(same)
+    positive = tf.logical_and(same, tf.logical_not(tf.eye(batch, dtype=tf.bool)))
+    # farther[a, p, n]: n is a negative of a farther from a than p is.
+    farther = tf.logical_and(negative[:, None, :], distances[:, None, :] > distances[:, :, None])
+    big = tf.reduce_max(distances) + 1.0
+    closest_farther = tf.reduce_min(tf.where(farther, distances[:, None, :], big), axis=2)
+    farthest = tf.reduce_max(tf.where(negative, distances, 0.0), axis=1)
+    chosen = tf.where(tf.reduce_any(farther, axis=2), closest_farther, farthest[:, None])
+    losses = tf.nn.relu(margin + distances - chosen)
+    mask = tf.cast(positive, losses.dtype)
+    return tf.reduce_sum(losses * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
+
+
+def _batch(batch_size: int):
+    import tensorflow as tf
 
     rng = np.random.default_rng(0)
     # Preprocessed trials are in about [-1, 1] (spec section 2); 10 balanced classes.
     x = tf.constant(rng.uniform(0.7, 1.0, size=(batch_size, 32, 14)).astype(np.float32))
     y = tf.constant(rng.permutation(np.arange(batch_size) % 10).astype(np.int64))
+    return x, y
+
+
+def _plain_step(batch_size: int):
+    """A plain Keras 3 port: keras LSTMs (while loop), the cubic triplet loss, Adam."""
+    import keras
+    import tensorflow as tf
+
+    from eeg2image_tf.models import build_encoder
+
+    x, y = _batch(batch_size)
+    encoder = build_encoder(unroll=False)
+    optimizer = keras.optimizers.Adam(3e-4)
+    optimizer.build(encoder.trainable_variables)
+    variables = encoder.trainable_variables
+
+    @tf.function
+    def train_step(x, y):
+        with tf.GradientTape() as tape:
+            embedding, _ = encoder(x, training=True)
+            loss = cubic_triplet_semihard_loss(y, embedding, margin=1.0)
+        optimizer.apply(tape.gradient(loss, variables), variables)
+        return loss
+
+    return lambda: float(train_step(x, y))
+
+
+def run(repeats: int = 20, batch_size: int = 256, jit: bool = False,
+        unroll: bool = True, compare_plain: bool = False) -> dict[str, Any]:
+    import keras
+
+    from eeg2image_tf.models import build_encoder
+    from eeg2image_tf.training.encoder import make_encoder_steps
+
+    x, y = _batch(batch_size)
     encoder = build_encoder(unroll=unroll)
     optimizer = keras.optimizers.Adam(3e-4)
     optimizer.build(encoder.trainable_variables)
     train_step, _, _ = make_encoder_steps(encoder, optimizer, margin=1.0, jit=jit)
-    seconds, _ = median_seconds(lambda: float(train_step(x, y)), repeats, warmup=3)
+
+    def ours():
+        return float(train_step(x, y))
+
+    record_extra: dict[str, Any] = {}
+    if compare_plain:
+        plain = _plain_step(batch_size)
+        for _ in range(3):
+            ours()
+            plain()
+        times: tuple[list[float], list[float]] = ([], [])
+        for _ in range(repeats):
+            for step, bucket in ((ours, times[0]), (plain, times[1])):
+                start = time.perf_counter()
+                step()
+                bucket.append(time.perf_counter() - start)
+        seconds, plain_seconds = statistics.median(times[0]), statistics.median(times[1])
+        plain_ms = plain_seconds * 1000.0
+        record_extra = {
+            "plain_keras_ms_alongside": round(plain_ms, 2),
+            "original_ms_estimated_alongside": round(ORIGINAL_OVER_PLAIN * plain_ms, 1),
+            "speedup_vs_original_alongside": round(ORIGINAL_OVER_PLAIN * plain_seconds / seconds, 2),
+        }
+    else:
+        seconds, _ = median_seconds(ours, repeats, warmup=3)
     ms = seconds * 1000.0
     return {"name": "encoder_step", "batch_size": batch_size, "ms_per_step": round(ms, 2),
             "jit": jit, "unroll": unroll, "repeats": repeats,
             "original_ms_per_step": ORIGINAL["encoder_step_ms_b256"],
-            "speedup_vs_original": round(ORIGINAL["encoder_step_ms_b256"] / ms, 2)}
+            "speedup_vs_original": round(ORIGINAL["encoder_step_ms_b256"] / ms, 2), **record_extra}

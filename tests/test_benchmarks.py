@@ -1,0 +1,61 @@
+"""The benchmarks' own pieces: the plain reference loss they time alongside ours, and the report."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+
+from benchmarks import run as bench_run  # noqa: E402
+from benchmarks.common import ORIGINAL, median_seconds  # noqa: E402
+from benchmarks.encoder_step import cubic_triplet_semihard_loss  # noqa: E402
+from benchmarks.gan_step import ORIGINAL_OVER_PLAIN  # noqa: E402
+from eeg2image_tf.losses import triplet_semihard_loss  # noqa: E402
+
+TFA_FIXTURE = "tfa_triplet_semihard_reference.npz"
+NO_POSITIVE_CASE = 7  # every label distinct: TFA returns NaN, the reference loss 0
+
+
+def test_cubic_reference_loss_is_the_tensorflow_addons_loss(fixture_file):
+    """The plain step's loss is a real semi-hard triplet loss: TFA's numbers on the fixture."""
+    with np.load(fixture_file(TFA_FIXTURE)) as data:
+        for j in range(int(data["n_cases"])):
+            if j == NO_POSITIVE_CASE:
+                continue
+            for margin, key in ((1.0, "loss_m1"), (0.5, "loss_m05")):
+                found = float(cubic_triplet_semihard_loss(
+                    tf.constant(data[f"y_{j}"].reshape(-1)), tf.constant(data[f"emb_{j}"]),
+                    margin=margin))
+                np.testing.assert_allclose(found, float(data[f"{key}_{j}"]), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("batch, classes", [(16, 3), (64, 10)])
+def test_cubic_reference_loss_equals_ours_on_random_batches(batch, classes):
+    rng = np.random.default_rng(batch)
+    embeddings = rng.normal(size=(batch, 8)).astype(np.float32)
+    embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+    labels = tf.constant(rng.integers(0, classes, batch))
+    np.testing.assert_allclose(float(cubic_triplet_semihard_loss(labels, embeddings, 0.7)),
+                               float(triplet_semihard_loss(labels, embeddings, margin=0.7)),
+                               rtol=1e-5)
+
+
+def test_bridge_ratios_come_from_the_planning_measurements():
+    assert ORIGINAL_OVER_PLAIN == pytest.approx(2150.0 / 2260.0)
+    assert ORIGINAL["plain_keras_encoder_step_ms_b256"] == 96.0
+
+
+def test_report_line_shows_both_ratios():
+    line = bench_run._format({"name": "gan_step", "ms_per_step": 1500.0, "batch_size": 16,
+                              "speedup_vs_original": 1.43, "speedup_vs_original_alongside": 1.7})
+    assert "1500.0 ms/step" in line and "x1.43 vs original" in line and "x1.70 alongside" in line
+    line = bench_run._format({"name": "generate", "items_per_s": 150.0,
+                              "speedup_vs_original": 2.5, "speedup_vs_one_at_a_time": 3.1})
+    assert "150.0 items/s" in line and "x3.10 alongside" in line
+
+
+def test_median_seconds_excludes_warmup():
+    calls = []
+    seconds, times = median_seconds(lambda: calls.append(1), repeats=3, warmup=2)
+    assert len(calls) == 5 and len(times) == 3 and seconds >= 0
