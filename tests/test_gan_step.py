@@ -240,7 +240,10 @@ def test_compiled_iteration_equals_the_two_halves_in_order(fresh):
                                    err_msg=name)
     # Graph and eager kernels round differently, and Adam's first step turns a rounding-noise
     # gradient into a full lr-sized move, so compare each variable's update as a whole (measured:
-    # at most 2.5% apart); a wrong latent, seed or step order changes the updates entirely.
+    # at most 10% apart, G's second BatchNorm scale after the matrix-product convolutions, whose
+    # products graph mode reorders; 4% with TensorFlow's own convolutions); a wrong latent, seed or
+    # step order changes the updates entirely (measured: step 8's draws instead of step 7's move the
+    # median variable's update by 99%).
     for variable, value, initial in zip(_all_variables(state), compiled_after, start):
         compiled_update = value - initial
         eager_update = variable.numpy() - initial
@@ -248,4 +251,4 @@ def test_compiled_iteration_equals_the_two_halves_in_order(fresh):
         if norm == 0:
             np.testing.assert_array_equal(compiled_update, 0.0, err_msg=variable.path)
             continue
-        assert np.linalg.norm(compiled_update - eager_update) / norm < 0.1, variable.path
+        assert np.linalg.norm(compiled_update - eager_update) / norm < 0.25, variable.path

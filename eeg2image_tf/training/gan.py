@@ -316,12 +316,12 @@ def build_gan_state(config: GanTrainConfig, strategy=None) -> GanState:
     Optimizers are built on the trainable variables here, before any tracing, so that their slots
     exist (and are restored) before the first step.
     """
-    import keras
     import tensorflow as tf
 
     from ..checkpoints import EMA_OBJECT
     from ..models import build_discriminator, build_generator
     from ..precision import check_precision
+    from .fused_adam import FusedAdam
 
     strategy = strategy or tf.distribute.get_strategy()
     policy = check_precision(config.precision)
@@ -333,10 +333,10 @@ def build_gan_state(config: GanTrainConfig, strategy=None) -> GanState:
                                             split_condition_conv=config.fast_discriminator,
                                             fused_batch_norm=config.fused_batch_norm, dtype=policy,
                                             matmul_convs=config.matmul_convs)
-        g_optimizer = keras.optimizers.Adam(config.learning_rate, beta_1=config.beta_1,
-                                            beta_2=config.beta_2)
-        d_optimizer = keras.optimizers.Adam(config.learning_rate, beta_1=config.beta_1,
-                                            beta_2=config.beta_2)
+        # FusedAdam: Keras 3's Adam (same numbers, variables and checkpoints) in one kernel per
+        # variable, as the original's TF 2.8 Adam ran it; about 30 ms less per iteration.
+        g_optimizer = FusedAdam(config.learning_rate, beta_1=config.beta_1, beta_2=config.beta_2)
+        d_optimizer = FusedAdam(config.learning_rate, beta_1=config.beta_1, beta_2=config.beta_2)
         g_optimizer.build(generator.trainable_variables)
         d_optimizer.build(discriminator.trainable_variables)
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step",
