@@ -314,7 +314,7 @@ def fast_generator_call(generator, precision: str = "float32",
     import tensorflow as tf
 
     from .models.matmul_conv import (MATMUL_CONV_TRANSPOSE_MAX_PIXELS, conv_transpose_as_matmul,
-                                     kernel_as_matrix)
+                                     kernel_rows)
     from .precision import compute_dtype
 
     dtype = tf.as_dtype(compute_dtype(precision))
@@ -330,11 +330,11 @@ def fast_generator_call(generator, precision: str = "float32",
         return kernel * scale[None, None, :, None], offset
 
     def block_weights(index, size):
-        """Folded kernel in the compute dtype, its matrix for the product form (None: TensorFlow's
+        """Folded kernel in the compute dtype, its rows for the product form (None: TensorFlow's
         transposed convolution on this ``size`` x ``size`` input), BatchNorm offset or None."""
         kernel, offset = folded(index)
         kernel = tf.cast(kernel, dtype)
-        matrix = kernel_as_matrix(kernel) if size * size <= MATMUL_CONV_TRANSPOSE_MAX_PIXELS \
+        matrix = kernel_rows(kernel) if size * size <= MATMUL_CONV_TRANSPOSE_MAX_PIXELS \
             else None
         return kernel, matrix, offset
 
@@ -355,7 +355,7 @@ def fast_generator_call(generator, precision: str = "float32",
             kernel, matrix, offset = frozen[index] if frozen is not None else \
                 block_weights(index, size)
             if matrix is not None:
-                x = conv_transpose_as_matmul(x, kernel, stride, live=live, kernel_matrix=matrix)
+                x = conv_transpose_as_matmul(x, kernel, stride, live=live, rows=matrix)
             else:
                 batch = tf.shape(x)[0]
                 x = tf.nn.conv2d_transpose(

@@ -58,12 +58,16 @@ def _shift_rows_cols(tensor, rows: int, cols: int):
     return padded[:, top:top + height, left:left + width, :]
 
 
-def kernel_as_matrix(kernel):
-    """``(k, k, C_out, C_in)`` -> ``(C_in, k * k * C_out)``, column ``(a * k + b) * C_out + c``."""
+def kernel_rows(kernel):
+    """``(k, k, C_out, C_in)`` -> ``(k * k * C_out, C_in)``, row ``(a * k + b) * C_out + c``.
+
+    A reshape of the kernel as it is stored, so no transposed copy: the products multiply by it
+    with ``transpose_b=True`` and read its gradient as ``patches^T @ inputs`` in the same layout.
+    """
     import tensorflow as tf
 
     size, out_channels, in_channels = kernel.shape[0], kernel.shape[2], kernel.shape[3]
-    return tf.reshape(tf.transpose(kernel, (3, 0, 1, 2)), (in_channels, size * size * out_channels))
+    return tf.reshape(kernel, (size * size * out_channels, in_channels))
 
 
 def _live_extent(inputs, live: Optional[int]) -> tuple[int, int]:
@@ -74,7 +78,7 @@ def _live_extent(inputs, live: Optional[int]) -> tuple[int, int]:
 
 
 def conv_transpose_as_matmul(inputs, kernel, stride: int, live: Optional[int] = None,
-                             kernel_matrix=None):
+                             rows=None):
     """Transposed convolution with ``'same'`` padding as a matrix product plus an overlap-add.
 
     ``inputs`` ``(B, H, W, C_in)`` with static ``H, W, C_in``; ``kernel`` in TensorFlow's transposed
@@ -87,7 +91,7 @@ def conv_transpose_as_matmul(inputs, kernel, stride: int, live: Optional[int] = 
 
     ``live``: the caller knows that only the first ``live`` rows and columns of ``inputs`` can be
     non-zero; the product then skips the others (exact: they contribute nothing).
-    ``kernel_matrix``: :func:`kernel_as_matrix` of ``kernel``, when the caller has it already.
+    ``rows``: :func:`kernel_rows` of ``kernel``, when the caller has it already.
     """
     import tensorflow as tf
 
@@ -98,7 +102,7 @@ def conv_transpose_as_matmul(inputs, kernel, stride: int, live: Optional[int] = 
     live_rows, live_cols = _live_extent(inputs, live)
     taps = tf.reshape(
         tf.matmul(tf.reshape(inputs[:, :live_rows, :live_cols, :], (-1, in_channels)),
-                  kernel_as_matrix(kernel) if kernel_matrix is None else kernel_matrix),
+                  kernel_rows(kernel) if rows is None else rows, transpose_b=True),
         (batch, live_rows, live_cols, size * size, out_channels))
     if (live_rows, live_cols) != (height, width):
         taps = tf.pad(taps, [[0, 0], [0, height - live_rows], [0, width - live_cols], [0, 0], [0, 0]])
@@ -159,15 +163,13 @@ def matmul_conv_transpose(inputs, kernel, stride: int, live: Optional[int] = Non
             patches = _output_gradient_patches(dy, size, stride, height, width)
             patches = tf.reshape(patches[:, :live_rows, :live_cols, :],
                                  (-1, size * size * out_channels))
-            weights = kernel_as_matrix(w)
-            dx = tf.reshape(tf.matmul(patches, weights, transpose_b=True),
+            dx = tf.reshape(tf.matmul(patches, kernel_rows(w)),
                             (-1, live_rows, live_cols, in_channels))
             if (live_rows, live_cols) != (height, width):
                 dx = tf.pad(dx, [[0, 0], [0, height - live_rows], [0, width - live_cols], [0, 0]])
             live_inputs = tf.reshape(x[:, :live_rows, :live_cols, :], (-1, in_channels))
-            dw = tf.matmul(live_inputs, patches, transpose_a=True)          # (C_in, k*k*C_out)
-            dw = tf.transpose(tf.reshape(dw, (in_channels, size, size, out_channels)), (1, 2, 3, 0))
-            return dx, dw
+            dw = tf.matmul(patches, live_inputs, transpose_a=True)          # (k*k*C_out, C_in)
+            return dx, tf.reshape(dw, (size, size, out_channels, in_channels))
 
         return conv_transpose_as_matmul(x, w, stride, live=live), gradient
 
