@@ -32,3 +32,19 @@ def median_seconds(run: Callable[[], Any], repeats: int, warmup: int = 1) -> tup
         run()
         times.append(time.perf_counter() - start)
     return statistics.median(times), times
+
+
+def alternated_medians(first, second, repeats: int, warmup: int = 2) -> tuple[float, float]:
+    """Median seconds of ``first`` and ``second``, timed in turn ``repeats`` times each after
+    ``warmup`` untimed rounds, so that both see the same machine state (this machine kind's speed
+    drifts between hours)."""
+    for _ in range(warmup):
+        first()
+        second()
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(repeats):
+        for run, bucket in ((first, times[0]), (second, times[1])):
+            start = time.perf_counter()
+            run()
+            bucket.append(time.perf_counter() - start)
+    return statistics.median(times[0]), statistics.median(times[1])

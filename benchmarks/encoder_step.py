@@ -10,13 +10,11 @@ this machine kind's speed drifts by 10-35% between hours).
 
 from __future__ import annotations
 
-import statistics
-import time
 from typing import Any
 
 import numpy as np
 
-from .common import ORIGINAL, median_seconds
+from .common import ORIGINAL, alternated_medians, median_seconds
 
 ORIGINAL_OVER_PLAIN = ORIGINAL["encoder_step_ms_b256"] / ORIGINAL["plain_keras_encoder_step_ms_b256"]
 
@@ -103,16 +101,7 @@ def run(repeats: int = 20, batch_size: int = 256, jit: bool = False,
     record_extra: dict[str, Any] = {}
     if compare_plain:
         plain = _plain_step(batch_size)
-        for _ in range(3):
-            ours()
-            plain()
-        times: tuple[list[float], list[float]] = ([], [])
-        for _ in range(repeats):
-            for step, bucket in ((ours, times[0]), (plain, times[1])):
-                start = time.perf_counter()
-                step()
-                bucket.append(time.perf_counter() - start)
-        seconds, plain_seconds = statistics.median(times[0]), statistics.median(times[1])
+        seconds, plain_seconds = alternated_medians(ours, plain, repeats, warmup=3)
         plain_ms = plain_seconds * 1000.0
         record_extra = {
             "plain_keras_ms_alongside": round(plain_ms, 2),

@@ -11,13 +11,11 @@ planning, the authors' code measured 2150 ms and that plain model 2260 ms on the
 
 from __future__ import annotations
 
-import statistics
-import time
 from typing import Any
 
 import numpy as np
 
-from .common import ORIGINAL, median_seconds
+from .common import ORIGINAL, alternated_medians, median_seconds
 
 # The authors' iteration over the plain Keras 3 model's, both measured while planning
 # (../shared/docs/performance-notes.md: 2150 ms and 2260 ms at batch 16).
@@ -53,20 +51,6 @@ def _iteration(batch_size: int, **options):
     return one_iteration
 
 
-def _alternated_medians(first, second, repeats: int, warmup: int = 2) -> tuple[float, float]:
-    """Median seconds of two iterations timed in turn (same machine state for both)."""
-    for _ in range(warmup):
-        first()
-        second()
-    times: tuple[list[float], list[float]] = ([], [])
-    for _ in range(repeats):
-        for run, bucket in ((first, times[0]), (second, times[1])):
-            start = time.perf_counter()
-            run()
-            bucket.append(time.perf_counter() - start)
-    return statistics.median(times[0]), statistics.median(times[1])
-
-
 def run(batch_size: int = 16, repeats: int = 5, jit: bool = False,
         fast_discriminator: bool = True, fused_batch_norm: bool = True,
         matmul_convs: bool = True, precision: str = "float32",
@@ -78,7 +62,7 @@ def run(batch_size: int = 16, repeats: int = 5, jit: bool = False,
     if compare_plain:
         plain = _iteration(batch_size, fast_discriminator=False, fused_batch_norm=False,
                            matmul_convs=False)
-        seconds, plain_seconds = _alternated_medians(ours, plain, repeats)
+        seconds, plain_seconds = alternated_medians(ours, plain, repeats, warmup=2)
     else:
         seconds, _ = median_seconds(ours, repeats, warmup=2)
     ms = seconds * 1000.0

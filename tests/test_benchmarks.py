@@ -8,7 +8,7 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 
 from benchmarks import run as bench_run  # noqa: E402
-from benchmarks.common import ORIGINAL, median_seconds  # noqa: E402
+from benchmarks.common import ORIGINAL, alternated_medians, median_seconds  # noqa: E402
 from benchmarks.encoder_step import cubic_triplet_semihard_loss  # noqa: E402
 from benchmarks.gan_step import ORIGINAL_OVER_PLAIN  # noqa: E402
 from eeg2image_tf.losses import triplet_semihard_loss  # noqa: E402
@@ -59,3 +59,10 @@ def test_median_seconds_excludes_warmup():
     calls = []
     seconds, times = median_seconds(lambda: calls.append(1), repeats=3, warmup=2)
     assert len(calls) == 5 and len(times) == 3 and seconds >= 0
+
+
+def test_alternated_medians_times_both_in_turn():
+    calls = []
+    first, second = alternated_medians(lambda: calls.append("a"), lambda: calls.append("b"),
+                                       repeats=3, warmup=1)
+    assert calls == ["a", "b"] * 4 and first >= 0 and second >= 0
