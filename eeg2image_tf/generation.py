@@ -280,8 +280,7 @@ def _plain_batch_norm(layer) -> bool:
             and layer.scale and layer.center and not layer.renorm)
 
 
-def fast_generator_call(generator, precision: str = "float32",
-                        freeze: bool = False) -> Optional[Any]:
+def fast_generator_call(generator, precision: str = "float32") -> Optional[Any]:
     """``call(inputs) -> images`` equal to ``generator(inputs, training=False)``, faster on CPU.
 
     ``precision="mixed_bfloat16"`` runs the same arithmetic in bfloat16 (folded in float32, then
@@ -292,11 +291,9 @@ def fast_generator_call(generator, precision: str = "float32",
     Only for our :class:`~eeg2image_tf.models.Generator` (also what the original checkpoints load
     into); returns None for any other model, whose own call is then used. Spectral normalisation at
     inference convolves with the stored kernel (models.gan), so the wrapped layer's kernel is used.
-    By default the folded kernels are computed inside the call from the current variables, so the
-    function stays right when the weights change (a restored checkpoint). ``freeze=True`` folds
-    them once, now, and the call reuses them: about 5% faster at batch 32 (the folding and the
-    kernels' reordering for the matrix products pass over 8.7M weights per call), right only until
-    the weights change.
+    The folded kernels are computed inside the call from the current variables, so the function
+    stays right when the weights change (a restored checkpoint). (Folding once, outside the call,
+    measured no faster at batch 32 once the products read the kernels without a transposed copy.)
     """
     convs = getattr(generator, "upsampling_convs", None)
     norms = getattr(generator, "norms", None)
@@ -313,8 +310,7 @@ def fast_generator_call(generator, precision: str = "float32",
 
     import tensorflow as tf
 
-    from .models.matmul_conv import (MATMUL_CONV_TRANSPOSE_MAX_PIXELS, conv_transpose_as_matmul,
-                                     kernel_rows)
+    from .models.matmul_conv import MATMUL_CONV_TRANSPOSE_MAX_PIXELS, conv_transpose_as_matmul
     from .precision import compute_dtype
 
     dtype = tf.as_dtype(compute_dtype(precision))
@@ -329,33 +325,17 @@ def fast_generator_call(generator, precision: str = "float32",
         offset = norm.beta - norm.moving_mean * scale
         return kernel * scale[None, None, :, None], offset
 
-    def block_weights(index, size):
-        """Folded kernel in the compute dtype, its rows for the product form (None: TensorFlow's
-        transposed convolution on this ``size`` x ``size`` input), BatchNorm offset or None."""
-        kernel, offset = folded(index)
-        kernel = tf.cast(kernel, dtype)
-        matrix = kernel_rows(kernel) if size * size <= MATMUL_CONV_TRANSPOSE_MAX_PIXELS \
-            else None
-        return kernel, matrix, offset
-
-    frozen = None
-    if freeze:
-        sizes = [1]
-        for layer in layers[:-1]:
-            sizes.append(sizes[-1] * int(layer.strides[0]))
-        frozen = [block_weights(index, size) for index, size in enumerate(sizes)]
-
     def call(inputs):
         x = tf.cast(tf.reshape(inputs, (-1, 1, 1, input_dim)), dtype)
         # Rows and columns of x that can be non-zero (all, except after block 0: see below).
         live = x.shape[1]
         for index, layer in enumerate(layers):
             stride = int(layer.strides[0])
+            kernel, offset = folded(index)
+            kernel = tf.cast(kernel, dtype)
             size = x.shape[1]
-            kernel, matrix, offset = frozen[index] if frozen is not None else \
-                block_weights(index, size)
-            if matrix is not None:
-                x = conv_transpose_as_matmul(x, kernel, stride, live=live, rows=matrix)
+            if size * size <= MATMUL_CONV_TRANSPOSE_MAX_PIXELS:
+                x = conv_transpose_as_matmul(x, kernel, stride, live=live)
             else:
                 batch = tf.shape(x)[0]
                 x = tf.nn.conv2d_transpose(
@@ -377,14 +357,13 @@ def fast_generator_call(generator, precision: str = "float32",
     return call
 
 
-def _verified_fast_call(generator, input_dim: int, precision: str = "float32",
-                        freeze: bool = False) -> Optional[Any]:
+def _verified_fast_call(generator, input_dim: int, precision: str = "float32") -> Optional[Any]:
     """The fast call if it reproduces ``generator(x, training=False)`` on a probe batch, else None."""
     import warnings
 
     import tensorflow as tf
 
-    call = fast_generator_call(generator, precision, freeze=freeze)
+    call = fast_generator_call(generator, precision)
     if call is None:
         return None
     tolerance = FAST_PATH_TOLERANCE if precision == "float32" else BFLOAT16_TOLERANCE
@@ -405,14 +384,11 @@ def _verified_fast_call(generator, input_dim: int, precision: str = "float32",
 
 
 def make_uint8_forward(generator, batch_size: int, input_dim: int, fast: bool = True,
-                       precision: str = "float32", freeze_weights: bool = True):
+                       precision: str = "float32"):
     """A ``tf.function`` with one fixed signature: ``(batch_size, input_dim)`` -> uint8 RGB images.
 
     The conversion to uint8 runs in the graph so the Python thread only hands bytes to the writers.
-    ``fast`` uses :func:`fast_generator_call` when it applies and passes its check;
-    ``freeze_weights`` (default) lets it fold the generator's weights once, when the forward is
-    made: make a new forward after changing them (every function here that takes a generator
-    does), or pass False.
+    ``fast`` uses :func:`fast_generator_call` when it applies and passes its check.
     ``precision="mixed_bfloat16"`` needs that fast call (ours is the only generator it knows); a
     generator it does not apply to runs its own float32 call, with a warning.
     """
@@ -421,7 +397,7 @@ def make_uint8_forward(generator, batch_size: int, input_dim: int, fast: bool = 
     from .precision import check_precision
 
     check_precision(precision)
-    call = _verified_fast_call(generator, input_dim, precision, freeze=freeze_weights) if fast or \
+    call = _verified_fast_call(generator, input_dim, precision) if fast or \
         precision != "float32" else None
     if call is None and precision != "float32":
         import warnings

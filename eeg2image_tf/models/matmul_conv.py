@@ -77,8 +77,7 @@ def _live_extent(inputs, live: Optional[int]) -> tuple[int, int]:
     return min(int(live), height), min(int(live), width)
 
 
-def conv_transpose_as_matmul(inputs, kernel, stride: int, live: Optional[int] = None,
-                             rows=None):
+def conv_transpose_as_matmul(inputs, kernel, stride: int, live: Optional[int] = None):
     """Transposed convolution with ``'same'`` padding as a matrix product plus an overlap-add.
 
     ``inputs`` ``(B, H, W, C_in)`` with static ``H, W, C_in``; ``kernel`` in TensorFlow's transposed
@@ -91,7 +90,6 @@ def conv_transpose_as_matmul(inputs, kernel, stride: int, live: Optional[int] = 
 
     ``live``: the caller knows that only the first ``live`` rows and columns of ``inputs`` can be
     non-zero; the product then skips the others (exact: they contribute nothing).
-    ``rows``: :func:`kernel_rows` of ``kernel``, when the caller has it already.
     """
     import tensorflow as tf
 
@@ -102,7 +100,7 @@ def conv_transpose_as_matmul(inputs, kernel, stride: int, live: Optional[int] = 
     live_rows, live_cols = _live_extent(inputs, live)
     taps = tf.reshape(
         tf.matmul(tf.reshape(inputs[:, :live_rows, :live_cols, :], (-1, in_channels)),
-                  kernel_rows(kernel) if rows is None else rows, transpose_b=True),
+                  kernel_rows(kernel), transpose_b=True),
         (batch, live_rows, live_cols, size * size, out_channels))
     if (live_rows, live_cols) != (height, width):
         taps = tf.pad(taps, [[0, 0], [0, height - live_rows], [0, width - live_cols], [0, 0], [0, 0]])
