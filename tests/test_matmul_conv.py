@@ -191,7 +191,7 @@ def _models(model_class, call):
     return fast, plain, exact
 
 
-def test_models_with_matmul_convs_are_the_same_functions():
+def test_models_with_matmul_convs_are_the_same_functions(gradients_match_float64_twin):
     """Same outputs in both modes, gradients as close to the float64 truth as TensorFlow's own
     convolutions get, same BatchNorm and spectral-norm updates."""
     keras.utils.set_random_seed(5)
@@ -206,17 +206,7 @@ def test_models_with_matmul_convs_are_the_same_functions():
         assert fast.matmul_convs and not plain.matmul_convs
         np.testing.assert_allclose(np.asarray(call(fast, False, np.float32)),
                                    np.asarray(call(plain, False, np.float32)), rtol=1e-4, atol=1e-5)
-        gradients = []
-        for model, dtype in ((exact, np.float64), (plain, np.float32), (fast, np.float32)):
-            with tf.GradientTape() as tape:
-                out = call(model, True, dtype)
-                loss = tf.reduce_mean(out * out)
-            gradients.append([np.asarray(g, np.float64)
-                              for g in tape.gradient(loss, model.trainable_weights)])
-        for truth, plain_gradient, ours, variable in zip(*gradients, fast.trainable_weights):
-            plain_error = np.linalg.norm(plain_gradient - truth)
-            assert np.linalg.norm(ours - truth) <= 3.0 * plain_error + 3e-5 * np.linalg.norm(truth), \
-                variable.path
+        gradients_match_float64_twin(call, exact, plain, fast)
         for a, b in zip(fast.non_trainable_weights, plain.non_trainable_weights):
             np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5, err_msg=a.path)
 

@@ -265,7 +265,7 @@ def _float64_twin(model_class, source, build):
     return twin
 
 
-def test_fused_batch_norm_models_match_plain_keras_batch_norm():
+def test_fused_batch_norm_models_match_plain_keras_batch_norm(gradients_match_float64_twin):
     # The fused kernel is a speed choice only: same outputs, gradients and BatchNorm statistics up
     # to float32 rounding. What rounding amounts to is measured against a float64 twin: D's
     # one-channel last BatchNorm amplifies it to ~1e-3 in some gradients, for both implementations.
@@ -288,16 +288,7 @@ def test_fused_batch_norm_models_match_plain_keras_batch_norm():
         assert not any(isinstance(norm, FusedBatchNormalization) for norm in plain.norms)
         np.testing.assert_allclose(np.asarray(call(fused, False, np.float32)),
                                    np.asarray(call(plain, False, np.float32)), atol=1e-5)
-        gradients = []
-        for model, dtype in ((exact, np.float64), (plain, np.float32), (fused, np.float32)):
-            with tf.GradientTape() as tape:
-                out = call(model, True, dtype)
-                loss = tf.reduce_mean(out * out)
-            gradients.append([np.asarray(g, np.float64)
-                              for g in tape.gradient(loss, model.trainable_weights)])
-        for truth, keras_error, ours in zip(*gradients):
-            keras_error = np.linalg.norm(keras_error - truth)
-            assert np.linalg.norm(ours - truth) <= 3.0 * keras_error + 3e-5 * np.linalg.norm(truth)
+        gradients_match_float64_twin(call, exact, plain, fused)
         for a, b in zip(fused.non_trainable_weights, plain.non_trainable_weights):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
 
