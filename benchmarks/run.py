@@ -11,10 +11,13 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 from typing import Any, Callable, Sequence
 
 
-def _suite(quick: bool) -> dict[str, list[Callable[[], dict[str, Any]]]]:
+def _suite(quick: bool, scratch: str) -> dict[str, list[Callable[[], dict[str, Any]]]]:
+    """``scratch``: where ``generate`` writes; deleted by the caller after all benchmarks (see
+    ``benchmarks.generate``: deleting thousands of files slows the next file creations here)."""
     from . import encoder_step, gan_step, generate, inception
 
     gan_repeats = 2 if quick else 5
@@ -34,8 +37,9 @@ def _suite(quick: bool) -> dict[str, list[Callable[[], dict[str, Any]]]]:
             lambda: gan_step.run(batch_size=16, repeats=gan_repeats, precision="mixed_bfloat16"),
             lambda: gan_step.run(batch_size=128, repeats=1 if quick else 3),
         ],
-        "generate": [lambda: generate.run(repeats=1 if quick else 3),
-                     lambda: generate.run(repeats=1 if quick else 3, precision="mixed_bfloat16")],
+        "generate": [lambda: generate.run(repeats=1 if quick else 3, scratch=scratch),
+                     lambda: generate.run(repeats=1 if quick else 3, precision="mixed_bfloat16",
+                                          scratch=scratch)],
         "inception": [lambda: inception.run()],
     }
 
@@ -62,13 +66,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="one JSON line per benchmark")
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
     args = parser.parse_args(argv)
-    suite = _suite(args.quick)
-    for name, runs in suite.items():
-        if args.only and name not in args.only:
-            continue
-        for run in runs:
-            record = run()
-            print(json.dumps(record) if args.json else _format(record), flush=True)
+    with tempfile.TemporaryDirectory(prefix="eeg2image_bench_") as scratch:
+        for name, runs in _suite(args.quick, scratch).items():
+            if args.only and name not in args.only:
+                continue
+            for run in runs:
+                record = run()
+                print(json.dumps(record) if args.json else _format(record), flush=True)
     return 0
 
 

@@ -253,9 +253,10 @@ def _infer_latent_dim(generator, condition_dim: int, latent_dim: Optional[int]) 
 # - BatchNorm with moving statistics folded into the preceding kernel: ``conv(x, W) * s + t`` is
 #   ``conv(x, W * s) + t`` with ``s = gamma / sqrt(var + eps)`` and ``t = beta - mean * s``.
 
-# Transposed convolutions on inputs of at most MATMUL_CONV_TRANSPOSE_MAX_PIXELS pixels use the
-# matrix-product form (models.matmul_conv; measured: faster at 1x1, 4x4 and 8x8 inputs, slower from
-# 16x16 on).
+# Transposed convolutions on inputs of at most GENERATION_MATMUL_MAX_PIXELS pixels use the
+# matrix-product form (models.matmul_conv; measured at inference: faster at 1x1 and 4x4 inputs,
+# slower from 8x8 on, where training still gains from it).
+GENERATION_MATMUL_MAX_PIXELS = 16
 FAST_PATH_TOLERANCE = 1e-4
 # The bfloat16 path is checked against the float32 model too, with bfloat16's tolerance (images in
 # [-1, 1]; measured on the demo's trained generator: max 0.054, mean 0.0015).
@@ -280,7 +281,9 @@ def _plain_batch_norm(layer) -> bool:
             and layer.scale and layer.center and not layer.renorm)
 
 
-def fast_generator_call(generator, precision: str = "float32") -> Optional[Any]:
+def fast_generator_call(generator, precision: str = "float32", *,
+                        matmul_max_pixels: int = GENERATION_MATMUL_MAX_PIXELS,
+                        narrow_rgb: bool = True) -> Optional[Any]:
     """``call(inputs) -> images`` equal to ``generator(inputs, training=False)``, faster on CPU.
 
     ``precision="mixed_bfloat16"`` runs the same arithmetic in bfloat16 (folded in float32, then
@@ -294,6 +297,11 @@ def fast_generator_call(generator, precision: str = "float32") -> Optional[Any]:
     The folded kernels are computed inside the call from the current variables, so the function
     stays right when the weights change (a restored checkpoint). (Folding once, outside the call,
     measured no faster at batch 32 once the products read the kernels without a transposed copy.)
+
+    ``matmul_max_pixels``: transposed convolutions on inputs of at most this many pixels run as
+    matrix products (:func:`~eeg2image_tf.models.matmul_conv.conv_transpose_as_matmul`), larger
+    ones by TensorFlow's kernel. ``narrow_rgb``: the 3-channel layer by
+    :func:`~eeg2image_tf.models.matmul_conv.narrow_conv3x3`.
     """
     convs = getattr(generator, "upsampling_convs", None)
     norms = getattr(generator, "norms", None)
@@ -310,7 +318,7 @@ def fast_generator_call(generator, precision: str = "float32") -> Optional[Any]:
 
     import tensorflow as tf
 
-    from .models.matmul_conv import MATMUL_CONV_TRANSPOSE_MAX_PIXELS, conv_transpose_as_matmul
+    from .models.matmul_conv import conv_transpose_as_matmul, narrow_conv3x3
     from .precision import compute_dtype
 
     dtype = tf.as_dtype(compute_dtype(precision))
@@ -334,7 +342,7 @@ def fast_generator_call(generator, precision: str = "float32") -> Optional[Any]:
             kernel, offset = folded(index)
             kernel = tf.cast(kernel, dtype)
             size = x.shape[1]
-            if size * size <= MATMUL_CONV_TRANSPOSE_MAX_PIXELS:
+            if size * size <= matmul_max_pixels:
                 x = conv_transpose_as_matmul(x, kernel, stride, live=live)
             else:
                 batch = tf.shape(x)[0]
@@ -352,7 +360,9 @@ def fast_generator_call(generator, precision: str = "float32") -> Optional[Any]:
                 size_out, (live - 1) * stride + int(layer.kernel_size[0])
                 - max(int(layer.kernel_size[0]) - stride, 0) // 2)
         rgb_kernel = tf.cast(to_rgb.layer.kernel, dtype)
-        return tf.tanh(tf.cast(tf.nn.conv2d(x, rgb_kernel, 1, padding="SAME"), tf.float32))
+        rgb = narrow_conv3x3(x, rgb_kernel) if narrow_rgb else \
+            tf.nn.conv2d(x, rgb_kernel, 1, padding="SAME")
+        return tf.tanh(tf.cast(rgb, tf.float32))
 
     return call
 

@@ -194,6 +194,26 @@ def test_fast_call_applies_only_to_our_generator():
     assert fast_generator_call(tiny_generator()) is None   # falls back to the model's own call
 
 
+@pytest.mark.parametrize("matmul_max_pixels, narrow_rgb", [(0, False), (16, True), (64, True),
+                                                          (64, False)])
+def test_fast_call_variants_equal_the_generator(matmul_max_pixels, narrow_rgb):
+    import tensorflow as tf
+
+    from eeg2image_tf.generation import GENERATION_MATMUL_MAX_PIXELS, fast_generator_call
+    from eeg2image_tf.models import build_generator
+
+    assert GENERATION_MATMUL_MAX_PIXELS >= 4 * 4   # blocks 0 and 1 at least
+    generator = build_generator()
+    inputs = np.random.default_rng(3).uniform(-1, 1, (2, 256)).astype(np.float32)
+    expected = generator(inputs, training=False).numpy()
+    fast = fast_generator_call(generator, matmul_max_pixels=matmul_max_pixels,
+                               narrow_rgb=narrow_rgb)
+    found = tf.function(fast)(inputs).numpy()
+    assert found.shape == expected.shape == (2, 128, 128, 3)
+    # A fresh generator's images are small: compare relative to their range.
+    assert np.abs(found - expected).max() <= 1e-4 * np.abs(expected).max()
+
+
 @pytest.mark.slow
 def test_fast_call_reproduces_the_original_generator_images(fixture_file):
     import tensorflow as tf

@@ -13,7 +13,8 @@ keras = pytest.importorskip("keras")
 from eeg2image_tf.models import matmul_conv  # noqa: E402
 from eeg2image_tf.models.gan import Discriminator, Generator  # noqa: E402
 from eeg2image_tf.models.matmul_conv import (MatmulConv2D, MatmulConv2DTranspose,  # noqa: E402
-                                             matmul_conv_transpose, winograd_conv3x3)
+                                             matmul_conv_transpose, narrow_conv3x3,
+                                             winograd_conv3x3)
 
 
 def _value_and_gradients(function, inputs, kernel, output_gradient):
@@ -113,6 +114,26 @@ def _layer_pair(fast_class, plain_class, build_shape, **arguments):
     plain.build(build_shape)
     plain.set_weights(fast.get_weights())
     return fast, plain
+
+
+@pytest.mark.parametrize("height, width, in_channels, out_channels",
+                         [(8, 8, 32, 3), (5, 7, 4, 1), (6, 3, 3, 5), (1, 1, 2, 3)])
+def test_narrow_conv3x3_values_and_gradients_equal_tensorflow(height, width, in_channels,
+                                                              out_channels):
+    rng = np.random.default_rng(height * 10 + width)
+    inputs = rng.normal(size=(2, height, width, in_channels)).astype(np.float32)
+    kernel = rng.normal(size=(3, 3, in_channels, out_channels)).astype(np.float32)
+    output_gradient = rng.normal(size=(2, height, width, out_channels)).astype(np.float32)
+    expected = _value_and_gradients(lambda x, w: tf.nn.conv2d(x, w, 1, padding="SAME"),
+                                    inputs, kernel, output_gradient)
+    found = _value_and_gradients(narrow_conv3x3, inputs, kernel, output_gradient)
+    for name, f, e in zip(("outputs", "d_inputs", "d_kernel"), found, expected):
+        assert f.shape == e.shape, name
+        assert _relative_error(f, e) < 1e-5, name
+    # Every tap matters: the kernel with one tap moved changes the result.
+    moved = np.roll(kernel, 1, axis=0)
+    assert _relative_error(narrow_conv3x3(tf.constant(inputs), tf.constant(moved)).numpy(),
+                           expected[0]) > 1e-2 or height == 1
 
 
 @pytest.mark.parametrize("size, stride, live", [(1, 4, None), (4, 2, 3), (8, 2, None)])
