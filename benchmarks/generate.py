@@ -9,6 +9,7 @@ to the 60 images/s measured while planning is printed too.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import time
@@ -45,10 +46,13 @@ def run(total: int = 2000, batch_size: int = 128, writer_threads: int = 1,
         repeats: int = 3, precision: str = "float32",
         compare_one_at_a_time: bool = True, scratch: Optional[str] = None) -> dict[str, Any]:
     """``scratch``: a folder to write into (left for the caller to delete), else a temporary one."""
-    if scratch is None:
-        with tempfile.TemporaryDirectory() as temporary:
-            return run(total, batch_size, writer_threads, repeats, precision,
-                       compare_one_at_a_time, scratch=temporary)
+    with contextlib.nullcontext(scratch) if scratch else tempfile.TemporaryDirectory() as folder:
+        return _run(total, batch_size, writer_threads, repeats, precision, compare_one_at_a_time,
+                    folder)
+
+
+def _run(total: int, batch_size: int, writer_threads: int, repeats: int, precision: str,
+         compare_one_at_a_time: bool, scratch: str) -> dict[str, Any]:
     from eeg2image_tf.generation import generate_images
     from eeg2image_tf.models import build_generator
 

@@ -151,8 +151,8 @@ class GenerateConfig:
     images: Optional[str] = None        # only for the class names; else the EEG set's
     per_class: int = 5000
     # Images do not depend on it. Measured on this 2-core CPU with the fast generator call: 128
-    # images/s 204, 64: 197, 32: about 160 (end to end, JPEGs written); 256 spends its time in page
-    # faults of the big activations.
+    # images/s 204, 64: 197, 32: about 160 (end to end, JPEGs written). 256 not re-measured (earlier
+    # it spent its time in page faults of the big activations).
     batch_size: int = 128
     seed: int = 45
     jpeg_quality: int = 95
