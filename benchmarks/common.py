@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import platform
 import statistics
 import time
 from typing import Any, Callable
@@ -48,3 +50,27 @@ def alternated_medians(first, second, repeats: int, warmup: int = 2) -> tuple[fl
             run()
             bucket.append(time.perf_counter() - start)
     return statistics.median(times[0]), statistics.median(times[1])
+
+
+def machine_line() -> str:
+    """One line naming what the figures were measured on: CPU model and cores, the instruction sets
+    the fast modes use, GPUs, TensorFlow and Keras versions. This machine kind's hardware differs
+    between sessions (AMD EPYC one day, an Intel Xeon with AMX another), and so do the figures."""
+    import keras
+    import tensorflow as tf
+
+    model, flags = platform.processor() or "unknown CPU", set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    model = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+    except OSError:
+        pass
+    extensions = [f for f in ("avx512f", "avx512_bf16", "amx_bf16", "avx512_fp16") if f in flags]
+    gpus = [device.name for device in tf.config.list_physical_devices("GPU")]
+    return (f"machine: {model}, {os.cpu_count()} cores, {' '.join(extensions) or 'no AVX-512'}; "
+            f"GPUs: {', '.join(gpus) or 'none'}; TensorFlow {tf.__version__}, Keras {keras.__version__}")

@@ -14,10 +14,14 @@ import sys
 import tempfile
 from typing import Any, Callable, Sequence
 
+from .common import machine_line
 
-def _suite(quick: bool, scratch: str) -> dict[str, list[Callable[[], dict[str, Any]]]]:
+
+def _suite(quick: bool, scratch: str, fast_precision: str = "mixed_bfloat16"
+           ) -> dict[str, list[Callable[[], dict[str, Any]]]]:
     """``scratch``: where ``generate`` writes; deleted by the caller after all benchmarks (see
-    ``benchmarks.generate``: deleting thousands of files slows the next file creations here)."""
+    ``benchmarks.generate``: deleting thousands of files slows the next file creations here).
+    ``fast_precision``: the optional mixed mode timed beside the default float32."""
     from . import encoder_step, gan_step, generate, inception
 
     gan_repeats = 2 if quick else 5
@@ -28,17 +32,17 @@ def _suite(quick: bool, scratch: str) -> dict[str, list[Callable[[], dict[str, A
         "gan_step": [
             # The default (exact: split first convolution, fused BatchNorm, matrix-product and
             # Winograd convolutions), timed alternately with the plain Keras 3 model; then the
-            # exact tricks switched off one after another, the optional bfloat16 mode, the
-            # paper's batch.
+            # exact tricks switched off one after another, the optional mixed mode, the paper's
+            # batch.
             lambda: gan_step.run(batch_size=16, repeats=gan_repeats, compare_plain=True),
             lambda: gan_step.run(batch_size=16, repeats=gan_repeats, matmul_convs=False),
             lambda: gan_step.run(batch_size=16, repeats=gan_repeats, matmul_convs=False,
                                  fused_batch_norm=False),
-            lambda: gan_step.run(batch_size=16, repeats=gan_repeats, precision="mixed_bfloat16"),
+            lambda: gan_step.run(batch_size=16, repeats=gan_repeats, precision=fast_precision),
             lambda: gan_step.run(batch_size=128, repeats=1 if quick else 3),
         ],
         "generate": [lambda: generate.run(repeats=1 if quick else 3, scratch=scratch),
-                     lambda: generate.run(repeats=1 if quick else 3, precision="mixed_bfloat16",
+                     lambda: generate.run(repeats=1 if quick else 3, precision=fast_precision,
                                           scratch=scratch)],
         "inception": [lambda: inception.run()],
     }
@@ -65,9 +69,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                       "inception"])
     parser.add_argument("--json", action="store_true", help="one JSON line per benchmark")
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    parser.add_argument("--precision", default="mixed_bfloat16",
+                        choices=["mixed_bfloat16", "mixed_float16"],
+                        help="the optional mixed mode timed beside float32 (mixed_float16 is for "
+                             "GPUs: on CPUs its gradients run a reference path, ~100x slower)")
     args = parser.parse_args(argv)
+    print(machine_line(), file=sys.stderr if args.json else sys.stdout, flush=True)
     with tempfile.TemporaryDirectory(prefix="eeg2image_bench_") as scratch:
-        for name, runs in _suite(args.quick, scratch).items():
+        for name, runs in _suite(args.quick, scratch, args.precision).items():
             if args.only and name not in args.only:
                 continue
             for run in runs:

@@ -93,7 +93,8 @@ class GanTrainConfig:
     # matrix products (models.matmul_conv); same numbers
     matmul_convs: bool = True
     # float32 (the original's numbers) | mixed_bfloat16: bfloat16 arithmetic, float32 variables and
-    # checkpoints; ~1.6-2.0x faster iterations on CPUs with AVX512-BF16/AMX (precision module).
+    # checkpoints; 1.6-2.0x faster iterations on CPUs with AVX512-BF16, 1.8x with AMX |
+    # mixed_float16: the same for GPUs, with dynamic loss scaling (precision module).
     precision: str = "float32"
     checkpoint_every: int = 500         # steps
     sample_every: int = 500             # steps
@@ -157,8 +158,9 @@ class GenerateConfig:
     seed: int = 45
     jpeg_quality: int = 95
     writer_threads: int = 1             # one JPEG writer beside the generator is fastest on 2 cores
-    # float32 (the original's numbers) | mixed_bfloat16 (1.3-1.4x faster end to end here, with
-    # AVX512-BF16; images equal to bfloat16 rounding only: see the precision module)
+    # float32 (the original's numbers) | mixed_bfloat16 (1.3-1.6x faster end to end here, with
+    # AVX512-BF16 or AMX; images equal to bfloat16 rounding only: see the precision module) |
+    # mixed_float16 (for GPUs)
     precision: str = "float32"
     ema: bool = True                    # the run's weight-averaged generator when it has one
 
@@ -187,7 +189,7 @@ class EvaluateConfig:
     seed: int = 45
     jpeg_quality: int = 95              # in-memory images go through JPEG like generated files
     figures: bool = True
-    precision: str = "float32"          # of in-memory generation: float32 | mixed_bfloat16
+    precision: str = "float32"          # of in-memory generation: float32 | mixed_bfloat16 | mixed_float16
     ema: bool = True                    # the run's weight-averaged generator when it has one
 
     RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ()
@@ -213,7 +215,7 @@ class CurveConfig:
     batch_size: int = 32
     seed: int = 45
     jpeg_quality: int = 95
-    precision: str = "float32"          # of the generation: float32 | mixed_bfloat16
+    precision: str = "float32"          # of the generation: float32 | mixed_bfloat16 | mixed_float16
     ema: bool = True                    # each checkpoint's weight-averaged generator if it has one
 
     # Settings that do not change a point's numbers' meaning (precision does, slightly: it is kept).
@@ -403,7 +405,7 @@ class PipelineConfig:
     inception_weights: Optional[str] = None
     # GAN training and generation: "profile" keeps the profile's choice (paper: float32; demo and
     # quality: mixed_bfloat16 where the CPU has native bfloat16, else float32), or float32 |
-    # mixed_bfloat16 for every such stage.
+    # mixed_bfloat16 | mixed_float16 for every such stage.
     precision: str = "profile"
 
     RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ("inception_graph", "inception_weights")

@@ -261,6 +261,11 @@ FAST_PATH_TOLERANCE = 1e-4
 # The bfloat16 path is checked against the float32 model too, with bfloat16's tolerance (images in
 # [-1, 1]; measured on the demo's trained generator: max 0.054, mean 0.0015).
 BFLOAT16_TOLERANCE = 0.1
+# float16 keeps 3 more mantissa bits than bfloat16: on the same random generator its difference
+# measured a tenth of bfloat16's (max 4.9e-7 vs 4.7e-6), so a fifth of bfloat16's tolerance.
+FLOAT16_TOLERANCE = 0.02
+FAST_CALL_TOLERANCES = {"float32": FAST_PATH_TOLERANCE, "mixed_bfloat16": BFLOAT16_TOLERANCE,
+                        "mixed_float16": FLOAT16_TOLERANCE}
 
 
 def _plain_conv_transpose_layer(layer) -> bool:
@@ -287,9 +292,9 @@ def fast_generator_call(generator, precision: str = "float32", *,
     """``call(inputs) -> images`` equal to ``generator(inputs, training=False)``, faster on CPU.
 
     ``precision="mixed_bfloat16"`` runs the same arithmetic in bfloat16 (folded in float32, then
-    rounded; images returned as float32): the convolutions run about twice as fast on CPUs with
-    AVX512-BF16, and the images equal the float32 ones to bfloat16 rounding only (``precision``
-    module).
+    rounded; images returned as float32): the convolutions run 2-6x as fast on CPUs with
+    AVX512-BF16 or AMX, and the images equal the float32 ones to bfloat16 rounding only
+    (``precision`` module). ``"mixed_float16"`` likewise in float16 (for GPUs).
 
     Only for our :class:`~eeg2image_tf.models.Generator` (also what the original checkpoints load
     into); returns None for any other model, whose own call is then used. Spectral normalisation at
@@ -376,7 +381,7 @@ def _verified_fast_call(generator, input_dim: int, precision: str = "float32") -
     call = fast_generator_call(generator, precision)
     if call is None:
         return None
-    tolerance = FAST_PATH_TOLERANCE if precision == "float32" else BFLOAT16_TOLERANCE
+    tolerance = FAST_CALL_TOLERANCES[precision]
     probe = np.random.default_rng(0).uniform(-1.0, 1.0, (2, input_dim)).astype(np.float32)
     try:
         expected = np.asarray(generator(probe, training=False))
@@ -399,21 +404,22 @@ def make_uint8_forward(generator, batch_size: int, input_dim: int, fast: bool = 
 
     The conversion to uint8 runs in the graph so the Python thread only hands bytes to the writers.
     ``fast`` uses :func:`fast_generator_call` when it applies and passes its check.
-    ``precision="mixed_bfloat16"`` needs that fast call (ours is the only generator it knows); a
+    ``precision`` other than float32 needs that fast call (ours is the only generator it knows); a
     generator it does not apply to runs its own float32 call, with a warning.
     """
     import tensorflow as tf
 
-    from .precision import check_precision
+    from .precision import check_precision, warn_if_slow
 
     check_precision(precision)
+    warn_if_slow(precision)
     call = _verified_fast_call(generator, input_dim, precision) if fast or \
         precision != "float32" else None
     if call is None and precision != "float32":
         import warnings
 
-        warnings.warn("bfloat16 generation is only available for our Generator; running float32",
-                      RuntimeWarning, stacklevel=2)
+        warnings.warn(f"{precision} generation is only available for our Generator; running "
+                      "float32", RuntimeWarning, stacklevel=2)
     if call is None:
         def call(inputs):
             return generator(inputs, training=False)

@@ -66,3 +66,29 @@ def test_alternated_medians_times_both_in_turn():
     first, second = alternated_medians(lambda: calls.append("a"), lambda: calls.append("b"),
                                        repeats=3, warmup=1)
     assert calls == ["a", "b"] * 4 and first >= 0 and second >= 0
+
+
+def test_machine_line_names_the_cpu_and_versions():
+    from benchmarks.common import machine_line
+
+    line = machine_line()
+    assert line.startswith("machine: ") and "cores" in line
+    assert f"TensorFlow {tf.__version__}" in line and "GPUs: " in line
+    with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+        model = next((l.split(":", 1)[1].strip() for l in cpuinfo if l.startswith("model name")), "")
+    assert model in line
+
+
+def test_suite_times_the_chosen_mixed_mode(monkeypatch, tmp_path):
+    """``--precision`` decides the mixed mode of the gan_step and generate rows (float32 stays)."""
+    from benchmarks import gan_step, generate
+
+    seen = []
+    monkeypatch.setattr(gan_step, "run", lambda **kw: seen.append(("gan", kw.get("precision"))))
+    monkeypatch.setattr(generate, "run", lambda **kw: seen.append(("gen", kw.get("precision"))))
+    suite = bench_run._suite(True, str(tmp_path), "mixed_float16")
+    for run in suite["gan_step"] + suite["generate"]:
+        run()
+    assert ("gan", "mixed_float16") in seen and ("gen", "mixed_float16") in seen
+    assert ("gan", None) in seen and ("gen", None) in seen            # the float32 default rows
+    assert not any(precision == "mixed_bfloat16" for _, precision in seen)

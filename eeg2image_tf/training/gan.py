@@ -56,6 +56,7 @@ __all__ = [
     "GanSteps",
     "GanState",
     "build_gan_state",
+    "restore_gan_state",
     "GanData",
     "load_gan_data",
     "encoder_features",
@@ -65,6 +66,8 @@ __all__ = [
 ]
 
 LOSS_NAMES = ("gan/d_hinge", "gan/g_hinge", "gan/mode_seeking", "gan/g_total")
+# Checkpoint names of the dynamic loss scales of G's and D's optimizers (mixed_float16 runs only).
+LOSS_SCALE_OBJECTS = ("g_loss_scale", "d_loss_scale")
 SCALARS_EVERY_STEPS = 10
 SAMPLE_COUNT = 16
 SAMPLE_COLUMNS = 4
@@ -188,7 +191,9 @@ class GanSteps:
             d_real = self.discriminator(real_augmented, conditions, training=True)
             d_fake = self.discriminator(fake_augmented, conditions, training=True)
             d_loss = discriminator_hinge(d_real, d_fake, global_batch_size=self.global_batch_size)
-        self.d_optimizer.apply(tape.gradient(d_loss, variables), variables)
+            # The loss itself without a loss-scaling optimizer (mixed_float16 only: see build_gan_state).
+            scaled_loss = self.d_optimizer.scale_loss(d_loss)
+        self.d_optimizer.apply(tape.gradient(scaled_loss, variables), variables)
         return {"gan/d_hinge": d_loss}
 
     def generator_update(self, conditions, z1, z2, augment_seeds) -> dict:
@@ -217,7 +222,8 @@ class GanSteps:
                        + generator_hinge(d_f2, global_batch_size=self.global_batch_size))
             ms_term = mode_seeking(f1, f2, inputs_1, inputs_2, num_replicas=self.num_replicas)
             g_total = g_hinge + self.mode_seeking_weight * ms_term
-        self.g_optimizer.apply(tape.gradient(g_total, variables), variables)
+            scaled_loss = self.g_optimizer.scale_loss(g_total)
+        self.g_optimizer.apply(tape.gradient(scaled_loss, variables), variables)
         return {"gan/g_hinge": g_hinge, "gan/mode_seeking": ms_term, "gan/g_total": g_total}
 
     def replica_step(self, step, images, conditions) -> dict:
@@ -303,11 +309,21 @@ class GanState:
 
     generator: Any
     discriminator: Any
-    g_optimizer: Any
+    g_optimizer: Any                # what the steps apply: FusedAdam, or a LossScaleOptimizer around it
     d_optimizer: Any
     step: Any                       # tf.Variable int64: iterations done
     checkpoint: Any                 # tf.train.Checkpoint(step, generator, discriminator, g_/d_optimizer)
     generator_ema: Any = None       # the weight average (GanTrainConfig.ema_decay > 0), else None
+    # mixed_float16 only: the checkpoint's LOSS_SCALE_OBJECTS (the dynamic loss scales), and the
+    # checkpoint without them, for resuming from a checkpoint written in another precision.
+    loss_scales: dict = dataclasses.field(default_factory=dict)
+    checkpoint_without_loss_scales: Any = None
+
+    @property
+    def loss_scale_values(self) -> dict:
+        """``{"precision/g_loss_scale": float, ...}``; empty without loss scaling."""
+        return {f"precision/{name}": float(optimizer.dynamic_scale.numpy())
+                for name, optimizer in self.loss_scales.items()}
 
 
 def build_gan_state(config: GanTrainConfig, strategy=None) -> GanState:
@@ -316,11 +332,12 @@ def build_gan_state(config: GanTrainConfig, strategy=None) -> GanState:
     Optimizers are built on the trainable variables here, before any tracing, so that their slots
     exist (and are restored) before the first step.
     """
+    import keras
     import tensorflow as tf
 
     from ..checkpoints import EMA_OBJECT
     from ..models import build_discriminator, build_generator
-    from ..precision import check_precision
+    from ..precision import check_precision, uses_loss_scaling
     from .fused_adam import FusedAdam
 
     strategy = strategy or tf.distribute.get_strategy()
@@ -339,6 +356,15 @@ def build_gan_state(config: GanTrainConfig, strategy=None) -> GanState:
         d_optimizer = FusedAdam(config.learning_rate, beta_1=config.beta_1, beta_2=config.beta_2)
         g_optimizer.build(generator.trainable_variables)
         d_optimizer.build(discriminator.trainable_variables)
+        loss_scales = {}
+        if uses_loss_scaling(policy):
+            # Keras's dynamic loss scaling (skips a step whose gradients overflow, halves the scale;
+            # doubles it after 2000 good steps). The Adam optimizers stay checkpointed under their
+            # usual names; the scales are extra objects, so runs can change precision on resume.
+            loss_scales = {name: keras.optimizers.LossScaleOptimizer(optimizer)
+                           for name, optimizer in zip(LOSS_SCALE_OBJECTS, (g_optimizer, d_optimizer))}
+            for optimizer, model in zip(loss_scales.values(), (generator, discriminator)):
+                optimizer.build(model.trainable_variables)
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step",
                            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         tracked = {}
@@ -352,12 +378,32 @@ def build_gan_state(config: GanTrainConfig, strategy=None) -> GanState:
             for averaged, current in zip(generator_ema.weights, generator.weights):
                 averaged.assign(current)
             tracked[EMA_OBJECT] = generator_ema     # the name the loaders look for
-        checkpoint = tf.train.Checkpoint(step=step, generator=generator, discriminator=discriminator,
-                                         g_optimizer=g_optimizer, d_optimizer=d_optimizer,
-                                         **tracked)
+        tracked.update(step=step, generator=generator, discriminator=discriminator,
+                       g_optimizer=g_optimizer, d_optimizer=d_optimizer)
+        checkpoint = tf.train.Checkpoint(**tracked, **loss_scales)
+        without_loss_scales = tf.train.Checkpoint(**tracked) if loss_scales else None
+    if loss_scales:
+        g_optimizer, d_optimizer = (loss_scales[name] for name in LOSS_SCALE_OBJECTS)
     return GanState(generator=generator, discriminator=discriminator, g_optimizer=g_optimizer,
                     d_optimizer=d_optimizer, step=step, checkpoint=checkpoint,
-                    generator_ema=generator_ema)
+                    generator_ema=generator_ema, loss_scales=loss_scales,
+                    checkpoint_without_loss_scales=without_loss_scales)
+
+
+def restore_gan_state(state: GanState, manager) -> Optional[str]:
+    """Restore the manager's latest checkpoint into ``state``; return its path or None.
+
+    A mixed_float16 run resumed from a checkpoint of another precision has no loss scales to
+    restore: they start from their initial value (everything else is checked as always).
+    """
+    import tensorflow as tf
+
+    latest = manager.latest_checkpoint
+    if latest and state.loss_scales:
+        stored = {name.split("/", 1)[0] for name, _ in tf.train.list_variables(latest)}
+        if not all(name in stored for name in state.loss_scales):
+            return restore_latest(state.checkpoint_without_loss_scales, manager)
+    return restore_latest(state.checkpoint, manager)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -556,14 +602,9 @@ def _check_config(config: GanTrainConfig, num_replicas: int) -> None:
     if not 0.0 <= config.ema_decay < 1.0:
         raise ConfigError(f"{config.run}: --ema-decay must be in [0, 1) (0: no average), "
                           f"got {config.ema_decay}")
-    from ..precision import bfloat16_supported, check_precision
+    from ..precision import warn_if_slow
 
-    if check_precision(config.precision) == "mixed_bfloat16" and not bfloat16_supported():
-        import warnings
-
-        warnings.warn("--precision mixed_bfloat16: this CPU has no native bfloat16 instructions "
-                      "(avx512_bf16 / AMX); bfloat16 is emulated and likely slower than float32",
-                      RuntimeWarning, stacklevel=3)
+    warn_if_slow(config.precision, stacklevel=4)
 
 
 def train_gan(config: GanTrainConfig, force: bool = False) -> dict:
@@ -609,7 +650,7 @@ def train_gan(config: GanTrainConfig, force: bool = False) -> dict:
     # Samples show what generate and evaluate will use: the average when the run keeps one.
     sampler = state.generator_ema if state.generator_ema is not None else state.generator
     manager = make_checkpoint_manager(state.checkpoint, run_dir / "checkpoints", config.max_to_keep)
-    restored = restore_latest(state.checkpoint, manager)
+    restored = restore_gan_state(state, manager)
     samples = _sample_inputs(config, data)
 
     step = int(state.step.numpy())
@@ -640,6 +681,7 @@ def train_gan(config: GanTrainConfig, force: bool = False) -> dict:
             "wall_time_s": wall, "total_wall_time_s": earlier_wall_time + wall,
             "batch_size": config.batch_size, "replicas": num_replicas,
             "checkpoint": manager.latest_checkpoint,
+            **({"loss_scales": state.loss_scale_values} if state.loss_scales else {}),
         }
         atomic_write_json(run_dir / METRICS_FILE, metrics)
         return metrics
@@ -675,7 +717,7 @@ def train_gan(config: GanTrainConfig, force: bool = False) -> dict:
                         stopped = "time_budget"
                     finishing = step >= total_steps or stopped != "completed"
                     if step % SCALARS_EVERY_STEPS == 0 or finishing:
-                        for name, value in values.items():
+                        for name, value in {**values, **state.loss_scale_values}.items():
                             tf.summary.scalar(name, value, step=step)
                     if step % config.checkpoint_every == 0 or finishing:
                         save_checkpoint()
