@@ -191,7 +191,7 @@ class GanSteps:
             d_real = self.discriminator(real_augmented, conditions, training=True)
             d_fake = self.discriminator(fake_augmented, conditions, training=True)
             d_loss = discriminator_hinge(d_real, d_fake, global_batch_size=self.global_batch_size)
-            # The loss itself without a loss-scaling optimizer (mixed_float16 only: see build_gan_state).
+            # The loss itself unless the optimizer scales losses (mixed_float16: build_gan_state).
             scaled_loss = self.d_optimizer.scale_loss(d_loss)
         self.d_optimizer.apply(tape.gradient(scaled_loss, variables), variables)
         return {"gan/d_hinge": d_loss}
@@ -312,7 +312,9 @@ class GanState:
     g_optimizer: Any                # what the steps apply: FusedAdam, or a LossScaleOptimizer around it
     d_optimizer: Any
     step: Any                       # tf.Variable int64: iterations done
-    checkpoint: Any                 # tf.train.Checkpoint(step, generator, discriminator, g_/d_optimizer)
+    # tf.train.Checkpoint(step, generator, discriminator, g_/d_optimizer, [generator_ema],
+    # [g_/d_loss_scale]); the optimizers under their Adam names whatever the precision
+    checkpoint: Any
     generator_ema: Any = None       # the weight average (GanTrainConfig.ema_decay > 0), else None
     # mixed_float16 only: the checkpoint's LOSS_SCALE_OBJECTS (the dynamic loss scales), and the
     # checkpoint without them, for resuming from a checkpoint written in another precision.
