@@ -227,6 +227,27 @@ def test_resumed_run_equals_uninterrupted_run_and_writes_outputs(tiny_set, tmp_p
     assert generator(np.zeros((1, 256), np.float32)).shape == (1, 128, 128, 3)
 
 
+@pytest.mark.slow
+def test_float32_run_resumes_in_mixed_float16_with_logged_loss_scales(tiny_set, tmp_path):
+    """The precision may change on resume (RESUMABLE_FIELDS): a float16 continuation of a float32
+    run starts its loss scales afresh, logs them and checkpoints them beside the usual objects."""
+    from eeg2image_tf.training.gan import LOSS_SCALE_OBJECTS, train_gan
+
+    run = tmp_path / "run"
+    train_gan(_config(tiny_set, run, max_steps=1))
+    with pytest.warns(RuntimeWarning, match="mixed_float16 is meant for GPUs"):
+        result = train_gan(_config(tiny_set, run, max_steps=2, precision="mixed_float16"))
+    assert result["step"] == 2 and np.isfinite(result["gan/g_total"])
+    scales = json.loads((run / "metrics.json").read_text())["loss_scales"]
+    assert set(scales) == {f"precision/{name}" for name in LOSS_SCALE_OBJECTS}
+    # Keras's initial 2^15, halved once for each skipped (overflowing) step.
+    assert all(value in (2.0 ** 15, 2.0 ** 14) for value in scales.values())
+    assert set(scales) <= _tensorboard_tags(run / "tensorboard" / "train")
+    stored = {key.split("/", 1)[0] for key in _checkpoint_values(result["checkpoint"])}
+    assert {"g_optimizer", "d_optimizer", *LOSS_SCALE_OBJECTS} <= stored
+    assert result["checkpoint"].endswith("ckpt-2")
+
+
 def _tensorboard_tags(directory: Path) -> set:
     import tensorflow as tf
 
