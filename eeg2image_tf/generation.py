@@ -323,7 +323,8 @@ def fast_generator_call(generator, precision: str = "float32", *,
 
     import tensorflow as tf
 
-    from .models.matmul_conv import conv_transpose_as_matmul, narrow_conv3x3
+    from .models.matmul_conv import (conv_transpose_as_matmul, live_after_conv_transpose,
+                                     narrow_conv3x3)
     from .precision import compute_dtype
 
     dtype = tf.as_dtype(compute_dtype(precision))
@@ -360,10 +361,8 @@ def fast_generator_call(generator, precision: str = "float32", *,
             # Without a BatchNorm offset, a transposed convolution whose stride exceeds its kernel
             # (block 0: 1x1 -> 4x4 with 3 taps) leaves its last (stride - k) rows and columns at
             # exactly zero, and LeakyReLU(0) = 0; the next layer may skip them.
-            size_out = x.shape[1]
-            live = size_out if offset is not None else min(
-                size_out, (live - 1) * stride + int(layer.kernel_size[0])
-                - max(int(layer.kernel_size[0]) - stride, 0) // 2)
+            live = x.shape[1] if offset is not None else \
+                live_after_conv_transpose(live, stride, int(layer.kernel_size[0]), x.shape[1])
         rgb_kernel = tf.cast(to_rgb.layer.kernel, dtype)
         rgb = narrow_conv3x3(x, rgb_kernel) if narrow_rgb else \
             tf.nn.conv2d(x, rgb_kernel, 1, padding="SAME")

@@ -236,7 +236,7 @@ def test_generator_block_one_knows_its_dead_border():
     generator = Generator()
     convs = [sn.layer for sn in generator.upsampling_convs]
     assert all(isinstance(conv, MatmulConv2DTranspose) for conv in convs)
-    assert [conv.live_input for conv in convs] == [1, 3, None, None, None, None]
+    assert [conv.live_input for conv in convs] == [None, 3, None, None, None, None]
     plain = Generator(matmul_convs=False)
     assert not any(isinstance(sn.layer, MatmulConv2DTranspose) for sn in plain.upsampling_convs)
     assert Generator.from_config(generator.get_config()).matmul_convs
@@ -290,3 +290,22 @@ def test_gan_iteration_with_matmul_convs_on_and_off():
             np.testing.assert_array_equal(fast_update, 0.0)
             continue
         assert np.linalg.norm(fast_update - plain_update) / norm < 0.1
+
+
+@pytest.mark.parametrize("size, live, stride, kernel_size",
+                         [(1, 1, 4, 3), (4, 3, 2, 3), (4, 2, 2, 3), (3, 3, 3, 2), (5, 2, 2, 5),
+                          (3, 3, 2, 3)])
+def test_live_after_conv_transpose_is_where_tensorflow_leaves_zeros(size, live, stride, kernel_size):
+    from eeg2image_tf.models.matmul_conv import live_after_conv_transpose
+
+    rng = np.random.default_rng(size * 10 + live)
+    x = np.zeros((1, size, size, 2), np.float32)
+    x[:, :live, :live] = rng.uniform(0.5, 1.0, size=(1, live, live, 2))
+    kernel = rng.uniform(0.5, 1.0, size=(kernel_size, kernel_size, 3, 2)).astype(np.float32)
+    out = tf.nn.conv2d_transpose(x, kernel, (1, size * stride, size * stride, 3), stride,
+                                 padding="SAME").numpy()
+    found = live_after_conv_transpose(live, stride, kernel_size, size * stride)
+    # Positive inputs and kernel: a row is zero exactly when no live input reaches it.
+    nonzero_rows = np.flatnonzero(np.abs(out[0]).sum(axis=(1, 2)) > 0)
+    assert nonzero_rows.max() + 1 == found
+    assert np.all(out[0, found:] == 0) and np.all(out[0, :, found:] == 0)

@@ -28,7 +28,7 @@ import keras
 from keras import ops
 
 from .layers import FusedBatchNormalization
-from .matmul_conv import MatmulConv2D, MatmulConv2DTranspose
+from .matmul_conv import MatmulConv2D, MatmulConv2DTranspose, live_after_conv_transpose
 
 GENERATOR_FILTERS = (1024, 512, 256, 128, 64, 32)
 GENERATOR_STRIDES = (4, 2, 2, 2, 2, 2)
@@ -88,7 +88,7 @@ class Generator(keras.Model):
         # One attribute per layer: Keras 3 leaves layers held in a Python list out of
         # tf.train.Checkpoint's object graph, so a list would silently drop them from checkpoints.
         policy = self.dtype_policy
-        live = 1   # rows/columns of the block's input that can be non-zero (the 1x1 input: all)
+        live = None   # rows/columns of the block's input that can be non-zero (None: all)
         for index, (filters, stride) in enumerate(zip(GENERATOR_FILTERS, GENERATOR_STRIDES)):
             conv_arguments = dict(filters=filters, kernel_size=KERNEL_SIZE, strides=stride,
                                   padding="same", use_bias=False,
@@ -102,7 +102,8 @@ class Generator(keras.Model):
                 conv, power_iterations=1, name=f"sn_conv_transpose_{index}", dtype=policy))
             # Without a BatchNorm offset (block 0 only) a stride above the kernel size leaves the
             # last (stride - kernel) rows and columns of the output at zero; afterwards all live.
-            live = (_live_after_transposed_conv(live, stride) if index == 0 else None)
+            live = (live_after_conv_transpose(1, stride, KERNEL_SIZE, output_size=stride)
+                    if index == 0 else None)
         # Block 0 has no BatchNorm (spec section 6): batch_norm_<k> belongs to block k, k >= 1.
         for index in range(1, len(GENERATOR_FILTERS)):
             setattr(self, f"batch_norm_{index}",
@@ -148,13 +149,6 @@ class Generator(keras.Model):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
-
-
-def _live_after_transposed_conv(live: int, stride: int, kernel_size: int = KERNEL_SIZE) -> int:
-    """Rows of a 'same' transposed convolution's output that can be non-zero, given ``live`` input
-    rows: the last input row's last tap lands on ``(live - 1) * stride + k - 1 - lead``."""
-    lead = max(kernel_size - stride, 0) // 2
-    return min(live * stride, (live - 1) * stride + kernel_size - lead)
 
 
 def same_padding_tap_mask(input_size: int, kernel_size: int, stride: int) -> np.ndarray:

@@ -48,6 +48,15 @@ def _leading_padding(kernel_size: int, stride: int) -> int:
     return max(kernel_size - stride, 0) // 2
 
 
+def live_after_conv_transpose(live: int, stride: int, kernel_size: int, output_size: int) -> int:
+    """Rows of a 'same' transposed convolution's output (``output_size`` rows) that can be non-zero
+    when only the first ``live`` input rows can be (no bias): the last live row's last tap lands on
+    ``(live - 1) * stride + k - 1 - lead``. With stride > k (the generator's block 0: 1x1 -> 4x4
+    with 3 taps) the output's last rows stay exactly zero."""
+    last_tap = (live - 1) * stride + kernel_size - _leading_padding(kernel_size, stride)
+    return min(output_size, last_tap)
+
+
 def _shift_rows_cols(tensor, rows: int, cols: int):
     """``out[:, m, n] = tensor[:, m - rows, n - cols]`` with zeros where that falls outside."""
     import tensorflow as tf
