@@ -23,6 +23,16 @@ from .io_utils import atomic_write_json, read_json
 
 C = TypeVar("C")
 
+# Help of every --precision flag (the names are checked by eeg2image_tf.precision).
+PRECISION_HELP = ("float32 (the original's arithmetic) | mixed_bfloat16 (fast on CPUs with "
+                  "AVX512-BF16 or AMX, and on recent GPUs) | mixed_float16 (GPUs; losses scaled)")
+
+
+def _precision_field(default: str = "float32", before: str = ""):
+    """A ``precision`` field whose flag lists the choices (``add_config_arguments`` reads
+    ``metadata["help"]``)."""
+    return dataclasses.field(default=default, metadata={"help": before + PRECISION_HELP})
+
 
 # --------------------------------------------------------------------------------------------------
 # Per-command configs
@@ -95,7 +105,7 @@ class GanTrainConfig:
     # float32 (the original's numbers) | mixed_bfloat16: bfloat16 arithmetic, float32 variables and
     # checkpoints; 1.6-2.0x faster iterations on CPUs with AVX512-BF16, 1.8x with AMX |
     # mixed_float16: the same for GPUs, with dynamic loss scaling (precision module).
-    precision: str = "float32"
+    precision: str = _precision_field()
     checkpoint_every: int = 500         # steps
     sample_every: int = 500             # steps
     max_to_keep: int = 3
@@ -161,7 +171,7 @@ class GenerateConfig:
     # float32 (the original's numbers) | mixed_bfloat16 (1.3-1.6x faster end to end here, with
     # AVX512-BF16 or AMX; images equal to bfloat16 rounding only: see the precision module) |
     # mixed_float16 (for GPUs)
-    precision: str = "float32"
+    precision: str = _precision_field()
     ema: bool = True                    # the run's weight-averaged generator when it has one
 
     RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ("batch_size", "writer_threads")
@@ -189,7 +199,7 @@ class EvaluateConfig:
     seed: int = 45
     jpeg_quality: int = 95              # in-memory images go through JPEG like generated files
     figures: bool = True
-    precision: str = "float32"          # of in-memory generation: float32 | mixed_bfloat16 | mixed_float16
+    precision: str = _precision_field()   # of the in-memory generation
     ema: bool = True                    # the run's weight-averaged generator when it has one
 
     RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ()
@@ -215,7 +225,7 @@ class CurveConfig:
     batch_size: int = 32
     seed: int = 45
     jpeg_quality: int = 95
-    precision: str = "float32"          # of the generation: float32 | mixed_bfloat16 | mixed_float16
+    precision: str = _precision_field()   # of the generation
     ema: bool = True                    # each checkpoint's weight-averaged generator if it has one
 
     # Settings that do not change a point's numbers' meaning (precision does, slightly: it is kept).
@@ -368,6 +378,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type,
         required = field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
         default = None if required else field.default
         help_text = "required" if required else f"default: {default}"
+        if "help" in field.metadata:
+            help_text += f"; {field.metadata['help']}"
         if tp is bool:
             parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction,
                                 default=default, help=help_text)
@@ -406,7 +418,7 @@ class PipelineConfig:
     # GAN training and generation: "profile" keeps the profile's choice (paper: float32; demo and
     # quality: mixed_bfloat16 where the CPU has native bfloat16, else float32), or float32 |
     # mixed_bfloat16 | mixed_float16 for every such stage.
-    precision: str = "profile"
+    precision: str = _precision_field("profile", "profile (the profile's choice) | ")
 
     RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ("inception_graph", "inception_weights")
 

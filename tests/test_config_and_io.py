@@ -81,6 +81,20 @@ def test_flags_are_derived_from_fields():
         parser.parse_args(["--data", "d"])  # required flags missing
 
 
+def test_every_precision_flag_lists_the_precisions():
+    from eeg2image_tf.config import CurveConfig, EvaluateConfig, GenerateConfig
+    from eeg2image_tf.precision import PRECISIONS
+
+    for config_class in (GanTrainConfig, GenerateConfig, EvaluateConfig, CurveConfig, PipelineConfig):
+        parser = argparse.ArgumentParser()
+        add_config_arguments(parser, config_class)
+        action = next(a for a in parser._actions if a.dest == "precision")
+        assert all(name in action.help for name in PRECISIONS), config_class.__name__
+        assert action.help.startswith(f"default: {action.default};")
+    assert GanTrainConfig(data="d", images="i", encoder="e", run="r").precision == "float32"
+    assert PipelineConfig(run="r").precision == "profile"
+
+
 def test_pipeline_config_flags():
     parser = argparse.ArgumentParser()
     add_config_arguments(parser, PipelineConfig)
