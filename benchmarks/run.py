@@ -14,6 +14,8 @@ import sys
 import tempfile
 from typing import Any, Callable, Sequence
 
+from eeg2image_tf.precision import PRECISIONS
+
 from .common import machine_line
 
 
@@ -70,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="one JSON line per benchmark")
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
     parser.add_argument("--precision", default="mixed_bfloat16",
-                        choices=["mixed_bfloat16", "mixed_float16"],
+                        choices=[p for p in PRECISIONS if p != "float32"],
                         help="the optional mixed mode timed beside float32 (mixed_float16 is for "
                              "GPUs: on CPUs its gradients run a reference path, ~100x slower)")
     args = parser.parse_args(argv)

@@ -65,8 +65,8 @@ def _gpu_present() -> bool:
 
 def slow_precision_warning(precision: str) -> Optional[str]:
     """Why ``precision`` will likely run slower than float32 on this machine, or None."""
-    precision = check_precision(precision)
-    if _gpu_present():
+    # float32 first: the default needs no look at the devices (generation asks once per set).
+    if check_precision(precision) == "float32" or _gpu_present():
         return None
     if precision == "mixed_bfloat16" and not bfloat16_supported():
         return ("--precision mixed_bfloat16: this CPU has no native bfloat16 instructions "

@@ -195,3 +195,11 @@ def test_mixed_float16_scales_losses_and_skips_overflowing_steps(tmp_path):
     assert restore_gan_state(back, manager) == saved
     np.testing.assert_array_equal(back.generator.weights[0].numpy(),
                                   state.generator.weights[0].numpy())
+
+
+def test_float32_never_looks_at_the_devices(monkeypatch):
+    def no_device_query():
+        raise AssertionError("float32 needs no device query")
+
+    monkeypatch.setattr(precision, "_gpu_present", no_device_query)
+    assert precision.slow_precision_warning("float32") is None
