@@ -25,7 +25,7 @@ def one_at_a_time_rate(generator, features, names, out_dir: str, count: int = 20
     import cv2
     import tensorflow as tf
 
-    from eeg2image_tf.generation import to_uint8
+    from eeg2image_tf.models.inference import to_uint8
 
     forward = tf.function(lambda x: generator(x, training=False),
                           input_signature=[tf.TensorSpec((1, 256), tf.float32)])

@@ -14,7 +14,7 @@ from .common import median_seconds
 def run(images: int = 200, batch_size: int = 50, repeats: int = 3) -> dict[str, Any]:
     import keras
 
-    from eeg2image_tf.inception import KerasInception
+    from eeg2image_tf.evaluation.inception import KerasInception
 
     # The real weights cannot be downloaded here; random weights cost exactly the same FLOPs.
     with tempfile.TemporaryDirectory() as tmp:

@@ -14,7 +14,7 @@ import sys
 import tempfile
 from typing import Any, Callable, Sequence
 
-from eeg2image_tf.precision import PRECISIONS
+from eeg2image_tf.models.precision import PRECISIONS
 
 from .common import machine_line
 

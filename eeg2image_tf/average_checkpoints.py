@@ -11,26 +11,17 @@ holds ``config.json``, ``checkpoints/`` and ``average.json``, and works with ``g
 
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import Optional, Sequence
 
-from .cli import quiet_tensorflow, run_main
-from .config import AverageConfig, add_config_arguments, config_from_args
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m eeg2image_tf.average_checkpoints",
-                                     description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_arguments(parser, AverageConfig)
-    return parser
+from .cli import command_parser, parse_config, run_main
+from .config import AverageConfig
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    quiet_tensorflow()
-    config = config_from_args(AverageConfig, build_parser().parse_args(argv))
-
+    config, _ = parse_config(command_parser("average_checkpoints", __doc__, AverageConfig),
+                             AverageConfig, argv)
+    # Imported after parsing, so that --help does not wait for TensorFlow.
     from .checkpoints import write_averaged_run
 
     record = write_averaged_run(config)

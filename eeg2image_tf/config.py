@@ -1,8 +1,9 @@
 """Typed, frozen configurations for every command, their JSON round trip, and run directories.
 
 Each entry point parses its arguments into one of these dataclasses (``add_config_arguments`` /
-``config_from_args`` derive the flags from the fields), saves it as ``config.json`` in its run
-directory and hands it to library functions. Defaults are the original code's hyper-parameters.
+``config_from_args`` derive the flags from the fields) and hands it to library functions, which
+save it as the run's ``config.json`` (:func:`eeg2image_tf.runs.prepare_run_dir`). Defaults are the
+original code's hyper-parameters.
 
 A run directory remembers the config that created it. Rerunning into it with a different config is
 refused (:class:`~eeg2image_tf.errors.ConfigError`) unless ``--force``, except for the fields a class
@@ -15,11 +16,9 @@ import argparse
 import dataclasses
 import types
 import typing
-from pathlib import Path
 from typing import Any, ClassVar, Optional, TypeVar
 
 from .errors import ConfigError
-from .io_utils import atomic_write_json, read_json
 
 C = TypeVar("C")
 
@@ -37,6 +36,23 @@ def _precision_field(default: str = "float32", before: str = ""):
 # --------------------------------------------------------------------------------------------------
 # Per-command configs
 # --------------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class PrepareDataConfig:
+    """``prepare_data``: ``mode`` is ``synthetic`` (write a built-in set) or ``convert`` (pkl -> npz)."""
+
+    mode: str
+    out: str
+    source: Optional[str] = None         # convert: the data.pkl to read
+    set_name: str = "char"               # synthetic: digit | char
+    seed: int = 45
+    n_train: int = 2500
+    n_test: int = 600
+    images_per_class: int = 200          # training images per class
+    test_images_per_class: int = 50
+
+    RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ()
+
 
 @dataclasses.dataclass(frozen=True)
 class EncoderTrainConfig:
@@ -298,52 +314,6 @@ def config_from_dict(cls: type[C], values: dict[str, Any]) -> C:
     return cls(**values)
 
 
-def save_config(config: Any, run_dir: str | Path, filename: str = "config.json") -> Path:
-    return atomic_write_json(Path(run_dir) / filename, config_to_dict(config))
-
-
-def load_config(cls: type[C], run_dir: str | Path, filename: str = "config.json") -> C:
-    path = Path(run_dir) / filename
-    values = read_json(path)
-    try:
-        return config_from_dict(cls, values)
-    except (TypeError, ConfigError) as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-
-
-def config_differences(old: dict[str, Any], new: dict[str, Any],
-                       ignore: tuple[str, ...] = ()) -> list[str]:
-    keys = sorted((set(old) | set(new)) - set(ignore))
-    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
-
-
-def prepare_run_dir(config: Any, run_dir: str | Path, force: bool = False,
-                    filename: str = "config.json") -> Path:
-    """Create ``run_dir`` and write ``config`` into it, refusing to mix two configs in one run.
-
-    Paths in the config (``run`` itself) are compared as given; a changed resumable field
-    (``RESUMABLE_FIELDS``) is accepted and the new value recorded.
-    """
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / filename
-    if path.exists() and not force:
-        old = read_json(path)
-        # A field the recorded config lacks was added to the code after the run was made; its
-        # default is, by rule, the behaviour the run had, so the run stays resumable after upgrades.
-        for field in dataclasses.fields(config):
-            if field.name not in old and field.default is not dataclasses.MISSING:
-                old[field.name] = field.default
-        ignore = tuple(getattr(config, "RESUMABLE_FIELDS", ())) + ("run",)
-        diffs = config_differences(old, config_to_dict(config), ignore)
-        if diffs:
-            raise ConfigError(
-                f"{path}: this run was made with another config ({'; '.join(diffs)}); "
-                "use a new --run directory, or --force to overwrite")
-    save_config(config, run_dir, filename)
-    return run_dir
-
-
 # --------------------------------------------------------------------------------------------------
 # argparse from dataclasses
 # --------------------------------------------------------------------------------------------------
@@ -355,15 +325,6 @@ def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
         if len(args) == 1:
             return args[0], True
     return tp, False
-
-
-def _parse_bool(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, cls: type,

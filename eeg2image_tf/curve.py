@@ -12,28 +12,20 @@ Keep checkpoints for it: ``train_gan --max-to-keep`` (the quality profile keeps 
 
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import Optional, Sequence
 
-from .cli import quiet_tensorflow, run_main
-from .config import CurveConfig, add_config_arguments, config_from_args
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m eeg2image_tf.curve", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_arguments(parser, CurveConfig)
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    return parser
+from .cli import command_parser, parse_config, run_main
+from .config import CurveConfig
+from .runs import curve_names
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    quiet_tensorflow()
-    args = build_parser().parse_args(argv)
-    config = config_from_args(CurveConfig, args)
-
-    from .checkpoint_curve import curve_names, evaluate_checkpoints
+    parser = command_parser("curve", __doc__, CurveConfig)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    config, args = parse_config(parser, CurveConfig, argv)
+    # Imported after parsing, so that --help does not wait for TensorFlow.
+    from .evaluation import evaluate_checkpoints
 
     evaluate_checkpoints(config, show_progress=not args.quiet)
     print(f"\ncurve: {config.run}/{curve_names(config.average)[0]}")

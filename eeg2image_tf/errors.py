@@ -27,3 +27,15 @@ class ConfigError(Eeg2ImageError):
 
 class TrainingDivergedError(Eeg2ImageError):
     """A loss became NaN or Inf; the last good checkpoint is kept."""
+
+
+class TrainingInterrupted(Exception):
+    """Raised after SIGINT/SIGTERM once a checkpoint has been saved; carries the exit code.
+
+    Not an :class:`Eeg2ImageError`: nothing was wrong with the inputs, and the exit code is the
+    signal's (130 for SIGINT, 143 for SIGTERM).
+    """
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -15,31 +15,22 @@ reason. Conditional accuracy uses the image classifier run (``--classifier``, de
 
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import Optional, Sequence
 
-from .cli import quiet_tensorflow, run_main
-from .config import EvaluateConfig, add_config_arguments, config_from_args
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m eeg2image_tf.evaluate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_arguments(parser, EvaluateConfig)
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    return parser
+from .cli import command_parser, parse_config, run_main
+from .config import EvaluateConfig
+from .runs import METRICS_FILE
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    quiet_tensorflow()
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.split_order not in ("mixed", "class-sorted"):
-        parser.error(f"--split-order must be mixed or class-sorted, not {args.split_order!r}")
-    config = config_from_args(EvaluateConfig, args)
-
-    from .evaluation import METRICS_FILE, evaluate_run
+    parser = command_parser("evaluate", __doc__, EvaluateConfig)
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    config, args = parse_config(parser, EvaluateConfig, argv)
+    if config.split_order not in ("mixed", "class-sorted"):
+        parser.error(f"--split-order must be mixed or class-sorted, not {config.split_order!r}")
+    # Imported after parsing, so that --help does not wait for TensorFlow.
+    from .evaluation import evaluate_run
 
     evaluate_run(config, show_progress=not args.quiet)
     print(f"\nmetrics: {config.run}/{METRICS_FILE} (key 'evaluation')")

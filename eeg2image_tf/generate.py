@@ -11,29 +11,19 @@ class, each with its own latent vector; the images depend only on ``--seed``. Wr
 
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import Optional, Sequence
 
-from .cli import quiet_tensorflow, run_main
-from .config import GenerateConfig, add_config_arguments, config_from_args
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m eeg2image_tf.generate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_arguments(parser, GenerateConfig)
-    parser.add_argument("--force", action="store_true",
-                        help="write into an output folder made with another config")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    return parser
+from .cli import add_force, command_parser, parse_config, run_main
+from .config import GenerateConfig
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    quiet_tensorflow()
-    args = build_parser().parse_args(argv)
-    config = config_from_args(GenerateConfig, args)
-
+    parser = command_parser("generate", __doc__, GenerateConfig)
+    add_force(parser, "write into an output folder made with another config")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    config, args = parse_config(parser, GenerateConfig, argv)
+    # Imported after parsing, so that --help does not wait for TensorFlow.
     from .generation import generate_from_run
 
     manifest = generate_from_run(config, force=args.force, show_progress=not args.quiet)

@@ -1,4 +1,5 @@
-"""Atomic file output: a reader (or a crash) never sees a half-written file in place of a good one.
+"""Output: atomic files (a reader, or a crash, never sees a half-written file in place of a good one),
+and the terminal's progress bars and lines.
 
 Every writer goes to a temporary name in the same directory, flushes and fsyncs it, then renames it
 over the destination; ``os.replace`` is atomic on POSIX within one file system.
@@ -15,9 +16,13 @@ import contextlib
 import functools
 import json
 import os
+import sys
 import tempfile
+import threading
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
+
+from .errors import Eeg2ImageError
 
 
 @functools.lru_cache(maxsize=1)
@@ -79,8 +84,6 @@ def replace_bytes(destination: str | os.PathLike, data: bytes) -> Path:
 
     The temporary name is unique per process and thread, so concurrent writers never share one.
     """
-    import threading
-
     destination = Path(destination)
     tmp = destination.with_name(f".{destination.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
@@ -113,8 +116,6 @@ def atomic_write_json(destination: str | os.PathLike, obj: Any) -> Path:
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    from .errors import Eeg2ImageError
-
     path = Path(path)
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -130,3 +131,44 @@ def atomic_savefig(figure, destination: str | os.PathLike, **kwargs) -> Path:
     with atomic_path(destination) as tmp:
         figure.savefig(tmp, format=destination.suffix.lstrip(".") or "png", **kwargs)
     return destination
+
+
+# --------------------------------------------------------------------------------------------------
+# The terminal
+# --------------------------------------------------------------------------------------------------
+
+def progress_bar(total: Optional[int], initial: int = 0, desc: str = "", unit: str = "it"):
+    """A tqdm bar on stderr that stays quiet-ish when not attached to a terminal (CI logs)."""
+    # Imported here, not above: tqdm is only needed once a loop runs, not for a command's --help.
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True,
+                mininterval=0.5 if sys.stderr.isatty() else 10.0, file=sys.stderr)
+
+
+class SilentBar:
+    """Stands in for :func:`progress_bar` where no bar is wanted."""
+
+    def __enter__(self) -> "SilentBar":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def update(self, count: int = 1) -> None:
+        return None
+
+    def set_postfix(self, *args, **kwargs) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+def print_line(message: str) -> None:
+    """Print a line to stdout without tearing an active progress bar."""
+    # Imported here, not above: as in progress_bar.
+    from tqdm.auto import tqdm
+
+    tqdm.write(message, file=sys.stdout)
+    sys.stdout.flush()

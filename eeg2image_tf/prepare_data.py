@@ -10,34 +10,21 @@ The pickle is read with the restricted unpickler (numpy arrays and plain contain
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .cli import run_main
-from .errors import DataError
+from .cli import command_parser, run_main
+from .config import PrepareDataConfig
+from .data import convert_to_npz, write_synthetic_set
 
-
-@dataclasses.dataclass(frozen=True)
-class PrepareDataConfig:
-    """One ``prepare_data`` invocation: ``mode`` is ``synthetic`` or ``convert``."""
-
-    mode: str
-    out: str
-    source: Optional[str] = None         # convert: the data.pkl to read
-    set_name: str = "char"               # synthetic: digit | char
-    seed: int = 45
-    n_train: int = 2500
-    n_test: int = 600
-    images_per_class: int = 200          # training images per class
-    test_images_per_class: int = 50
+DESCRIPTION = "Write the synthetic ThoughtViz-like sets, or convert data.pkl to a safe .npz."
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m eeg2image_tf.prepare_data",
-        description="Write the synthetic ThoughtViz-like sets, or convert data.pkl to a safe .npz.")
+    # The two modes share few flags, so they are spelled out here rather than derived from
+    # PrepareDataConfig's fields; config_from_arguments maps them onto it.
+    parser = command_parser("prepare_data", DESCRIPTION)
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--synthetic", action="store_true",
                       help="write eeg/<set>/data.pkl and images/{train,test}/<Class>/*.png under --out")
@@ -65,41 +52,23 @@ def config_from_arguments(args: argparse.Namespace) -> PrepareDataConfig:
     return PrepareDataConfig(mode="convert", out=out, source=args.convert)
 
 
-def convert(config: PrepareDataConfig) -> Path:
-    from .data import load_thoughtviz, save_npz
-
-    out = Path(config.out)
-    if out.suffix.lower() != ".npz":
-        raise DataError(f"{out}: --out must name a .npz file")
-    splits = load_thoughtviz(config.source)
-    save_npz(splits, out)
-    names = ", ".join(splits.class_names) if splits.class_names else "unknown"
-    print(f"wrote {out}: x_train {splits.x_train.shape}, x_test {splits.x_test.shape}, "
-          f"{splits.num_classes} classes ({names})")
-    return out
-
-
-def synthesise(config: PrepareDataConfig) -> dict:
-    from .data import write_synthetic_set
-
-    written = write_synthetic_set(config.out, set_name=config.set_name, seed=config.seed,
-                                  n_train=config.n_train, n_test=config.n_test,
-                                  images_per_class=config.images_per_class,
-                                  test_images_per_class=config.test_images_per_class)
-    print(f"wrote {written['eeg']}: x_train {written['x_train_shape']}, x_test {written['x_test_shape']} "
-          f"(synthetic '{written['set']}', seed {written['seed']})")
-    print(f"wrote {written['images_train']}: {written['num_train_images']} PNG images, "
-          f"{len(written['class_names'])} classes ({', '.join(written['class_names'])})")
-    print(f"wrote {written['images_test']}: {written['num_test_images']} PNG images")
-    return written
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     config = config_from_arguments(build_parser().parse_args(argv))
     if config.mode == "synthetic":
-        synthesise(config)
+        written = write_synthetic_set(config.out, set_name=config.set_name, seed=config.seed,
+                                      n_train=config.n_train, n_test=config.n_test,
+                                      images_per_class=config.images_per_class,
+                                      test_images_per_class=config.test_images_per_class)
+        print(f"wrote {written['eeg']}: x_train {written['x_train_shape']}, x_test "
+              f"{written['x_test_shape']} (synthetic '{written['set']}', seed {written['seed']})")
+        print(f"wrote {written['images_train']}: {written['num_train_images']} PNG images, "
+              f"{len(written['class_names'])} classes ({', '.join(written['class_names'])})")
+        print(f"wrote {written['images_test']}: {written['num_test_images']} PNG images")
     else:
-        convert(config)
+        splits = convert_to_npz(config.source, config.out)
+        names = ", ".join(splits.class_names) if splits.class_names else "unknown"
+        print(f"wrote {config.out}: x_train {splits.x_train.shape}, x_test {splits.x_test.shape}, "
+              f"{splits.num_classes} classes ({names})")
     return 0
 
 

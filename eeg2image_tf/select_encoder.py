@@ -12,16 +12,16 @@ from __future__ import annotations
 import sys
 from typing import Optional, Sequence
 
-from .cli import parse_config, run_main
+from .cli import command_parser, parse_config, run_main
 from .config import SelectEncoderConfig
-from .training.encoder import select_encoder
-
-__all__ = ["main", "select_encoder"]
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    config, _ = parse_config(SelectEncoderConfig, "eeg2image_tf.select_encoder", __doc__, argv,
-                             with_force=False)
+    parser = command_parser("select_encoder", __doc__, SelectEncoderConfig)
+    config, _ = parse_config(parser, SelectEncoderConfig, argv)
+    # Imported after parsing, so that --help does not wait for TensorFlow.
+    from .training.selection import select_encoder
+
     select_encoder(config)
     return 0
 

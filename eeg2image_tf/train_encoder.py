@@ -12,16 +12,17 @@ from __future__ import annotations
 import sys
 from typing import Optional, Sequence
 
-from .cli import parse_config, run_main
+from .cli import add_force, command_parser, parse_config, run_main
 from .config import EncoderTrainConfig
-from .training.encoder import train_encoder
-
-__all__ = ["main", "train_encoder"]
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    config, args = parse_config(EncoderTrainConfig, "eeg2image_tf.train_encoder", __doc__, argv,
-                                with_force=True)
+    parser = command_parser("train_encoder", __doc__, EncoderTrainConfig)
+    add_force(parser)
+    config, args = parse_config(parser, EncoderTrainConfig, argv)
+    # Imported after parsing, so that --help does not wait for TensorFlow.
+    from .training.encoder import train_encoder
+
     result = train_encoder(config, force=args.force)
     best = result.get("kmeans_acc_best")
     best_text = f"{best:.4f} (epoch {result.get('kmeans_acc_best_epoch')})" if best is not None else "n/a"

@@ -19,16 +19,17 @@ from __future__ import annotations
 import sys
 from typing import Optional, Sequence
 
-from .cli import parse_config, run_main
+from .cli import add_force, command_parser, parse_config, run_main
 from .config import GanTrainConfig
-from .training.gan import train_gan
-
-__all__ = ["main", "train_gan"]
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    config, args = parse_config(GanTrainConfig, "eeg2image_tf.train_gan", __doc__, argv,
-                                with_force=True)
+    parser = command_parser("train_gan", __doc__, GanTrainConfig)
+    add_force(parser)
+    config, args = parse_config(parser, GanTrainConfig, argv)
+    # Imported after parsing, so that --help does not wait for TensorFlow.
+    from .training.gan import train_gan
+
     result = train_gan(config, force=args.force)
     ms_per_step = result.get("ms_per_step")
     speed = f"{ms_per_step:.0f} ms/step" if ms_per_step is not None else "no step run"

@@ -10,29 +10,22 @@ a finished run. Ctrl-C (or SIGTERM) saves a checkpoint after the current epoch a
 
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import Optional, Sequence
 
-from .cli import quiet_tensorflow, run_main
-from .config import ImageClassifierConfig, add_config_arguments, config_from_args
-from .training.image_classifier import train_image_classifier
-
-__all__ = ["main", "train_image_classifier"]
+from .cli import add_force, command_parser, parse_config, run_main
+from .config import ImageClassifierConfig
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    quiet_tensorflow()
-    parser = argparse.ArgumentParser(prog="python -m eeg2image_tf.train_image_classifier",
-                                     description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_arguments(parser, ImageClassifierConfig)
-    parser.add_argument("--force", action="store_true",
-                        help="accept a config that differs from the run's config.json")
+    parser = command_parser("train_image_classifier", __doc__, ImageClassifierConfig)
+    add_force(parser)
     parser.add_argument("--no-progress", dest="progress", action="store_false",
                         help="no progress bar (epoch lines are still printed)")
-    args = parser.parse_args(argv)
-    config = config_from_args(ImageClassifierConfig, args)
+    config, args = parse_config(parser, ImageClassifierConfig, argv)
+    # Imported after parsing, so that --help does not wait for TensorFlow.
+    from .training.image_classifier import train_image_classifier
+
     # A signal stops training with TrainingInterrupted after a checkpoint; run_main reports it.
     result = train_image_classifier(config, force=args.force, progress=args.progress)
     worst = min(result["per_class_accuracy"].items(), key=lambda item: item[1])

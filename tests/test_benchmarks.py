@@ -11,7 +11,7 @@ from benchmarks import run as bench_run  # noqa: E402
 from benchmarks.common import ORIGINAL, alternated_medians, median_seconds  # noqa: E402
 from benchmarks.encoder_step import cubic_triplet_semihard_loss  # noqa: E402
 from benchmarks.gan_step import ORIGINAL_OVER_PLAIN  # noqa: E402
-from eeg2image_tf.losses import triplet_semihard_loss  # noqa: E402
+from eeg2image_tf.training.losses import triplet_semihard_loss  # noqa: E402
 
 TFA_FIXTURE = "tfa_triplet_semihard_reference.npz"
 NO_POSITIVE_CASE = 7  # every label distinct: TFA returns NaN, the reference loss 0

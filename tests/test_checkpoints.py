@@ -14,12 +14,13 @@ keras = pytest.importorskip("keras")
 
 from eeg2image_tf import import_original  # noqa: E402
 from eeg2image_tf.checkpoints import (  # noqa: E402
-    MODEL_FILE, LoadedGAN, latest_checkpoint_in, load_encoder, load_gan, resolve_checkpoint,
+    LoadedGAN, latest_checkpoint_in, load_encoder, load_gan, resolve_checkpoint,
     save_encoder_weights, save_gan_weights)
 from eeg2image_tf.cli import run_main  # noqa: E402
 from eeg2image_tf.errors import CheckpointError  # noqa: E402
-from eeg2image_tf.legacy import load_original_encoder  # noqa: E402
+from eeg2image_tf.checkpoints.original import load_original_encoder  # noqa: E402
 from eeg2image_tf.models import build_discriminator, build_encoder, build_generator  # noqa: E402
+from eeg2image_tf.runs import MODEL_FILE  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_ENCODER = REPO_ROOT / "checkpoints" / "thoughtviz_object_encoder"

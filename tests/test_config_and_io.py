@@ -9,9 +9,8 @@ import os
 import pytest
 
 from eeg2image_tf import cli
-from eeg2image_tf.config import (PROFILES, EncoderTrainConfig, GanTrainConfig, PipelineConfig,
-                                 add_config_arguments, config_from_args, config_from_dict,
-                                 config_to_dict, load_config, prepare_run_dir, save_config)
+from eeg2image_tf.config import (PROFILES, EncoderTrainConfig, GanTrainConfig, PipelineConfig, add_config_arguments, config_from_args, config_from_dict, config_to_dict)
+from eeg2image_tf.runs import load_config, prepare_run_dir, save_config
 from eeg2image_tf.errors import ConfigError, DataError
 from eeg2image_tf.io_utils import atomic_path, atomic_write_json, read_json
 
@@ -83,7 +82,7 @@ def test_flags_are_derived_from_fields():
 
 def test_every_precision_flag_lists_the_precisions():
     from eeg2image_tf.config import CurveConfig, EvaluateConfig, GenerateConfig
-    from eeg2image_tf.precision import PRECISIONS
+    from eeg2image_tf.models.precision import PRECISIONS
 
     for config_class in (GanTrainConfig, GenerateConfig, EvaluateConfig, CurveConfig, PipelineConfig):
         parser = argparse.ArgumentParser()

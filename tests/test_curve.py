@@ -43,7 +43,7 @@ def _empty(root: Path) -> Path:
 
 
 def test_every_kth_keeps_the_newest():
-    from eeg2image_tf.checkpoint_curve import every_kth
+    from eeg2image_tf.evaluation.curve import every_kth
     from eeg2image_tf.errors import ConfigError
 
     points = [(s, f"ckpt-{s}") for s in range(1, 8)]
@@ -89,10 +89,11 @@ def _save_checkpoints(run: Path, steps, blank: set[int]) -> None:
 
 @pytest.mark.slow
 def test_curve_points_match_evaluate_and_a_rerun_adds_only_new_checkpoints(tmp_path):
-    from eeg2image_tf.checkpoint_curve import CURVE_FIGURE, evaluate_checkpoints
+    from eeg2image_tf.evaluation.curve import evaluate_checkpoints
+    from eeg2image_tf.runs import CURVE_FIGURE
     from eeg2image_tf.config import CurveConfig, EvaluateConfig
     from eeg2image_tf.evaluation import evaluate_run
-    from eeg2image_tf.figures import read_scalars
+    from eeg2image_tf.evaluation.figures import read_scalars
 
     paths = make_gan_run(tmp_path, test_per_class=3)
     run = paths["run"]
@@ -148,7 +149,7 @@ def test_curve_points_match_evaluate_and_a_rerun_adds_only_new_checkpoints(tmp_p
 
 
 def test_curve_without_a_classifier_is_a_clear_error(tmp_path):
-    from eeg2image_tf.checkpoint_curve import evaluate_checkpoints
+    from eeg2image_tf.evaluation.curve import evaluate_checkpoints
     from eeg2image_tf.config import CurveConfig
     from eeg2image_tf.errors import Eeg2ImageError
 
@@ -181,7 +182,7 @@ def test_mean_weights_is_the_elementwise_mean_and_refuses_other_shapes():
 
 @pytest.mark.slow
 def test_averaged_run_and_averaged_curve(tmp_path):
-    from eeg2image_tf.checkpoint_curve import evaluate_checkpoints
+    from eeg2image_tf.evaluation.curve import evaluate_checkpoints
     from eeg2image_tf.checkpoints import (generator_weights, kept_checkpoints, load_gan,
                                           write_averaged_run)
     from eeg2image_tf.config import AverageConfig, CurveConfig

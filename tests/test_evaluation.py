@@ -53,7 +53,7 @@ class StubClassifier:
 
 @pytest.fixture(autouse=True)
 def no_inception_from_environment(monkeypatch):
-    from eeg2image_tf import inception
+    from eeg2image_tf.evaluation import inception
 
     monkeypatch.delenv(inception.GRAPH_ENV, raising=False)
     monkeypatch.delenv(inception.WEIGHTS_ENV, raising=False)
@@ -66,7 +66,7 @@ def no_inception_from_environment(monkeypatch):
 def test_loss_curves_read_the_scalars_written_with_tf_summary(tmp_path):
     import tensorflow as tf
 
-    from eeg2image_tf.figures import GAN_LOSS_TAGS, read_scalars, save_loss_curves
+    from eeg2image_tf.evaluation.figures import GAN_LOSS_TAGS, read_scalars, save_loss_curves
 
     events = tmp_path / "tensorboard" / "train"
     writer = tf.summary.create_file_writer(str(events))
@@ -91,7 +91,7 @@ def test_loss_curves_read_the_scalars_written_with_tf_summary(tmp_path):
 
 def test_loss_curves_without_scalars_is_a_clear_error(tmp_path):
     from eeg2image_tf.errors import DataError
-    from eeg2image_tf.figures import save_loss_curves
+    from eeg2image_tf.evaluation.figures import save_loss_curves
 
     with pytest.raises(DataError, match="no TensorBoard events"):
         save_loss_curves(tmp_path / "missing", tmp_path / "x.png")
@@ -100,7 +100,7 @@ def test_loss_curves_without_scalars_is_a_clear_error(tmp_path):
 def test_generated_grid_has_the_documented_pixel_size_and_layout(tmp_path):
     import cv2
 
-    from eeg2image_tf.figures import grid_pixel_size, save_generated_grid
+    from eeg2image_tf.evaluation.figures import grid_pixel_size, save_generated_grid
 
     colours = [(200, 0, 0), (0, 200, 0), (0, 0, 200)]
     rows = [np.tile(np.array(c, np.uint8), (n, 16, 16, 1)) for c, n in zip(colours, (8, 8, 5))]
@@ -225,7 +225,7 @@ def test_evaluate_without_networks_reports_them_unavailable(gan_run, capsys):
     import cv2
 
     from eeg2image_tf.evaluate import main
-    from eeg2image_tf.evaluation import GRID_FILE, LOSS_CURVES_FILE, TSNE_FILE
+    from eeg2image_tf.runs import GRID_FILE, LOSS_CURVES_FILE, TSNE_FILE
 
     run = gan_run["run"]
     (run / "metrics.json").write_text(json.dumps({"gan": {"steps": 1}}))
@@ -268,7 +268,7 @@ def test_evaluate_with_backend_and_classifier_fills_the_metrics(gan_run, tmp_pat
     from eeg2image_tf.config import EvaluateConfig, GenerateConfig
     from eeg2image_tf.evaluation import evaluate_run
     from eeg2image_tf.generation import generate_arrays, generate_from_run, load_generation_sources
-    from eeg2image_tf.metrics import classifier_score, inception_score
+    from eeg2image_tf.evaluation.metrics import classifier_score, inception_score
 
     run = str(gan_run["run"])
     backend = StubInception()

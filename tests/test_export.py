@@ -27,7 +27,8 @@ import numpy as np
 import pytest
 
 from eeg2image_tf.cli import run_main
-from eeg2image_tf.config import EncoderTrainConfig, ExportConfig, GanTrainConfig, save_config
+from eeg2image_tf.config import EncoderTrainConfig, ExportConfig, GanTrainConfig
+from eeg2image_tf.runs import save_config
 from eeg2image_tf.errors import ConfigError, Eeg2ImageError
 
 NUM_CHANNELS = 6
@@ -120,7 +121,7 @@ def inputs(gan_run):
     import tensorflow as tf
 
     from eeg2image_tf.data import preprocess
-    from eeg2image_tf.serving import images_to_uint8
+    from eeg2image_tf.models.inference import images_to_uint8
 
     rng = np.random.default_rng(11)
     eeg = _raw_trials(rng, 4)[..., 0]
@@ -233,7 +234,7 @@ def original_export(fixture_file, tmp_path_factory):
     """The published encoder and the original-format GAN checkpoint, exported and reloaded."""
     import tensorflow as tf
 
-    from eeg2image_tf.export import export_from_run
+    from eeg2image_tf.serving.export import export_from_run
 
     encoder = fixture_file("original_encoder_ckpt") / "ckpt-2420"
     gan = fixture_file("original_gan_ckpt") / "ckpt-1"
@@ -277,7 +278,7 @@ def test_reloaded_generate_runs_preprocessing_and_encoder_in_the_graph(reloaded,
 def test_generate_seeded_draws_documented_noise(reloaded, inputs, gan_run):
     import tensorflow as tf
 
-    from eeg2image_tf.serving import images_to_uint8
+    from eeg2image_tf.models.inference import images_to_uint8
 
     outputs, _ = reloaded
     expected_noise = tf.random.stateless_uniform([4, LATENT_DIM], seed=[7, 0], minval=-1.0, maxval=1.0)
@@ -405,7 +406,7 @@ def test_serve_client_writes_png_files(clients, gan_run):
     import tensorflow as tf
 
     from eeg2image_tf.data import load_thoughtviz, preprocess
-    from eeg2image_tf.serving import images_to_uint8
+    from eeg2image_tf.models.inference import images_to_uint8
 
     work, finished = clients
     _succeeded(finished["client"])
@@ -441,7 +442,7 @@ def test_original_export_reproduces_the_reference_generator(original_export, fix
 @pytest.mark.slow
 def test_original_export_runs_the_published_encoder_on_raw_trials(original_export, fixture_file):
     from eeg2image_tf.data import preprocess
-    from eeg2image_tf.legacy import load_original_encoder
+    from eeg2image_tf.checkpoints.original import load_original_encoder
 
     _, model = original_export
     reference = np.load(fixture_file("original_encoder_reference.npz"))
@@ -504,7 +505,7 @@ def _fake_export(directory: Path, marker: bytes) -> None:
 
 
 def _export_tiny(tiny_models, out: Path) -> None:
-    from eeg2image_tf.export import export_saved_model
+    from eeg2image_tf.serving.export import export_saved_model
 
     encoder, generator = tiny_models
     export_saved_model(encoder, generator, out, num_channels=NUM_CHANNELS, num_samples=NUM_SAMPLES,
@@ -513,7 +514,7 @@ def _export_tiny(tiny_models, out: Path) -> None:
 
 
 def test_failed_export_leaves_the_previous_export_in_place(tiny_models, tmp_path, monkeypatch):
-    from eeg2image_tf import export
+    from eeg2image_tf.serving import export
 
     out = tmp_path / "model"
     _fake_export(out, b"good model")
@@ -530,7 +531,7 @@ def test_failed_export_leaves_the_previous_export_in_place(tiny_models, tmp_path
 
 
 def test_successful_export_replaces_the_previous_export(tiny_models, tmp_path, monkeypatch):
-    from eeg2image_tf import export
+    from eeg2image_tf.serving import export
 
     out = tmp_path / "model"
     _fake_export(out, b"old model")
@@ -546,7 +547,7 @@ def test_successful_export_replaces_the_previous_export(tiny_models, tmp_path, m
 
 
 def test_export_refuses_to_replace_a_directory_that_is_not_an_export(tmp_path):
-    from eeg2image_tf.export import export_saved_model
+    from eeg2image_tf.serving.export import export_saved_model
 
     out = tmp_path / "notes"
     out.mkdir()
@@ -559,7 +560,7 @@ def test_export_refuses_to_replace_a_directory_that_is_not_an_export(tmp_path):
 
 def test_export_names_a_model_that_does_not_fit_the_trials(tiny_models, tmp_path):
     from eeg2image_tf.errors import CheckpointError
-    from eeg2image_tf.export import export_saved_model
+    from eeg2image_tf.serving.export import export_saved_model
 
     encoder, generator = tiny_models
     with pytest.raises(CheckpointError, match="encoder: does not take trials of 14 channels"):
@@ -586,7 +587,7 @@ def test_command_line_needs_one_source(tmp_path, capsys):
 
 def test_run_values_are_checked_before_anything_is_loaded(run_data, tmp_path):
     from eeg2image_tf.errors import CheckpointError
-    from eeg2image_tf.export import export_from_run
+    from eeg2image_tf.serving.export import export_from_run
 
     run = tmp_path / "run"
     save_config(GanTrainConfig(data=str(run_data), images="images", encoder="encoder", run=str(run),
@@ -608,7 +609,7 @@ def test_run_values_are_checked_before_anything_is_loaded(run_data, tmp_path):
 def test_images_to_uint8_truncates_like_numpy():
     import tensorflow as tf
 
-    from eeg2image_tf.serving import images_to_uint8
+    from eeg2image_tf.models.inference import images_to_uint8
 
     # Values around every level boundary, the clip limits and beyond them.
     levels = np.arange(256, dtype=np.float32)

@@ -11,7 +11,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from eeg2image_tf.augment import diff_augment  # noqa: E402
+from eeg2image_tf.training.augment import diff_augment  # noqa: E402
 from eeg2image_tf.config import GanTrainConfig  # noqa: E402
 from eeg2image_tf.training.gan import (AUGMENT_F1, AUGMENT_F2, AUGMENT_FAKE,  # noqa: E402
                                        AUGMENT_REAL, LOSS_NAMES, GanSteps, build_gan_state,

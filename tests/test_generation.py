@@ -67,7 +67,8 @@ def make_gan_run(root: Path, latent_dim: int = 8, feature_dim: int = 8,
     import tensorflow as tf
 
     from eeg2image_tf.checkpoints import save_encoder_weights
-    from eeg2image_tf.config import GanTrainConfig, save_config
+    from eeg2image_tf.config import GanTrainConfig
+    from eeg2image_tf.runs import save_config
     from eeg2image_tf.data import EEGSplits, save_npz
     from eeg2image_tf.models import build_discriminator, build_encoder, build_generator
 
@@ -113,7 +114,7 @@ def make_gan_run(root: Path, latent_dim: int = 8, feature_dim: int = 8,
 # --------------------------------------------------------------------------------------------------
 
 def test_to_uint8_is_the_original_truncating_conversion():
-    from eeg2image_tf.generation import to_uint8
+    from eeg2image_tf.models.inference import to_uint8
 
     x = np.array([-1.5, -1.0, 0.0, 0.999, 1.0, 2.0, -0.2], np.float32)
     expected = np.uint8(np.clip((x * 0.5 + 0.5) * 255, 0, 255))
@@ -189,7 +190,7 @@ def test_conv_transpose_as_matmul_skips_a_known_zero_border():
 
 
 def test_fast_call_applies_only_to_our_generator():
-    from eeg2image_tf.generation import fast_generator_call
+    from eeg2image_tf.models.inference import fast_generator_call
 
     assert fast_generator_call(tiny_generator()) is None   # falls back to the model's own call
 
@@ -199,7 +200,7 @@ def test_fast_call_applies_only_to_our_generator():
 def test_fast_call_variants_equal_the_generator(matmul_max_pixels, narrow_rgb):
     import tensorflow as tf
 
-    from eeg2image_tf.generation import GENERATION_MATMUL_MAX_PIXELS, fast_generator_call
+    from eeg2image_tf.models.inference import GENERATION_MATMUL_MAX_PIXELS, fast_generator_call
     from eeg2image_tf.models import build_generator
 
     assert GENERATION_MATMUL_MAX_PIXELS >= 4 * 4   # blocks 0 and 1 at least
@@ -218,8 +219,9 @@ def test_fast_call_variants_equal_the_generator(matmul_max_pixels, narrow_rgb):
 def test_fast_call_reproduces_the_original_generator_images(fixture_file):
     import tensorflow as tf
 
-    from eeg2image_tf.generation import fast_generator_call, make_uint8_forward, to_uint8
-    from eeg2image_tf.legacy import load_original_gan
+    from eeg2image_tf.models.inference import fast_generator_call, to_uint8
+    from eeg2image_tf.generation import make_uint8_forward
+    from eeg2image_tf.checkpoints.original import load_original_gan
 
     reference = np.load(fixture_file("original_gan_reference.npz"))
     generator = load_original_gan(fixture_file("original_gan_ckpt")).generator
@@ -273,7 +275,8 @@ def test_generate_images_writes_documented_files_and_manifest(tmp_path):
 
 
 def test_conditions_and_latents_reach_the_generator(tmp_path):
-    from eeg2image_tf.generation import LatentStreams, generate_arrays, to_uint8
+    from eeg2image_tf.generation import LatentStreams, generate_arrays
+    from eeg2image_tf.models.inference import to_uint8
 
     generator = tiny_generator()
     features = tiny_features()

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from eeg2image_tf import metrics
+from eeg2image_tf.evaluation import metrics
 from eeg2image_tf.config import ImageClassifierConfig
 from eeg2image_tf.errors import CheckpointError
 from eeg2image_tf.models.classifier import ImageClassifier
@@ -192,7 +192,7 @@ def test_short_training_learns_and_writes_the_documented_files(trained_run):
 @pytest.mark.slow
 def test_conditional_accuracy_of_real_test_images_is_the_test_accuracy(trained_run, image_root):
     from eeg2image_tf.data import list_image_folder, load_images
-    from eeg2image_tf.training.image_classifier import load_image_classifier
+    from eeg2image_tf.checkpoints import load_image_classifier
 
     config, result = trained_run
     classifier = load_image_classifier(config.run)
@@ -214,8 +214,8 @@ def test_resumed_run_equals_an_uninterrupted_one(trained_run, tmp_path):
 
     import tensorflow as tf
 
-    from eeg2image_tf.training.image_classifier import (load_image_classifier,
-                                                        train_image_classifier)
+    from eeg2image_tf.checkpoints import load_image_classifier
+    from eeg2image_tf.training.image_classifier import train_image_classifier
 
     config, straight = trained_run
     uninterrupted = load_image_classifier(config.run).get_weights()
@@ -242,7 +242,7 @@ def test_resumed_run_equals_an_uninterrupted_one(trained_run, tmp_path):
 
 def test_load_image_classifier_errors(tmp_path):
     from eeg2image_tf.io_utils import atomic_write_json
-    from eeg2image_tf.training.image_classifier import load_image_classifier
+    from eeg2image_tf.checkpoints import load_image_classifier
 
     with pytest.raises(CheckpointError, match="missing_run: image classifier run not found"):
         load_image_classifier(tmp_path / "missing_run")

@@ -8,7 +8,7 @@ import tarfile
 import numpy as np
 import pytest
 
-from eeg2image_tf import inception
+from eeg2image_tf.evaluation import inception
 from eeg2image_tf.errors import DataError
 
 POOL_WIDTH = 8     # the real graph's 2048, shrunk: the backend reads the width from the graph

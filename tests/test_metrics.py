@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.stats import entropy
 
-from eeg2image_tf import metrics
+from eeg2image_tf.evaluation import metrics
 
 
 def _blobs(n_per_class=40, classes=4, dim=8, spread=0.3, seed=0):

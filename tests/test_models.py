@@ -294,7 +294,7 @@ def test_fused_batch_norm_models_match_plain_keras_batch_norm(gradients_match_fl
 
 
 def test_unrolled_encoder_is_the_same_function():
-    from eeg2image_tf.losses import triplet_semihard_loss
+    from eeg2image_tf.training.losses import triplet_semihard_loss
     from eeg2image_tf.models import build_encoder
 
     looped = build_encoder(num_channels=5, num_samples=7)

@@ -8,9 +8,11 @@ import sys
 
 import pytest
 
-from eeg2image_tf import pipeline
+from eeg2image_tf import pipeline as pipeline_command
 from eeg2image_tf.config import PROFILES, CurveConfig
 from eeg2image_tf.errors import ConfigError, DataError
+from eeg2image_tf.runs import PipelineRun
+from eeg2image_tf.workflow import pipeline
 
 
 def test_profiles_cover_every_stage():
@@ -24,7 +26,7 @@ def test_profiles_cover_every_stage():
 
 def test_curve_stage_is_skipped_where_the_profile_draws_none(tmp_path):
     config = pipeline.PipelineConfig(run=str(tmp_path), profile="demo")
-    outputs = pipeline.stage_curve(config, pipeline.PipelinePaths.from_config(config))
+    outputs = pipeline.stage_curve(config, PipelineRun.from_config(config))
     assert "skipped" in outputs and not (tmp_path / "gan").exists()
 
 
@@ -45,7 +47,7 @@ def test_smoke_pipeline_runs_every_stage_then_skips_them(tmp_path, capsys):
     run = tmp_path / "run"
     args = ["--run", str(run), "--profile", "smoke", "--set", "char",
             "--data-root", str(tmp_path / "data")]
-    assert pipeline.main(args) == 0
+    assert pipeline_command.main(args) == 0
     out = capsys.readouterr().out
     state = json.loads((run / "pipeline.json").read_text())
     assert [name for name, _ in pipeline.STAGES] == list(state["stages"])
@@ -68,7 +70,7 @@ def test_smoke_pipeline_runs_every_stage_then_skips_them(tmp_path, capsys):
     assert "EEG2Image pipeline summary" in out and f"tensorboard --logdir {run}" in out
 
     # A rerun skips every finished stage.
-    assert pipeline.main(args) == 0
+    assert pipeline_command.main(args) == 0
     rerun = capsys.readouterr().out
     assert rerun.count("done already, skipping") == len(pipeline.STAGES)
 
@@ -82,7 +84,7 @@ def test_smoke_pipeline_runs_every_stage_then_skips_them(tmp_path, capsys):
 
 
 def test_precision_resolves_per_stage(tmp_path, monkeypatch):
-    import eeg2image_tf.precision as precision
+    import eeg2image_tf.models.precision as precision
 
     def overrides(stage, profile="demo", choice="profile"):
         config = pipeline.PipelineConfig(run=str(tmp_path), profile=profile, precision=choice)

@@ -10,8 +10,8 @@ import tensorflow as tf
 
 from eeg2image_tf.errors import ConfigError
 from eeg2image_tf.models import Discriminator, Generator
-from eeg2image_tf import precision
-from eeg2image_tf.precision import check_precision, compute_dtype, uses_loss_scaling
+from eeg2image_tf.models import precision
+from eeg2image_tf.models.precision import check_precision, compute_dtype, uses_loss_scaling
 
 
 def test_precision_names():
@@ -71,7 +71,8 @@ def test_mixed_bfloat16_models_keep_float32_variables_and_outputs():
 
 
 def test_reduced_precision_generation_matches_float32_to_its_rounding():
-    from eeg2image_tf.generation import fast_generator_call, make_uint8_forward
+    from eeg2image_tf.models.inference import fast_generator_call
+    from eeg2image_tf.generation import make_uint8_forward
 
     keras.utils.set_random_seed(4)
     generator = Generator()

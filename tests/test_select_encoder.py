@@ -85,7 +85,7 @@ def test_load_encoder_takes_the_selected_checkpoint(run_copy):
     import tensorflow as tf
 
     from eeg2image_tf.models import build_encoder
-    from eeg2image_tf.training.encoder import select_encoder
+    from eeg2image_tf.training.selection import select_encoder
 
     result = select_encoder(SelectEncoderConfig(run=run_copy.run, n_clusters=4))
     loaded = checkpoints.load_encoder(run_copy.run)
@@ -96,7 +96,7 @@ def test_load_encoder_takes_the_selected_checkpoint(run_copy):
 
 
 def test_tsne_clips_perplexity_to_few_samples(tmp_path):
-    from eeg2image_tf.training.encoder import write_tsne_figure
+    from eeg2image_tf.evaluation.figures import write_tsne_figure
 
     rng = np.random.default_rng(0)
     features = rng.normal(size=(12, 5)).astype(np.float32)
@@ -107,8 +107,8 @@ def test_tsne_clips_perplexity_to_few_samples(tmp_path):
 
 
 def test_a_run_without_checkpoints_is_an_error(tmp_path):
-    from eeg2image_tf.config import prepare_run_dir
-    from eeg2image_tf.training.encoder import select_encoder
+    from eeg2image_tf.runs import prepare_run_dir
+    from eeg2image_tf.training.selection import select_encoder
 
     data = write_toy_set(tmp_path / "eeg" / "toy" / "data.npz")
     prepare_run_dir(toy_config(data, tmp_path / "empty"), tmp_path / "empty")

@@ -202,7 +202,7 @@ def test_other_config_is_refused_without_force(trained_run, tmp_path):
 
 def test_nan_loss_stops_with_the_epoch_and_keeps_the_last_checkpoint(trained_run, tmp_path,
                                                                       monkeypatch):
-    import eeg2image_tf.losses as losses
+    import eeg2image_tf.training.losses as losses
     from eeg2image_tf.training.encoder import train_encoder
 
     config, _ = trained_run
@@ -249,7 +249,7 @@ def test_xla_steps_give_the_same_numbers():
 
 def test_cli_parses_into_the_config_and_reports_errors(toy_data, tmp_path, capsys):
     from eeg2image_tf.cli import run_main
-    from eeg2image_tf.config import prepare_run_dir
+    from eeg2image_tf.runs import prepare_run_dir
     from eeg2image_tf.train_encoder import main
 
     run = tmp_path / "run"

@@ -107,7 +107,8 @@ def test_data_conditions_are_cached_and_invalidated(tiny_set, tmp_path):
     from eeg2image_tf.checkpoints import load_encoder
     from eeg2image_tf.data import preprocess
     from eeg2image_tf.data.thoughtviz import load_thoughtviz
-    from eeg2image_tf.training.gan import encoder_features, load_gan_data
+    from eeg2image_tf.models import encoder_features
+    from eeg2image_tf.training.gan_data import load_gan_data
 
     config = _config(tiny_set, tmp_path / "run")
     first = load_gan_data(config, tmp_path)
@@ -154,7 +155,7 @@ def test_cli_reports_a_bad_data_path_in_one_line(tiny_set, tmp_path, capsys):
 
 
 def test_epoch_shuffle_seeds_differ_between_epochs_and_runs():
-    from eeg2image_tf.training.gan import epoch_shuffle_seed
+    from eeg2image_tf.training.gan_data import epoch_shuffle_seed
 
     seeds = {epoch_shuffle_seed(45, epoch) for epoch in range(100)}
     assert len(seeds) == 100 and epoch_shuffle_seed(45, 0) == epoch_shuffle_seed(45, 0)

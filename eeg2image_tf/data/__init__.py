@@ -6,10 +6,11 @@ from .pipelines import encoder_dataset, gan_dataset
 from .preprocess import PREPROCESS_METHODS, preprocess, preprocess_numpy
 from .safe_pickle import RestrictedUnpickler, safe_load_pickle, safe_loads
 from .synthetic import SYNTHETIC_SETS, make_synthetic_eeg, render_character, write_synthetic_set
-from .thoughtviz import CLASS_NAMES, SPLIT_KEYS, EEGSplits, load_thoughtviz, save_npz
+from .thoughtviz import (CLASS_NAMES, SPLIT_KEYS, EEGSplits, convert_to_npz, load_thoughtviz,
+                         save_npz)
 
 __all__ = [
-    "CLASS_NAMES", "SPLIT_KEYS", "EEGSplits", "load_thoughtviz", "save_npz",
+    "CLASS_NAMES", "SPLIT_KEYS", "EEGSplits", "convert_to_npz", "load_thoughtviz", "save_npz",
     "RestrictedUnpickler", "safe_load_pickle", "safe_loads",
     "PREPROCESS_METHODS", "preprocess", "preprocess_numpy",
     "IMAGE_EXTENSIONS", "ImageFolder", "list_image_folder", "load_image", "load_images", "pair_images",

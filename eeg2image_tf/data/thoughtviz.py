@@ -258,3 +258,13 @@ def _resolve_class_names(path: Path, num_classes: int, given: Optional[Sequence[
     if inferred is not None and len(inferred) == num_classes:
         return inferred
     return None
+
+
+def convert_to_npz(source: str | os.PathLike, out: str | os.PathLike) -> EEGSplits:
+    """Read a ThoughtViz ``data.pkl`` safely and write it as ``out`` (a ``.npz``); return the splits."""
+    out = Path(out)
+    if out.suffix.lower() != ".npz":
+        raise DataError(f"{out}: --out must name a .npz file")
+    splits = load_thoughtviz(source)
+    save_npz(splits, out)
+    return splits

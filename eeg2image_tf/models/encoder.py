@@ -7,7 +7,13 @@ copy is the **embedding** the triplet loss trains. The GAN is conditioned on the
 from __future__ import annotations
 
 import keras
+import numpy as np
+import tensorflow as tf
 from keras import ops
+
+from ..errors import DataError
+
+FEATURE_BATCH = 1024     # trials per encoder call when computing features
 
 # tf.math.l2_normalize's floor on the squared norm; the original normalises with it, so an all-zero
 # feature gives an all-zero embedding instead of NaN.
@@ -64,3 +70,27 @@ def build_encoder(feature_dim: int = 128, hidden: int = 32, num_channels: int = 
     encoder = EEGEncoder(feature_dim=feature_dim, hidden=hidden, unroll=unroll)
     encoder(ops.zeros((1, num_samples, num_channels), dtype="float32"), training=False)
     return encoder
+
+
+def encoder_features(encoder, eeg, batch_size: int = FEATURE_BATCH) -> np.ndarray:
+    """The encoder's **feature** (not the embedding) with ``training=False``, in batches.
+
+    Args:
+        encoder: ``encoder(x, training=False) -> (embedding, feature)``: an :class:`EEGEncoder`, or
+            a compiled function of one (``training.encoder`` passes its run's compiled step, so that
+            the features equal those recorded during training bit for bit).
+        eeg: preprocessed ``(N, T, C)`` float32, numpy or tensor.
+        batch_size: trials per call.
+
+    Returns:
+        float32 ``(N, feature_dim)``.
+    """
+    eeg = tf.convert_to_tensor(eeg, dtype=tf.float32)
+    n = int(eeg.shape[0])
+    if n == 0:
+        raise DataError("encoder_features: no EEG trials")
+    parts = []
+    for start in range(0, n, batch_size):
+        _, feature = encoder(eeg[start:start + batch_size], training=False)
+        parts.append(np.asarray(feature, dtype=np.float32))
+    return np.concatenate(parts, axis=0)

@@ -22,6 +22,9 @@ statistics included.
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any, Optional
+
 import numpy as np
 
 import keras
@@ -51,6 +54,27 @@ def _batch_norm(fused: bool, name: str, dtype):
 def _kernel_initializer():
     # A fresh instance per layer: one unseeded Keras 3 initializer reused would repeat its values.
     return keras.initializers.TruncatedNormal(mean=0.0, stddev=0.02)
+
+
+@dataclasses.dataclass(frozen=True)
+class GeneratorInference:
+    """What :meth:`Generator.call` computes with ``training=False``, layer by layer.
+
+    The declared interface between the Generator and its fast inference forward
+    (:func:`eeg2image_tf.models.inference.fast_generator_call`), which is built from these layers
+    and their weights: ``x = reshape(inputs, (-1, 1, 1, input_dim))``, then per block
+    ``x = leaky_relu(norm(conv(x)), negative_slope)`` (no ``norm`` where it is None), then
+    ``tanh(to_rgb(x))``. Spectral normalisation at inference convolves with the stored kernel
+    (module docstring), so ``convs`` and ``to_rgb`` are the wrapped layers themselves. A change to
+    :meth:`Generator.call` must be mirrored in :meth:`Generator.inference_layers`; the fast forward
+    refuses layers it cannot reproduce, and a test compares it with the Generator's own call.
+    """
+
+    input_dim: int
+    convs: tuple[Any, ...]                  # keras Conv2DTranspose (or MatmulConv2DTranspose)
+    norms: tuple[Optional[Any], ...]        # one per conv: its BatchNormalization, or None
+    negative_slope: float                   # of the LeakyReLU after every block
+    to_rgb: Any                             # the 3-channel keras Conv2D before tanh
 
 
 @keras.saving.register_keras_serializable(package="eeg2image_tf")
@@ -129,6 +153,15 @@ class Generator(keras.Model):
     def norms(self) -> list:
         """The BatchNorms of blocks 1-5 (``norms[k]`` follows ``upsampling_convs[k + 1]``)."""
         return [getattr(self, f"batch_norm_{index}") for index in range(1, len(GENERATOR_FILTERS))]
+
+    def inference_layers(self) -> GeneratorInference:
+        """The layers :meth:`call` runs with ``training=False``, in order (see :class:`GeneratorInference`)."""
+        return GeneratorInference(
+            input_dim=self.input_dim,
+            convs=tuple(wrapper.layer for wrapper in self.upsampling_convs),
+            norms=(None, *self.norms),
+            negative_slope=float(self.activation.negative_slope),
+            to_rgb=self.to_rgb.layer)
 
     def call(self, inputs, training=False):
         if inputs.shape[-1] is not None and inputs.shape[-1] != self.input_dim:

@@ -1,4 +1,5 @@
-"""What every training loop shares: seeds, strategies, checkpoints, signals, divergence, summaries.
+"""The pieces of the run skeleton (:mod:`.run`): seeds, strategies, checkpoints, signals, divergence,
+the time budget.
 
 Checkpoints are never half-written: ``tf.train.Checkpoint.save`` writes its shards under a temporary
 name and renames them, and ``CheckpointManager`` replaces its ``checkpoint`` index file atomically, so a
@@ -7,30 +8,22 @@ name and renames them, and ``CheckpointManager`` replaces its ``checkpoint`` ind
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import signal
-import sys
+import threading
 import time
 from pathlib import Path
-from typing import Iterator, Mapping, Optional
+from typing import Mapping, Optional
 
-from ..errors import Eeg2ImageError, TrainingDivergedError
+import keras
+import tensorflow as tf
 
-
-class TrainingInterrupted(Exception):
-    """Raised after SIGINT/SIGTERM once a checkpoint has been saved; carries the exit code."""
-
-    def __init__(self, message: str, exit_code: int):
-        super().__init__(message)
-        self.exit_code = exit_code
+from ..errors import CheckpointError, Eeg2ImageError, TrainingDivergedError, TrainingInterrupted
 
 
 def set_seeds(seed: int) -> None:
     """Seed Python, numpy and TensorFlow (the original seeds numpy and TF with 45)."""
-    import keras
-
     keras.utils.set_random_seed(seed)
 
 
@@ -42,8 +35,6 @@ def make_strategy(name: str = "auto"):
     when there is no GPU); ``multiworker``: MultiWorkerMirroredStrategy configured by ``TF_CONFIG``;
     ``default``: no distribution.
     """
-    import tensorflow as tf
-
     name = name.lower()
     if name == "auto":
         gpus = tf.config.list_logical_devices("GPU")
@@ -81,8 +72,6 @@ class SignalGuard:
 
     def __enter__(self) -> "SignalGuard":
         # Signal handlers can only be installed from the main thread (tests may run loops elsewhere).
-        import threading
-
         if threading.current_thread() is threading.main_thread():
             for signum in self.SIGNALS:
                 self._previous[signum] = signal.signal(signum, self._handle)
@@ -114,8 +103,6 @@ def check_finite(losses: Mapping[str, float], where: str, last_checkpoint: Optio
 
 
 def make_checkpoint_manager(checkpoint, directory: str | Path, max_to_keep: Optional[int]):
-    import tensorflow as tf
-
     return tf.train.CheckpointManager(checkpoint, str(directory), max_to_keep=max_to_keep)
 
 
@@ -125,8 +112,6 @@ def restore_latest(checkpoint, manager) -> Optional[str]:
     Every object written is expected back (``assert_existing_objects_matched``): a checkpoint of
     another architecture fails here instead of silently training from a half-restored state.
     """
-    from ..errors import CheckpointError
-
     latest = manager.latest_checkpoint
     if not latest:
         return None
@@ -152,23 +137,3 @@ class Deadline:
     @property
     def expired(self) -> bool:
         return self.budget_s is not None and self.elapsed >= self.budget_s
-
-
-@contextlib.contextmanager
-def summary_writer(run_dir: str | Path, name: str = "train") -> Iterator[object]:
-    """A TensorBoard writer for ``<run>/tensorboard/<name>``, set as default inside the block."""
-    import tensorflow as tf
-
-    writer = tf.summary.create_file_writer(str(Path(run_dir) / "tensorboard" / name))
-    with writer.as_default():
-        yield writer
-    writer.flush()
-    writer.close()
-
-
-def progress_bar(total: Optional[int], initial: int = 0, desc: str = "", unit: str = "it"):
-    """A tqdm bar on stderr that stays quiet-ish when not attached to a terminal (CI logs)."""
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True,
-                mininterval=0.5 if sys.stderr.isatty() else 10.0, file=sys.stderr)

@@ -20,6 +20,7 @@ several replicas (their per-device components are updated by the parent's distri
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 
 
 @keras.saving.register_keras_serializable(package="eeg2image_tf")
@@ -34,8 +35,6 @@ class FusedAdam(keras.optimizers.Adam):
         super().__init__(*args, name=name, **kwargs)
 
     def _fusable(self, gradient, variable, momentum, velocity) -> bool:
-        import tensorflow as tf
-
         if keras.backend.backend() != "tensorflow" or self.amsgrad:
             return False
         if isinstance(gradient, tf.IndexedSlices) or variable.dtype != tf.float32:
@@ -46,8 +45,6 @@ class FusedAdam(keras.optimizers.Adam):
             and not isinstance(variable, tf.distribute.DistributedValues)
 
     def update_step(self, gradient, variable, learning_rate):
-        import tensorflow as tf
-
         index = self._get_variable_index(variable)
         momentum, velocity = self._momentums[index], self._velocities[index]
         if not self._fusable(gradient, variable, momentum, velocity):

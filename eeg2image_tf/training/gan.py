@@ -27,54 +27,50 @@ uninterrupted run would have drawn: the checkpoint's ``step`` is the whole state
 generator. The batch order of epoch ``e`` depends only on ``(seed, e)``; a resumed run rebuilds that
 epoch's dataset and skips the batches already trained on.
 
-Run directory: ``config.json``, ``conditions.npz`` (cached encoder features), ``checkpoints/``,
-``samples/step_NNNNNN.png`` and ``samples/latest.png``, ``tensorboard/train``, ``metrics.json``.
+Run directory (names in :mod:`eeg2image_tf.runs`): ``config.json``, ``conditions.npz`` (cached
+encoder features, :mod:`.gan_data`), ``checkpoints/``, ``samples/step_NNNNNN.png`` and
+``samples/latest.png``, ``tensorboard/train``, ``metrics.json``. The run skeleton (resume, signals,
+budget, checkpoint cadence) is :class:`~.run.TrainingRun`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
-import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
+import tensorflow as tf
 
-from ..config import GanTrainConfig, prepare_run_dir
+from ..config import GanTrainConfig
+from ..data import gan_dataset
 from ..errors import ConfigError, DataError
-from ..io_utils import atomic_path, atomic_write_json, read_json
-from .common import (Deadline, SignalGuard, check_finite, make_checkpoint_manager, make_strategy,
-                     progress_bar, restore_latest, set_seeds, summary_writer)
+from ..models import precision as precisions
+from ..runs import GanRun
+from .augment import diff_augment
+from .common import check_finite
+from .gan_data import SampleInputs, epoch_shuffle_seed, load_gan_data, sample_inputs
+from .gan_state import LOSS_SCALE_OBJECTS, GanState, build_gan_state, restore_gan_state
+from .losses import discriminator_hinge, generator_hinge, mode_seeking
+from .run import TrainingRun
+from .samples import sample_grid, write_png
 
 __all__ = [
     "LOSS_NAMES",
+    "LOSS_SCALE_OBJECTS",
     "StepRandomness",
     "step_randomness",
     "GanSteps",
     "GanState",
     "build_gan_state",
     "restore_gan_state",
-    "GanData",
-    "load_gan_data",
-    "encoder_features",
-    "resolve_image_root",
-    "epoch_shuffle_seed",
     "train_gan",
 ]
 
 LOSS_NAMES = ("gan/d_hinge", "gan/g_hinge", "gan/mode_seeking", "gan/g_total")
-# Checkpoint names of the dynamic loss scales of G's and D's optimizers (mixed_float16 runs only).
-LOSS_SCALE_OBJECTS = ("g_loss_scale", "d_loss_scale")
 SCALARS_EVERY_STEPS = 10
-SAMPLE_COUNT = 16
 SAMPLE_COLUMNS = 4
-SAMPLE_LATENT_RANGE = 0.2           # the original's fixed sample latent is U(-0.2, 0.2)
-FEATURE_BATCH = 1024                # trials per encoder call when computing conditions
-CONDITIONS_FILE = "conditions.npz"
-METRICS_FILE = "metrics.json"
 # Seeds of the four DiffAugment draws of a step, by position in StepRandomness.augment_seeds.
 AUGMENT_REAL, AUGMENT_FAKE, AUGMENT_F1, AUGMENT_F2 = range(4)
 
@@ -107,8 +103,6 @@ def step_randomness(seed: int, step, replica_id, batch_size, latent_dim: int) ->
         batch_size: the replica's batch size (int or scalar tensor).
         latent_dim: size of ``z``.
     """
-    import tensorflow as tf
-
     base = tf.stack([tf.constant(seed, tf.int64), tf.cast(step, tf.int64)])
     base = tf.random.experimental.stateless_fold_in(base, tf.cast(replica_id, tf.int64))
     seeds = tf.cast(tf.random.experimental.stateless_split(base, num=6), tf.int64)
@@ -165,8 +159,6 @@ class GanSteps:
         self.ema_decay = float(ema_decay)
 
     def _augment(self, images, seed):
-        from ..augment import diff_augment
-
         return diff_augment(images, self.policy, seed=seed)
 
     def discriminator_update(self, images, conditions, z1, augment_seeds) -> dict:
@@ -178,10 +170,6 @@ class GanSteps:
             z1: ``(B, latent_dim)``.
             augment_seeds: ``(4, 2)`` int64 (rows ``AUGMENT_REAL`` and ``AUGMENT_FAKE`` are used).
         """
-        import tensorflow as tf
-
-        from ..losses import discriminator_hinge
-
         # The original calls G with training=False here: no BatchNorm or spectral-norm update of G.
         fake = self.generator(tf.concat([z1, conditions], axis=-1), training=False)
         real_augmented = self._augment(images, augment_seeds[AUGMENT_REAL])
@@ -202,10 +190,6 @@ class GanSteps:
         Returns ``gan/g_hinge`` (sum of the two hinge terms), ``gan/mode_seeking`` (``1 / (ms + 1e-5)``,
         unweighted) and ``gan/g_total`` (``g_hinge + w * mode_seeking``), scalars.
         """
-        import tensorflow as tf
-
-        from ..losses import generator_hinge, mode_seeking
-
         inputs_1 = tf.concat([z1, conditions], axis=-1)
         inputs_2 = tf.concat([z2, conditions], axis=-1)
         variables = self.generator.trainable_variables
@@ -228,8 +212,6 @@ class GanSteps:
 
     def replica_step(self, step, images, conditions) -> dict:
         """One iteration on one replica's batch: draws, D update, then G update (spec order)."""
-        import tensorflow as tf
-
         replica_id = tf.distribute.get_replica_context().replica_id_in_sync_group
         draws = step_randomness(self.seed, step, replica_id, tf.shape(conditions)[0], self.latent_dim)
         losses = self.discriminator_update(images, conditions, draws.z1, draws.augment_seeds)
@@ -264,8 +246,6 @@ class GanSteps:
         saves the first replica's. Averaging after each update keeps one set of statistics, the
         mean of the replicas' (spectral-norm vectors are identical on all replicas already).
         """
-        import tensorflow as tf
-
         if self.num_replicas < 2 or not variables:
             return
         context = tf.distribute.get_replica_context()
@@ -282,8 +262,6 @@ class GanSteps:
         ``jit`` compiles the iteration with XLA; one replica only (XLA cannot reach the variables of
         the other replicas' devices from one cluster).
         """
-        import tensorflow as tf
-
         if jit and strategy.num_replicas_in_sync > 1:
             raise ConfigError(f"--jit needs a single replica, the strategy has "
                               f"{strategy.num_replicas_in_sync}: use --no-jit")
@@ -300,289 +278,15 @@ class GanSteps:
 
 
 # --------------------------------------------------------------------------------------------------
-# Models, optimizers, checkpoint
+# Samples
 # --------------------------------------------------------------------------------------------------
 
-@dataclasses.dataclass
-class GanState:
-    """What a GAN checkpoint holds; ``checkpoint`` uses the names the loaders rely on."""
-
-    generator: Any
-    discriminator: Any
-    g_optimizer: Any                # what the steps apply: FusedAdam, or a LossScaleOptimizer around it
-    d_optimizer: Any
-    step: Any                       # tf.Variable int64: iterations done
-    # tf.train.Checkpoint(step, generator, discriminator, g_/d_optimizer, [generator_ema],
-    # [g_/d_loss_scale]); the optimizers under their Adam names whatever the precision
-    checkpoint: Any
-    generator_ema: Any = None       # the weight average (GanTrainConfig.ema_decay > 0), else None
-    # mixed_float16 only: the checkpoint's LOSS_SCALE_OBJECTS (the dynamic loss scales), and the
-    # checkpoint without them, for resuming from a checkpoint written in another precision.
-    loss_scales: dict = dataclasses.field(default_factory=dict)
-    checkpoint_without_loss_scales: Any = None
-
-    @property
-    def loss_scale_values(self) -> dict:
-        """``{"precision/g_loss_scale": float, ...}``; empty without loss scaling."""
-        return {f"precision/{name}": float(optimizer.dynamic_scale.numpy())
-                for name, optimizer in self.loss_scales.items()}
-
-
-def build_gan_state(config: GanTrainConfig, strategy=None) -> GanState:
-    """Create and build the models and optimizers (inside ``strategy.scope()``) and the checkpoint.
-
-    Optimizers are built on the trainable variables here, before any tracing, so that their slots
-    exist (and are restored) before the first step.
-    """
-    import keras
-    import tensorflow as tf
-
-    from ..checkpoints import EMA_OBJECT
-    from ..models import build_discriminator, build_generator
-    from ..precision import check_precision, uses_loss_scaling
-    from .fused_adam import FusedAdam
-
-    strategy = strategy or tf.distribute.get_strategy()
-    policy = check_precision(config.precision)
-    with strategy.scope():
-        generator = build_generator(latent_dim=config.latent_dim, condition_dim=config.condition_dim,
-                                    fused_batch_norm=config.fused_batch_norm, dtype=policy,
-                                    matmul_convs=config.matmul_convs)
-        discriminator = build_discriminator(condition_dim=config.condition_dim,
-                                            split_condition_conv=config.fast_discriminator,
-                                            fused_batch_norm=config.fused_batch_norm, dtype=policy,
-                                            matmul_convs=config.matmul_convs)
-        # FusedAdam: Keras 3's Adam (same numbers, variables and checkpoints) in one kernel per
-        # variable, as the original's TF 2.8 Adam ran it; about 30 ms less per iteration.
-        g_optimizer = FusedAdam(config.learning_rate, beta_1=config.beta_1, beta_2=config.beta_2)
-        d_optimizer = FusedAdam(config.learning_rate, beta_1=config.beta_1, beta_2=config.beta_2)
-        g_optimizer.build(generator.trainable_variables)
-        d_optimizer.build(discriminator.trainable_variables)
-        loss_scales = {}
-        if uses_loss_scaling(policy):
-            # Keras's dynamic loss scaling (skips a step whose gradients overflow, halves the scale;
-            # doubles it after 2000 good steps). The Adam optimizers stay checkpointed under their
-            # usual names; the scales are extra objects, so runs can change precision on resume.
-            loss_scales = {name: keras.optimizers.LossScaleOptimizer(optimizer)
-                           for name, optimizer in zip(LOSS_SCALE_OBJECTS, (g_optimizer, d_optimizer))}
-            for optimizer, model in zip(loss_scales.values(), (generator, discriminator)):
-                optimizer.build(model.trainable_variables)
-        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step",
-                           aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-        tracked = {}
-        generator_ema = None
-        if config.ema_decay > 0.0:
-            # float32 like every checkpointed variable; it is only ever called for inference.
-            generator_ema = build_generator(latent_dim=config.latent_dim,
-                                            condition_dim=config.condition_dim,
-                                            fused_batch_norm=config.fused_batch_norm,
-                                            matmul_convs=config.matmul_convs)
-            for averaged, current in zip(generator_ema.weights, generator.weights):
-                averaged.assign(current)
-            tracked[EMA_OBJECT] = generator_ema     # the name the loaders look for
-        tracked.update(step=step, generator=generator, discriminator=discriminator,
-                       g_optimizer=g_optimizer, d_optimizer=d_optimizer)
-        checkpoint = tf.train.Checkpoint(**tracked, **loss_scales)
-        without_loss_scales = tf.train.Checkpoint(**tracked) if loss_scales else None
-    if loss_scales:
-        g_optimizer, d_optimizer = (loss_scales[name] for name in LOSS_SCALE_OBJECTS)
-    return GanState(generator=generator, discriminator=discriminator, g_optimizer=g_optimizer,
-                    d_optimizer=d_optimizer, step=step, checkpoint=checkpoint,
-                    generator_ema=generator_ema, loss_scales=loss_scales,
-                    checkpoint_without_loss_scales=without_loss_scales)
-
-
-def restore_gan_state(state: GanState, manager) -> Optional[str]:
-    """Restore the manager's latest checkpoint into ``state``; return its path or None.
-
-    A mixed_float16 run resumed from a checkpoint of another precision has no loss scales to
-    restore: they start from their initial value (everything else is checked as always).
-    """
-    import tensorflow as tf
-
-    latest = manager.latest_checkpoint
-    if latest and state.loss_scales:
-        stored = {name.split("/", 1)[0] for name, _ in tf.train.list_variables(latest)}
-        if not all(name in stored for name in state.loss_scales):
-            return restore_latest(state.checkpoint_without_loss_scales, manager)
-    return restore_latest(state.checkpoint, manager)
-
-
-# --------------------------------------------------------------------------------------------------
-# Data: EEG -> frozen encoder features (cached), paired images
-# --------------------------------------------------------------------------------------------------
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class GanData:
-    """Training inputs of the GAN.
-
-    ``conditions`` float32 ``(N, condition_dim)``: encoder features of the training trials;
-    ``labels`` int64 ``(N,)``; ``images`` float32 ``(M, 128, 128, 3)`` in ``[-1, 1]``, the image bank;
-    ``image_index`` int64 ``(N,)``: trial -> bank row (one fixed image of its class);
-    ``class_names`` from the image folder; ``conditions_cached``: the features came from
-    ``conditions.npz``.
-    """
-
-    conditions: np.ndarray
-    labels: np.ndarray
-    images: np.ndarray
-    image_index: np.ndarray
-    class_names: tuple[str, ...]
-    conditions_cached: bool
-
-
-def resolve_image_root(images: str | os.PathLike) -> Path:
-    """The training image folder: ``<images>/train`` when it exists, else ``<images>`` itself.
-
-    Both spellings occur: ``--images data/images`` (the data layout's root) and the train folder
-    itself (``data/images/train``, as the pipeline passes it).
-    """
-    root = Path(images)
-    return root / "train" if (root / "train").is_dir() else root
-
-
-def encoder_features(encoder, eeg, batch_size: int = FEATURE_BATCH) -> np.ndarray:
-    """The encoder's 128-d feature (not the embedding) with ``training=False``, in batches.
-
-    Args:
-        encoder: ``encoder(x, training=False) -> (embedding, feature)``.
-        eeg: preprocessed ``(N, T, C)`` float32.
-
-    Returns:
-        float32 ``(N, feature_dim)``.
-    """
-    import tensorflow as tf
-
-    eeg = tf.convert_to_tensor(eeg, tf.float32)
-    chunks = []
-    for start in range(0, int(eeg.shape[0]), batch_size):
-        _embedding, feature = encoder(eeg[start:start + batch_size], training=False)
-        chunks.append(np.asarray(feature, dtype=np.float32))
-    return np.concatenate(chunks, axis=0)
-
-
-def _files_signature(path: Path) -> list:
-    """(name, size, mtime) of the files under ``path`` (a file, a directory or a checkpoint prefix).
-
-    Directories are read three levels deep, TensorBoard logs excepted: enough to see a retrained or
-    reselected encoder (its checkpoints and JSON records) without hashing gigabytes.
-    """
-    def stat(file: Path, name: str) -> list:
-        info = file.stat()
-        return [name, info.st_size, info.st_mtime_ns]
-
-    if path.is_file():
-        return [stat(path, path.name)]
-    if path.is_dir():
-        found = []
-        for file in sorted(path.rglob("*")):
-            relative = file.relative_to(path)
-            if file.is_file() and "tensorboard" not in relative.parts and len(relative.parts) <= 3:
-                found.append(stat(file, str(relative)))
-        return found
-    # A checkpoint prefix (".../ckpt-12"): its index and data shards.
-    return [stat(file, file.name) for file in sorted(path.parent.glob(path.name + ".*"))]
-
-
-def _conditions_fingerprint(config: GanTrainConfig, num_trials: int) -> str:
-    """A digest of everything the cached features depend on: encoder files, data file, settings."""
-    encoder = Path(config.encoder).resolve()
-    data = Path(config.data).resolve()
-    description = {
-        "encoder": str(encoder), "encoder_files": _files_signature(encoder),
-        "data": str(data), "data_files": _files_signature(data),
-        "normalisation": config.normalisation, "condition_dim": config.condition_dim,
-        "num_trials": num_trials,
-    }
-    return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()
-
-
-def _read_cached_conditions(path: Path, fingerprint: str, num_trials: int) -> Optional[np.ndarray]:
-    if not path.exists():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as cache:
-            if str(cache["fingerprint"]) != fingerprint:
-                return None
-            conditions = np.asarray(cache["conditions"], dtype=np.float32)
-    except (OSError, KeyError, ValueError):
-        return None     # unreadable or from another version: recompute and overwrite
-    return conditions if conditions.shape[0] == num_trials else None
-
-
-def load_gan_data(config: GanTrainConfig, run_dir: str | os.PathLike) -> GanData:
-    """Load EEG and images, pair them, and get the conditions (from the cache or the encoder).
-
-    Raises :class:`DataError` when the EEG set and the image folder disagree on the class count or
-    the encoder's feature size differs from ``config.condition_dim``.
-    """
-    from ..checkpoints import load_encoder
-    from ..data import list_image_folder, load_images, load_thoughtviz, pair_images, preprocess
-
-    splits = load_thoughtviz(config.data)
-    image_root = resolve_image_root(config.images)
-    folder = list_image_folder(image_root)
-    if splits.num_classes != folder.num_classes:
-        raise DataError(f"{image_root}: {folder.num_classes} image classes but the EEG set "
-                        f"{config.data} has {splits.num_classes}")
-    labels = np.asarray(splits.y_train, dtype=np.int64)
-    image_index = pair_images(labels, folder.labels, seed=config.seed, class_names=folder.class_names)
-    images = load_images(folder.paths)
-
-    cache_path = Path(run_dir) / CONDITIONS_FILE
-    fingerprint = _conditions_fingerprint(config, len(labels))
-    conditions = _read_cached_conditions(cache_path, fingerprint, len(labels))
-    cached = conditions is not None
-    if conditions is None:
-        encoder = load_encoder(config.encoder)
-        eeg = preprocess(splits.x_train, method=config.normalisation)
-        conditions = encoder_features(encoder, eeg)
-        with atomic_path(cache_path) as tmp:
-            np.savez(tmp, conditions=conditions, labels=labels, fingerprint=np.asarray(fingerprint))
-    if conditions.shape[1] != config.condition_dim:
-        raise DataError(f"{config.encoder}: encoder features have {conditions.shape[1]} dimensions, "
-                        f"the GAN expects --condition-dim {config.condition_dim}")
-    if not np.all(np.isfinite(conditions)):
-        raise DataError(f"{config.encoder}: the encoder gives NaN/Inf features for {config.data}")
-    return GanData(conditions=conditions, labels=labels, images=images, image_index=image_index,
-                   class_names=folder.class_names, conditions_cached=cached)
-
-
-def epoch_shuffle_seed(seed: int, epoch: int) -> int:
-    """The shuffle seed of epoch ``epoch``: a resumed epoch replays the same batch order."""
-    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0] >> 1)
-
-
-# --------------------------------------------------------------------------------------------------
-# Samples and metrics
-# --------------------------------------------------------------------------------------------------
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class _SampleInputs:
-    generator_inputs: np.ndarray     # (16, latent + condition) float32: fixed latent and conditions
-    titles: tuple[str, ...]
-
-
-def _sample_inputs(config: GanTrainConfig, data: GanData) -> _SampleInputs:
-    """The original's sample grid: a fixed latent ``U(-0.2, 0.2)`` and the first 16 conditions."""
-    rows = np.arange(SAMPLE_COUNT) % len(data.conditions)     # a tiny set repeats its trials
-    latent = np.random.default_rng(config.seed).uniform(
-        -SAMPLE_LATENT_RANGE, SAMPLE_LATENT_RANGE, (SAMPLE_COUNT, config.latent_dim))
-    inputs = np.concatenate([latent.astype(np.float32), data.conditions[rows]], axis=1)
-    titles = tuple(data.class_names[int(label)] for label in data.labels[rows])
-    return _SampleInputs(generator_inputs=inputs, titles=titles)
-
-
-def _write_samples(generator, samples: _SampleInputs, run_dir: Path, step: int) -> Path:
-    import tensorflow as tf
-
-    from .samples import sample_grid, write_png
-
+def _write_samples(generator, samples: SampleInputs, run: GanRun, step: int) -> Path:
     images = generator(tf.constant(samples.generator_inputs), training=False)
     grid = sample_grid(np.asarray(images), samples.titles, columns=SAMPLE_COLUMNS)
-    path = run_dir / "samples" / f"step_{step:06d}.png"
+    path = run.sample(step)
     write_png(grid, path)
-    write_png(grid, run_dir / "samples" / "latest.png")
+    write_png(grid, run.latest_sample)
     tf.summary.image("gan/samples", grid[None], step=step)
     return path
 
@@ -604,9 +308,7 @@ def _check_config(config: GanTrainConfig, num_replicas: int) -> None:
     if not 0.0 <= config.ema_decay < 1.0:
         raise ConfigError(f"{config.run}: --ema-decay must be in [0, 1) (0: no average), "
                           f"got {config.ema_decay}")
-    from ..precision import warn_if_slow
-
-    warn_if_slow(config.precision, stacklevel=4)
+    precisions.warn_if_slow(config.precision, stacklevel=4)
 
 
 def train_gan(config: GanTrainConfig, force: bool = False) -> dict:
@@ -614,7 +316,7 @@ def train_gan(config: GanTrainConfig, force: bool = False) -> dict:
 
     Stops after ``config.max_steps`` iterations in total when given, else after ``config.epochs``
     epochs, or earlier when ``config.time_budget_s`` runs out (with a checkpoint). SIGINT/SIGTERM save
-    a checkpoint and raise :class:`~eeg2image_tf.training.common.TrainingInterrupted`; a NaN/Inf loss
+    a checkpoint and raise :class:`~eeg2image_tf.errors.TrainingInterrupted`; a NaN/Inf loss
     raises :class:`~eeg2image_tf.errors.TrainingDivergedError` and keeps the last good checkpoint.
 
     Returns:
@@ -622,19 +324,15 @@ def train_gan(config: GanTrainConfig, force: bool = False) -> dict:
         losses (``gan/...``), ``ms_per_step``, ``wall_time_s``, ``checkpoint``, ``samples``,
         ``conditions_cached``.
     """
-    import tensorflow as tf
-
-    from ..data import gan_dataset
-
     wall_start = time.monotonic()
-    deadline = Deadline(config.time_budget_s)     # the budget covers start-up and tracing too
-    run_dir = prepare_run_dir(config, config.run, force)
-    set_seeds(config.seed)
-    strategy = make_strategy(config.strategy)
+    # The budget covers start-up and tracing too.
+    run = TrainingRun(config, force, budget_s=config.time_budget_s, strategy=config.strategy)
+    gan_run = GanRun(run.dir)
+    strategy = run.strategy
     num_replicas = strategy.num_replicas_in_sync
     _check_config(config, num_replicas)
 
-    data = load_gan_data(config, run_dir)
+    data = load_gan_data(config, run.dir)
     steps_per_epoch = len(data.labels) // config.batch_size
     if steps_per_epoch == 0:
         raise DataError(f"{config.data}: {len(data.labels)} training trials, fewer than one batch "
@@ -651,27 +349,20 @@ def train_gan(config: GanTrainConfig, force: bool = False) -> dict:
     train_step = steps.make_train_step(strategy, jit=config.jit)
     # Samples show what generate and evaluate will use: the average when the run keeps one.
     sampler = state.generator_ema if state.generator_ema is not None else state.generator
-    manager = make_checkpoint_manager(state.checkpoint, run_dir / "checkpoints", config.max_to_keep)
-    restored = restore_gan_state(state, manager)
-    samples = _sample_inputs(config, data)
+    run.track(state.checkpoint, config.max_to_keep,
+              restore=lambda _checkpoint, manager: restore_gan_state(state, manager))
+    samples = sample_inputs(config, data)
 
     step = int(state.step.numpy())
     start_step = step
     # A rerun of a finished run saves and draws nothing new.
-    last_saved = step if restored else None
-    last_sample = step if (run_dir / "samples" / f"step_{step:06d}.png").exists() else None
-    previous = read_json(run_dir / METRICS_FILE) if (run_dir / METRICS_FILE).exists() else {}
+    run.resumed_at(step)
+    last_sample = step if gan_run.sample(step).exists() else None
+    previous = run.read_metrics()
     earlier_wall_time = float(previous.get("total_wall_time_s", 0.0)) if start_step else 0.0
     losses: dict[str, float] = dict(previous.get("losses", {})) if start_step else {}
     step_times: list[float] = []
     stopped = "completed"
-
-    def save_checkpoint() -> str:
-        nonlocal last_saved
-        if last_saved != step or manager.latest_checkpoint is None:
-            manager.save(checkpoint_number=step)
-            last_saved = step
-        return manager.latest_checkpoint
 
     def write_metrics() -> dict:
         timed = step_times[1:] or step_times      # the first step of a run includes tracing
@@ -682,67 +373,59 @@ def train_gan(config: GanTrainConfig, force: bool = False) -> dict:
             "losses": losses, "ms_per_step": 1000.0 * float(np.mean(timed)) if timed else None,
             "wall_time_s": wall, "total_wall_time_s": earlier_wall_time + wall,
             "batch_size": config.batch_size, "replicas": num_replicas,
-            "checkpoint": manager.latest_checkpoint,
+            "checkpoint": run.latest_checkpoint,
             **({"loss_scales": state.loss_scale_values} if state.loss_scales else {}),
         }
-        atomic_write_json(run_dir / METRICS_FILE, metrics)
+        run.write_metrics(metrics)
         return metrics
 
-    with summary_writer(run_dir) as writer, SignalGuard() as guard:
-        bar = progress_bar(total_steps, initial=step, desc="gan", unit="step")
-        try:
-            while step < total_steps and stopped == "completed":
-                epoch, position = divmod(step, steps_per_epoch)
-                dataset = gan_dataset(data.conditions, data.labels, data.images, data.image_index,
-                                      config.batch_size, shuffle=True,
-                                      seed=epoch_shuffle_seed(config.seed, epoch)).skip(position)
-                for batch in strategy.experimental_distribute_dataset(dataset):
-                    started = time.perf_counter()
-                    values = train_step(tf.constant(step, tf.int64), batch)
-                    values = {name: float(values[name]) for name in LOSS_NAMES}
-                    step_times.append(time.perf_counter() - started)
-                    # Weights that produced a NaN are never saved: the last checkpoint stays good.
-                    check_finite(values, f"step {step + 1}", manager.latest_checkpoint)
-                    step += 1
-                    state.step.assign(step)
-                    losses = values
-                    bar.update(1)
-                    bar.set_postfix({"d_hinge": f"{values['gan/d_hinge']:.3f}",
-                                     "g_hinge": f"{values['gan/g_hinge']:.3f}",
-                                     "mode_seeking": f"{values['gan/mode_seeking']:.3f}"},
-                                    refresh=False)
-                    if step >= total_steps:
-                        stopped = "completed"
-                    elif guard.triggered:
-                        stopped = "interrupted"
-                    elif deadline.expired:
-                        stopped = "time_budget"
-                    finishing = step >= total_steps or stopped != "completed"
-                    if step % SCALARS_EVERY_STEPS == 0 or finishing:
-                        for name, value in {**values, **state.loss_scale_values}.items():
-                            tf.summary.scalar(name, value, step=step)
-                    if step % config.checkpoint_every == 0 or finishing:
-                        save_checkpoint()
-                        write_metrics()
-                    if step % config.sample_every == 0:
-                        _write_samples(sampler, samples, run_dir, step)
-                        last_sample = step
-                    if finishing:
-                        break
-        finally:
-            bar.close()
-            writer.flush()
-        if guard.triggered and step < total_steps:    # also a signal during start-up
+    with run.loop(total_steps, step, desc="gan", unit="step") as loop:
+        while step < total_steps and stopped == "completed":
+            epoch, position = divmod(step, steps_per_epoch)
+            dataset = gan_dataset(data.conditions, data.labels, data.images, data.image_index,
+                                  config.batch_size, shuffle=True,
+                                  seed=epoch_shuffle_seed(config.seed, epoch)).skip(position)
+            for batch in strategy.experimental_distribute_dataset(dataset):
+                started = time.perf_counter()
+                values = train_step(tf.constant(step, tf.int64), batch)
+                values = {name: float(values[name]) for name in LOSS_NAMES}
+                step_times.append(time.perf_counter() - started)
+                # Weights that produced a NaN are never saved: the last checkpoint stays good.
+                check_finite(values, f"step {step + 1}", run.latest_checkpoint)
+                step += 1
+                state.step.assign(step)
+                losses = values
+                loop.bar.update(1)
+                loop.bar.set_postfix({"d_hinge": f"{values['gan/d_hinge']:.3f}",
+                                      "g_hinge": f"{values['gan/g_hinge']:.3f}",
+                                      "mode_seeking": f"{values['gan/mode_seeking']:.3f}"},
+                                     refresh=False)
+                reason = loop.stop_reason(step)
+                stopped = reason or "completed"
+                finishing = reason is not None
+                if step % SCALARS_EVERY_STEPS == 0 or finishing:
+                    for name, value in {**values, **state.loss_scale_values}.items():
+                        tf.summary.scalar(name, value, step=step)
+                if step % config.checkpoint_every == 0 or finishing:
+                    run.save(step)
+                    write_metrics()
+                if step % config.sample_every == 0:
+                    _write_samples(sampler, samples, gan_run, step)
+                    last_sample = step
+                if finishing:
+                    break
+        loop.writer.flush()
+        if loop.guard.triggered and step < total_steps:    # also a signal during start-up
             stopped = "interrupted"
-            path = save_checkpoint()
+            run.save(step)
             write_metrics()
-            raise guard.interrupted(f"step {step}", path)
-        checkpoint_path = save_checkpoint()
+            raise loop.interrupted(f"step {step}")
+        checkpoint_path = run.save(step)
         if last_sample != step:
-            _write_samples(sampler, samples, run_dir, step)
+            _write_samples(sampler, samples, gan_run, step)
         metrics = write_metrics()
 
     return {"step": step, "epoch": metrics["epoch"], "stopped": stopped, **losses,
             "ms_per_step": metrics["ms_per_step"], "wall_time_s": metrics["wall_time_s"],
-            "checkpoint": checkpoint_path, "samples": str(run_dir / "samples" / "latest.png"),
+            "checkpoint": checkpoint_path, "samples": str(gan_run.latest_sample),
             "conditions_cached": data.conditions_cached}

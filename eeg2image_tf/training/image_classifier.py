@@ -4,9 +4,10 @@ The classifier (:class:`~eeg2image_tf.models.classifier.ImageClassifier`) learns
 from ``<images>/train`` and is tested on ``<images>/test``. Evaluation then asks it whether a generated
 image shows the class of the EEG trial that conditioned it (``metrics.conditional_accuracy``).
 
-Run layout (``<run>`` is ``config.run``)::
+Run layout (``<run>`` is ``config.run``; names in :mod:`eeg2image_tf.runs`; loading:
+:func:`eeg2image_tf.checkpoints.load_image_classifier`)::
 
-    config.json                 the ImageClassifierConfig (prepare_run_dir)
+    config.json                 the ImageClassifierConfig (runs.prepare_run_dir)
     classes.json                {"class_names": [...], "image_size": ...}, to rebuild the model
     checkpoints/ckpt-<epoch>    tf.train.Checkpoint(classifier=, optimizer=, epoch=, augment_rng=,
                                 dropout_rng=), the two RNG states for an exact resume
@@ -24,35 +25,34 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import keras
 import numpy as np
+import tensorflow as tf
 
-from ..config import ImageClassifierConfig, prepare_run_dir
-from ..errors import CheckpointError, DataError
-from ..io_utils import atomic_write_json, read_json
-from ..metrics import conditional_accuracy, conditional_separability, per_class_accuracy
-from .common import (SignalGuard, check_finite, make_checkpoint_manager, progress_bar,
-                     restore_latest, set_seeds, summary_writer)
+from ..checkpoints import build_classifier
+from ..config import ImageClassifierConfig
+from ..data import list_image_folder, load_images
+from ..errors import DataError
+from ..evaluation.metrics import per_class_accuracy
+from ..io_utils import atomic_write_json, print_line
+from ..runs import EPOCH_COUNTER, TEST_SPLIT, TRAIN_SPLIT, ClassifierRun
+from .common import check_finite
+from .run import TrainingRun
 
 __all__ = [
     "TRAIN_LOSS_TAG", "TRAIN_ACCURACY_TAG", "TEST_LOSS_TAG", "TEST_ACCURACY_TAG",
-    "CHECKPOINT_DIR", "METRICS_FILE", "CLASSES_FILE",
     "ClassifierImages", "load_classifier_images", "affine_warp_rows", "augment_images",
-    "train_image_classifier", "load_image_classifier",
-    "conditional_accuracy", "conditional_separability",
+    "train_image_classifier",
 ]
 
 TRAIN_LOSS_TAG = "classifier/train_loss"
 TRAIN_ACCURACY_TAG = "classifier/train_accuracy"
 TEST_LOSS_TAG = "classifier/test_loss"
 TEST_ACCURACY_TAG = "classifier/test_accuracy"
-CHECKPOINT_DIR = "checkpoints"
-METRICS_FILE = "metrics.json"
-CLASSES_FILE = "classes.json"
 
 # Augmentation strengths: enough to cover the jitter of real and generated images, not enough to
 # turn one letter into another.
@@ -84,11 +84,9 @@ def load_classifier_images(images_root: str | Path, classifier) -> ClassifierIma
     the very operation applied to generated images, so real and generated images reach the
     convolutions through the same resampling. Train and test must have the same class folders.
     """
-    from ..data import list_image_folder, load_images
-
     root = Path(images_root)
-    train = list_image_folder(root / "train")
-    test = list_image_folder(root / "test")
+    train = list_image_folder(root / TRAIN_SPLIT)
+    test = list_image_folder(root / TEST_SPLIT)
     if train.class_names != test.class_names:
         raise DataError(f"{root}: train and test class folders differ "
                         f"({', '.join(train.class_names)} vs {', '.join(test.class_names)})")
@@ -113,8 +111,6 @@ def affine_warp_rows(angle, scale, shift_x, shift_y, size):
     The op maps each *output* pixel to the input pixel it samples, so the rows hold the inverse map
     ``in = R(-angle) (out - centre - shift) / scale + centre``.
     """
-    import tensorflow as tf
-
     centre = (tf.cast(size, tf.float32) - 1.0) / 2.0
     cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
     source_x, source_y = centre + shift_x, centre + shift_y
@@ -131,8 +127,6 @@ def augment_images(images, generator):
     replicated into the uncovered border) so the image is resampled only once; the result is clipped
     to [-1, 1].
     """
-    import tensorflow as tf
-
     batch = tf.shape(images)[0]
     size = tf.cast(tf.shape(images)[1], tf.float32)
     angle = generator.uniform([batch], -1.0, 1.0) * (MAX_ROTATION_DEGREES * math.pi / 180.0)
@@ -151,9 +145,6 @@ def augment_images(images, generator):
 
 
 def _make_steps(classifier, optimizer, generator):
-    import keras
-    import tensorflow as tf
-
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     spec = tf.TensorSpec([None, classifier.image_size, classifier.image_size, 3], tf.float32)
     label_spec = tf.TensorSpec([None], tf.int64)
@@ -190,36 +181,6 @@ def _evaluate(eval_step, images: np.ndarray, labels: np.ndarray,
     return total_loss / len(images), np.concatenate(predictions)
 
 
-class _SilentBar:
-    """Stands in for the progress bar when ``progress=False``."""
-
-    def __enter__(self) -> "_SilentBar":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        return None
-
-    def update(self, count: int = 1) -> None:
-        return None
-
-    def set_postfix(self, **kwargs) -> None:
-        return None
-
-
-def _print_line(message: str) -> None:
-    from tqdm.auto import tqdm
-
-    tqdm.write(message, file=sys.stdout)
-    sys.stdout.flush()
-
-
-def _build_classifier(num_classes: int, image_size: int, class_names=None):
-    from ..models.classifier import ImageClassifier
-
-    return ImageClassifier(num_classes, image_size=image_size,
-                           class_names=class_names).build_for_images()
-
-
 def train_image_classifier(config: ImageClassifierConfig, force: bool = False,
                            progress: bool = True) -> dict[str, Any]:
     """Train the classifier of ``config`` into ``config.run``; resume from its latest checkpoint.
@@ -228,25 +189,20 @@ def train_image_classifier(config: ImageClassifierConfig, force: bool = False,
     finished run re-stretches the schedule), batches of ``batch_size`` (the last incomplete batch
     of each epoch is dropped so BatchNorm never sees a tiny batch), a checkpoint after every epoch.
     SIGINT/SIGTERM stop after the current epoch with a checkpoint
-    (:class:`~eeg2image_tf.training.common.TrainingInterrupted`).
+    (:class:`~eeg2image_tf.errors.TrainingInterrupted`). The run skeleton is
+    :class:`~.run.TrainingRun`.
 
     Returns ``test_accuracy``, ``test_loss``, ``train_accuracy`` (last epoch, augmented images),
     ``per_class_accuracy`` {class name: accuracy}, ``epoch``, ``checkpoint``, ``seconds``; the same
     numbers are in ``<run>/metrics.json``.
     """
-    import keras
-    import tensorflow as tf
-
     started = time.monotonic()
-    run_dir = prepare_run_dir(config, config.run, force)
-    set_seeds(config.seed)
+    run = TrainingRun(config, force)
 
-    from ..data import list_image_folder
-
-    class_names = list_image_folder(Path(config.images) / "train").class_names
-    classifier = _build_classifier(len(class_names), config.image_size, class_names)
-    atomic_write_json(run_dir / CLASSES_FILE, {"class_names": list(class_names),
-                                               "image_size": config.image_size})
+    class_names = list_image_folder(Path(config.images) / TRAIN_SPLIT).class_names
+    classifier = build_classifier(len(class_names), config.image_size, class_names)
+    atomic_write_json(ClassifierRun(run.dir).classes, {"class_names": list(class_names),
+                                                       "image_size": config.image_size})
     data = load_classifier_images(config.images, classifier)
 
     batch_size = min(config.batch_size, len(data.x_train))
@@ -257,21 +213,18 @@ def train_image_classifier(config: ImageClassifierConfig, force: bool = False,
     # Adam's slots must exist before a restore, or their saved values could not be put anywhere.
     optimizer.build(classifier.trainable_variables)
     generator = tf.random.Generator.from_seed(config.seed)
-    epoch_counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+    epoch_counter = tf.Variable(0, dtype=tf.int64, trainable=False, name=EPOCH_COUNTER)
     # The RNG states go into the checkpoint too (dropout's is not part of the model's own
     # checkpoint), so that a resumed run draws what an uninterrupted one would have drawn.
     checkpoint = tf.train.Checkpoint(classifier=classifier, optimizer=optimizer,
                                      epoch=epoch_counter, augment_rng=generator,
                                      dropout_rng=classifier.dropout.seed_generator.state)
-    manager = make_checkpoint_manager(checkpoint, run_dir / CHECKPOINT_DIR, max_to_keep=2)
-    restored = restore_latest(checkpoint, manager)
+    run.track(checkpoint, max_to_keep=2)
     start_epoch = int(epoch_counter.numpy())
-    if restored:
-        print(f"resuming {restored} at epoch {start_epoch + 1} of {config.epochs}", file=sys.stderr)
+    run.announce_resume(start_epoch, config.epochs)
 
     train_step, eval_step = _make_steps(classifier, optimizer, generator)
-    metrics_path = run_dir / METRICS_FILE
-    metrics: dict[str, Any] = read_json(metrics_path) if metrics_path.exists() else {}
+    metrics: dict[str, Any] = run.read_metrics()
 
     def record(epoch: int, train_loss: float, train_accuracy: float, summaries: bool = True) -> None:
         test_loss, predictions = _evaluate(eval_step, data.x_test, data.y_test, batch_size)
@@ -290,18 +243,17 @@ def train_image_classifier(config: ImageClassifierConfig, force: bool = False,
             "num_train": int(len(data.x_train)),
             "num_test": int(len(data.x_test)),
             "class_names": list(data.class_names),
-            "checkpoint": manager.latest_checkpoint,
+            "checkpoint": run.latest_checkpoint,
         })
-        atomic_write_json(metrics_path, metrics)
-        _print_line(f"epoch {epoch}: train loss {train_loss:.4f} accuracy {train_accuracy:.4f}  "
-                    f"test loss {test_loss:.4f} accuracy {test_accuracy:.4f}")
+        run.write_metrics(metrics)
+        print_line(f"epoch {epoch}: train loss {train_loss:.4f} accuracy {train_accuracy:.4f}  "
+                   f"test loss {test_loss:.4f} accuracy {test_accuracy:.4f}")
 
     total_steps = config.epochs * steps_per_epoch
     initial_step = min(start_epoch, config.epochs) * steps_per_epoch
-    bar = progress_bar(total_steps, initial=initial_step, desc="classifier", unit="step") \
-        if progress else _SilentBar()
     trained_epochs = 0
-    with summary_writer(run_dir, "train") as writer, SignalGuard() as guard, bar:
+    with run.loop(config.epochs, initial_step, desc="classifier", unit="step",
+                  bar_total=total_steps, progress=progress) as loop:
         for epoch in range(start_epoch + 1, config.epochs + 1):
             order = np.random.default_rng([config.seed, epoch]).permutation(len(data.x_train))
             losses, correct = [], 0.0
@@ -310,19 +262,19 @@ def train_image_classifier(config: ImageClassifierConfig, force: bool = False,
                 loss, batch_correct = train_step(data.x_train[batch], data.y_train[batch])
                 losses.append(loss)
                 correct += float(batch_correct)
-                bar.update(1)
+                loop.bar.update(1)
             train_loss = float(np.mean([float(loss) for loss in losses]))
-            check_finite({TRAIN_LOSS_TAG: train_loss}, f"epoch {epoch}", manager.latest_checkpoint)
+            check_finite({TRAIN_LOSS_TAG: train_loss}, f"epoch {epoch}", run.latest_checkpoint)
             train_accuracy = correct / (steps_per_epoch * batch_size)
             epoch_counter.assign(epoch)
-            manager.save(checkpoint_number=epoch)
+            run.save(epoch)
             trained_epochs += 1
             record(epoch, train_loss, train_accuracy)
-            bar.set_postfix(loss=f"{train_loss:.3f}", test=f"{metrics['test_accuracy']:.3f}",
-                            refresh=False)
-            writer.flush()
-            if guard.triggered and epoch < config.epochs:
-                raise guard.interrupted(f"epoch {epoch}", manager.latest_checkpoint)
+            loop.bar.set_postfix(loss=f"{train_loss:.3f}", test=f"{metrics['test_accuracy']:.3f}",
+                                 refresh=False)
+            loop.writer.flush()
+            if loop.stop_reason(epoch) == "interrupted":
+                raise loop.interrupted(f"epoch {epoch}")
         if trained_epochs == 0:
             # A finished run rerun as is: evaluate the checkpoint again rather than trust an old file
             # (TensorBoard already has this epoch).
@@ -335,41 +287,6 @@ def train_image_classifier(config: ImageClassifierConfig, force: bool = False,
         "train_accuracy": metrics["train_accuracy"],
         "per_class_accuracy": metrics["per_class_accuracy"],
         "epoch": metrics["epoch"],
-        "checkpoint": manager.latest_checkpoint,
+        "checkpoint": run.latest_checkpoint,
         "seconds": round(time.monotonic() - started, 1),
     }
-
-
-def load_image_classifier(run_dir: str | Path):
-    """The trained :class:`~eeg2image_tf.models.classifier.ImageClassifier` of a classifier run.
-
-    Reads ``classes.json`` and restores the latest checkpoint of ``<run_dir>/checkpoints`` (the
-    optimizer and augmentation state in it are not needed for inference, hence ``expect_partial``;
-    every variable of the model must be there). ``classifier.class_names`` holds the class names.
-    """
-    import tensorflow as tf
-
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise CheckpointError(f"{run_dir}: image classifier run not found")
-    classes = read_json(run_dir / CLASSES_FILE)
-    try:
-        class_names = tuple(str(name) for name in classes["class_names"])
-        image_size = int(classes["image_size"])
-    except (KeyError, TypeError, ValueError):
-        raise CheckpointError(f"{run_dir / CLASSES_FILE}: expected class_names and image_size") \
-            from None
-    latest = tf.train.latest_checkpoint(str(run_dir / CHECKPOINT_DIR))
-    if latest is None:
-        raise CheckpointError(f"{run_dir / CHECKPOINT_DIR}: no checkpoint (train the classifier "
-                              "first)")
-    classifier = _build_classifier(len(class_names), image_size, class_names)
-    try:
-        tf.train.Checkpoint(classifier=classifier).restore(latest).expect_partial() \
-            .assert_existing_objects_matched()
-    except (AssertionError, ValueError, tf.errors.OpError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{latest}: not a checkpoint of this classifier ({first_line})") \
-            from None
-    return classifier
-

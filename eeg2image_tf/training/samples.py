@@ -13,7 +13,10 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
+import cv2
 import numpy as np
+
+from ..io_utils import atomic_write_bytes
 
 TITLE_HEIGHT = 20
 PADDING = 4
@@ -46,8 +49,6 @@ def grid_shape(count: int, columns: int, image_height: int, image_width: int) ->
 
 def _title_scale(text: str, width: int) -> float:
     """The largest Hershey font scale (up to 0.45) whose rendering of ``text`` fits in ``width``."""
-    import cv2
-
     scale = 0.45
     while scale > 0.2:
         (text_width, _), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
@@ -68,8 +69,6 @@ def sample_grid(images, titles: Sequence[str], columns: int = 4) -> np.ndarray:
     Returns:
         ``(height, width, 3)`` uint8 RGB, ``(height, width) = grid_shape(N, columns, H, W)``.
     """
-    import cv2
-
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(f"sample_grid: expected (N, H, W, 3) images, got shape {images.shape}")
@@ -98,10 +97,6 @@ def sample_grid(images, titles: Sequence[str], columns: int = 4) -> np.ndarray:
 
 def write_png(rgb: np.ndarray, destination: str | os.PathLike) -> None:
     """Write an RGB uint8 array as PNG, atomically (a reader never sees half a file)."""
-    import cv2
-
-    from ..io_utils import atomic_write_bytes
-
     ok, encoded = cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR))
     if not ok:
         raise OSError(f"{destination}: PNG encoding failed")

@@ -19,9 +19,12 @@ import tarfile
 from pathlib import Path
 from typing import Optional
 
+import keras
 import numpy as np
+import tensorflow as tf
+from tqdm.auto import tqdm
 
-from .errors import DataError
+from ..errors import DataError
 
 GRAPH_FILE_NAME = "classify_image_graph_def.pb"
 GRAPH_INPUT = "ExpandDims:0"
@@ -71,8 +74,6 @@ class InceptionBackend:
             raise ValueError(f"{self.name}: no images")
         starts = range(0, images.shape[0], batch_size)
         if progress:
-            from tqdm.auto import tqdm
-
             starts = tqdm(starts, desc=self.name, unit="batch")
         features, probs = [], []
         for start in starts:
@@ -148,7 +149,6 @@ class GraphInception(InceptionBackend):
     paper_comparable = True
 
     def __init__(self, path: str | os.PathLike):
-        import tensorflow as tf
 
         self.path = Path(path)
         graph_def = tf.compat.v1.GraphDef()
@@ -223,8 +223,6 @@ class KerasInception(InceptionBackend):
     paper_comparable = False
 
     def __init__(self, weights_path: str | os.PathLike):
-        import keras
-        import tensorflow as tf
 
         self.path = Path(weights_path)
         if not self.path.is_file():
@@ -249,7 +247,6 @@ class KerasInception(InceptionBackend):
         self._forward = forward
 
     def _run_batch(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        import tensorflow as tf
 
         features, probs = self._forward(tf.constant(batch))
         probs = probs.numpy().astype(np.float64)

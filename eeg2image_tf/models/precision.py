@@ -21,10 +21,13 @@ activations in 16 bits. A run trained in any precision loads and generates in an
 from __future__ import annotations
 
 import functools
+import warnings
 from pathlib import Path
 from typing import Optional
 
-from .errors import ConfigError
+import tensorflow as tf
+
+from ..errors import ConfigError
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 _COMPUTE_DTYPES = {"float32": "float32", "mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}
@@ -58,8 +61,6 @@ def bfloat16_supported() -> bool:
 
 
 def _gpu_present() -> bool:
-    import tensorflow as tf
-
     return bool(tf.config.list_physical_devices("GPU"))
 
 
@@ -81,6 +82,4 @@ def warn_if_slow(precision: str, stacklevel: int = 3) -> None:
     """Warn (RuntimeWarning) when :func:`slow_precision_warning` has a reason."""
     message = slow_precision_warning(precision)
     if message:
-        import warnings
-
         warnings.warn(message, RuntimeWarning, stacklevel=stacklevel)

@@ -27,22 +27,11 @@ from typing import Any, Optional, Sequence
 
 import tensorflow as tf
 
-from .errors import CheckpointError
+from ..data import preprocess
+from ..errors import CheckpointError
+from ..models.inference import images_to_uint8
 
 IMAGE_SIZE = 128
-
-# serving_default is the same function as generate; the order is the order of the docs.
-SIGNATURE_NAMES = ("serving_default", "generate", "generate_seeded", "embed", "generate_from_features")
-
-
-def images_to_uint8(images: tf.Tensor) -> tf.Tensor:
-    """Generator output in [-1, 1] ``(B, H, W, 3)`` float -> uint8 ``(B, H, W, 3)`` in 0-255.
-
-    The original's ``np.uint8(np.clip((x * 0.5 + 0.5) * 255, 0, 255))``: the cast truncates towards
-    zero like numpy's, after the clip has made every value a valid uint8.
-    """
-    scaled = (images * 0.5 + 0.5) * 255.0
-    return tf.cast(tf.clip_by_value(scaled, 0.0, 255.0), tf.uint8)
 
 
 def _shape_text(dims: Sequence[Optional[int]]) -> str:
@@ -103,8 +92,6 @@ class EEG2ImageServing(tf.Module):
     def __init__(self, encoder: Any, generator: Any, *, num_channels: int, num_samples: int,
                  latent_dim: int, normalisation: str = "original", name: Optional[str] = None):
         super().__init__(name=name)
-        from .data import preprocess  # noqa: F401 - fail now, not while tracing, if it is missing
-
         self.encoder = encoder
         self.generator = generator
         self.num_channels = int(num_channels)
@@ -180,8 +167,6 @@ class EEG2ImageServing(tf.Module):
 
     def _features(self, eeg: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """Checked raw trials ``(B, C, T)`` -> ``(embedding, feature)``, each ``(B, feature_dim)``."""
-        from .data import preprocess
-
         model_input = preprocess(eeg, method=self.normalisation)
         embedding, feature = self.encoder(model_input, training=False)
         return embedding, feature

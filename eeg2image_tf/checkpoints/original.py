@@ -17,8 +17,11 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import tensorflow as tf
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
+from ..models import build_discriminator, build_encoder, build_generator
+from ..runs import latest_checkpoint_in
 
 VALUE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 ENCODER_PREFIX = "model/encoder/"
@@ -31,8 +34,6 @@ def resolve_original_checkpoint(path: str | Path) -> str:
     A directory's ``checkpoint`` index file names the prefix; without one, the highest-numbered
     ``*.index`` file is taken.
     """
-    from .checkpoints import latest_checkpoint_in
-
     path = Path(path)
     if path.is_dir():
         return latest_checkpoint_in(path)
@@ -46,8 +47,6 @@ def resolve_original_checkpoint(path: str | Path) -> str:
 
 def checkpoint_variable_shapes(prefix: str) -> dict[str, tuple[int, ...]]:
     """``{key: shape}`` of every variable stored under ``prefix``."""
-    import tensorflow as tf
-
     try:
         return {key: tuple(shape) for key, shape in tf.train.list_variables(prefix)}
     except (tf.errors.OpError, ValueError) as exc:
@@ -63,8 +62,6 @@ class _KeyReader:
     """Reads ``<key>/.ATTRIBUTES/VARIABLE_VALUE`` tensors, failing with the file and key named."""
 
     def __init__(self, prefix: str):
-        import tensorflow as tf
-
         self.prefix = prefix
         self.shapes = checkpoint_variable_shapes(prefix)
         self._reader = tf.train.load_checkpoint(prefix)
@@ -113,8 +110,6 @@ def load_original_encoder(path: str | Path):
     checked against them. Raises :class:`CheckpointError` naming the file and the missing key or the
     expected vs found shape.
     """
-    from .models import build_encoder
-
     prefix = resolve_original_checkpoint(path)
     reader = _KeyReader(prefix)
     num_channels = _first_dim(reader, "model/encoder/0/cell/kernel")
@@ -187,8 +182,6 @@ def load_original_gan(path: str | Path, split_condition_conv: bool = False) -> O
     (``gopt/``, ``copt/``) is ignored. Raises :class:`CheckpointError` naming the file and the
     missing key or the expected vs found shape.
     """
-    from .models import build_discriminator, build_generator
-
     prefix = resolve_original_checkpoint(path)
     reader = _KeyReader(prefix)
     first_generator_kernel = reader.shape("model/gen/conv/0/w")

@@ -2,8 +2,9 @@
 
 Format: a TF object-based checkpoint whose root holds ``encoder=`` (encoder runs: with
 ``optimizer=`` and ``epoch=`` too) or ``generator=`` and ``discriminator=`` (GAN runs: with ``step=``,
-``g_optimizer=``, ``d_optimizer=``, and ``generator_ema=`` when trained with ``--ema-decay``). Weights-only exports (:func:`save_encoder_weights`,
-:func:`save_gan_weights`, used by ``import_original``) write the model objects only, through a
+``g_optimizer=``, ``d_optimizer=``, and ``generator_ema=`` when trained with ``--ema-decay``).
+Weights-only exports (:func:`save_encoder_weights`, :func:`save_gan_weights`, used by
+``import_original``) write the model objects only, through a
 ``CheckpointManager`` (``<dir>/checkpoint`` + ``<dir>/ckpt-1.*``), and a ``model.json`` beside them::
 
     {"format": "eeg2image_tf-checkpoint/1", "kind": "encoder" | "gan",
@@ -18,7 +19,7 @@ Format: a TF object-based checkpoint whose root holds ``encoder=`` (encoder runs
 - a checkpoint directory (with a ``checkpoint`` index file, or ``*.index`` files: the highest number);
 - a checkpoint prefix (``.../ckpt-10``);
 - any of these in the authors' original format (recognised by its ``model/encoder/`` or
-  ``model/gen/`` keys), handed to :mod:`eeg2image_tf.legacy`.
+  ``model/gen/`` keys), handed to :mod:`eeg2image_tf.checkpoints.original`.
 
 Architecture sizes come from ``model.json`` beside the checkpoint, else from the run's
 ``config.json`` (``feature_dim``, ``hidden``, ``latent_dim``, ``condition_dim``), else the defaults;
@@ -30,19 +31,22 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import re
 from pathlib import Path
 from typing import Any, NamedTuple, Optional
 
-from .errors import CheckpointError, Eeg2ImageError
-from .io_utils import atomic_write_json, read_json
+import tensorflow as tf
+from tensorflow.core.protobuf import trackable_object_graph_pb2
+
+from ..errors import CheckpointError
+from ..io_utils import atomic_write_json
+from ..models import build_discriminator, build_encoder, build_generator
+from ..runs import (CHECKPOINT_DIR, CHECKPOINT_NAME, CONFIG_FILE, MODEL_FILE, EncoderRun,
+                    best_checkpoint, is_checkpoint_dir, latest_checkpoint_in)
+from ..runs import _read_json_as_checkpoint_error as _read_json
+from .original import (ENCODER_PREFIX, GAN_PREFIX, checkpoint_variable_shapes,
+                       load_original_encoder, load_original_gan)
 
 FORMAT = "eeg2image_tf-checkpoint/1"
-MODEL_FILE = "model.json"
-CONFIG_FILE = "config.json"
-BEST_CHECKPOINT_FILE = "best_checkpoint.json"
-CHECKPOINT_DIR = "checkpoints"
-CHECKPOINT_NAME = "ckpt"
 ENCODER_KIND = "encoder"
 GAN_KIND = "gan"
 _A_KIND = {ENCODER_KIND: "an encoder", GAN_KIND: "a GAN"}
@@ -51,8 +55,9 @@ ENCODER_DEFAULTS = {"feature_dim": 128, "hidden": 32}
 GAN_DEFAULTS = {"latent_dim": 128, "condition_dim": 128}
 DEFAULT_NUM_CHANNELS = 14
 _ENCODER_INPUT_KERNEL_PATH = "encoder/sequence_lstm/cell/kernel"
-
-
+# The weight-averaged generator of a GAN checkpoint (train_gan --ema-decay).
+EMA_OBJECT = "generator_ema"
+# The weight-averaged generator of a GAN checkpoint (train_gan --ema-decay).
 class LoadedGAN(NamedTuple):
     """What :func:`load_gan` returns; unpacks as ``generator, discriminator = load_gan(path)``."""
 
@@ -72,9 +77,19 @@ class ResolvedCheckpoint:
 # Saving (weights only)
 # --------------------------------------------------------------------------------------------------
 
+def write_model_record(directory: str | Path, kind: str, architecture: dict,
+                       provenance: Optional[dict], checkpoint: Optional[str] = None) -> Path:
+    """``<directory>/model.json``: the format, the kind, the architecture sizes the loaders build
+    from, the checkpoint it describes (weights-only exports) and where the weights came from."""
+    record = {"format": FORMAT, "kind": kind, "architecture": architecture}
+    if checkpoint is not None:
+        record["checkpoint"] = checkpoint
+    record["provenance"] = dict(provenance or {})
+    return atomic_write_json(Path(directory) / MODEL_FILE, record)
+
+
 def _save_weights(objects: dict, directory: str | Path, kind: str, architecture: dict,
                   metadata: Optional[dict]) -> str:
-    import tensorflow as tf
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -82,9 +97,7 @@ def _save_weights(objects: dict, directory: str | Path, kind: str, architecture:
     manager = tf.train.CheckpointManager(checkpoint, str(directory), max_to_keep=1,
                                          checkpoint_name=CHECKPOINT_NAME)
     prefix = manager.save()
-    atomic_write_json(directory / MODEL_FILE, {
-        "format": FORMAT, "kind": kind, "architecture": architecture,
-        "checkpoint": Path(prefix).name, "provenance": dict(metadata or {})})
+    write_model_record(directory, kind, architecture, metadata, checkpoint=Path(prefix).name)
     return prefix
 
 
@@ -113,57 +126,6 @@ def save_gan_weights(generator, discriminator, directory: str | Path,
 # --------------------------------------------------------------------------------------------------
 # Resolving a path to a checkpoint prefix
 # --------------------------------------------------------------------------------------------------
-
-def _checkpoint_number(prefix: Path) -> int:
-    match = re.search(r"-(\d+)$", prefix.name)
-    return int(match.group(1)) if match else -1
-
-
-def latest_checkpoint_in(directory: str | Path) -> str:
-    """The newest checkpoint prefix in ``directory``.
-
-    The ``checkpoint`` index file decides when the prefix it names exists; a run directory that was
-    moved may hold a stale absolute path there, so otherwise the highest-numbered ``*.index`` wins.
-    """
-    import tensorflow as tf
-
-    directory = Path(directory)
-    named = tf.train.latest_checkpoint(str(directory))
-    if named is not None and Path(named + ".index").exists():
-        return named
-    candidates = sorted((path.with_suffix("") for path in directory.glob("*.index")),
-                        key=lambda prefix: (_checkpoint_number(prefix), prefix.name))
-    if not candidates:
-        raise CheckpointError(f"{directory}: no checkpoint in this directory")
-    return str(candidates[-1])
-
-
-def _best_checkpoint(run_dir: Path) -> str:
-    """The prefix named by ``<run>/best_checkpoint.json``, found even if the run was moved."""
-    record_path = run_dir / BEST_CHECKPOINT_FILE
-    record = _read_json(record_path)
-    named = record.get("best_checkpoint") if isinstance(record, dict) else None
-    if not isinstance(named, str) or not named:
-        raise CheckpointError(f"{record_path}: no 'best_checkpoint' entry")
-    named_path = Path(named)
-    # select_encoder records a prefix inside this run's checkpoints/, as a path relative to where it
-    # ran or absolute. Looking there by name first keeps a moved or copied run pointing at its own
-    # checkpoint rather than at whatever now sits at the old path.
-    candidates = [run_dir / CHECKPOINT_DIR / named_path.name, named_path]
-    if not named_path.is_absolute():
-        candidates.append(run_dir / named_path)
-    for candidate in candidates:
-        if Path(str(candidate) + ".index").exists():
-            return str(candidate)
-    raise CheckpointError(f"{record_path}: best checkpoint {named} does not exist")
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return read_json(path)
-    except Eeg2ImageError as exc:
-        raise CheckpointError(str(exc)) from None
-
 
 def _architecture_beside(prefix: str, kind: str) -> dict:
     """Sizes from ``model.json`` in the checkpoint's directory, else from a run's ``config.json``."""
@@ -194,12 +156,11 @@ def resolve_checkpoint(path: str | Path, kind: str = ENCODER_KIND) -> ResolvedCh
     """
     path = Path(path)
     if path.is_dir():
-        is_checkpoint_dir = (path / "checkpoint").exists() or any(path.glob("*.index"))
-        if is_checkpoint_dir:
+        if is_checkpoint_dir(path):
             prefix = latest_checkpoint_in(path)
         elif (path / CHECKPOINT_DIR).is_dir():
-            if kind == ENCODER_KIND and (path / BEST_CHECKPOINT_FILE).exists():
-                prefix = _best_checkpoint(path)
+            if kind == ENCODER_KIND and EncoderRun(path).best_checkpoint_record.exists():
+                prefix = best_checkpoint(path)
             else:
                 prefix = latest_checkpoint_in(path / CHECKPOINT_DIR)
         else:
@@ -227,10 +188,6 @@ class _SavedGraph:
     """
 
     def __init__(self, prefix: str):
-        import tensorflow as tf
-        from tensorflow.core.protobuf import trackable_object_graph_pb2
-
-        from .legacy import checkpoint_variable_shapes
 
         self.prefix = prefix
         self.shapes = checkpoint_variable_shapes(prefix)
@@ -264,7 +221,6 @@ class _SavedGraph:
     def first_shape_mismatch(self, objects: dict) -> Optional[str]:
         """``"'<path>' has shape (..), expected (..)"`` for the first variable of ``objects`` whose
         stored shape differs, walking our objects and the stored graph side by side; else None."""
-        import tensorflow as tf
 
         root_children = self.children(0)
         # Breadth first, in declaration order: the reported variable is the first one a reader
@@ -292,7 +248,6 @@ class _SavedGraph:
 
 def _read_into(objects: dict, saved: _SavedGraph, kind: str) -> None:
     """Restore ``objects`` from ``saved.prefix``; any mismatch becomes a :class:`CheckpointError`."""
-    import tensorflow as tf
 
     prefix = saved.prefix
     # Checked before reading: a failed read would leave a half-restored model and a page of
@@ -330,9 +285,6 @@ def load_encoder(path: str | Path):
     Raises :class:`CheckpointError` naming the file when nothing loadable is there or the
     checkpoint belongs to another architecture.
     """
-    from .legacy import ENCODER_PREFIX, load_original_encoder
-    from .models import build_encoder
-
     resolved = resolve_checkpoint(path, ENCODER_KIND)
     saved = _SavedGraph(resolved.prefix)
     if any(key.startswith(ENCODER_PREFIX) for key in saved.shapes):
@@ -351,9 +303,6 @@ def load_encoder(path: str | Path):
     return encoder
 
 
-EMA_OBJECT = "generator_ema"
-
-
 def checkpoint_has_ema(path: str | Path) -> bool:
     """Whether the GAN checkpoint at ``path`` holds a weight-averaged generator (``--ema-decay``)."""
     resolved = resolve_checkpoint(path, GAN_KIND)
@@ -369,9 +318,6 @@ def load_gan(path: str | Path, split_condition_conv: bool = False, ema: bool = T
     weights themselves. Raises :class:`CheckpointError` naming the file when nothing loadable is
     there or the checkpoint belongs to another architecture.
     """
-    from .legacy import GAN_PREFIX, load_original_gan
-    from .models import build_discriminator, build_generator
-
     resolved = resolve_checkpoint(path, GAN_KIND)
     saved = _SavedGraph(resolved.prefix)
     if any(key.startswith(GAN_PREFIX) for key in saved.shapes):
@@ -387,106 +333,3 @@ def load_gan(path: str | Path, split_condition_conv: bool = False, ema: bool = T
     generator_object = EMA_OBJECT if ema and EMA_OBJECT in saved.children(0) else "generator"
     _read_into({generator_object: generator, "discriminator": discriminator}, saved, GAN_KIND)
     return LoadedGAN(generator, discriminator)
-
-
-# --------------------------------------------------------------------------------------------------
-# Weight averaging of a run's generators
-# --------------------------------------------------------------------------------------------------
-
-def kept_checkpoints(checkpoint_dir: str | Path) -> list[tuple[int, str]]:
-    """``(step, prefix)`` of every complete checkpoint in ``checkpoint_dir``, by step.
-
-    A checkpoint counts when both its ``.index`` and its data files exist (a crash between the two
-    renames of a save leaves an index alone). The number after the last ``-`` is the step: our
-    training loops save ``ckpt-<step>``.
-    """
-    directory = Path(checkpoint_dir)
-    if not directory.is_dir():
-        raise CheckpointError(f"{directory}: no checkpoint directory")
-    found = []
-    for index in directory.glob("*.index"):
-        prefix = index.with_suffix("")
-        step = _checkpoint_number(prefix)
-        if step < 0 or not any(directory.glob(prefix.name + ".data-*")):
-            continue
-        found.append((step, str(prefix)))
-    if not found:
-        raise CheckpointError(f"{directory}: no complete checkpoints (ckpt-<step>.index + data)")
-    return sorted(found)
-
-
-def generator_weights(path: str | Path, ema: bool = True) -> list:
-    """The generator's weights (``generator.weights`` order, numpy) of one GAN checkpoint."""
-    return [variable.numpy() for variable in load_gan(path, ema=ema).generator.weights]
-
-
-def mean_weights(weight_lists) -> list:
-    """Element-wise mean of equally shaped weight lists, accumulated in float64."""
-    import numpy as np
-
-    weight_lists = list(weight_lists)
-    if not weight_lists:
-        raise CheckpointError("averaging: no checkpoints given")
-    first = weight_lists[0]
-    for other in weight_lists[1:]:
-        if len(other) != len(first) or any(a.shape != b.shape for a, b in zip(first, other)):
-            raise CheckpointError("averaging: the checkpoints hold generators of different shapes")
-    return [np.mean(np.stack([weights[k].astype(np.float64) for weights in weight_lists]), axis=0)
-            .astype(first[k].dtype) for k in range(len(first))]
-
-
-def average_gan(paths) -> LoadedGAN:
-    """The newest of the GAN checkpoints ``paths`` with its generator's every weight replaced by
-    the mean over all of them; its discriminator as saved.
-
-    Averaging the iterates of GAN training (Polyak averaging) damps the oscillation of the
-    two-player game: colours and textures that swing from one checkpoint to the next cancel,
-    what all of them share stays. BatchNorm moving statistics are averaged like the kernels (an
-    approximation: the statistics of the averaged network are not the mean of the statistics);
-    the spectral-norm vectors play no part at inference.
-    """
-    paths = list(paths)
-    if not paths:
-        raise CheckpointError("averaging: no checkpoints given")
-    newest = load_gan(paths[-1])
-    newest.generator.set_weights(mean_weights(
-        [generator_weights(path) for path in paths[:-1]]
-        + [[variable.numpy() for variable in newest.generator.weights]]))
-    return newest
-
-
-def write_averaged_run(config) -> dict[str, Any]:
-    """A GAN run in ``config.out`` averaging the last ``config.last`` kept checkpoints of ``config.run``.
-
-    ``config``: :class:`~eeg2image_tf.config.AverageConfig`. ``out`` gets the source run's
-    ``config.json`` (with ``run`` pointing at ``out``), a weights-only checkpoint in ``checkpoints/``
-    (the averaged generator, the newest discriminator) and ``average.json`` naming the checkpoints
-    and this command's settings; ``generate``, ``evaluate``, ``curve`` and ``export`` take it as any
-    run. An existing ``out`` is refused unless ``force``. Returns what ``average.json`` holds.
-    """
-    import dataclasses as _dataclasses
-
-    from .config import GanTrainConfig, config_to_dict, load_config, save_config
-    from .errors import ConfigError
-
-    run, out, last, force = config.run, config.out, config.last, config.force
-    if last < 1:
-        raise ConfigError(f"--last must be at least 1, got {last}")
-    run, out = Path(run), Path(out)
-    if out.resolve() == run.resolve():
-        raise ConfigError(f"{out}: write the averaged run beside the source run, not into it")
-    if (out / CONFIG_FILE).exists() and not force:
-        raise ConfigError(f"{out}: holds a run already; pass --force to replace its checkpoint")
-    config = load_config(GanTrainConfig, run)
-    window = kept_checkpoints(run / CHECKPOINT_DIR)[-last:]
-    generator, discriminator = average_gan([prefix for _, prefix in window])
-    record = {"source_run": str(run), "steps": [step for step, _ in window],
-              "checkpoints": [Path(prefix).name for _, prefix in window],
-              "step": window[-1][0], "config": config_to_dict(config)}
-    out.mkdir(parents=True, exist_ok=True)
-    prefix = save_gan_weights(generator, discriminator, out / CHECKPOINT_DIR,
-                              metadata={"averaged": record})
-    save_config(_dataclasses.replace(config, run=str(out)), out)
-    record["checkpoint"] = prefix
-    atomic_write_json(out / "average.json", record)
-    return record

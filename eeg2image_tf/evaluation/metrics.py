@@ -11,6 +11,13 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
+from scipy import linalg
+from scipy.optimize import linear_sum_assignment
+from sklearn.cluster import KMeans
+from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 # Probabilities of exactly 0 appear with one-hot or saturated softmax outputs; 0 * log 0 is taken as 0
 # (its limit), so logarithms only ever see values >= this floor.
@@ -30,8 +37,6 @@ def clustering_accuracy(y_true: Sequence[int] | np.ndarray,
     of agreements (Hungarian algorithm on the ``clusters x labels`` confusion matrix); clusters or
     labels left without a partner count as errors. Returns a fraction in [0, 1].
     """
-    from scipy.optimize import linear_sum_assignment
-
     y_true = np.asarray(y_true).ravel()
     y_pred = np.asarray(y_pred).ravel()
     if y_true.shape != y_pred.shape:
@@ -57,8 +62,6 @@ def kmeans_accuracy(features: np.ndarray, labels: np.ndarray, n_clusters: int = 
     means a single initialisation for k-means++. The features are passed in their own dtype (float32
     features are clustered in float32, as in the original). Returns ``(accuracy, cluster_ids (N,))``.
     """
-    from sklearn.cluster import KMeans
-
     features = np.asarray(features)
     if features.ndim != 2:
         raise ValueError(f"kmeans_accuracy: features must be (N, D), got shape {features.shape}")
@@ -153,8 +156,6 @@ def frechet_distance_from_stats(mu_a: np.ndarray, sigma_a: np.ndarray, mu_b: np.
     parts in the root, which are dropped; a large one means the inputs are not covariances
     (a ``ValueError``).
     """
-    from scipy import linalg
-
     mu_a = np.atleast_1d(np.asarray(mu_a, dtype=np.float64))
     mu_b = np.atleast_1d(np.asarray(mu_b, dtype=np.float64))
     sigma_a = np.atleast_2d(np.asarray(sigma_a, dtype=np.float64))
@@ -241,8 +242,6 @@ def knn_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
 
     ``train_x`` ``(N, D)``, ``train_y`` ``(N,)``; ``k`` is clipped to the training set size.
     """
-    from sklearn.neighbors import KNeighborsClassifier
-
     classifier = KNeighborsClassifier(n_neighbors=min(k, len(train_x)))
     classifier.fit(np.asarray(train_x), np.asarray(train_y))
     return float(classifier.score(np.asarray(test_x), np.asarray(test_y)))
@@ -251,10 +250,6 @@ def knn_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
 def linear_probe_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
                           test_y: np.ndarray, seed: int = 0) -> float:
     """Test accuracy of a logistic regression on standardised features (the linear-probe protocol)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     probe = make_pipeline(StandardScaler(),
                           LogisticRegression(max_iter=5000, random_state=seed))
     probe.fit(np.asarray(train_x, dtype=np.float64), np.asarray(train_y))

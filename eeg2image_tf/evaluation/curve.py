@@ -26,14 +26,20 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from .checkpoints import kept_checkpoints
-from .errors import CheckpointError, ConfigError, DataError, Eeg2ImageError
-from .io_utils import atomic_savefig, atomic_write_json, read_json
+import tensorflow as tf
 
-CURVE_FILE = "curve.json"
-CURVE_CONFIG_FILE = "curve_config.json"
-CURVE_FIGURE = "conditional_curve.png"
-CURVE_TENSORBOARD = "curve"
+from ..checkpoints import generator_weights, load_gan, mean_weights
+from ..config import CurveConfig
+from ..errors import CheckpointError, ConfigError, DataError, Eeg2ImageError
+from ..generation import generator_of, load_generation_sources
+from ..io_utils import atomic_savefig, atomic_write_json, progress_bar, read_json
+from ..models import precision as precisions
+from ..runs import (GanRun, curve_config_name, curve_names, kept_checkpoints, save_config,
+                    summary_writer)
+from .figures import new_figure
+from .images import generated_chunks, run_pass
+from .metrics import conditional_separability, per_class_accuracy
+from .sections import align_classifier, load_classifier_or_reason
 
 
 def every_kth(checkpoints: Sequence[tuple[int, str]], every: int) -> list[tuple[int, str]]:
@@ -50,9 +56,6 @@ def checkpoint_metrics(sources, classifier, class_names: Sequence[str], per_clas
                        batch_size: int, seed: int, jpeg_quality: Optional[int],
                        precision: str) -> dict[str, Any]:
     """Conditional accuracy, separability and per-class accuracy of ``sources.generator``."""
-    from .evaluation import generated_chunks, run_pass
-    from .metrics import conditional_separability, per_class_accuracy
-
     chunks = generated_chunks(sources, per_class, batch_size, seed, jpeg_quality,
                               precision=precision)
     result = run_pass(chunks, classifier=classifier, desc="curve")
@@ -78,14 +81,6 @@ def _settings(config, classifier_path: Optional[Path]) -> dict[str, Any]:
             "average": config.average, "ema": config.ema}
 
 
-def curve_names(average: int) -> tuple[str, str, str]:
-    """``(json file, figure file, TensorBoard sub-directory)`` of a curve averaging ``average``."""
-    if average == 1:
-        return CURVE_FILE, CURVE_FIGURE, CURVE_TENSORBOARD
-    return (f"curve_avg{average}.json", f"conditional_curve_avg{average}.png",
-            f"{CURVE_TENSORBOARD}_avg{average}")
-
-
 class _WindowedGenerators:
     """Generators of single checkpoints, or weight averages over a sliding window of them.
 
@@ -104,9 +99,6 @@ class _WindowedGenerators:
         return [s for s, _ in self.kept[max(0, end - self.average + 1): end + 1]]
 
     def generator(self, step: int):
-        from .checkpoints import generator_weights, load_gan, mean_weights
-        from .generation import generator_of
-
         prefix = self.kept[self.position[step]][1]
         generator = generator_of(load_gan(prefix, ema=self.ema))
         if generator is None:
@@ -141,10 +133,8 @@ def _previous_points(path: Path, settings: dict[str, Any]) -> dict[int, dict[str
 def save_curve_figure(points: Sequence[dict[str, Any]], destination: str | Path,
                       chance: float, title: str = "") -> Path:
     """Conditional accuracy and separability against the training step, with the chance level."""
-    from .figures import _new_figure
-
     steps = [p["step"] for p in points]
-    figure = _new_figure(6.4, 3.6)
+    figure = new_figure(6.4, 3.6)
     axes = figure.add_subplot(1, 1, 1)
     axes.plot(steps, [p["conditional_accuracy"] for p in points], "o-", label="conditional accuracy")
     axes.plot(steps, [p["conditional_separability"] for p in points], "s-",
@@ -160,24 +150,19 @@ def save_curve_figure(points: Sequence[dict[str, Any]], destination: str | Path,
     return atomic_savefig(figure, destination, dpi=100)
 
 
-def evaluate_checkpoints(config, classifier: Any = None, show_progress: bool = True,
+def evaluate_checkpoints(config: CurveConfig, classifier: Any = None, show_progress: bool = True,
                          echo: Optional[Callable[[str], None]] = print) -> dict[str, Any]:
     """Compute the curve of ``config`` (:class:`~eeg2image_tf.config.CurveConfig`); return the record.
 
     ``classifier``: an object with ``.features_and_probs`` (a test double); by default the image
     classifier run that ``config.classifier`` names, else ``<run>/../image_classifier``.
     """
-    from .config import save_config
-    from .evaluation import align_classifier, load_classifier_or_reason
-    from .generation import load_generation_sources
-    from .precision import check_precision
-    from .training.common import progress_bar, summary_writer
-
     if config.per_class < 1 or config.batch_size < 1 or config.average < 1:
         raise ConfigError("--per-class, --batch-size and --average must be at least 1")
-    check_precision(config.precision)
+    precisions.check_precision(config.precision)
     run_dir = Path(config.run)
-    kept = kept_checkpoints(run_dir / "checkpoints")
+    run = GanRun(run_dir)
+    kept = kept_checkpoints(run.checkpoints)
     chosen = every_kth(kept, config.every)
     generators = _WindowedGenerators(kept, config.average, ema=config.ema)
     curve_file, figure_file, tensorboard_name = curve_names(config.average)
@@ -191,7 +176,7 @@ def evaluate_checkpoints(config, classifier: Any = None, show_progress: bool = T
     classifier, reason = align_classifier(classifier, class_names)
     if classifier is None:
         raise Eeg2ImageError(f"curve: {reason}")
-    save_config(config, run_dir, filename=curve_file.replace("curve", "curve_config", 1))
+    save_config(config, run_dir, filename=curve_config_name(config.average))
 
     settings = _settings(config, classifier_path)
     curve_path = run_dir / curve_file
@@ -202,8 +187,6 @@ def evaluate_checkpoints(config, classifier: Any = None, show_progress: bool = T
     bar = progress_bar(len(chosen), initial=len(chosen) - len(todo), desc="curve",
                        unit="ckpt") if show_progress else None
     with summary_writer(run_dir, tensorboard_name):
-        import tensorflow as tf
-
         for step, prefix in todo:
             started = time.monotonic()
             generator = generators.generator(step)
@@ -237,7 +220,7 @@ def evaluate_checkpoints(config, classifier: Any = None, show_progress: bool = T
               "last_conditional_separability": ordered[-1]["conditional_separability"]}
     averaged = f", generator averaged over {config.average} checkpoints" \
         if config.average > 1 else ""
-    figure = save_curve_figure(ordered, run_dir / "figures" / figure_file, chance,
+    figure = save_curve_figure(ordered, run.figures / figure_file, chance,
                                title=f"{run_dir}: {config.per_class} images per class{averaged}")
     record["figure"] = str(figure)
     atomic_write_json(curve_path, record)

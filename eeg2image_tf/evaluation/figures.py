@@ -7,25 +7,30 @@ Matplotlib runs on the Agg backend (no display needed) and every figure is writt
 
 from __future__ import annotations
 
+import inspect
 import shutil
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
-from .errors import DataError
-from .io_utils import atomic_path, atomic_savefig
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from sklearn.manifold import TSNE
+from tensorboard.backend.event_processing import event_accumulator
+from tensorboard.util import tensor_util
+
+from ..errors import DataError
+from ..io_utils import atomic_path, atomic_savefig
 
 GAN_LOSS_TAGS = ("gan/d_hinge", "gan/g_hinge", "gan/mode_seeking", "gan/g_total")
 GRID_DPI = 100
 
 
-def _new_figure(width_inches: float, height_inches: float, dpi: int = 100):
+def new_figure(width_inches: float, height_inches: float, dpi: int = 100):
     """A figure on its own Agg canvas: no pyplot, so no global backend or figure registry is touched
     (safe in threads, headless, and inside a notebook that uses another backend)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     figure = Figure(figsize=(width_inches, height_inches), dpi=dpi, facecolor="white")
     FigureCanvasAgg(figure)
     return figure
@@ -39,13 +44,6 @@ def grid_pixel_size(rows: int, columns: int, image_height: int, image_width: int
                     label_width: int) -> tuple[int, int]:
     """``(width, height)`` in pixels of :func:`save_generated_grid`'s PNG."""
     return label_width + columns * image_width, rows * image_height
-
-
-def first_per_class(images: np.ndarray, class_index: np.ndarray, num_classes: int,
-                    count: int) -> list[np.ndarray]:
-    """The first ``count`` images of each class, in order: a list of ``(<=count, H, W, 3)`` arrays."""
-    class_index = np.asarray(class_index).ravel()
-    return [np.asarray(images)[np.flatnonzero(class_index == c)[:count]] for c in range(num_classes)]
 
 
 def save_generated_grid(images_by_class: Sequence[np.ndarray], class_names: Sequence[str],
@@ -73,7 +71,7 @@ def save_generated_grid(images_by_class: Sequence[np.ndarray], class_names: Sequ
             mosaic[r * height:(r + 1) * height, col * width:(col + 1) * width] = image
 
     total_width, total_height = grid_pixel_size(rows, columns, height, width, label_width)
-    figure = _new_figure(total_width / GRID_DPI, total_height / GRID_DPI, dpi=GRID_DPI)
+    figure = new_figure(total_width / GRID_DPI, total_height / GRID_DPI, dpi=GRID_DPI)
     left = label_width / total_width
     axes = figure.add_axes((left, 0.0, 1.0 - left, 1.0))
     axes.imshow(mosaic, interpolation="nearest", aspect="auto")
@@ -98,9 +96,6 @@ def read_scalars(event_dir: str | Path) -> dict[str, tuple[np.ndarray, np.ndarra
     values are read too. A restarted (resumed) run's repeated steps are resolved by TensorBoard's
     own rule (later events win).
     """
-    from tensorboard.backend.event_processing import event_accumulator
-    from tensorboard.util import tensor_util
-
     event_dir = Path(event_dir)
     if not event_dir.exists():
         raise DataError(f"{event_dir}: no TensorBoard events here")
@@ -149,7 +144,7 @@ def save_loss_curves(event_dir: str | Path, destination: str | Path,
 
     columns = 2 if len(tags) > 1 else 1
     rows = (len(tags) + columns - 1) // columns
-    figure = _new_figure(6.0 * columns, 3.2 * rows)
+    figure = new_figure(6.0 * columns, 3.2 * rows)
     axes = figure.subplots(rows, columns, squeeze=False)
     for axis, tag in zip(axes.ravel(), tags):
         steps, values = scalars[tag]
@@ -180,8 +175,6 @@ def tsne_embedding(features: np.ndarray, perplexity: float = 40.0, iterations: i
     The perplexity is lowered to ``N - 1`` for sets too small for it (scikit-learn requires
     perplexity < N); 250 is scikit-learn's minimum number of iterations.
     """
-    from sklearn.manifold import TSNE
-
     features = np.asarray(features, dtype=np.float32)
     if features.ndim != 2 or features.shape[0] < 3:
         raise DataError(f"t-SNE needs (N >= 3, D) features, got shape {features.shape}")
@@ -195,11 +188,9 @@ def save_tsne(features: np.ndarray, labels: np.ndarray, class_names: Sequence[st
               destination: str | Path, title: str = "t-SNE of the EEG features",
               perplexity: float = 40.0, iterations: int = 700, random_state: int = 45) -> Path:
     """Scatter plot of :func:`tsne_embedding`, coloured by class, with a legend of class names."""
-    from matplotlib import colormaps
-
     points = tsne_embedding(features, perplexity, iterations, random_state)
     labels = np.asarray(labels).ravel()
-    figure = _new_figure(7.0, 6.0)
+    figure = new_figure(7.0, 6.0)
     axis = figure.subplots()
     colours = colormaps["tab10" if len(class_names) <= 10 else "tab20"]
     for c, name in enumerate(class_names):
@@ -212,6 +203,39 @@ def save_tsne(features: np.ndarray, labels: np.ndarray, class_names: Sequence[st
     axis.legend(fontsize=8, markerscale=2, loc="best")
     figure.tight_layout()
     return atomic_savefig(figure, destination, dpi=100)
+
+
+def write_tsne_figure(features: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...],
+                      destination: Path, title: str, perplexity: float = 40.0, iterations: int = 700,
+                      random_state: int = 45) -> Path:
+    """2-D t-SNE of ``features`` ``(N, D)`` as a scatter coloured by class name, saved atomically.
+
+    ``perplexity`` is clipped below ``N`` (scikit-learn requires it); ``iterations`` is ``max_iter``
+    (``n_iter`` before scikit-learn 1.5).
+    """
+    n = len(features)
+    if n < 3:
+        raise DataError(f"{destination}: t-SNE needs at least 3 test trials, got {n}")
+    iteration_arg = "max_iter" if "max_iter" in inspect.signature(TSNE).parameters else "n_iter"
+    tsne = TSNE(n_components=2, perplexity=min(float(perplexity), n - 1.0),
+                random_state=random_state, **{iteration_arg: iterations})
+    points = tsne.fit_transform(np.asarray(features, dtype=np.float32))
+
+    # A figure on its own Agg canvas: no pyplot state, no display needed, safe from threads.
+    figure = Figure(figsize=(7, 6), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    colours = [f"C{i % 10}" for i in range(len(class_names))]
+    for label, name in enumerate(class_names):
+        mask = labels == label
+        if mask.any():
+            axes.scatter(points[mask, 0], points[mask, 1], s=8, color=colours[label], label=name)
+    axes.set_title(title)
+    axes.set_xticks([])
+    axes.set_yticks([])
+    axes.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), markerscale=2, frameon=False)
+    figure.tight_layout()
+    return atomic_savefig(figure, destination)
 
 
 def copy_figure(source: str | Path, destination: str | Path) -> Path:

@@ -1,0 +1,193 @@
+"""The images an evaluation reads, chunk by chunk: generated in memory, from a generated folder, or
+the real test images; and one pass over them that feeds every consumer (Inception, the classifier,
+the grid), so that 50,000 images never sit in memory together.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+from pathlib import Path
+from typing import Iterator, Optional, Sequence
+
+import numpy as np
+
+from ..data import list_image_folder, load_images
+from ..errors import DataError
+from ..generation import decode_jpeg, iterate_generated, jpeg_round_trip, read_manifest
+from ..io_utils import progress_bar
+from ..runs import MANIFEST_FILE, TEST_SPLIT, image_split_folder
+
+GRID_COLUMNS = 8
+CHUNK_SIZE = 500
+REAL_IMAGE_SIZE = 128
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageChunk:
+    """``images`` uint8 ``(n, H, W, 3)`` RGB; ``class_index`` int64 ``(n,)``."""
+
+    images: np.ndarray
+    class_index: np.ndarray
+
+
+def uint8_to_tanh_range(images: np.ndarray) -> np.ndarray:
+    """uint8 0-255 -> float32 [-1, 1], the range the classifier was trained on."""
+    return (np.asarray(images, dtype=np.float32) - np.float32(127.5)) / np.float32(127.5)
+
+
+def generated_chunks(sources, per_class: int, batch_size: int, seed: int,
+                     jpeg_quality: Optional[int],
+                     precision: str = "float32") -> Iterator[ImageChunk]:
+    """Images generated in memory exactly as ``generate`` would write them (class-major order)."""
+    for batch in iterate_generated(sources.generator, sources.features_by_class, per_class,
+                                   batch_size, seed, trials_by_class=sources.trials_by_class,
+                                   latent_dim=sources.latent_dim, precision=precision):
+        images = batch.images if jpeg_quality is None else jpeg_round_trip(batch.images,
+                                                                            jpeg_quality)
+        yield ImageChunk(images=images, class_index=batch.class_index)
+
+
+def list_generated_folder(images_dir: str | Path,
+                          class_names: Sequence[str]) -> tuple[list[Path], np.ndarray]:
+    """Files and condition classes of a generated folder, class-major.
+
+    ``manifest.csv`` decides when present (it knows the conditioning class of every file); otherwise
+    the class folders, matched to ``class_names`` by name.
+    """
+    images_dir = Path(images_dir)
+    if not images_dir.is_dir():
+        raise DataError(f"{images_dir}: generated image folder not found")
+    index_of = {name: c for c, name in enumerate(class_names)}
+    manifest = images_dir / MANIFEST_FILE
+    if manifest.exists():
+        rows = read_manifest(manifest)
+        for row in rows:
+            if index_of.get(row.class_name) != row.class_index:
+                raise DataError(f"{manifest}: class {row.class_name!r} (index {row.class_index}) "
+                                f"is not class {row.class_index} of this run "
+                                f"({', '.join(class_names)})")
+        paths = [images_dir / row.file for row in rows]
+        labels = np.array([row.class_index for row in rows], dtype=np.int64)
+    else:
+        folder = list_image_folder(images_dir)
+        unknown = [name for name in folder.class_names if name not in index_of]
+        if unknown:
+            raise DataError(f"{images_dir}: class folder(s) {', '.join(unknown)} are not classes "
+                            f"of this run ({', '.join(class_names)})")
+        paths = [Path(p) for p in folder.paths]
+        labels = np.array([index_of[folder.class_names[i]] for i in folder.labels], dtype=np.int64)
+    if not paths:
+        raise DataError(f"{images_dir}: no generated images")
+    order = np.argsort(labels, kind="stable")
+    return [paths[i] for i in order], labels[order]
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: image listed but not found") from None
+    return decode_jpeg(data, name=str(path))
+
+
+def folder_chunks(paths: Sequence[Path], labels: np.ndarray,
+                  chunk_size: int = CHUNK_SIZE) -> Iterator[ImageChunk]:
+    """Decode ``paths`` chunk by chunk on a few threads (OpenCV releases the GIL)."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        for start in range(0, len(paths), chunk_size):
+            images = list(pool.map(_read_rgb, paths[start:start + chunk_size]))
+            shapes = {image.shape for image in images}
+            if len(shapes) != 1:
+                raise DataError(f"{paths[start].parent.parent}: generated images of different "
+                                f"sizes {sorted(shapes)}")
+            yield ImageChunk(images=np.stack(images), class_index=labels[start:start + chunk_size])
+
+
+def real_image_folder(config, sources) -> tuple[Optional[Path], str]:
+    """The real images FID compares with: ``config.real_images`` or the run's ``images/test``."""
+    if config.real_images:
+        return Path(config.real_images), ""
+    if sources.images_root is None:
+        return None, "the run names no image folder; pass --real-images"
+    folder = image_split_folder(sources.images_root, TEST_SPLIT)
+    if folder is None:
+        return None, f"no test image folder beside {sources.images_root}; pass --real-images"
+    return folder, ""
+
+
+def real_chunks(folder: Path, class_names: Sequence[str],
+                chunk_size: int = CHUNK_SIZE) -> Iterator[ImageChunk]:
+    """Real images at the GAN's 128x128 (``data.load_images``), as uint8, with their classes."""
+    listing = list_image_folder(folder)
+    index_of = {name: c for c, name in enumerate(class_names)}
+    labels = np.array([index_of.get(listing.class_names[i], -1) for i in listing.labels],
+                      dtype=np.int64)
+    for start in range(0, len(listing), chunk_size):
+        images = load_images(listing.paths[start:start + chunk_size], size=REAL_IMAGE_SIZE)
+        # load_images maps 0 -> -1 and 255 -> 1 exactly, so this recovers the decoded bytes.
+        pixels = np.clip(np.rint((images + 1.0) * 127.5), 0, 255).astype(np.uint8)
+        yield ImageChunk(images=pixels, class_index=labels[start:start + chunk_size])
+
+
+@dataclasses.dataclass
+class PassResult:
+    """What one pass over the images collected (arrays in image order)."""
+
+    class_index: np.ndarray
+    count: int
+    inception_features: Optional[np.ndarray] = None
+    inception_probs: Optional[np.ndarray] = None
+    classifier_features: Optional[np.ndarray] = None
+    classifier_probs: Optional[np.ndarray] = None
+    grid: Optional[list[np.ndarray]] = None
+
+
+def run_pass(chunks: Iterator[ImageChunk], inception=None, classifier=None,
+             grid_classes: Optional[int] = None, grid_columns: int = GRID_COLUMNS,
+             total: Optional[int] = None, desc: str = "evaluate",
+             show_progress: bool = False) -> PassResult:
+    """Feed every chunk to the Inception backend and the classifier; keep grid samples.
+
+    ``inception.compute(uint8 0-255) -> (pool_features, probs)``;
+    ``classifier.features_and_probs(float [-1, 1]) -> (features, probs)``.
+    """
+    collected: dict[str, list[np.ndarray]] = {"class_index": [], "inception_features": [],
+                                              "inception_probs": [], "classifier_features": [],
+                                              "classifier_probs": []}
+    grid = [[] for _ in range(grid_classes)] if grid_classes else None
+    bar = progress_bar(total, desc=desc, unit="img") if show_progress else None
+    count = 0
+    for chunk in chunks:
+        collected["class_index"].append(np.asarray(chunk.class_index, dtype=np.int64))
+        if inception is not None:
+            features, probs = inception.compute(chunk.images)
+            collected["inception_features"].append(np.asarray(features, dtype=np.float32))
+            collected["inception_probs"].append(np.asarray(probs, dtype=np.float64))
+        if classifier is not None:
+            features, probs = classifier.features_and_probs(uint8_to_tanh_range(chunk.images))
+            collected["classifier_features"].append(np.asarray(features, dtype=np.float32))
+            collected["classifier_probs"].append(np.asarray(probs, dtype=np.float64))
+        if grid is not None:
+            for image, c in zip(chunk.images, chunk.class_index):
+                if 0 <= c < grid_classes and len(grid[c]) < grid_columns:
+                    grid[c].append(image)
+        count += len(chunk.images)
+        if bar is not None:
+            bar.update(len(chunk.images))
+    if bar is not None:
+        bar.close()
+    if count == 0:
+        raise DataError(f"{desc}: no images")
+
+    def joined(key: str) -> Optional[np.ndarray]:
+        return np.concatenate(collected[key]) if collected[key] else None
+
+    grid_arrays = None
+    if grid is not None:
+        grid_arrays = [np.stack(row) if row else np.zeros((0, 1, 1, 3), np.uint8) for row in grid]
+    return PassResult(class_index=joined("class_index"), count=count,
+                      inception_features=joined("inception_features"),
+                      inception_probs=joined("inception_probs"),
+                      classifier_features=joined("classifier_features"),
+                      classifier_probs=joined("classifier_probs"), grid=grid_arrays)

@@ -1,0 +1,209 @@
+"""Evaluation of a GAN run: Inception Score and FID, conditional accuracy, encoder probes, figures.
+
+The images come from a folder written by ``generate`` (``--images-dir``), or are generated in memory
+(``per_class`` per class, 100 by default so that evaluation takes minutes, not the hour that the
+paper's 5000 per class take here; IS and FID from small sets are biased, so compare numbers only at
+the same ``per_class``). In-memory images go through JPEG at the ``generate`` quality, so that they
+are the pixels a folder would hold. Either way the images are processed chunk by chunk
+(:mod:`.images`).
+
+Results go into ``<run>/metrics.json`` under the key ``evaluation`` (other keys are kept) and the
+figures into ``<run>/figures/``. A metric whose network is missing is recorded as
+``{"available": false, "reason": ...}`` instead of failing the whole evaluation.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+
+from ..checkpoints import checkpoint_has_ema
+from ..config import EvaluateConfig, config_to_dict
+from ..errors import DataError, Eeg2ImageError
+from ..generation import load_generation_sources
+from ..runs import (GRID_FILE, LOSS_CURVES_FILE, TSNE_FILE, GanRun, read_metrics, write_metrics)
+from . import figures
+from .images import (GRID_COLUMNS, folder_chunks, generated_chunks, list_generated_folder,
+                     real_chunks, real_image_folder, run_pass)
+from .inception import load_backend
+from .metrics import SPLIT_ORDERS, inception_score
+from .report import format_table
+from .sections import (align_classifier, classifier_section, distance_section, encoder_section,
+                       load_classifier_or_reason, score_section, unavailable)
+
+EVALUATION_KEY = "evaluation"
+
+
+def make_figures(config: EvaluateConfig, sources, grid: Sequence[np.ndarray],
+                 kmeans: Optional[float]) -> dict[str, Any]:
+    """Write the three figures into ``<run>/figures/``; returns their paths and any reasons."""
+    run = GanRun(Path(config.run), config=sources.gan_config)
+    out = run.figures
+    written: dict[str, Any] = {"dir": str(out)}
+    notes: dict[str, str] = {}
+
+    written["generated_grid"] = str(figures.save_generated_grid(grid, sources.class_names,
+                                                                out / GRID_FILE,
+                                                                columns=GRID_COLUMNS))
+
+    events = run.events()
+    if events.is_dir():
+        try:
+            path, tags = figures.save_loss_curves(events, out / LOSS_CURVES_FILE)
+            written["loss_curves"] = str(path)
+            written["loss_curve_tags"] = tags
+        except DataError as exc:
+            notes["loss_curves"] = str(exc)
+    else:
+        notes["loss_curves"] = f"{events}: no TensorBoard events"
+
+    candidates = [Path(config.encoder_run)] if config.encoder_run else run.encoder_run_candidates()
+    existing = next((d / TSNE_FILE for d in candidates if (d / TSNE_FILE).is_file()), None)
+    if existing is not None:
+        written["tsne"] = str(figures.copy_figure(existing, out / TSNE_FILE))
+        written["tsne_source"] = str(existing)
+    else:
+        title = "t-SNE of the EEG test features"
+        if kmeans is not None:
+            title += f" (k-means accuracy {kmeans:.3f})"
+        written["tsne"] = str(figures.save_tsne(sources.test_features, sources.splits.y_test,
+                                                sources.class_names, out / TSNE_FILE, title=title))
+        written["tsne_source"] = "computed (perplexity 40, 700 iterations)"
+    if notes:
+        written["notes"] = notes
+    return written
+
+
+def _headline_inception(inception: dict[str, Any], fid: dict[str, Any]) -> str:
+    if not inception.get("available"):
+        return f"unavailable: {inception.get('reason')}"
+    text = (f"IS {inception['mean']:.3f} +- {inception['std']:.3f} "
+            f"({inception['splits']} {inception['split_order']} splits)")
+    if fid.get("available"):
+        text += f", FID {fid['value']:.2f}"
+    return text
+
+
+def evaluate_run(config: EvaluateConfig, inception_backend: Any = None, classifier: Any = None,
+                 show_progress: bool = True, echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """Evaluate the GAN run of ``config`` (:class:`~eeg2image_tf.config.EvaluateConfig`).
+
+    ``inception_backend`` and ``classifier`` override the ones the config names (objects with
+    ``.compute`` / ``.features_and_probs``, e.g. test doubles). Returns the dict stored under
+    ``evaluation`` in ``<run>/metrics.json``; its top-level scalars are the headline numbers
+    (``conditional_accuracy``, ``conditional_separability``, ``kmeans_accuracy``, ``inception``
+    as text...), the sections hold the details. Prints a table unless ``echo`` is None.
+    """
+    if config.split_order not in SPLIT_ORDERS:
+        raise Eeg2ImageError(f"--split-order must be one of {', '.join(SPLIT_ORDERS)}, "
+                             f"got {config.split_order!r}")
+    if config.per_class < 1 or config.splits < 1:
+        raise Eeg2ImageError("--per-class and --splits must be at least 1")
+    started = time.monotonic()
+    sources = load_generation_sources(run=config.run, ema=config.ema)
+    class_names = sources.class_names
+    num_classes = len(class_names)
+
+    # Networks: a missing one disables its metrics with a reason; a given but broken one is an error.
+    inception_reason = ""
+    if inception_backend is None:
+        inception_backend, inception_reason = load_backend(graph=config.inception_graph,
+                                                           weights=config.inception_weights)
+    classifier_reason, classifier_path = "", None
+    if classifier is None:
+        classifier, classifier_reason, classifier_path = load_classifier_or_reason(config)
+    else:
+        classifier_path = Path(config.classifier or "<given>")
+    if classifier is not None:
+        classifier, classifier_reason = align_classifier(classifier, class_names)
+
+    if config.images_dir:
+        paths, labels = list_generated_folder(config.images_dir, class_names)
+        chunks = folder_chunks(paths, labels)
+        generated_info = {"source": str(config.images_dir), "count": len(paths)}
+        total = len(paths)
+    else:
+        chunks = generated_chunks(sources, config.per_class, config.batch_size, config.seed,
+                                  config.jpeg_quality, precision=config.precision)
+        total = config.per_class * num_classes
+        generated_info = {"source": "generated in memory", "per_class": config.per_class,
+                          "count": total, "seed": config.seed, "jpeg_quality": config.jpeg_quality}
+    generated = run_pass(chunks, inception_backend, classifier, grid_classes=num_classes,
+                         total=total, desc="generated images", show_progress=show_progress)
+    generated_info["count"] = generated.count
+    generated_info["generator"] = _generator_kind(config)
+    generated_info["per_class_counts"] = {name: int(np.sum(generated.class_index == c))
+                                          for c, name in enumerate(class_names)}
+
+    real = None
+    real_folder, real_reason = real_image_folder(config, sources)
+    if real_folder is not None and (inception_backend is not None or classifier is not None):
+        real = run_pass(real_chunks(real_folder, class_names), inception_backend, classifier,
+                        desc="real images", show_progress=show_progress)
+
+    if inception_backend is None:
+        inception = unavailable(inception_reason)
+        fid = unavailable(inception_reason)
+    else:
+        inception = score_section(generated.inception_probs, generated.class_index, class_names,
+                                  config.splits, config.split_order, config.seed, inception_score)
+        inception["backend"] = getattr(inception_backend, "name", type(inception_backend).__name__)
+        inception["paper_comparable"] = bool(getattr(inception_backend, "paper_comparable", False))
+        fid = unavailable(real_reason) if real is None else \
+            distance_section(generated.inception_features, real.inception_features, real_folder)
+
+    if classifier is None:
+        classifier_info = unavailable(classifier_reason)
+    else:
+        classifier_info = classifier_section(generated, real, class_names, config,
+                                             classifier_path)
+
+    encoder_info = encoder_section(sources, num_classes, config.seed)
+    figures_info = make_figures(config, sources, generated.grid, encoder_info["kmeans_accuracy"]) \
+        if config.figures else {}
+
+    evaluation: dict[str, Any] = {
+        "inception": _headline_inception(inception, fid),
+        "inception_score_mean": inception.get("mean"),
+        "inception_score_std": inception.get("std"),
+        "fid": fid.get("value"),
+        "conditional_accuracy": classifier_info.get("conditional_accuracy"),
+        "conditional_separability": classifier_info.get("conditional_separability"),
+        "kmeans_accuracy": encoder_info["kmeans_accuracy"],
+        "knn_accuracy": encoder_info["knn_accuracy"],
+        "linear_probe_accuracy": encoder_info["linear_probe_accuracy"],
+        "class_names": list(class_names),
+        "generated": generated_info,
+        "inception_score": inception,
+        "frechet_inception_distance": fid,
+        "classifier": classifier_info,
+        "encoder": encoder_info,
+        "figures": figures_info,
+        "seconds": round(time.monotonic() - started, 1),
+        "config": config_to_dict(config),
+    }
+    write_evaluation(config.run, evaluation)
+    if echo is not None:
+        echo(format_table(evaluation))
+    return evaluation
+
+
+def _generator_kind(config) -> str:
+    """``"ema"`` when the evaluated generator is the run's weight average, else ``"trained"``."""
+    if config.images_dir:
+        return "as generated"       # generate_config.json beside the images says which
+    if not config.ema:
+        return "trained"
+    return "ema" if checkpoint_has_ema(config.run) else "trained"
+
+
+def write_evaluation(run: str | Path, evaluation: dict[str, Any]) -> Path:
+    """Merge ``evaluation`` into ``<run>/metrics.json`` under ``evaluation`` (other keys kept)."""
+    metrics = read_metrics(run)
+    if not isinstance(metrics, dict):
+        raise DataError(f"{GanRun(Path(run)).metrics}: expected a JSON object at the top level")
+    metrics[EVALUATION_KEY] = evaluation
+    return write_metrics(run, metrics)

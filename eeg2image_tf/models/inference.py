@@ -1,0 +1,207 @@
+"""Inference of the Generator: a fast forward pass built from its own layers, and pixels from it.
+
+Two exact re-expressions make inference faster on CPU, with the same sums added in another order
+(outputs agree to float32 rounding; :func:`verified_fast_call` checks the function against
+``generator(x, training=False)`` before use):
+
+- transposed convolutions on small inputs as one matrix product plus a phase-wise overlap-add
+  (TensorFlow's CPU kernel is slow when the input is small and the channels many; on some machines
+  of this kind the 4x4x1024 -> 8x8x512 layer took 2.8 s at batch 64 against 0.15 s as a product);
+- BatchNorm with moving statistics folded into the preceding kernel: ``conv(x, W) * s + t`` is
+  ``conv(x, W * s) + t`` with ``s = gamma / sqrt(var + eps)`` and ``t = beta - mean * s``.
+
+The forward is built from :meth:`Generator.inference_layers
+<eeg2image_tf.models.gan.Generator.inference_layers>`, the Generator's declaration of what its
+inference computes. A Generator whose layers the forward cannot reproduce is refused with an error
+(never a silent fall back to the slow call); any other model (a test double, a user's own) has no
+fast forward, and its own call is used.
+
+Pixels: :func:`images_to_uint8` is the original's ``uint8(clip((x * 0.5 + 0.5) * 255, 0, 255))``
+(truncating), the one conversion of generator output to bytes that generation, evaluation and the
+SavedModel share.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from . import precision as precisions
+from .gan import Generator, GeneratorInference
+from .matmul_conv import conv_transpose_as_matmul, live_after_conv_transpose, narrow_conv3x3
+
+# Transposed convolutions on inputs of at most GENERATION_MATMUL_MAX_PIXELS pixels use the
+# matrix-product form (models.matmul_conv; measured at inference: faster at 1x1 and 4x4 inputs,
+# slower from 8x8 on, where training still gains from it).
+GENERATION_MATMUL_MAX_PIXELS = 16
+FAST_PATH_TOLERANCE = 1e-4
+# The bfloat16 path is checked against the float32 model too, with bfloat16's tolerance (images in
+# [-1, 1]; measured on the demo's trained generator: max 0.054, mean 0.0015).
+BFLOAT16_TOLERANCE = 0.1
+# float16 keeps 3 more mantissa bits than bfloat16: on the same random generator its difference
+# measured a tenth of bfloat16's (max 4.9e-7 vs 4.7e-6), so a fifth of bfloat16's tolerance.
+FLOAT16_TOLERANCE = 0.02
+FAST_CALL_TOLERANCES = {"float32": FAST_PATH_TOLERANCE, "mixed_bfloat16": BFLOAT16_TOLERANCE,
+                        "mixed_float16": FLOAT16_TOLERANCE}
+
+
+class FastForwardError(RuntimeError):
+    """The Generator changed in a way its fast forward does not reproduce: update this module."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Pixels
+# --------------------------------------------------------------------------------------------------
+
+def images_to_uint8(images) -> tf.Tensor:
+    """Generator output in [-1, 1] ``(..., 3)`` float -> uint8 in 0-255, shape unchanged.
+
+    The original's ``np.uint8(np.clip((x * 0.5 + 0.5) * 255, 0, 255))`` in float32: the cast
+    truncates towards zero like numpy's, after the clip has made every value a valid uint8. Works
+    eagerly and inside graphs (generation's forward, the SavedModel's signatures).
+    """
+    scaled = (tf.cast(images, tf.float32) * 0.5 + 0.5) * 255.0
+    return tf.cast(tf.clip_by_value(scaled, 0.0, 255.0), tf.uint8)
+
+
+def to_uint8(images) -> np.ndarray:
+    """:func:`images_to_uint8` of numpy input, as numpy."""
+    return images_to_uint8(np.asarray(images, dtype=np.float32)).numpy()
+
+
+# --------------------------------------------------------------------------------------------------
+# The fast forward
+# --------------------------------------------------------------------------------------------------
+
+def _check_conv_transpose(layer, index: int) -> None:
+    plain = (isinstance(layer, keras.layers.Conv2DTranspose) and not layer.use_bias
+             and layer.padding == "same" and tuple(layer.dilation_rate) == (1, 1)
+             and layer.strides[0] == layer.strides[1] and layer.output_padding is None
+             and layer.data_format == "channels_last"
+             and getattr(layer.activation, "__name__", None) == "linear")
+    if not plain:
+        raise FastForwardError(f"generator block {index}: {type(layer).__name__} is not a plain "
+                               "'same', bias-free, linear transposed convolution; the fast forward "
+                               "(models.inference) does not reproduce it")
+
+
+def _check_batch_norm(layer, index: int) -> None:
+    axis = layer.axis if isinstance(layer.axis, int) else None
+    plain = (isinstance(layer, keras.layers.BatchNormalization) and axis in (-1, 3)
+             and layer.scale and layer.center and not layer.renorm)
+    if not plain:
+        raise FastForwardError(f"generator block {index}: {type(layer).__name__} is not a plain "
+                               "channels-last BatchNormalization; the fast forward "
+                               "(models.inference) does not reproduce it")
+
+
+def _checked_layers(generator: Generator) -> GeneratorInference:
+    layers = generator.inference_layers()
+    if len(layers.norms) != len(layers.convs):
+        raise FastForwardError(f"generator: {len(layers.convs)} blocks but {len(layers.norms)} "
+                               "norms in its inference_layers()")
+    for index, (conv, norm) in enumerate(zip(layers.convs, layers.norms)):
+        _check_conv_transpose(conv, index)
+        if norm is not None:
+            _check_batch_norm(norm, index)
+    rgb = layers.to_rgb
+    if not (isinstance(rgb, keras.layers.Conv2D) and not rgb.use_bias and rgb.padding == "same"
+            and tuple(rgb.strides) == (1, 1) and tuple(rgb.kernel_size) == (3, 3)):
+        raise FastForwardError("generator: its RGB layer is not a bias-free 'same' 3x3 convolution; "
+                               "the fast forward (models.inference) does not reproduce it")
+    return layers
+
+
+def fast_generator_call(generator, precision: str = "float32", *,
+                        matmul_max_pixels: int = GENERATION_MATMUL_MAX_PIXELS,
+                        narrow_rgb: bool = True) -> Optional[Callable]:
+    """``call(inputs) -> images`` equal to ``generator(inputs, training=False)``, faster on CPU.
+
+    ``precision="mixed_bfloat16"`` runs the same arithmetic in bfloat16 (folded in float32, then
+    rounded; images returned as float32): the convolutions run 2-6x as fast on CPUs with
+    AVX512-BF16 or AMX, and the images equal the float32 ones to bfloat16 rounding only
+    (``models.precision``). ``"mixed_float16"`` likewise in float16 (for GPUs).
+
+    Only for our :class:`~eeg2image_tf.models.Generator` (also what the original checkpoints load
+    into), built from its :meth:`~eeg2image_tf.models.gan.Generator.inference_layers`; returns None
+    for any other model, whose own call is then used, and raises :class:`FastForwardError` for a
+    Generator whose layers it cannot reproduce. The folded kernels are computed inside the call
+    from the current variables, so the function stays right when the weights change (a restored
+    checkpoint). (Folding once, outside the call, measured no faster at batch 32 once the products
+    read the kernels without a transposed copy.)
+
+    ``matmul_max_pixels``: transposed convolutions on inputs of at most this many pixels run as
+    matrix products (:func:`~eeg2image_tf.models.matmul_conv.conv_transpose_as_matmul`), larger
+    ones by TensorFlow's kernel. ``narrow_rgb``: the 3-channel layer by
+    :func:`~eeg2image_tf.models.matmul_conv.narrow_conv3x3`.
+    """
+    if not isinstance(generator, Generator):
+        return None
+    layers = _checked_layers(generator)
+    dtype = tf.as_dtype(precisions.compute_dtype(precision))
+
+    def folded(index):
+        """Kernel ``(k, k, C_out, C_in)`` and offset ``(C_out,)`` (None: no BatchNorm) of block ``index``."""
+        kernel = tf.convert_to_tensor(layers.convs[index].kernel)
+        norm = layers.norms[index]
+        if norm is None:   # block 0 has no BatchNorm (spec section 6)
+            return kernel, None
+        scale = norm.gamma * tf.math.rsqrt(norm.moving_variance + norm.epsilon)
+        offset = norm.beta - norm.moving_mean * scale
+        return kernel * scale[None, None, :, None], offset
+
+    def call(inputs):
+        x = tf.cast(tf.reshape(inputs, (-1, 1, 1, layers.input_dim)), dtype)
+        # Rows and columns of x that can be non-zero (all, except after block 0: see below).
+        live = x.shape[1]
+        for index, layer in enumerate(layers.convs):
+            stride = int(layer.strides[0])
+            kernel, offset = folded(index)
+            kernel = tf.cast(kernel, dtype)
+            size = x.shape[1]
+            if size * size <= matmul_max_pixels:
+                x = conv_transpose_as_matmul(x, kernel, stride, live=live)
+            else:
+                batch = tf.shape(x)[0]
+                x = tf.nn.conv2d_transpose(
+                    x, kernel, tf.stack([batch, x.shape[1] * stride, x.shape[2] * stride,
+                                         kernel.shape[2]]), stride, padding="SAME")
+            if offset is not None:
+                x = x + tf.cast(offset, dtype)
+            x = tf.nn.leaky_relu(x, alpha=layers.negative_slope)
+            # Without a BatchNorm offset, a transposed convolution whose stride exceeds its kernel
+            # (block 0: 1x1 -> 4x4 with 3 taps) leaves its last (stride - k) rows and columns at
+            # exactly zero, and LeakyReLU(0) = 0; the next layer may skip them.
+            live = x.shape[1] if offset is not None else \
+                live_after_conv_transpose(live, stride, int(layer.kernel_size[0]), x.shape[1])
+        rgb_kernel = tf.cast(layers.to_rgb.kernel, dtype)
+        rgb = narrow_conv3x3(x, rgb_kernel) if narrow_rgb else \
+            tf.nn.conv2d(x, rgb_kernel, 1, padding="SAME")
+        return tf.tanh(tf.cast(rgb, tf.float32))
+
+    return call
+
+
+def verified_fast_call(generator, input_dim: int, precision: str = "float32") -> Optional[Callable]:
+    """:func:`fast_generator_call`, checked to reproduce ``generator(x, training=False)`` on a probe
+    batch within the precision's tolerance; None where there is no fast forward (not our Generator).
+
+    Raises :class:`FastForwardError` when the two differ: the forward has gone stale.
+    """
+    call = fast_generator_call(generator, precision)
+    if call is None:
+        return None
+    tolerance = FAST_CALL_TOLERANCES[precision]
+    probe = np.random.default_rng(0).uniform(-1.0, 1.0, (2, input_dim)).astype(np.float32)
+    expected = np.asarray(generator(probe, training=False))
+    found = np.asarray(tf.function(call)(probe))
+    difference = float(np.max(np.abs(expected - found)))
+    if not difference <= tolerance:
+        raise FastForwardError(f"the fast generator forward differs from the Generator's own call "
+                               f"by {difference:.2g} (tolerance {tolerance:g}); models.inference "
+                               "no longer matches models.gan")
+    return call
+

@@ -1,0 +1,468 @@
+"""The run directory contract: every file and folder name of a run, in one place.
+
+Every command writes into a run directory. Its names are defined here and nowhere else, together
+with what is needed to use them: creating a run (:func:`prepare_run_dir`, which refuses to mix two
+configs in one run), reading its config, finding its checkpoints and the step or epoch stored in
+one, finding the image folders a run names, and opening a run of each kind (:class:`EncoderRun`,
+:class:`ClassifierRun`, :class:`GanRun`, :class:`PipelineRun`) as the paths of its parts.
+Loading the models inside a run is :mod:`eeg2image_tf.checkpoints`' business.
+
+Layouts (``<run>`` is a command's ``--run``)::
+
+    every run          config.json, checkpoints/ (ckpt-<n>.index/.data-*, checkpoint,
+                       model.json), tensorboard/train/, metrics.json
+    encoder run        best_checkpoint.json, select_config.json, tsne.png, tensorboard/projector/
+    classifier run     classes.json
+    GAN run            conditions.npz, samples/step_<NNNNNN>.png and latest.png, figures/
+                       (generated_grid.png, loss_curves.png, tsne.png, conditional_curve.png),
+                       curve.json and curve_config.json (curve_avg<k>.json, ... with --average k),
+                       tensorboard/curve/
+    averaged GAN run   config.json, checkpoints/, average.json
+    generated images   <Class>/<Class>_<k>.jpg, manifest.csv, generate_config.json
+    SavedModel         saved_model.pb, variables/, signature.json, README.txt
+    pipeline run       config.json, pipeline.json, encoder/, image_classifier/, gan/, generated/,
+                       saved_model/
+    data root          eeg/<set>/data.pkl, images/train/<Class>/, images/test/<Class>/
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import re
+from pathlib import Path
+from typing import Any, Iterator, Optional, TypeVar
+
+from .config import GanTrainConfig, config_from_dict, config_to_dict
+from .errors import CheckpointError, ConfigError, Eeg2ImageError
+from .io_utils import atomic_write_json, read_json
+
+C = TypeVar("C")
+
+# Every run
+CONFIG_FILE = "config.json"
+CHECKPOINT_DIR = "checkpoints"
+CHECKPOINT_INDEX = "checkpoint"          # CheckpointManager's index file inside CHECKPOINT_DIR
+CHECKPOINT_NAME = "ckpt"                 # checkpoints are <dir>/ckpt-<n>
+MODEL_FILE = "model.json"                # architecture sizes beside a checkpoint
+METRICS_FILE = "metrics.json"
+TENSORBOARD_DIR = "tensorboard"
+TRAIN_EVENTS = "train"                   # tensorboard/train/
+# Encoder runs
+BEST_CHECKPOINT_FILE = "best_checkpoint.json"
+SELECT_CONFIG_FILE = "select_config.json"
+TSNE_FILE = "tsne.png"
+PROJECTOR_DIR = Path(TENSORBOARD_DIR) / "projector"
+PROJECTOR_METADATA = "metadata.tsv"
+PROJECTOR_CONFIG = "projector_config.pbtxt"
+PROJECTOR_CHECKPOINT = "embedding.ckpt"
+# Image classifier runs
+CLASSES_FILE = "classes.json"
+# GAN runs
+CONDITIONS_FILE = "conditions.npz"
+SAMPLES_DIR = "samples"
+LATEST_SAMPLE = "latest.png"
+FIGURES_DIR = "figures"
+GRID_FILE = "generated_grid.png"
+LOSS_CURVES_FILE = "loss_curves.png"
+CURVE_FILE = "curve.json"
+CURVE_CONFIG_FILE = "curve_config.json"
+CURVE_FIGURE = "conditional_curve.png"
+CURVE_EVENTS = "curve"                   # tensorboard/curve/
+AVERAGE_FILE = "average.json"
+# Generated image folders
+MANIFEST_FILE = "manifest.csv"
+GENERATE_CONFIG_FILE = "generate_config.json"
+# SavedModel exports
+SAVED_MODEL_FILE = "saved_model.pb"
+SIGNATURE_FILE = "signature.json"
+EXPORT_README = "README.txt"
+# Pipeline runs: one sub-directory per stage
+PIPELINE_STATE_FILE = "pipeline.json"
+PIPELINE_ENCODER_DIR = "encoder"
+PIPELINE_CLASSIFIER_DIR = "image_classifier"
+PIPELINE_GAN_DIR = "gan"
+PIPELINE_GENERATED_DIR = "generated"
+PIPELINE_SAVED_MODEL_DIR = "saved_model"
+# The data root
+EEG_DIR = "eeg"
+EEG_FILE = "data.pkl"
+IMAGES_DIR = "images"
+TRAIN_SPLIT = "train"
+TEST_SPLIT = "test"
+
+# Counters stored in our checkpoints: GAN runs count steps, encoder and classifier runs epochs.
+STEP_COUNTER = "step"
+EPOCH_COUNTER = "epoch"
+_VALUE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
+
+
+# --------------------------------------------------------------------------------------------------
+# Creating a run and reading its config
+# --------------------------------------------------------------------------------------------------
+
+def save_config(config: Any, run_dir: str | Path, filename: str = CONFIG_FILE) -> Path:
+    return atomic_write_json(Path(run_dir) / filename, config_to_dict(config))
+
+
+def load_config(cls: type[C], run_dir: str | Path, filename: str = CONFIG_FILE) -> C:
+    path = Path(run_dir) / filename
+    values = read_json(path)
+    try:
+        return config_from_dict(cls, values)
+    except (TypeError, ConfigError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def config_differences(old: dict[str, Any], new: dict[str, Any],
+                       ignore: tuple[str, ...] = ()) -> list[str]:
+    keys = sorted((set(old) | set(new)) - set(ignore))
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+
+
+def prepare_run_dir(config: Any, run_dir: str | Path, force: bool = False,
+                    filename: str = CONFIG_FILE) -> Path:
+    """Create ``run_dir`` and write ``config`` into it, refusing to mix two configs in one run.
+
+    Paths in the config (``run`` itself) are compared as given; a changed resumable field
+    (``RESUMABLE_FIELDS``) is accepted and the new value recorded.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / filename
+    if path.exists() and not force:
+        old = read_json(path)
+        # A field the recorded config lacks was added to the code after the run was made; its
+        # default is, by rule, the behaviour the run had, so the run stays resumable after upgrades.
+        for field in dataclasses.fields(config):
+            if field.name not in old and field.default is not dataclasses.MISSING:
+                old[field.name] = field.default
+        ignore = tuple(getattr(config, "RESUMABLE_FIELDS", ())) + ("run",)
+        diffs = config_differences(old, config_to_dict(config), ignore)
+        if diffs:
+            raise ConfigError(
+                f"{path}: this run was made with another config ({'; '.join(diffs)}); "
+                "use a new --run directory, or --force to overwrite")
+    save_config(config, run_dir, filename)
+    return run_dir
+
+
+def read_metrics(run_dir: str | Path) -> dict[str, Any]:
+    """``<run>/metrics.json``, or an empty dict when the run has none yet."""
+    path = Path(run_dir) / METRICS_FILE
+    return read_json(path) if path.exists() else {}
+
+
+def write_metrics(run_dir: str | Path, metrics: dict[str, Any]) -> Path:
+    return atomic_write_json(Path(run_dir) / METRICS_FILE, metrics)
+
+
+@contextlib.contextmanager
+def summary_writer(run_dir: str | Path, name: str = TRAIN_EVENTS) -> Iterator[object]:
+    """A TensorBoard writer for ``<run>/tensorboard/<name>``, set as default inside the block."""
+    # Imported here, not above: see latest_checkpoint_in.
+    import tensorflow as tf
+
+    writer = tf.summary.create_file_writer(str(Path(run_dir) / TENSORBOARD_DIR / name))
+    with writer.as_default():
+        yield writer
+    writer.flush()
+    writer.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# Checkpoints of a run
+# --------------------------------------------------------------------------------------------------
+
+def checkpoint_number(prefix: str | Path) -> int:
+    """The number after the last ``-`` of a checkpoint prefix (``ckpt-12`` -> 12), else -1."""
+    match = re.search(r"-(\d+)$", Path(prefix).name)
+    return int(match.group(1)) if match else -1
+
+
+def is_checkpoint_dir(directory: Path) -> bool:
+    """True for a folder holding checkpoints itself (an index file or ``*.index`` files)."""
+    return (directory / CHECKPOINT_INDEX).exists() or any(directory.glob("*.index"))
+
+
+def latest_checkpoint_in(directory: str | Path) -> str:
+    """The newest checkpoint prefix in ``directory``.
+
+    The ``checkpoint`` index file decides when the prefix it names exists; a run directory that was
+    moved may hold a stale absolute path there, so otherwise the highest-numbered ``*.index`` wins.
+    """
+    # Imported here, not above: this module is read by every command's --help, which must not wait
+    # for TensorFlow.
+    import tensorflow as tf
+
+    directory = Path(directory)
+    named = tf.train.latest_checkpoint(str(directory))
+    if named is not None and Path(named + ".index").exists():
+        return named
+    candidates = sorted((path.with_suffix("") for path in directory.glob("*.index")),
+                        key=lambda prefix: (checkpoint_number(prefix), prefix.name))
+    if not candidates:
+        raise CheckpointError(f"{directory}: no checkpoint in this directory")
+    return str(candidates[-1])
+
+
+def kept_checkpoints(checkpoint_dir: str | Path) -> list[tuple[int, str]]:
+    """``(step, prefix)`` of every complete checkpoint in ``checkpoint_dir``, by step.
+
+    A checkpoint counts when both its ``.index`` and its data files exist (a crash between the two
+    renames of a save leaves an index alone). The number after the last ``-`` is the step: our
+    training loops save ``ckpt-<step>``.
+    """
+    directory = Path(checkpoint_dir)
+    if not directory.is_dir():
+        raise CheckpointError(f"{directory}: no checkpoint directory")
+    found = []
+    for index in directory.glob("*.index"):
+        prefix = index.with_suffix("")
+        step = checkpoint_number(prefix)
+        if step < 0 or not any(directory.glob(prefix.name + ".data-*")):
+            continue
+        found.append((step, str(prefix)))
+    if not found:
+        raise CheckpointError(f"{directory}: no complete checkpoints (ckpt-<step>.index + data)")
+    return sorted(found)
+
+
+def checkpoint_step(prefix: str, counters: tuple[str, ...] = (STEP_COUNTER, EPOCH_COUNTER),
+                    from_name: bool = False) -> Optional[int]:
+    """The first of ``counters`` stored in the checkpoint ``prefix`` (our loops store ``step`` or
+    ``epoch``); else, with ``from_name``, the number in its name; else None."""
+    # Imported here, not above: see latest_checkpoint_in.
+    import tensorflow as tf
+
+    reader = tf.train.load_checkpoint(prefix)
+    for counter in counters:
+        if reader.has_tensor(counter + _VALUE_SUFFIX):
+            return int(reader.get_tensor(counter + _VALUE_SUFFIX))
+    if from_name:
+        number = checkpoint_number(prefix)
+        if number < 0:
+            raise CheckpointError(f"{prefix}: no {' or '.join(counters)} variable and no number "
+                                  "in its name")
+        return number
+    return None
+
+
+def _read_json_as_checkpoint_error(path: Path) -> Any:
+    try:
+        return read_json(path)
+    except Eeg2ImageError as exc:
+        raise CheckpointError(str(exc)) from None
+
+
+def best_checkpoint(run_dir: str | Path) -> str:
+    """The prefix named by ``<run>/best_checkpoint.json``, found even if the run was moved."""
+    run_dir = Path(run_dir)
+    record_path = run_dir / BEST_CHECKPOINT_FILE
+    record = _read_json_as_checkpoint_error(record_path)
+    named = record.get("best_checkpoint") if isinstance(record, dict) else None
+    if not isinstance(named, str) or not named:
+        raise CheckpointError(f"{record_path}: no 'best_checkpoint' entry")
+    named_path = Path(named)
+    # select_encoder records a prefix inside this run's checkpoints/, as a path relative to where it
+    # ran or absolute. Looking there by name first keeps a moved or copied run pointing at its own
+    # checkpoint rather than at whatever now sits at the old path.
+    candidates = [run_dir / CHECKPOINT_DIR / named_path.name, named_path]
+    if not named_path.is_absolute():
+        candidates.append(run_dir / named_path)
+    for candidate in candidates:
+        if Path(str(candidate) + ".index").exists():
+            return str(candidate)
+    raise CheckpointError(f"{record_path}: best checkpoint {named} does not exist")
+
+
+# --------------------------------------------------------------------------------------------------
+# Image folders
+# --------------------------------------------------------------------------------------------------
+
+def image_split_folder(images: str | Path, split: str) -> Optional[Path]:
+    """The ``split`` folder (``train`` or ``test``) of the images a run names.
+
+    Runs store either spelling: the images root (``data/images``: its ``<split>`` folder) or one
+    split folder itself (``data/images/train``: its sibling ``<split>`` folder, or itself for
+    ``train``). None when there is none.
+    """
+    images = Path(images)
+    for candidate in (images / split, images.parent / split):
+        if candidate.is_dir():
+            return candidate
+    if split == TRAIN_SPLIT and images.is_dir() and images.name == TRAIN_SPLIT:
+        return images
+    return None
+
+
+def training_image_folder(images: str | Path) -> Path:
+    """The folder ``train_gan`` trains on: :func:`image_split_folder` ``train``, else ``images``
+    itself (a folder of class folders given directly)."""
+    return image_split_folder(images, TRAIN_SPLIT) or Path(images)
+
+
+# --------------------------------------------------------------------------------------------------
+# Runs of each kind
+# --------------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """The parts every run has."""
+
+    dir: Path
+
+    @property
+    def config_path(self) -> Path:
+        return self.dir / CONFIG_FILE
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.dir / CHECKPOINT_DIR
+
+    @property
+    def metrics(self) -> Path:
+        return self.dir / METRICS_FILE
+
+    def events(self, name: str = TRAIN_EVENTS) -> Path:
+        """TensorBoard events of ``name`` (``train``, ``curve``, ...)."""
+        return self.dir / TENSORBOARD_DIR / name
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderRun(Run):
+    @property
+    def best_checkpoint_record(self) -> Path:
+        return self.dir / BEST_CHECKPOINT_FILE
+
+    @property
+    def tsne(self) -> Path:
+        return self.dir / TSNE_FILE
+
+    @property
+    def projector(self) -> Path:
+        return self.dir / PROJECTOR_DIR
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifierRun(Run):
+    @property
+    def classes(self) -> Path:
+        return self.dir / CLASSES_FILE
+
+
+@dataclasses.dataclass(frozen=True)
+class GanRun(Run):
+    """A GAN run of ``train_gan`` (or ``average_checkpoints``); ``config`` is its GanTrainConfig."""
+
+    config: Optional[GanTrainConfig] = None
+
+    @classmethod
+    def open(cls, run_dir: str | Path) -> "GanRun":
+        """The run at ``run_dir`` with its config read (a :class:`ConfigError` when it has none)."""
+        run_dir = Path(run_dir)
+        return cls(dir=run_dir, config=load_config(GanTrainConfig, run_dir))
+
+    @property
+    def conditions(self) -> Path:
+        return self.dir / CONDITIONS_FILE
+
+    @property
+    def samples(self) -> Path:
+        return self.dir / SAMPLES_DIR
+
+    def sample(self, step: int) -> Path:
+        return self.samples / f"step_{step:06d}.png"
+
+    @property
+    def latest_sample(self) -> Path:
+        return self.samples / LATEST_SAMPLE
+
+    @property
+    def figures(self) -> Path:
+        return self.dir / FIGURES_DIR
+
+    @property
+    def average_record(self) -> Path:
+        return self.dir / AVERAGE_FILE
+
+    @property
+    def images(self) -> Optional[Path]:
+        """The image folder the GAN was trained on, as its config names it."""
+        return Path(self.config.images) if self.config is not None and self.config.images else None
+
+    def default_classifier(self) -> Path:
+        """Where a pipeline puts the image classifier beside this run: ``<run>/../image_classifier``."""
+        return self.dir.parent / PIPELINE_CLASSIFIER_DIR
+
+    def encoder_run_candidates(self) -> list[Path]:
+        """Folders that may be the encoder's run: the config may name the run, its checkpoints/
+        folder, or one checkpoint prefix."""
+        encoder = self.config.encoder if self.config is not None else None
+        if not encoder:
+            return []
+        path = Path(encoder)
+        return [path, path.parent, path.parent.parent]
+
+
+def curve_names(average: int) -> tuple[str, str, str]:
+    """``(json file, figure file, TensorBoard sub-directory)`` of a curve averaging ``average``."""
+    if average == 1:
+        return CURVE_FILE, CURVE_FIGURE, CURVE_EVENTS
+    return (f"curve_avg{average}.json", f"conditional_curve_avg{average}.png",
+            f"{CURVE_EVENTS}_avg{average}")
+
+
+def curve_config_name(average: int) -> str:
+    """The settings file beside :func:`curve_names`' json file."""
+    return curve_names(average)[0].replace("curve", "curve_config", 1)
+
+
+# The stages of a pipeline run, in order: the keys of pipeline.json's "stages".
+PIPELINE_STAGES = ("data", "encoder", "select_encoder", "image_classifier", "gan", "generate",
+                   "evaluate", "curve", "export")
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineRun(Run):
+    """A pipeline run: one sub-directory per stage, and the data root it reads."""
+
+    data_root: Path = Path("data")
+    set_name: str = "char"
+
+    @classmethod
+    def from_config(cls, config: Any) -> "PipelineRun":
+        """The run of a :class:`~eeg2image_tf.config.PipelineConfig`."""
+        return cls(dir=Path(config.run), data_root=Path(config.data_root), set_name=config.set)
+
+    @property
+    def state(self) -> Path:
+        return self.dir / PIPELINE_STATE_FILE
+
+    @property
+    def data_pkl(self) -> Path:
+        return self.data_root / EEG_DIR / self.set_name / EEG_FILE
+
+    @property
+    def images(self) -> Path:
+        return self.data_root / IMAGES_DIR
+
+    @property
+    def encoder_run(self) -> EncoderRun:
+        return EncoderRun(self.dir / PIPELINE_ENCODER_DIR)
+
+    @property
+    def classifier_run(self) -> ClassifierRun:
+        return ClassifierRun(self.dir / PIPELINE_CLASSIFIER_DIR)
+
+    @property
+    def gan_run(self) -> GanRun:
+        return GanRun(self.dir / PIPELINE_GAN_DIR)
+
+    @property
+    def generated(self) -> Path:
+        return self.dir / PIPELINE_GENERATED_DIR
+
+    @property
+    def saved_model(self) -> Path:
+        return self.dir / PIPELINE_SAVED_MODEL_DIR

@@ -1,0 +1,152 @@
+"""The GAN's inputs (spec section 4): the frozen encoder's features of the training trials (cached
+in ``<run>/conditions.npz``), the image bank and its pairing with the trials, the batch order of
+each epoch, and the fixed inputs of the sample grid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from ..checkpoints import load_encoder
+from ..config import GanTrainConfig
+from ..data import list_image_folder, load_images, load_thoughtviz, pair_images, preprocess
+from ..errors import DataError
+from ..io_utils import atomic_path
+from ..models import encoder_features
+from ..runs import TENSORBOARD_DIR, GanRun, training_image_folder
+
+SAMPLE_COUNT = 16
+SAMPLE_LATENT_RANGE = 0.2           # the original's fixed sample latent is U(-0.2, 0.2)
+
+__all__ = ["GanData", "load_gan_data", "epoch_shuffle_seed", "SampleInputs", "sample_inputs"]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class GanData:
+    """Training inputs of the GAN.
+
+    ``conditions`` float32 ``(N, condition_dim)``: encoder features of the training trials;
+    ``labels`` int64 ``(N,)``; ``images`` float32 ``(M, 128, 128, 3)`` in ``[-1, 1]``, the image bank;
+    ``image_index`` int64 ``(N,)``: trial -> bank row (one fixed image of its class);
+    ``class_names`` from the image folder; ``conditions_cached``: the features came from
+    ``conditions.npz``.
+    """
+
+    conditions: np.ndarray
+    labels: np.ndarray
+    images: np.ndarray
+    image_index: np.ndarray
+    class_names: tuple[str, ...]
+    conditions_cached: bool
+
+
+def _files_signature(path: Path) -> list:
+    """(name, size, mtime) of the files under ``path`` (a file, a directory or a checkpoint prefix).
+
+    Directories are read three levels deep, TensorBoard logs excepted: enough to see a retrained or
+    reselected encoder (its checkpoints and JSON records) without hashing gigabytes.
+    """
+    def stat(file: Path, name: str) -> list:
+        info = file.stat()
+        return [name, info.st_size, info.st_mtime_ns]
+
+    if path.is_file():
+        return [stat(path, path.name)]
+    if path.is_dir():
+        found = []
+        for file in sorted(path.rglob("*")):
+            relative = file.relative_to(path)
+            if file.is_file() and TENSORBOARD_DIR not in relative.parts and len(relative.parts) <= 3:
+                found.append(stat(file, str(relative)))
+        return found
+    # A checkpoint prefix (".../ckpt-12"): its index and data shards.
+    return [stat(file, file.name) for file in sorted(path.parent.glob(path.name + ".*"))]
+
+
+def _conditions_fingerprint(config: GanTrainConfig, num_trials: int) -> str:
+    """A digest of everything the cached features depend on: encoder files, data file, settings."""
+    encoder = Path(config.encoder).resolve()
+    data = Path(config.data).resolve()
+    description = {
+        "encoder": str(encoder), "encoder_files": _files_signature(encoder),
+        "data": str(data), "data_files": _files_signature(data),
+        "normalisation": config.normalisation, "condition_dim": config.condition_dim,
+        "num_trials": num_trials,
+    }
+    return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()
+
+
+def _read_cached_conditions(path: Path, fingerprint: str, num_trials: int) -> Optional[np.ndarray]:
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as cache:
+            if str(cache["fingerprint"]) != fingerprint:
+                return None
+            conditions = np.asarray(cache["conditions"], dtype=np.float32)
+    except (OSError, KeyError, ValueError):
+        return None     # unreadable or from another version: recompute and overwrite
+    return conditions if conditions.shape[0] == num_trials else None
+
+
+def load_gan_data(config: GanTrainConfig, run_dir: str | os.PathLike) -> GanData:
+    """Load EEG and images, pair them, and get the conditions (from the cache or the encoder).
+
+    Raises :class:`DataError` when the EEG set and the image folder disagree on the class count or
+    the encoder's feature size differs from ``config.condition_dim``.
+    """
+    splits = load_thoughtviz(config.data)
+    image_root = training_image_folder(config.images)
+    folder = list_image_folder(image_root)
+    if splits.num_classes != folder.num_classes:
+        raise DataError(f"{image_root}: {folder.num_classes} image classes but the EEG set "
+                        f"{config.data} has {splits.num_classes}")
+    labels = np.asarray(splits.y_train, dtype=np.int64)
+    image_index = pair_images(labels, folder.labels, seed=config.seed, class_names=folder.class_names)
+    images = load_images(folder.paths)
+
+    cache_path = GanRun(Path(run_dir)).conditions
+    fingerprint = _conditions_fingerprint(config, len(labels))
+    conditions = _read_cached_conditions(cache_path, fingerprint, len(labels))
+    cached = conditions is not None
+    if conditions is None:
+        encoder = load_encoder(config.encoder)
+        eeg = preprocess(splits.x_train, method=config.normalisation)
+        conditions = encoder_features(encoder, eeg)
+        with atomic_path(cache_path) as tmp:
+            np.savez(tmp, conditions=conditions, labels=labels, fingerprint=np.asarray(fingerprint))
+    if conditions.shape[1] != config.condition_dim:
+        raise DataError(f"{config.encoder}: encoder features have {conditions.shape[1]} dimensions, "
+                        f"the GAN expects --condition-dim {config.condition_dim}")
+    if not np.all(np.isfinite(conditions)):
+        raise DataError(f"{config.encoder}: the encoder gives NaN/Inf features for {config.data}")
+    return GanData(conditions=conditions, labels=labels, images=images, image_index=image_index,
+                   class_names=folder.class_names, conditions_cached=cached)
+
+
+def epoch_shuffle_seed(seed: int, epoch: int) -> int:
+    """The shuffle seed of epoch ``epoch``: a resumed epoch replays the same batch order."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0] >> 1)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SampleInputs:
+    generator_inputs: np.ndarray     # (16, latent + condition) float32: fixed latent and conditions
+    titles: tuple[str, ...]
+
+
+def sample_inputs(config: GanTrainConfig, data: GanData) -> SampleInputs:
+    """The original's sample grid: a fixed latent ``U(-0.2, 0.2)`` and the first 16 conditions."""
+    rows = np.arange(SAMPLE_COUNT) % len(data.conditions)     # a tiny set repeats its trials
+    latent = np.random.default_rng(config.seed).uniform(
+        -SAMPLE_LATENT_RANGE, SAMPLE_LATENT_RANGE, (SAMPLE_COUNT, config.latent_dim))
+    inputs = np.concatenate([latent.astype(np.float32), data.conditions[rows]], axis=1)
+    titles = tuple(data.class_names[int(label)] for label in data.labels[rows])
+    return SampleInputs(generator_inputs=inputs, titles=titles)

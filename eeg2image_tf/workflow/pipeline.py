@@ -1,0 +1,250 @@
+"""The whole method, end to end, resumable stage by stage (``python -m eeg2image_tf.pipeline``).
+
+    python -m eeg2image_tf.pipeline --set char --profile demo --run runs/demo
+
+Stages, each in its own sub-directory of the run: data preparation (built-in synthetic set when the
+set is missing) -> ``encoder`` (train) -> selection of the best encoder checkpoint ->
+``image_classifier`` -> ``gan`` -> ``generated`` images -> evaluation (``metrics.json``, figures) ->
+the conditional-accuracy ``curve`` over the kept checkpoints (profiles that ask for it) ->
+``saved_model``. ``pipeline.json`` records each finished stage with its outputs and wall time; a rerun
+skips finished stages, and an interrupted stage resumes from its own checkpoints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+from ..config import (PROFILES, CurveConfig, EncoderTrainConfig, EvaluateConfig, ExportConfig,
+                      GanTrainConfig, GenerateConfig, ImageClassifierConfig, PipelineConfig,
+                      SelectEncoderConfig)
+from ..data import write_synthetic_set
+from ..errors import ConfigError, DataError
+from ..evaluation import evaluate_checkpoints, evaluate_run
+from ..generation import generate_from_run
+from ..io_utils import atomic_write_json, read_json
+from ..models import precision as precisions
+from ..runs import (MANIFEST_FILE, PIPELINE_STAGES, TEST_SPLIT, TRAIN_SPLIT, PipelineRun,
+                    curve_names, prepare_run_dir)
+from ..serving.export import export_from_run
+from ..training.encoder import train_encoder
+from ..training.gan import train_gan
+from ..training.image_classifier import train_image_classifier
+from ..training.selection import select_encoder
+
+SYNTHETIC_SETS = ("char", "digit")
+
+
+# Stages whose config has a ``precision`` field.
+PRECISION_STAGES = ("gan", "generate", "evaluate", "curve")
+
+
+def _stage_overrides(config: PipelineConfig, stage: str) -> dict[str, Any]:
+    """The profile's settings of ``stage``, with ``precision`` made concrete.
+
+    A profile may ask for ``precision="auto"``: bfloat16 where this CPU runs it natively, else
+    float32; ``--precision`` other than ``profile`` overrides the profile in every such stage.
+    """
+    overrides = dict(PROFILES[config.profile].get(stage, {}))
+    if stage in PRECISION_STAGES:
+        if config.precision != "profile":
+            overrides["precision"] = precisions.check_precision(config.precision)
+        elif overrides.get("precision") == "auto":
+            overrides["precision"] = ("mixed_bfloat16" if precisions.bfloat16_supported()
+                                      else "float32")
+    return overrides
+
+
+@contextlib.contextmanager
+def _exclusive_lock(lock_path: Path):
+    """Serialise data preparation between two pipelines that share a data root."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# --------------------------------------------------------------------------------------------------
+# Stages: each returns a dict of its outputs (paths, headline numbers) for pipeline.json
+# --------------------------------------------------------------------------------------------------
+
+def stage_data(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]:
+    with _exclusive_lock(Path(config.data_root) / ".prepare.lock"):
+        have_eeg = paths.data_pkl.exists()
+        have_images = (paths.images / TRAIN_SPLIT).is_dir() and (paths.images / TEST_SPLIT).is_dir()
+        if have_eeg and have_images:
+            return {"data": str(paths.data_pkl), "images": str(paths.images), "prepared": False}
+        if config.set not in SYNTHETIC_SETS:
+            missing = paths.data_pkl if not have_eeg else paths.images
+            raise DataError(f"{missing}: not found; the '{config.set}' set has no built-in version, "
+                            "place the ThoughtViz files there (see data/README.md)")
+        print(f"[pipeline] preparing the built-in '{config.set}' set in {config.data_root}")
+        write_synthetic_set(config.data_root, set_name=config.set, seed=config.seed,
+                            **_stage_overrides(config, "data"))
+    return {"data": str(paths.data_pkl), "images": str(paths.images), "prepared": True}
+
+
+def stage_encoder(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]:
+    encoder_config = EncoderTrainConfig(data=str(paths.data_pkl), run=str(paths.encoder_run.dir),
+                                        seed=config.seed, **_stage_overrides(config, "encoder"))
+    result = train_encoder(encoder_config)
+    return {"run": str(paths.encoder_run.dir), **_headline(result)}
+
+
+def stage_select(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]:
+    select_config = SelectEncoderConfig(run=str(paths.encoder_run.dir),
+                                        **_stage_overrides(config, "select"))
+    result = select_encoder(select_config)
+    return {"best_checkpoint": result.get("best_checkpoint"), "kmeans_accuracy": result.get("accuracy"),
+            "tsne": str(paths.encoder_run.tsne)}
+
+
+def stage_classifier(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]:
+    classifier_config = ImageClassifierConfig(images=str(paths.images), run=str(paths.classifier_run.dir),
+                                              seed=config.seed,
+                                              **_stage_overrides(config, "classifier"))
+    result = train_image_classifier(classifier_config)
+    return {"run": str(paths.classifier_run.dir), **_headline(result)}
+
+
+def stage_gan(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]:
+    gan_config = GanTrainConfig(data=str(paths.data_pkl), images=str(paths.images / TRAIN_SPLIT),
+                                encoder=str(paths.encoder_run.dir), run=str(paths.gan_run.dir),
+                                seed=config.seed, **_stage_overrides(config, "gan"))
+    result = train_gan(gan_config)
+    return {"run": str(paths.gan_run.dir), "samples": str(paths.gan_run.latest_sample),
+            "precision": gan_config.precision, **_headline(result)}
+
+
+def stage_generate(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]:
+    generate_config = GenerateConfig(run=str(paths.gan_run.dir), out=str(paths.generated),
+                                     seed=config.seed, **_stage_overrides(config, "generate"))
+    generate_from_run(generate_config)
+    return {"out": str(paths.generated), "manifest": str(paths.generated / MANIFEST_FILE)}
+
+
+def stage_evaluate(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]:
+    evaluate_config = EvaluateConfig(
+        run=str(paths.gan_run.dir), images_dir=str(paths.generated),
+        classifier=str(paths.classifier_run.dir), encoder_run=str(paths.encoder_run.dir),
+        inception_graph=config.inception_graph, inception_weights=config.inception_weights,
+        **_stage_overrides(config, "evaluate"))
+    result = evaluate_run(evaluate_config)
+    return {"metrics": str(paths.gan_run.metrics), "figures": str(paths.gan_run.figures),
+            **_headline(result)}
+
+
+def stage_curve(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]:
+    """The conditional-accuracy curve over the GAN's kept checkpoints, in profiles that ask for it."""
+    if "curve" not in PROFILES[config.profile]:
+        return {"skipped": f"the {config.profile} profile draws no curve "
+                           "(python -m eeg2image_tf.curve does)"}
+    curve_config = CurveConfig(run=str(paths.gan_run.dir), classifier=str(paths.classifier_run.dir),
+                               seed=config.seed, **_stage_overrides(config, "curve"))
+    result = evaluate_checkpoints(curve_config)
+    return {"curve": str(paths.gan_run.dir / curve_names(curve_config.average)[0]),
+            "figure": result["figure"], **_headline(result)}
+
+
+def stage_export(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]:
+    export_from_run(ExportConfig(out=str(paths.saved_model), run=str(paths.gan_run.dir)))
+    return {"saved_model": str(paths.saved_model)}
+
+
+# Paired with runs.PIPELINE_STAGES, the names pipeline.json records.
+STAGES: tuple[tuple[str, Callable[[PipelineConfig, PipelineRun], dict[str, Any]]], ...] = tuple(zip(
+    PIPELINE_STAGES, (stage_data, stage_encoder, stage_select, stage_classifier, stage_gan,
+                      stage_generate, stage_evaluate, stage_curve, stage_export)))
+
+
+def _headline(result: Any) -> dict[str, Any]:
+    """Keep the scalar numbers of a stage's result (the full metrics live in the stage's run)."""
+    if not isinstance(result, dict):
+        return {}
+    flat: dict[str, Any] = {}
+    for key, value in result.items():
+        if isinstance(value, (int, float, str, bool)) or value is None:
+            flat[key] = value
+    return flat
+
+
+# --------------------------------------------------------------------------------------------------
+# Driver
+# --------------------------------------------------------------------------------------------------
+
+def load_state(run_dir: Path) -> dict[str, Any]:
+    path = PipelineRun(Path(run_dir)).state
+    return read_json(path) if path.exists() else {"stages": {}}
+
+
+def run_pipeline(config: PipelineConfig, force: bool = False,
+                 stages: Optional[Sequence[str]] = None) -> dict[str, Any]:
+    """Run every unfinished stage in order; return the pipeline state (also in ``pipeline.json``)."""
+    if config.profile not in PROFILES:
+        raise ConfigError(f"unknown profile {config.profile!r}: use {', '.join(PROFILES)}")
+    run_dir = prepare_run_dir(config, config.run, force=force)
+    paths = PipelineRun.from_config(config)
+    state = load_state(run_dir)
+    state_path = paths.state
+    state.setdefault("stages", {})
+    started = time.monotonic()
+    for name, stage in STAGES:
+        if stages is not None and name not in stages:
+            continue
+        if state["stages"].get(name, {}).get("done"):
+            print(f"[pipeline] {name}: done already, skipping")
+            continue
+        print(f"[pipeline] {name}: starting")
+        stage_start = time.monotonic()
+        outputs = stage(config, paths)
+        seconds = time.monotonic() - stage_start
+        state["stages"][name] = {"done": True, "seconds": round(seconds, 1), **outputs}
+        atomic_write_json(state_path, state)
+        print(f"[pipeline] {name}: finished in {seconds:.0f} s")
+    state["last_run_seconds"] = round(time.monotonic() - started, 1)
+    atomic_write_json(state_path, state)
+    return state
+
+
+def summary_lines(state: dict[str, Any], config: PipelineConfig) -> list[str]:
+    stages = state.get("stages", {})
+    paths = PipelineRun.from_config(config)
+
+    def get(stage: str, key: str, default: Any = "n/a") -> Any:
+        return stages.get(stage, {}).get(key, default)
+
+    def fmt(value: Any) -> str:
+        return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+    lines = [
+        "",
+        f"EEG2Image pipeline summary ({config.profile} profile, '{config.set}' set)",
+        f"  encoder k-means accuracy (test) : {fmt(get('select_encoder', 'kmeans_accuracy'))}",
+        f"  image classifier test accuracy  : {fmt(get('image_classifier', 'test_accuracy'))}",
+        f"  GAN iterations                  : {get('gan', 'step')} at "
+        f"{fmt(get('gan', 'ms_per_step'))} ms ({get('gan', 'precision')})",
+        f"  conditional accuracy            : {fmt(get('evaluate', 'conditional_accuracy'))}",
+        f"  conditional separability        : {fmt(get('evaluate', 'conditional_separability'))}",
+        f"  Inception Score / FID           : {get('evaluate', 'inception', 'unavailable')}",
+    ]
+    if "best_conditional_accuracy" in stages.get("curve", {}):
+        lines.append(f"  best conditional accuracy seen  : "
+                     f"{fmt(get('curve', 'best_conditional_accuracy'))} at iteration "
+                     f"{get('curve', 'best_step')} (curve: {get('curve', 'figure')})")
+    lines += [
+        f"  sample grid      : {get('gan', 'samples')}",
+        f"  t-SNE            : {get('select_encoder', 'tsne')}",
+        f"  metrics.json     : {get('evaluate', 'metrics')}",
+        f"  figures          : {get('evaluate', 'figures')}",
+        f"  SavedModel       : {get('export', 'saved_model')}",
+        f"  TensorBoard      : tensorboard --logdir {paths.dir}",
+    ]
+    total = sum(float(s.get("seconds", 0.0)) for s in stages.values())
+    lines.append(f"  stage time total : {total:.0f} s")
+    return lines
