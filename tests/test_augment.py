@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from eeg2image_tf.training.augment import (AUGMENTATIONS, diff_augment, random_brightness, random_contrast, random_cutout, random_saturation, random_translation)
+from eeg2image_tf.training.augment import (AUGMENTATIONS, diff_augment, random_brightness,
+                                           random_contrast, random_cutout, random_saturation,
+                                           random_translation)
 
 SIZE = 16          # translation up to round(16 / 8) = 2 pixels, cutout 8 x 8
 MAX_SHIFT = 2

@@ -9,7 +9,9 @@ import os
 import pytest
 
 from eeg2image_tf import cli
-from eeg2image_tf.config import (PROFILES, EncoderTrainConfig, GanTrainConfig, PipelineConfig, add_config_arguments, config_from_args, config_from_dict, config_to_dict)
+from eeg2image_tf.config import (PROFILES, EncoderTrainConfig, GanTrainConfig, PipelineConfig,
+                                 add_config_arguments, config_from_args, config_from_dict,
+                                 config_to_dict)
 from eeg2image_tf.runs import load_config, prepare_run_dir, save_config
 from eeg2image_tf.errors import ConfigError, DataError
 from eeg2image_tf.io_utils import atomic_path, atomic_write_json, read_json

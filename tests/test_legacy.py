@@ -11,7 +11,9 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 
 from eeg2image_tf.errors import CheckpointError  # noqa: E402
-from eeg2image_tf.checkpoints.original import (OriginalGAN, load_original_encoder, load_original_gan, resolve_original_checkpoint)
+from eeg2image_tf.checkpoints.original import (  # noqa: E402
+    VALUE_SUFFIX, OriginalGAN, load_original_encoder, load_original_gan,
+    resolve_original_checkpoint)
 
 PARITY_TOLERANCE = 1e-4
 

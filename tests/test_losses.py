@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from eeg2image_tf.training.losses import (TripletSemiHardLoss, discriminator_hinge, generator_hinge, mode_seeking, pairwise_distances, triplet_semihard_loss)
+from eeg2image_tf.training.losses import (TripletSemiHardLoss, discriminator_hinge,
+                                          generator_hinge, mode_seeking, pairwise_distances,
+                                          triplet_semihard_loss)
 
 TFA_FIXTURE = "tfa_triplet_semihard_reference.npz"
 NO_POSITIVE_CASE = 7  # every label distinct: TFA returns NaN

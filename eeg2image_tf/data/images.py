@@ -13,7 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
+import cv2
 import numpy as np
+from natsort import natsorted
 
 from ..errors import DataError
 
@@ -48,8 +50,6 @@ def list_image_folder(root: str | os.PathLike) -> ImageFolder:
 
     Raises :class:`DataError` when ``root`` is missing, has no class folders, or holds no image.
     """
-    from natsort import natsorted
-
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: image folder not found (expected {root}/<ClassName>/*.jpg)")
@@ -79,8 +79,6 @@ def load_image(path: str | os.PathLike, size: int = 128) -> np.ndarray:
     Any aspect ratio is resized straight to ``size x size`` (as the original); ``cv2.INTER_AREA``
     when shrinking (it averages instead of aliasing), bilinear when enlarging.
     """
-    import cv2
-
     path = Path(path)
     try:
         encoded = np.fromfile(path, dtype=np.uint8)

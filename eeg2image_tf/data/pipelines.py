@@ -27,6 +27,7 @@ def encoder_dataset(x: Any, y: Any, batch_size: int, shuffle: bool, seed: int = 
     ``normalisation=None`` it gets the original normalisation. ``y``: int labels ``(N,)`` or one-hot
     ``(N, K)``. ``drop_remainder`` defaults to ``shuffle`` (training).
     """
+    # Imported here, not above: importing eeg2image_tf.data must not load TensorFlow.
     import tensorflow as tf
 
     x = np.asarray(x, dtype=np.float32)
@@ -59,6 +60,7 @@ def gan_dataset(eeg: Any, labels: Any, images: Any, image_index: Any, batch_size
     serialised (tf.data service, SavedModel); in-process strategies work. ``drop_remainder``
     defaults to ``shuffle``.
     """
+    # Imported here, not above: importing eeg2image_tf.data must not load TensorFlow.
     import tensorflow as tf
 
     eeg = np.asarray(eeg, dtype=np.float32)

@@ -41,6 +41,7 @@ def preprocess(raw: Any, method: str = "original"):
     whose ``max / 2`` is not positive raises :class:`DataError` when run eagerly, and fails a
     ``tf.debugging.Assert`` (``InvalidArgumentError`` naming the trial) in a graph.
     """
+    # Imported here, not above: importing eeg2image_tf.data must not load TensorFlow.
     import tensorflow as tf
 
     _check_method(method)
@@ -83,6 +84,7 @@ def preprocess_numpy(raw: np.ndarray, method: str = "original") -> np.ndarray:
 
 
 def _drop_singleton_axis(x):
+    # Imported here, not above: importing eeg2image_tf.data must not load TensorFlow.
     import tensorflow as tf
 
     rank = x.shape.rank
@@ -108,6 +110,7 @@ def _raise_if_not_positive(half_max: np.ndarray) -> None:
 
 def _require_positive(x, half_max):
     """Return ``x``, after checking every trial's ``max / 2 > 0`` (eagerly, or as a graph assertion)."""
+    # Imported here, not above: importing eeg2image_tf.data must not load TensorFlow.
     import tensorflow as tf
 
     flat = tf.reshape(half_max, [-1])

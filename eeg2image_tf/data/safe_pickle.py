@@ -13,11 +13,14 @@ written by Python 2 (``__builtin__``, ``numpy.core``), numpy 1 and numpy 2 (``nu
 from __future__ import annotations
 
 import codecs
+import collections
 import io
 import os
 import pickle
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ..errors import DataError, UnsafePickleError
 
@@ -34,10 +37,7 @@ def _latin1_encode(text: str, encoding: str = "utf-8", errors: str = "strict") -
 
 def _allowed_globals() -> dict[tuple[str, str], Any]:
     """The allow-list: (module, name) as written in the pickle -> the object to hand back."""
-    import collections
-
-    import numpy as np
-
+    # numpy's private module moved in numpy 2: which one exists is only known when trying.
     try:
         from numpy._core import multiarray, numeric  # numpy >= 2
     except ImportError:  # pragma: no cover - numpy 1.x

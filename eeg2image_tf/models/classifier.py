@@ -13,6 +13,7 @@ from typing import Optional, Sequence
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 
 class ImageClassifier(keras.Model):
@@ -101,8 +102,6 @@ class ImageClassifier(keras.Model):
     # ----------------------------------------------------------------------------------------------
 
     def _infer(self, batch):
-        import tensorflow as tf
-
         if self._inference_fn is None:
             @tf.function(reduce_retracing=True)
             def infer(images):

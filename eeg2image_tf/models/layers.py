@@ -26,6 +26,7 @@ back to the Keras implementation, so the layer is a drop-in replacement everywhe
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 
 
 @keras.saving.register_keras_serializable(package="eeg2image_tf")
@@ -44,8 +45,6 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     def call(self, inputs, training=None, mask=None):
         if not self._fusable(inputs, mask):
             return super().call(inputs, training=training, mask=mask)
-        import tensorflow as tf
-
         # The fused kernel takes float16/bfloat16 activations as they are and keeps its statistics
         # in float32, which is what Keras's upcast achieves, without two casts of the tensor.
         x = inputs if inputs.dtype in (tf.float16, tf.bfloat16) else tf.cast(inputs, tf.float32)

@@ -32,6 +32,8 @@ from __future__ import annotations
 from typing import Optional
 
 import keras
+import numpy as np
+import tensorflow as tf
 from keras import ops
 
 # Largest input (pixels) that a MatmulConv2DTranspose computes as a matrix product. Measured in the
@@ -59,8 +61,6 @@ def live_after_conv_transpose(live: int, stride: int, kernel_size: int, output_s
 
 def _shift_rows_cols(tensor, rows: int, cols: int):
     """``out[:, m, n] = tensor[:, m - rows, n - cols]`` with zeros where that falls outside."""
-    import tensorflow as tf
-
     height, width = tensor.shape[1], tensor.shape[2]
     if rows == 0 and cols == 0:
         return tensor
@@ -76,8 +76,6 @@ def kernel_rows(kernel):
     A reshape of the kernel as it is stored, so no transposed copy: the products multiply by it
     with ``transpose_b=True`` and read its gradient as ``patches^T @ inputs`` in the same layout.
     """
-    import tensorflow as tf
-
     size, out_channels, in_channels = kernel.shape[0], kernel.shape[2], kernel.shape[3]
     return tf.reshape(kernel, (size * size * out_channels, in_channels))
 
@@ -103,8 +101,6 @@ def conv_transpose_as_matmul(inputs, kernel, stride: int, live: Optional[int] = 
     ``live``: the caller knows that only the first ``live`` rows and columns of ``inputs`` can be
     non-zero; the product then skips the others (exact: they contribute nothing).
     """
-    import tensorflow as tf
-
     batch = tf.shape(inputs)[0]
     height, width, in_channels = inputs.shape[1], inputs.shape[2], inputs.shape[3]
     size, out_channels = kernel.shape[0], kernel.shape[2]
@@ -141,8 +137,6 @@ def _output_gradient_patches(output_gradient, size: int, stride: int, height: in
     """``(B, H, W, k * k * C_out)``: for input pixel ``(i, j)`` the output gradient at the pixels its
     taps wrote, ``dy[stride * i + a - p, stride * j + b - p]`` (zero outside), channel
     ``(a * k + b) * C_out + c``: the adjoint of the overlap-add in one ``extract_patches``."""
-    import tensorflow as tf
-
     lead = _leading_padding(size, stride)
     out_height, out_width = output_gradient.shape[1], output_gradient.shape[2]
     bottom = max(stride * (height - 1) + size - lead - out_height, 0)
@@ -160,8 +154,6 @@ def matmul_conv_transpose(inputs, kernel, stride: int, live: Optional[int] = Non
     Same arguments and result. The gradient with respect to ``inputs`` is zero on the rows and
     columns past ``live`` (the forward pass ignores them: they are known to be zero).
     """
-    import tensorflow as tf
-
     size = kernel.shape[0]
     height, width, in_channels = inputs.shape[1], inputs.shape[2], inputs.shape[3]
     out_channels = kernel.shape[2]
@@ -211,8 +203,6 @@ def _winograd_input_tiles(x, flip: bool = False):
     """``B^T d B`` of every 4x4 input tile (stride 2) of the 1-padded ``x`` ``(B, H, W, C)``:
     ``(16, B * H/2 * W/2, C)``, row ``4 * a + b`` for transform position ``(a, b)`` (``flip``: row
     ``4 * FLIP[a] + FLIP[b]``)."""
-    import tensorflow as tf
-
     height, width, channels = x.shape[1], x.shape[2], x.shape[3]
     tiles_h, tiles_w = height // 2, width // 2
     padded = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]])
@@ -234,8 +224,6 @@ def _winograd_input_tiles(x, flip: bool = False):
 
 def _winograd_kernel(kernel):
     """``G g G^T`` of a ``(3, 3, C_in, C_out)`` kernel: ``(16, C_in, C_out)``."""
-    import tensorflow as tf
-
     def transform(g0, g1, g2):
         return [g0, (g0 + g1 + g2) * 0.5, (g0 - g1 + g2) * 0.5, g2]
 
@@ -247,8 +235,6 @@ def _winograd_kernel(kernel):
 
 def _winograd_kernel_adjoint(gradient):
     """The adjoint of :func:`_winograd_kernel`: ``(16, C_in, C_out)`` -> ``(3, 3, C_in, C_out)``."""
-    import tensorflow as tf
-
     def adjoint(v0, v1, v2, v3):
         return [v0 + (v1 + v2) * 0.5, (v1 - v2) * 0.5, (v1 + v2) * 0.5 + v3]
 
@@ -260,8 +246,6 @@ def _winograd_kernel_adjoint(gradient):
 def _winograd_output(products, height: int, width: int, flip: bool = False):
     """``A^T M A`` of the ``(16, B * H/2 * W/2, C_out)`` products, tiles interleaved:
     ``(B, H, W, C_out)`` (``flip``: product ``4 * FLIP[a] + FLIP[b]`` is position ``(a, b)``)."""
-    import tensorflow as tf
-
     tiles_h, tiles_w, channels = height // 2, width // 2, products.shape[-1]
     products = tf.reshape(products, (16, -1, tiles_h, tiles_w, channels))
     order = _winograd_positions(flip)
@@ -275,8 +259,6 @@ def _winograd_output(products, height: int, width: int, flip: bool = False):
 
 def _winograd_output_adjoint(output_gradient):
     """The adjoint of :func:`_winograd_output`: ``(B, H, W, C_out)`` -> ``(16, B * H/2 * W/2, C_out)``."""
-    import tensorflow as tf
-
     height, width, channels = output_gradient.shape[1], output_gradient.shape[2], \
         output_gradient.shape[3]
     tiles = tf.reshape(output_gradient, (-1, height // 2, 2, width // 2, 2, channels))
@@ -298,8 +280,6 @@ def winograd_conv3x3(inputs, kernel):
     ``(B * H * W / 4, C_in) @ (C_in, C_out)`` replace ``9 * B * H * W`` multiply-adds per channel
     pair: 2.25x fewer.
     """
-    import tensorflow as tf
-
     height, width = inputs.shape[1], inputs.shape[2]
 
     @tf.custom_gradient
@@ -325,9 +305,6 @@ def winograd_conv3x3(inputs, kernel):
 
 def _row_sum_selection(out_channels: int, dtype):
     """``(3, 1, 3 * C_out, C_out)``: ones at ``[dy, 0, dy * C_out + o, o]``, zeros elsewhere."""
-    import numpy as np
-    import tensorflow as tf
-
     selection = np.zeros((3, 1, 3 * out_channels, out_channels), np.float32)
     for dy in range(3):
         selection[dy, 0, dy * out_channels + np.arange(out_channels), np.arange(out_channels)] = 1.0
@@ -346,8 +323,6 @@ def narrow_conv3x3(inputs, kernel):
     about 1.8x less time at C_out = 3 (128 x 128 x 32 inputs, batch 64: 28-35 vs 55-62 ms);
     equal up to float32 summation order.
     """
-    import tensorflow as tf
-
     in_channels, out_channels = kernel.shape[2], kernel.shape[3]
     # (dy, dx, c, o) -> (1, dx, c, dy * C_out + o)
     rows = tf.reshape(tf.transpose(kernel, (1, 2, 0, 3)), (1, 3, in_channels, 3 * out_channels))
