@@ -1,4 +1,5 @@
-"""Typed, frozen configurations for every command, their JSON round trip, and run directories.
+"""Typed, frozen configurations for every command and their profiles, their JSON round trip, and the
+flags derived from them.
 
 Each entry point parses its arguments into one of these dataclasses (``add_config_arguments`` /
 ``config_from_args`` derive the flags from the fields) and hands it to library functions, which

@@ -215,6 +215,28 @@ def test_fast_call_variants_equal_the_generator(matmul_max_pixels, narrow_rgb):
     assert np.abs(found - expected).max() <= 1e-4 * np.abs(expected).max()
 
 
+def test_a_stale_fast_forward_fails_instead_of_falling_back(monkeypatch):
+    import dataclasses
+
+    from eeg2image_tf.models import build_generator
+    from eeg2image_tf.models.gan import Generator
+    from eeg2image_tf.models.inference import FastForwardError, verified_fast_call
+
+    generator = build_generator(latent_dim=8, condition_dim=8)
+    declared = Generator.inference_layers
+    # The Generator's call changed (say, another LeakyReLU slope) but inference_layers did not
+    # follow: the check against the Generator's own call refuses the forward.
+    monkeypatch.setattr(Generator, "inference_layers", lambda self: dataclasses.replace(
+        declared(self), negative_slope=0.9))
+    with pytest.raises(FastForwardError, match="differs from the Generator's own call"):
+        verified_fast_call(generator, 16)
+    # A layer the forward cannot reproduce is refused before anything runs.
+    monkeypatch.setattr(Generator, "inference_layers", lambda self: dataclasses.replace(
+        declared(self), norms=declared(self).norms[:-1]))
+    with pytest.raises(FastForwardError, match="6 blocks but 5 norms"):
+        verified_fast_call(generator, 16)
+
+
 @pytest.mark.slow
 def test_fast_call_reproduces_the_original_generator_images(fixture_file):
     import tensorflow as tf

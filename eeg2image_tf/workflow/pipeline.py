@@ -1,13 +1,9 @@
-"""The whole method, end to end, resumable stage by stage (``python -m eeg2image_tf.pipeline``).
+"""The pipeline's stages and driver (``python -m eeg2image_tf.pipeline``, which documents them).
 
-    python -m eeg2image_tf.pipeline --set char --profile demo --run runs/demo
-
-Stages, each in its own sub-directory of the run: data preparation (built-in synthetic set when the
-set is missing) -> ``encoder`` (train) -> selection of the best encoder checkpoint ->
-``image_classifier`` -> ``gan`` -> ``generated`` images -> evaluation (``metrics.json``, figures) ->
-the conditional-accuracy ``curve`` over the kept checkpoints (profiles that ask for it) ->
-``saved_model``. ``pipeline.json`` records each finished stage with its outputs and wall time; a rerun
-skips finished stages, and an interrupted stage resumes from its own checkpoints.
+Each stage builds its command's config from the pipeline config and the profile's overrides
+(:data:`~eeg2image_tf.config.PROFILES`), calls that command's library function, and returns its
+outputs (paths, headline numbers) for ``pipeline.json``; :func:`run_pipeline` runs the unfinished
+ones in order. Where each stage writes is :class:`~eeg2image_tf.runs.PipelineRun`.
 """
 
 from __future__ import annotations
