@@ -415,7 +415,7 @@ def curve_names(average: int) -> tuple[str, str, str]:
 
 def curve_config_name(average: int) -> str:
     """The settings file beside :func:`curve_names`' json file."""
-    return curve_names(average)[0].replace("curve", "curve_config", 1)
+    return CURVE_CONFIG_FILE if average == 1 else f"curve_config_avg{average}.json"
 
 
 # The stages of a pipeline run, in order: the keys of pipeline.json's "stages".

@@ -208,6 +208,9 @@ def test_load_backend_choice_and_reason(graph_path, monkeypatch):
         inception.load_backend(weights="/nonexistent.h5")
 
 
+# Expected: Keras 3's weight saving converts TensorFlow variables with np.array, whose
+# __array__ lacks numpy 2's copy keyword; numpy warns (Keras's code, not ours).
+@pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
 @pytest.mark.slow
 def test_keras_backend_with_local_random_weights(tmp_path):
     import keras

@@ -228,6 +228,9 @@ def test_resumed_run_equals_uninterrupted_run_and_writes_outputs(tiny_set, tmp_p
     assert generator(np.zeros((1, 256), np.float32)).shape == (1, 128, 128, 3)
 
 
+# Expected: Keras's spectral normalisation caps an inverse norm at 1/epsilon = 1e7, which is
+# infinite in float16; numpy warns while the float16 graph is traced (README: float16 mode).
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
 @pytest.mark.slow
 def test_float32_run_resumes_in_mixed_float16_with_logged_loss_scales(tiny_set, tmp_path):
     """The precision may change on resume (RESUMABLE_FIELDS): a float16 continuation of a float32

@@ -4,6 +4,11 @@ Each stage builds its command's config from the pipeline config and the profile'
 (:data:`~eeg2image_tf.config.PROFILES`), calls that command's library function, and returns its
 outputs (paths, headline numbers) for ``pipeline.json``; :func:`run_pipeline` runs the unfinished
 ones in order. Where each stage writes is :class:`~eeg2image_tf.runs.PipelineRun`.
+
+Each stage imports its library call when it runs, not above: the run directory is checked first
+(a pipeline config that differs from the run's is refused with one line on stderr and exit code 2)
+and the data stage needs no TensorFlow, so nothing loads TensorFlow, and none of its C++ start-up
+lines reach stderr, before the first stage that trains.
 """
 
 from __future__ import annotations
@@ -19,17 +24,9 @@ from ..config import (PROFILES, CurveConfig, EncoderTrainConfig, EvaluateConfig,
                       SelectEncoderConfig)
 from ..data import write_synthetic_set
 from ..errors import ConfigError, DataError
-from ..evaluation import evaluate_checkpoints, evaluate_run
-from ..generation import generate_from_run
 from ..io_utils import atomic_write_json, read_json
-from ..models import precision as precisions
 from ..runs import (MANIFEST_FILE, PIPELINE_STAGES, TEST_SPLIT, TRAIN_SPLIT, PipelineRun,
                     curve_names, prepare_run_dir)
-from ..serving.export import export_from_run
-from ..training.encoder import train_encoder
-from ..training.gan import train_gan
-from ..training.image_classifier import train_image_classifier
-from ..training.selection import select_encoder
 
 SYNTHETIC_SETS = ("char", "digit")
 
@@ -46,6 +43,9 @@ def _stage_overrides(config: PipelineConfig, stage: str) -> dict[str, Any]:
     """
     overrides = dict(PROFILES[config.profile].get(stage, {}))
     if stage in PRECISION_STAGES:
+        # Imported here (module docstring): the models package loads TensorFlow.
+        from ..models import precision as precisions
+
         if config.precision != "profile":
             overrides["precision"] = precisions.check_precision(config.precision)
         elif overrides.get("precision") == "auto":
@@ -87,6 +87,9 @@ def stage_data(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]:
 
 
 def stage_encoder(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]:
+    # Imported when the stage runs (module docstring).
+    from ..training.encoder import train_encoder
+
     encoder_config = EncoderTrainConfig(data=str(paths.data_pkl), run=str(paths.encoder_run.dir),
                                         seed=config.seed, **_stage_overrides(config, "encoder"))
     result = train_encoder(encoder_config)
@@ -94,6 +97,9 @@ def stage_encoder(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]:
 
 
 def stage_select(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]:
+    # Imported when the stage runs (module docstring).
+    from ..training.selection import select_encoder
+
     select_config = SelectEncoderConfig(run=str(paths.encoder_run.dir),
                                         **_stage_overrides(config, "select"))
     result = select_encoder(select_config)
@@ -102,6 +108,9 @@ def stage_select(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]:
 
 
 def stage_classifier(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]:
+    # Imported when the stage runs (module docstring).
+    from ..training.image_classifier import train_image_classifier
+
     classifier_config = ImageClassifierConfig(images=str(paths.images), run=str(paths.classifier_run.dir),
                                               seed=config.seed,
                                               **_stage_overrides(config, "classifier"))
@@ -110,6 +119,9 @@ def stage_classifier(config: PipelineConfig, paths: PipelineRun) -> dict[str, An
 
 
 def stage_gan(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]:
+    # Imported when the stage runs (module docstring).
+    from ..training.gan import train_gan
+
     gan_config = GanTrainConfig(data=str(paths.data_pkl), images=str(paths.images / TRAIN_SPLIT),
                                 encoder=str(paths.encoder_run.dir), run=str(paths.gan_run.dir),
                                 seed=config.seed, **_stage_overrides(config, "gan"))
@@ -119,6 +131,9 @@ def stage_gan(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]:
 
 
 def stage_generate(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]:
+    # Imported when the stage runs (module docstring).
+    from ..generation import generate_from_run
+
     generate_config = GenerateConfig(run=str(paths.gan_run.dir), out=str(paths.generated),
                                      seed=config.seed, **_stage_overrides(config, "generate"))
     generate_from_run(generate_config)
@@ -126,6 +141,9 @@ def stage_generate(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]
 
 
 def stage_evaluate(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]:
+    # Imported when the stage runs (module docstring).
+    from ..evaluation import evaluate_run
+
     evaluate_config = EvaluateConfig(
         run=str(paths.gan_run.dir), images_dir=str(paths.generated),
         classifier=str(paths.classifier_run.dir), encoder_run=str(paths.encoder_run.dir),
@@ -141,6 +159,9 @@ def stage_curve(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]:
     if "curve" not in PROFILES[config.profile]:
         return {"skipped": f"the {config.profile} profile draws no curve "
                            "(python -m eeg2image_tf.curve does)"}
+    # Imported when the stage runs (module docstring).
+    from ..evaluation import evaluate_checkpoints
+
     curve_config = CurveConfig(run=str(paths.gan_run.dir), classifier=str(paths.classifier_run.dir),
                                seed=config.seed, **_stage_overrides(config, "curve"))
     result = evaluate_checkpoints(curve_config)
@@ -149,6 +170,9 @@ def stage_curve(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]:
 
 
 def stage_export(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]:
+    # Imported when the stage runs (module docstring).
+    from ..serving.export import export_from_run
+
     export_from_run(ExportConfig(out=str(paths.saved_model), run=str(paths.gan_run.dir)))
     return {"saved_model": str(paths.saved_model)}
 
