@@ -112,12 +112,17 @@ class GanTrainConfig:
     max_steps: Optional[int] = None     # stop after this many steps in total (None: epochs decide)
     time_budget_s: Optional[float] = None
     normalisation: str = "original"
-    # The spec's G step calls G with training=True (the default). The authors' code, as run, did not:
-    # its Generator.call is a tf.function without a training argument, so the first trace
-    # (training=False, from the D step) served the G step too; in their checkpoints G's BatchNorm
-    # moving statistics are still exactly 0 and 1 and its spectral-norm vectors never moved.
-    # False reproduces that behaviour.
-    generator_training: bool = True
+    # Modes of the two networks in the G step. The defaults are what the authors' code ran (spec,
+    # "Written versus run"): their Generator.call and Discriminator.call are tf.functions without a
+    # training argument, so the first trace of each (in the D step: G with training=False, D with
+    # training=True) served every later call. Checked by running their code on TF 2.15: the G step
+    # calls the same traced functions, G's with BatchNorm is_training=False and no spectral-norm
+    # update (their checkpoints agree: moving statistics still 0 and 1, sn_u untouched), D's with
+    # is_training=True (batch statistics, moving statistics updated). The spec's text (G with
+    # training=True, D with training=False in the G step) is --generator-training
+    # --no-discriminator-training-in-g-step.
+    generator_training: bool = False
+    discriminator_training_in_g_step: bool = True
     # > 0: also keep an exponential moving average of the generator's weights (not in the original),
     # ema = decay * ema + (1 - decay) * weights after every generator update; BatchNorm statistics
     # are copied. Samples, generate, evaluate, curve and export use it when a run has one (--no-ema:
@@ -128,6 +133,9 @@ class GanTrainConfig:
         "epochs", "max_steps", "time_budget_s", "checkpoint_every", "sample_every", "max_to_keep",
         "jit", "strategy", "fast_discriminator", "fused_batch_norm", "matmul_convs",
         "precision")
+    # Runs recorded before a field existed ran with these values (not the field's current default).
+    LEGACY_FIELD_VALUES: ClassVar[dict[str, Any]] = {"generator_training": True,
+                                                     "discriminator_training_in_g_step": False}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -302,9 +310,26 @@ def save_config(config: Any, run_dir: str | Path, filename: str = "config.json")
     return atomic_write_json(Path(run_dir) / filename, config_to_dict(config))
 
 
+def _fill_missing_fields(cls: type, values: dict[str, Any]) -> dict[str, Any]:
+    """Give a recorded config the fields that were added to ``cls`` after it was written.
+
+    Such a field takes the value the run actually had: ``cls.LEGACY_FIELD_VALUES`` where a
+    default changed later, else the field's default (by rule the behaviour before the field
+    existed), so old runs stay resumable and loadable after upgrades.
+    """
+    legacy = getattr(cls, "LEGACY_FIELD_VALUES", {})
+    for field in dataclasses.fields(cls):
+        if field.name not in values:
+            if field.name in legacy:
+                values[field.name] = legacy[field.name]
+            elif field.default is not dataclasses.MISSING:
+                values[field.name] = field.default
+    return values
+
+
 def load_config(cls: type[C], run_dir: str | Path, filename: str = "config.json") -> C:
     path = Path(run_dir) / filename
-    values = read_json(path)
+    values = _fill_missing_fields(cls, read_json(path))
     try:
         return config_from_dict(cls, values)
     except (TypeError, ConfigError) as exc:
@@ -329,11 +354,7 @@ def prepare_run_dir(config: Any, run_dir: str | Path, force: bool = False,
     path = run_dir / filename
     if path.exists() and not force:
         old = read_json(path)
-        # A field the recorded config lacks was added to the code after the run was made; its
-        # default is, by rule, the behaviour the run had, so the run stays resumable after upgrades.
-        for field in dataclasses.fields(config):
-            if field.name not in old and field.default is not dataclasses.MISSING:
-                old[field.name] = field.default
+        _fill_missing_fields(type(config), old)
         ignore = tuple(getattr(config, "RESUMABLE_FIELDS", ())) + ("run",)
         diffs = config_differences(old, config_to_dict(config), ignore)
         if diffs:

@@ -96,6 +96,13 @@ def stage_data(config: PipelineConfig, paths: PipelinePaths) -> dict[str, Any]:
         have_eeg = paths.data_pkl.exists()
         have_images = (paths.images / "train").is_dir() and (paths.images / "test").is_dir()
         if have_eeg and have_images:
+            if config.set in SYNTHETIC_SETS:
+                from .data.synthetic import check_synthetic_images
+                from .data.thoughtviz import CLASS_NAMES
+
+                # A data root built by an older renderer must not be trained on silently.
+                for split in ("train", "test"):
+                    check_synthetic_images(paths.images / split, CLASS_NAMES[config.set])
             return {"data": str(paths.data_pkl), "images": str(paths.images), "prepared": False}
         if config.set not in SYNTHETIC_SETS:
             missing = paths.data_pkl if not have_eeg else paths.images

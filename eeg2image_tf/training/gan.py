@@ -1,16 +1,23 @@
 """Training of the conditional DCGAN (spec section 4): hinge losses, DiffAugment and mode-seeking.
 
-One iteration, exactly as the original runs it (both halves share ``z1``, ``z2`` and the batch's ``c``):
+One iteration (both halves share ``z1``, ``z2`` and the batch's ``c``):
 
 1. discriminator update: ``fake = G([z1, c], training=False)``; DiffAugment on the real batch and on
    ``fake``; ``D(real_aug, c, training=True)`` and ``D(fake_aug, c, training=True)`` as two calls (each
    normalises with its own batch statistics, so merging them would change the numbers); hinge loss;
    only D's variables change (its weights, Adam state, BatchNorm moving statistics).
-2. generator update: ``f1 = G([z1, c], training=True)``, ``f2 = G([z2, c], training=True)`` (two calls:
-   batch statistics and the spectral-norm power iteration run per call, as in the original);
-   DiffAugment each; D with ``training=False`` (moving statistics, hence per-sample and mergeable into
-   one batch of 2B with the same numbers); loss ``hinge(D(f1)) + hinge(D(f2)) + w / (ms + 1e-5)``;
-   only G's variables change.
+2. generator update: ``f1 = G([z1, c])``, ``f2 = G([z2, c])``; DiffAugment each; ``D(f1_aug, c)``,
+   ``D(f2_aug, c)``; loss ``hinge(D(f1)) + hinge(D(f2)) + w / (ms + 1e-5)``; only G's trainable
+   variables change (and, with D in training mode, D's moving statistics, as in the original).
+
+The modes of step 2 are options (``GanTrainConfig``). By default they are what the authors' code
+ran: G with ``training=False`` (BatchNorm on its moving statistics, which stay 0 and 1; no
+spectral-norm update, so the raw kernels are trained) and D with ``training=True`` (two calls, each
+with its own batch statistics). The spec's text, G with ``training=True`` (batch statistics and the
+spectral-norm power iteration per call) and D with ``training=False`` (moving statistics, hence
+per-sample and merged into one batch of 2B with the same numbers), is
+``--generator-training --no-discriminator-training-in-g-step``. ``GanSteps`` itself defaults to
+the spec's text; ``train_gan`` passes the config's choice.
 
 Distribution. Each replica sees ``global_batch / replicas`` samples and Keras sums the replicas'
 gradients. The hinge terms are divided by the global batch on every replica, so the summed gradients are
@@ -144,7 +151,8 @@ class GanSteps:
     def __init__(self, generator, discriminator, g_optimizer, d_optimizer, *, latent_dim: int,
                  policy: str = "color,translation", mode_seeking_weight: float = 1.0, seed: int = 45,
                  global_batch_size: Optional[int] = None, num_replicas: int = 1,
-                 generator_training: bool = True, ema_generator=None, ema_decay: float = 0.0):
+                 generator_training: bool = True, discriminator_training_in_g_step: bool = False,
+                 ema_generator=None, ema_decay: float = 0.0):
         self.generator = generator
         self.discriminator = discriminator
         self.g_optimizer = g_optimizer
@@ -157,6 +165,9 @@ class GanSteps:
         # False reproduces what the authors' code actually ran (see GanTrainConfig.generator_training):
         # G's BatchNorm on moving statistics and no spectral-norm update in the G step.
         self.generator_training = bool(generator_training)
+        # True is what the authors' code ran (GanTrainConfig): D on batch statistics in the G step
+        # too, each of the two calls with its own, its moving statistics updated by both.
+        self.discriminator_training_in_g_step = bool(discriminator_training_in_g_step)
         # One replica: the original's reduce_mean, to the last bit.
         self.global_batch_size = global_batch_size if self.num_replicas > 1 else None
         if ema_generator is not None and not 0.0 < ema_decay < 1.0:
@@ -212,12 +223,18 @@ class GanSteps:
         with tf.GradientTape() as tape:
             f1 = self.generator(inputs_1, training=self.generator_training)
             f2 = self.generator(inputs_2, training=self.generator_training)
-            augmented = tf.concat([self._augment(f1, augment_seeds[AUGMENT_F1]),
-                                   self._augment(f2, augment_seeds[AUGMENT_F2])], axis=0)
-            # training=False uses moving statistics, so one 2B batch gives the two calls' numbers.
-            scores = self.discriminator(augmented, tf.concat([conditions, conditions], axis=0),
-                                        training=False)
-            d_f1, d_f2 = tf.split(scores, 2, axis=0)
+            augmented_1 = self._augment(f1, augment_seeds[AUGMENT_F1])
+            augmented_2 = self._augment(f2, augment_seeds[AUGMENT_F2])
+            if self.discriminator_training_in_g_step:
+                # Batch statistics differ per call, so the two calls cannot be merged.
+                d_f1 = self.discriminator(augmented_1, conditions, training=True)
+                d_f2 = self.discriminator(augmented_2, conditions, training=True)
+            else:
+                # training=False uses moving statistics, so one 2B batch gives the two calls' numbers.
+                scores = self.discriminator(tf.concat([augmented_1, augmented_2], axis=0),
+                                            tf.concat([conditions, conditions], axis=0),
+                                            training=False)
+                d_f1, d_f2 = tf.split(scores, 2, axis=0)
             g_hinge = (generator_hinge(d_f1, global_batch_size=self.global_batch_size)
                        + generator_hinge(d_f2, global_batch_size=self.global_batch_size))
             ms_term = mode_seeking(f1, f2, inputs_1, inputs_2, num_replicas=self.num_replicas)
@@ -236,6 +253,8 @@ class GanSteps:
         self._average_over_replicas(self.discriminator.non_trainable_variables)
         losses.update(self.generator_update(conditions, draws.z1, draws.z2, draws.augment_seeds))
         self._average_over_replicas(self.generator.non_trainable_variables)
+        if self.discriminator_training_in_g_step:   # the G step moved D's statistics too
+            self._average_over_replicas(self.discriminator.non_trainable_variables)
         return losses
 
     def update_ema(self) -> None:
@@ -647,6 +666,7 @@ def train_gan(config: GanTrainConfig, force: bool = False) -> dict:
                      mode_seeking_weight=config.mode_seeking_weight, seed=config.seed,
                      global_batch_size=config.batch_size, num_replicas=num_replicas,
                      generator_training=config.generator_training,
+                     discriminator_training_in_g_step=config.discriminator_training_in_g_step,
                      ema_generator=state.generator_ema, ema_decay=config.ema_decay)
     train_step = steps.make_train_step(strategy, jit=config.jit)
     # Samples show what generate and evaluate will use: the average when the run keeps one.
