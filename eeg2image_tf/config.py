@@ -294,7 +294,15 @@ class ImportOriginalConfig:
 # --------------------------------------------------------------------------------------------------
 
 def config_to_dict(config: Any) -> dict[str, Any]:
-    return dataclasses.asdict(config)
+    """The config as JSON would give it back (tuples as lists), so dicts compare alike."""
+    return {key: list(value) if isinstance(value, tuple) else value
+            for key, value in dataclasses.asdict(config).items()}
+
+
+def _tuple_fields(cls: type) -> tuple[str, ...]:
+    hints = typing.get_type_hints(cls)
+    return tuple(f.name for f in dataclasses.fields(cls)
+                 if typing.get_origin(_unwrap_optional(hints[f.name])[0]) is tuple)
 
 
 def config_from_dict(cls: type[C], values: dict[str, Any]) -> C:
@@ -303,6 +311,10 @@ def config_from_dict(cls: type[C], values: dict[str, Any]) -> C:
     unknown = sorted(set(values) - names)
     if unknown:
         raise ConfigError(f"{cls.__name__}: unknown field(s) {', '.join(unknown)}")
+    values = dict(values)
+    for name in _tuple_fields(cls):
+        if isinstance(values.get(name), list):
+            values[name] = tuple(values[name])
     return cls(**values)
 
 
@@ -405,6 +417,11 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type,
             parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction,
                                 default=default, help=help_text)
             continue
+        if typing.get_origin(tp) is tuple:
+            # Repeatable; None (not the default) when absent, since argparse appends in place.
+            parser.add_argument(flag, dest=field.name, action="append", default=None,
+                                metavar=field.metadata.get("metavar"), help=help_text)
+            continue
         converter = tp if tp in (int, float, str) else str
         if optional:
             base = converter
@@ -417,6 +434,10 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type,
 
 def config_from_args(cls: type[C], args: argparse.Namespace, **overrides: Any) -> C:
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+    for field in dataclasses.fields(cls):
+        if field.name in _tuple_fields(cls) and field.name in values:
+            given = values[field.name]
+            values[field.name] = tuple(given) if given is not None else field.default
     values.update(overrides)
     return cls(**values)
 
@@ -440,6 +461,12 @@ class PipelineConfig:
     # quality: mixed_bfloat16 where the CPU has native bfloat16, else float32), or float32 |
     # mixed_bfloat16 | mixed_float16 for every such stage.
     precision: str = _precision_field("profile", "profile (the profile's choice) | ")
+    # Settings of single stages over the profile's, each "stage.field=value" (e.g.
+    # "gan.batch_size=16", "encoder.epochs=100"); pipeline.stage_settings checks and converts them.
+    set_stage: tuple[str, ...] = dataclasses.field(default=(), metadata={
+        "metavar": "STAGE.FIELD=VALUE",
+        "help": "repeatable; a stage's setting over the profile's, e.g. gan.batch_size=16 "
+                "(stages: data encoder select classifier gan generate evaluate curve)"})
 
     RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ("inception_graph", "inception_weights")
 

@@ -323,13 +323,61 @@ def encoder_section(sources, num_classes: int, seed: int) -> dict[str, Any]:
             "chance": 1.0 / num_classes}
 
 
+def recorded_classifier_runs(run: str | Path) -> list[Path]:
+    """Classifier runs that earlier evaluations of the GAN ``run`` used, newest record first.
+
+    Read from the run's own records: ``metrics.json`` (``evaluation.classifier.run``, written by
+    ``evaluate``) and the curves' ``curve*.json`` (``settings.classifier``, written by ``curve``).
+    """
+    run = Path(run)
+    records: list[tuple[float, Path]] = []
+    metrics = run / "metrics.json"
+    candidates = [(metrics, ("evaluation", "classifier", "run"))]
+    candidates += [(path, ("settings", "classifier")) for path in sorted(run.glob("curve*.json"))
+                   if not path.name.startswith("curve_config")]
+    for path, keys in candidates:
+        if not path.is_file():
+            continue
+        try:
+            value: Any = read_json(path)
+        except Eeg2ImageError:
+            continue        # an unreadable record is no provenance; evaluation reports the rest
+        for key in keys:
+            value = value.get(key) if isinstance(value, dict) else None
+        if isinstance(value, str) and value not in ("", "<given>"):
+            records.append((path.stat().st_mtime, Path(value)))
+    ordered = [path for _, path in sorted(records, key=lambda item: -item[0])]
+    return list(dict.fromkeys(ordered))
+
+
+def find_classifier_run(config) -> tuple[Optional[Path], list[Path]]:
+    """Where the image classifier of an evaluation of ``config.run`` is, and where it was looked for.
+
+    In order: ``config.classifier``; the classifier an earlier ``evaluate`` or ``curve`` of this
+    run recorded (:func:`recorded_classifier_runs`); ``<run>/../image_classifier`` (the
+    pipeline's layout).
+    """
+    if config.classifier:
+        return Path(config.classifier), [Path(config.classifier)]
+    looked = recorded_classifier_runs(config.run) + [Path(config.run).resolve().parent /
+                                                      "image_classifier"]
+    for path in looked:
+        if path.exists():
+            return path, looked
+    return None, looked
+
+
 def load_classifier_or_reason(config) -> tuple[Any, str, Optional[Path]]:
-    """The image classifier of ``config.classifier`` or ``<run>/../image_classifier``; else a reason."""
-    path = Path(config.classifier) if config.classifier else \
-        Path(config.run).resolve().parent / "image_classifier"
-    if not path.exists():
-        how = "" if config.classifier else " (default location; pass --classifier RUN)"
-        return None, f"no image classifier run at {path}{how}", path
+    """The image classifier that :func:`find_classifier_run` finds; else None and a reason."""
+    path, looked = find_classifier_run(config)
+    if path is None or not path.exists():
+        if config.classifier:
+            return None, f"no image classifier run at {config.classifier}", Path(config.classifier)
+        recorded = [str(place) for place in looked[:-1]]
+        also = f"; the run's records name {', '.join(recorded)}, which are gone" if recorded else \
+            " and none recorded by an earlier evaluate or curve of this run"
+        return None, (f"no image classifier run at {looked[-1]} (default location){also}; pass "
+                      "--classifier RUN"), looked[-1]
     from .training.image_classifier import load_image_classifier
 
     return load_image_classifier(str(path)), "", path

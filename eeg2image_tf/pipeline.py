@@ -56,20 +56,99 @@ class PipelinePaths:
 PRECISION_STAGES = ("gan", "generate", "evaluate", "curve")
 
 
+# The config class of each stage that takes settings, and the fields the pipeline itself sets
+# (paths and the seed: one per pipeline). The data stage takes the built-in set's sizes.
+_DATA_SETTINGS = {"n_train": int, "n_test": int, "images_per_class": int,
+                  "test_images_per_class": int}
+_PIPELINE_FIELDS = ("data", "images", "encoder", "run", "out", "seed", "classifier", "encoder_run",
+                    "images_dir", "inception_graph", "inception_weights")
+
+
+def _stage_config_class(stage: str):
+    from . import config as configs
+
+    return {"encoder": configs.EncoderTrainConfig, "select": configs.SelectEncoderConfig,
+            "classifier": configs.ImageClassifierConfig, "gan": configs.GanTrainConfig,
+            "generate": configs.GenerateConfig, "evaluate": configs.EvaluateConfig,
+            "curve": configs.CurveConfig}.get(stage)
+
+
+def _convert_setting(text: str, tp: Any, setting: str) -> Any:
+    import typing
+
+    from .config import _unwrap_optional
+
+    base, optional = _unwrap_optional(tp)
+    if optional and text.lower() == "none":
+        return None
+    try:
+        if base is bool:
+            lowered = text.lower()
+            if lowered not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(text)
+            return lowered in ("true", "1", "yes")
+        if base in (int, float, str):
+            return base(text)
+    except ValueError:
+        raise ConfigError(f"--set-stage {setting}: {text!r} is not a {base.__name__}") from None
+    raise ConfigError(f"--set-stage {setting}: a {typing.get_origin(base) or base} field cannot "
+                      "be set here")
+
+
+def stage_settings(config: PipelineConfig) -> dict[str, dict[str, Any]]:
+    """``--set-stage`` as ``{stage: {field: value}}``, each value converted to its field's type.
+
+    Refuses (ConfigError, one line) an unknown stage or field, a value of the wrong type, and the
+    fields the pipeline sets itself.
+    """
+    import dataclasses
+    import typing
+
+    settings: dict[str, dict[str, Any]] = {}
+    for setting in config.set_stage:
+        key, equals, text = setting.partition("=")
+        stage, dot, field = key.strip().partition(".")
+        field = field.replace("-", "_")
+        if not equals or not dot or not stage or not field:
+            raise ConfigError(f"--set-stage {setting!r}: expected STAGE.FIELD=VALUE, e.g. "
+                              "gan.batch_size=16")
+        if stage == "data":
+            types = _DATA_SETTINGS
+        elif (cls := _stage_config_class(stage)) is not None:
+            hints = typing.get_type_hints(cls)
+            types = {f.name: hints[f.name] for f in dataclasses.fields(cls)
+                     if f.name not in _PIPELINE_FIELDS}
+        else:
+            raise ConfigError(f"--set-stage {setting}: unknown stage {stage!r}; stages: data "
+                              "encoder select classifier gan generate evaluate curve")
+        if field in _PIPELINE_FIELDS:
+            raise ConfigError(f"--set-stage {setting}: the pipeline sets {stage}.{field} itself")
+        if field not in types:
+            raise ConfigError(f"--set-stage {setting}: {stage} has no setting {field!r}")
+        settings.setdefault(stage, {})[field] = _convert_setting(text.strip(), types[field], setting)
+    return settings
+
+
 def _stage_overrides(config: PipelineConfig, stage: str) -> dict[str, Any]:
-    """The profile's settings of ``stage``, with ``precision`` made concrete.
+    """The profile's settings of ``stage`` and ``--set-stage``'s over them, with ``precision`` made
+    concrete.
 
     A profile may ask for ``precision="auto"``: bfloat16 where this CPU runs it natively, else
-    float32; ``--precision`` other than ``profile`` overrides the profile in every such stage.
+    float32; ``--precision`` other than ``profile`` overrides the profile in every such stage (a
+    stage's own ``--set-stage STAGE.precision=...`` wins over both).
     """
     from .precision import bfloat16_supported, check_precision
 
     overrides = dict(PROFILES[config.profile].get(stage, {}))
+    own = stage_settings(config).get(stage, {})
     if stage in PRECISION_STAGES:
         if config.precision != "profile":
             overrides["precision"] = check_precision(config.precision)
         elif overrides.get("precision") == "auto":
             overrides["precision"] = "mixed_bfloat16" if bfloat16_supported() else "float32"
+    overrides.update(own)
+    if overrides.get("precision") == "auto":
+        overrides["precision"] = "mixed_bfloat16" if bfloat16_supported() else "float32"
     return overrides
 
 
@@ -186,7 +265,7 @@ def stage_evaluate(config: PipelineConfig, paths: PipelinePaths) -> dict[str, An
 
 def stage_curve(config: PipelineConfig, paths: PipelinePaths) -> dict[str, Any]:
     """The conditional-accuracy curve over the GAN's kept checkpoints, in profiles that ask for it."""
-    if "curve" not in PROFILES[config.profile]:
+    if "curve" not in PROFILES[config.profile] and "curve" not in stage_settings(config):
         return {"skipped": f"the {config.profile} profile draws no curve "
                            "(python -m eeg2image_tf.curve does)"}
     from .checkpoint_curve import curve_names, evaluate_checkpoints
@@ -245,6 +324,7 @@ def run_pipeline(config: PipelineConfig, force: bool = False,
     """Run every unfinished stage in order; return the pipeline state (also in ``pipeline.json``)."""
     if config.profile not in PROFILES:
         raise ConfigError(f"unknown profile {config.profile!r}: use {', '.join(PROFILES)}")
+    stage_settings(config)          # a wrong --set-stage fails before any stage runs
     run_dir = prepare_run_dir(config, config.run, force=force)
     paths = PipelinePaths.from_config(config)
     state = load_state(run_dir)

@@ -40,6 +40,7 @@ Run directory: ``config.json``, ``conditions.npz`` (cached encoder features), ``
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
 import json
@@ -76,6 +77,7 @@ LOSS_NAMES = ("gan/d_hinge", "gan/g_hinge", "gan/mode_seeking", "gan/g_total")
 # Checkpoint names of the dynamic loss scales of G's and D's optimizers (mixed_float16 runs only).
 LOSS_SCALE_OBJECTS = ("g_loss_scale", "d_loss_scale")
 SCALARS_EVERY_STEPS = 10
+SATURATION_WINDOW = 200             # steps behind TensorBoard's gan/d_saturated_fraction
 SAMPLE_COUNT = 16
 SAMPLE_COLUMNS = 4
 SAMPLE_LATENT_RANGE = 0.2           # the original's fixed sample latent is U(-0.2, 0.2)
@@ -610,6 +612,43 @@ def _write_samples(generator, samples: _SampleInputs, run_dir: Path, step: int) 
 # The training loop
 # --------------------------------------------------------------------------------------------------
 
+class SaturationCounter:
+    """How often the discriminator's hinge loss is exactly 0 (every real score >= 1 and every fake
+    one <= -1): D then gets no gradient and G follows a saturated critic.
+
+    Counts over the whole run (carried across resumes through metrics.json) and over the last
+    ``window`` steps (TensorBoard ``gan/d_saturated_fraction``, every logged step).
+    """
+
+    def __init__(self, saturated: int = 0, steps: int = 0, window: int = SATURATION_WINDOW):
+        self.saturated = int(saturated)
+        self.steps = int(steps)
+        self.recent: collections.deque = collections.deque(maxlen=window)
+
+    @classmethod
+    def from_metrics(cls, metrics: dict) -> "SaturationCounter":
+        recorded = metrics.get("d_saturation", {})
+        return cls(recorded.get("saturated_steps", 0), recorded.get("steps", 0))
+
+    def add(self, d_hinge: float) -> None:
+        saturated = d_hinge == 0.0
+        self.saturated += int(saturated)
+        self.steps += 1
+        self.recent.append(saturated)
+
+    def recent_fraction(self) -> Optional[float]:
+        return float(np.mean(self.recent)) if self.recent else None
+
+    def summaries(self) -> dict:
+        fraction = self.recent_fraction()
+        return {} if fraction is None else {"gan/d_saturated_fraction": fraction}
+
+    def as_dict(self) -> dict:
+        return {"fraction": self.saturated / self.steps if self.steps else None,
+                "saturated_steps": self.saturated, "steps": self.steps,
+                "recent_fraction": self.recent_fraction(), "recent_steps": len(self.recent)}
+
+
 def _check_config(config: GanTrainConfig, num_replicas: int) -> None:
     if config.batch_size < 1 or config.batch_size % num_replicas:
         raise ConfigError(f"{config.run}: batch size {config.batch_size} must be a positive multiple "
@@ -684,6 +723,10 @@ def train_gan(config: GanTrainConfig, force: bool = False) -> dict:
     earlier_wall_time = float(previous.get("total_wall_time_s", 0.0)) if start_step else 0.0
     losses: dict[str, float] = dict(previous.get("losses", {})) if start_step else {}
     step_times: list[float] = []
+    # Wall clock from the end of this run's first (tracing) step: steps plus checkpoints, samples
+    # and summaries, i.e. what a step costs in the run's time.
+    loop_clock: dict[str, float] = {}
+    saturation = SaturationCounter.from_metrics(previous if start_step else {})
     stopped = "completed"
 
     def save_checkpoint() -> str:
@@ -696,10 +739,18 @@ def train_gan(config: GanTrainConfig, force: bool = False) -> dict:
     def write_metrics() -> dict:
         timed = step_times[1:] or step_times      # the first step of a run includes tracing
         wall = time.monotonic() - wall_start
+        looped = step - start_step - 1
+        wall_per_step = ((time.monotonic() - loop_clock["start"]) / looped
+                         if looped > 0 and "start" in loop_clock else None)
         metrics = {
             "step": step, "epoch": step / steps_per_epoch, "steps_per_epoch": steps_per_epoch,
             "total_steps": total_steps, "steps_this_run": step - start_step, "stopped": stopped,
-            "losses": losses, "ms_per_step": 1000.0 * float(np.mean(timed)) if timed else None,
+            "losses": losses,
+            # wall time per step (checkpoints, samples and summaries included) and the step alone
+            "ms_per_step": 1000.0 * wall_per_step if wall_per_step is not None else
+            (1000.0 * float(np.mean(timed)) if timed else None),
+            "compute_ms_per_step": 1000.0 * float(np.mean(timed)) if timed else None,
+            "d_saturation": saturation.as_dict(),
             "wall_time_s": wall, "total_wall_time_s": earlier_wall_time + wall,
             "batch_size": config.batch_size, "replicas": num_replicas,
             "checkpoint": manager.latest_checkpoint,
@@ -721,6 +772,9 @@ def train_gan(config: GanTrainConfig, force: bool = False) -> dict:
                     values = train_step(tf.constant(step, tf.int64), batch)
                     values = {name: float(values[name]) for name in LOSS_NAMES}
                     step_times.append(time.perf_counter() - started)
+                    if len(step_times) == 1:
+                        loop_clock["start"] = time.monotonic()
+                    saturation.add(values["gan/d_hinge"])
                     # Weights that produced a NaN are never saved: the last checkpoint stays good.
                     check_finite(values, f"step {step + 1}", manager.latest_checkpoint)
                     step += 1
@@ -739,7 +793,8 @@ def train_gan(config: GanTrainConfig, force: bool = False) -> dict:
                         stopped = "time_budget"
                     finishing = step >= total_steps or stopped != "completed"
                     if step % SCALARS_EVERY_STEPS == 0 or finishing:
-                        for name, value in {**values, **state.loss_scale_values}.items():
+                        for name, value in {**values, **state.loss_scale_values,
+                                            **saturation.summaries()}.items():
                             tf.summary.scalar(name, value, step=step)
                     if step % config.checkpoint_every == 0 or finishing:
                         save_checkpoint()
@@ -763,6 +818,10 @@ def train_gan(config: GanTrainConfig, force: bool = False) -> dict:
         metrics = write_metrics()
 
     return {"step": step, "epoch": metrics["epoch"], "stopped": stopped, **losses,
-            "ms_per_step": metrics["ms_per_step"], "wall_time_s": metrics["wall_time_s"],
+            "ms_per_step": metrics["ms_per_step"],
+            "compute_ms_per_step": metrics["compute_ms_per_step"],
+            "d_saturated_fraction": metrics["d_saturation"]["fraction"],
+            "d_saturated_recent_fraction": metrics["d_saturation"]["recent_fraction"],
+            "wall_time_s": metrics["wall_time_s"],
             "checkpoint": checkpoint_path, "samples": str(run_dir / "samples" / "latest.png"),
             "conditions_cached": data.conditions_cached}
