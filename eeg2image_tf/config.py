@@ -129,12 +129,17 @@ class GanTrainConfig:
     max_steps: Optional[int] = None     # stop after this many steps in total (None: epochs decide)
     time_budget_s: Optional[float] = None
     normalisation: str = "original"
-    # The spec's G step calls G with training=True (the default). The authors' code, as run, did not:
-    # its Generator.call is a tf.function without a training argument, so the first trace
-    # (training=False, from the D step) served the G step too; in their checkpoints G's BatchNorm
-    # moving statistics are still exactly 0 and 1 and its spectral-norm vectors never moved.
-    # False reproduces that behaviour.
-    generator_training: bool = True
+    # Modes of the two networks in the G step. The defaults are what the authors' code ran (spec,
+    # "Written versus run"): their Generator.call and Discriminator.call are tf.functions without a
+    # training argument, so the first trace of each (in the D step: G with training=False, D with
+    # training=True) served every later call. Checked by running their code on TF 2.15: the G step
+    # calls the same traced functions, G's with BatchNorm is_training=False and no spectral-norm
+    # update (their checkpoints agree: moving statistics still 0 and 1, sn_u untouched), D's with
+    # is_training=True (batch statistics, moving statistics updated). The spec's text (G with
+    # training=True, D with training=False in the G step) is --generator-training
+    # --no-discriminator-training-in-g-step.
+    generator_training: bool = False
+    discriminator_training_in_g_step: bool = True
     # > 0: also keep an exponential moving average of the generator's weights (not in the original),
     # ema = decay * ema + (1 - decay) * weights after every generator update; BatchNorm statistics
     # are copied. Samples, generate, evaluate, curve and export use it when a run has one (--no-ema:
@@ -145,6 +150,9 @@ class GanTrainConfig:
         "epochs", "max_steps", "time_budget_s", "checkpoint_every", "sample_every", "max_to_keep",
         "jit", "strategy", "fast_discriminator", "fused_batch_norm", "matmul_convs",
         "precision")
+    # Runs recorded before a field existed ran with these values (not the field's current default).
+    LEGACY_FIELD_VALUES: ClassVar[dict[str, Any]] = {"generator_training": True,
+                                                     "discriminator_training_in_g_step": False}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -303,7 +311,15 @@ class ImportOriginalConfig:
 # --------------------------------------------------------------------------------------------------
 
 def config_to_dict(config: Any) -> dict[str, Any]:
-    return dataclasses.asdict(config)
+    """The config as JSON would give it back (tuples as lists), so dicts compare alike."""
+    return {key: list(value) if isinstance(value, tuple) else value
+            for key, value in dataclasses.asdict(config).items()}
+
+
+def _tuple_fields(cls: type) -> tuple[str, ...]:
+    hints = typing.get_type_hints(cls)
+    return tuple(f.name for f in dataclasses.fields(cls)
+                 if typing.get_origin(unwrap_optional(hints[f.name])[0]) is tuple)
 
 
 def config_from_dict(cls: type[C], values: dict[str, Any]) -> C:
@@ -312,14 +328,35 @@ def config_from_dict(cls: type[C], values: dict[str, Any]) -> C:
     unknown = sorted(set(values) - names)
     if unknown:
         raise ConfigError(f"{cls.__name__}: unknown field(s) {', '.join(unknown)}")
+    values = dict(values)
+    for name in _tuple_fields(cls):
+        if isinstance(values.get(name), list):
+            values[name] = tuple(values[name])
     return cls(**values)
+
+
+def fill_missing_fields(cls: type, values: dict[str, Any]) -> dict[str, Any]:
+    """Give a recorded config the fields that were added to ``cls`` after it was written.
+
+    Such a field takes the value the run actually had: ``cls.LEGACY_FIELD_VALUES`` where a
+    default changed later, else the field's default (by rule the behaviour before the field
+    existed), so old runs stay resumable and loadable after upgrades.
+    """
+    legacy = getattr(cls, "LEGACY_FIELD_VALUES", {})
+    for field in dataclasses.fields(cls):
+        if field.name not in values:
+            if field.name in legacy:
+                values[field.name] = legacy[field.name]
+            elif field.default is not dataclasses.MISSING:
+                values[field.name] = field.default
+    return values
 
 
 # --------------------------------------------------------------------------------------------------
 # argparse from dataclasses
 # --------------------------------------------------------------------------------------------------
 
-def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+def unwrap_optional(tp: Any) -> tuple[Any, bool]:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
@@ -335,7 +372,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type,
     for field in dataclasses.fields(cls):
         if field.name in skip:
             continue
-        tp, optional = _unwrap_optional(hints[field.name])
+        tp, optional = unwrap_optional(hints[field.name])
         flag = "--" + field.name.replace("_", "-")
         required = field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
         default = None if required else field.default
@@ -345,6 +382,11 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type,
         if tp is bool:
             parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction,
                                 default=default, help=help_text)
+            continue
+        if typing.get_origin(tp) is tuple:
+            # Repeatable; None (not the default) when absent, since argparse appends in place.
+            parser.add_argument(flag, dest=field.name, action="append", default=None,
+                                metavar=field.metadata.get("metavar"), help=help_text)
             continue
         converter = tp if tp in (int, float, str) else str
         if optional:
@@ -358,6 +400,10 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type,
 
 def config_from_args(cls: type[C], args: argparse.Namespace, **overrides: Any) -> C:
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+    for field in dataclasses.fields(cls):
+        if field.name in _tuple_fields(cls) and field.name in values:
+            given = values[field.name]
+            values[field.name] = tuple(given) if given is not None else field.default
     values.update(overrides)
     return cls(**values)
 
@@ -381,6 +427,12 @@ class PipelineConfig:
     # quality: mixed_bfloat16 where the CPU has native bfloat16, else float32), or float32 |
     # mixed_bfloat16 | mixed_float16 for every such stage.
     precision: str = _precision_field("profile", "profile (the profile's choice) | ")
+    # Settings of single stages over the profile's, each "stage.field=value" (e.g.
+    # "gan.batch_size=16", "encoder.epochs=100"); pipeline.stage_settings checks and converts them.
+    set_stage: tuple[str, ...] = dataclasses.field(default=(), metadata={
+        "metavar": "STAGE.FIELD=VALUE",
+        "help": "repeatable; a stage's setting over the profile's, e.g. gan.batch_size=16 "
+                "(stages: data encoder select classifier gan generate evaluate curve)"})
 
     RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ("inception_graph", "inception_weights")
 

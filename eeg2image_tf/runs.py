@@ -33,7 +33,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterator, Optional, TypeVar
 
-from .config import GanTrainConfig, config_from_dict, config_to_dict
+from .config import GanTrainConfig, config_from_dict, config_to_dict, fill_missing_fields
 from .errors import CheckpointError, ConfigError, Eeg2ImageError
 from .io_utils import atomic_write_json, read_json
 
@@ -107,7 +107,7 @@ def save_config(config: Any, run_dir: str | Path, filename: str = CONFIG_FILE) -
 
 def load_config(cls: type[C], run_dir: str | Path, filename: str = CONFIG_FILE) -> C:
     path = Path(run_dir) / filename
-    values = read_json(path)
+    values = fill_missing_fields(cls, read_json(path))
     try:
         return config_from_dict(cls, values)
     except (TypeError, ConfigError) as exc:
@@ -131,12 +131,7 @@ def prepare_run_dir(config: Any, run_dir: str | Path, force: bool = False,
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / filename
     if path.exists() and not force:
-        old = read_json(path)
-        # A field the recorded config lacks was added to the code after the run was made; its
-        # default is, by rule, the behaviour the run had, so the run stays resumable after upgrades.
-        for field in dataclasses.fields(config):
-            if field.name not in old and field.default is not dataclasses.MISSING:
-                old[field.name] = field.default
+        old = fill_missing_fields(type(config), read_json(path))
         ignore = tuple(getattr(config, "RESUMABLE_FIELDS", ())) + ("run",)
         diffs = config_differences(old, config_to_dict(config), ignore)
         if diffs:
@@ -394,6 +389,37 @@ class GanRun(Run):
     def default_classifier(self) -> Path:
         """Where a pipeline puts the image classifier beside this run: ``<run>/../image_classifier``."""
         return self.dir.parent / PIPELINE_CLASSIFIER_DIR
+
+    def curve_records(self) -> list[Path]:
+        """The run's curve files (``curve.json``, ``curve_avg<k>.json``), without their settings."""
+        stem = Path(CURVE_FILE).stem
+        config_stem = Path(CURVE_CONFIG_FILE).stem
+        return [path for path in sorted(self.dir.glob(f"{stem}*.json"))
+                if not path.name.startswith(config_stem)]
+
+    def recorded_classifier_runs(self) -> list[Path]:
+        """Classifier runs that earlier evaluations of this run used, newest record first.
+
+        Read from the run's own records: ``metrics.json`` (``evaluation.classifier.run``, written
+        by ``evaluate``) and the curves' ``curve*.json`` (``settings.classifier``, written by
+        ``curve``).
+        """
+        records: list[tuple[float, Path]] = []
+        candidates = [(self.metrics, ("evaluation", "classifier", "run"))]
+        candidates += [(path, ("settings", "classifier")) for path in self.curve_records()]
+        for path, keys in candidates:
+            if not path.is_file():
+                continue
+            try:
+                value: Any = read_json(path)
+            except Eeg2ImageError:
+                continue        # an unreadable record is no provenance; evaluation reports the rest
+            for key in keys:
+                value = value.get(key) if isinstance(value, dict) else None
+            if isinstance(value, str) and value not in ("", "<given>"):
+                records.append((path.stat().st_mtime, Path(value)))
+        ordered = [path for _, path in sorted(records, key=lambda item: -item[0])]
+        return list(dict.fromkeys(ordered))
 
     def encoder_run_candidates(self) -> list[Path]:
         """Folders that may be the encoder's run: the config may name the run, its checkpoints/

@@ -56,13 +56,23 @@ def test_run_directory_refuses_another_config_unless_forced(tmp_path):
 
 
 def test_a_run_made_before_a_field_existed_still_resumes(tmp_path):
-    """A config.json without a field that was added later counts as that field's default."""
-    config = GanTrainConfig(data="d", images="i", encoder="e", run=str(tmp_path))
+    """A config.json without a field that was added later counts as that field's default, or as
+    the value the class records for runs made before it (``LEGACY_FIELD_VALUES``)."""
+    # Runs made before the G-step mode fields existed trained as the spec's text says.
+    config = GanTrainConfig(data="d", images="i", encoder="e", run=str(tmp_path),
+                            generator_training=True, discriminator_training_in_g_step=False)
     recorded = config_to_dict(config)
     del recorded["ema_decay"], recorded["generator_training"]
+    del recorded["discriminator_training_in_g_step"]
     atomic_write_json(tmp_path / "config.json", recorded)
     prepare_run_dir(config, tmp_path)                       # same behaviour: accepted
     assert read_json(tmp_path / "config.json")["ema_decay"] == 0.0
+    loaded = load_config(GanTrainConfig, tmp_path)
+    assert loaded.generator_training and not loaded.discriminator_training_in_g_step
+    atomic_write_json(tmp_path / "config.json", recorded)
+    with pytest.raises(ConfigError, match=r"discriminator_training_in_g_step: False -> True"):
+        prepare_run_dir(GanTrainConfig(data="d", images="i", encoder="e", run=str(tmp_path)),
+                        tmp_path)
     atomic_write_json(tmp_path / "config.json", recorded)
     with pytest.raises(ConfigError, match=r"ema_decay: 0.0 -> 0.999"):
         prepare_run_dir(GanTrainConfig(data="d", images="i", encoder="e", run=str(tmp_path),

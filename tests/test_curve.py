@@ -245,3 +245,38 @@ def test_averaged_run_and_averaged_curve(tmp_path):
         smooth["points"][-1]["conditional_accuracy"])
     assert own["points"][0]["conditional_separability"] == pytest.approx(
         smooth["points"][-1]["conditional_separability"])
+
+
+def test_curve_and_evaluate_find_the_classifier_an_earlier_evaluation_recorded(tmp_path):
+    """Not a sibling folder: the run's own records (evaluate's metrics.json, curve.json) name it."""
+    from eeg2image_tf.config import CurveConfig, EvaluateConfig
+    from eeg2image_tf.evaluation import find_classifier_run
+    from eeg2image_tf.io_utils import atomic_write_json
+
+    run = tmp_path / "experiments" / "gan"
+    run.mkdir(parents=True)
+    classifier = tmp_path / "elsewhere" / "clf"
+    classifier.mkdir(parents=True)
+    assert find_classifier_run(CurveConfig(run=str(run)))[0] is None
+    atomic_write_json(run / "metrics.json", {"evaluation": {"classifier": {"run": str(classifier)}}})
+    assert find_classifier_run(CurveConfig(run=str(run)))[0] == classifier
+    assert find_classifier_run(EvaluateConfig(run=str(run)))[0] == classifier
+    # an explicit one wins; the newest record wins over older ones
+    other = tmp_path / "other"
+    other.mkdir()
+    assert find_classifier_run(CurveConfig(run=str(run), classifier=str(other)))[0] == other
+    atomic_write_json(run / "curve.json", {"settings": {"classifier": str(other)}, "points": []})
+    import os
+    os.utime(run / "metrics.json", (1, 1))
+    assert find_classifier_run(CurveConfig(run=str(run)))[0] == other
+    # a record whose classifier is gone falls back to the sibling folder, then says what it tried
+    import shutil
+    shutil.rmtree(other)
+    shutil.rmtree(classifier)
+    (run.parent / "image_classifier").mkdir()
+    assert find_classifier_run(CurveConfig(run=str(run)))[0] == run.parent / "image_classifier"
+    (run.parent / "image_classifier").rmdir()
+    from eeg2image_tf.evaluation import load_classifier_or_reason
+
+    _, reason, _ = load_classifier_or_reason(CurveConfig(run=str(run)))
+    assert "no image classifier run at" in reason and str(other) in reason

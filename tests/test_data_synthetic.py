@@ -8,6 +8,9 @@ import pytest
 from eeg2image_tf.data import (CLASS_NAMES, list_image_folder, load_images, load_thoughtviz,
                                make_synthetic_eeg, pair_images, preprocess_numpy, render_character,
                                write_synthetic_set)
+from eeg2image_tf.data.synthetic import (RENDERER_VERSION, check_synthetic_images, font_paths,
+                                         render_digit)
+from eeg2image_tf.io_utils import read_json
 from eeg2image_tf.errors import DataError
 
 TINY = dict(n_train=60, n_test=20, images_per_class=3, test_images_per_class=2)
@@ -51,7 +54,8 @@ def test_same_seed_gives_identical_bytes_other_seed_differs(tiny_set, tmp_path):
     root, _ = tiny_set
     write_synthetic_set(tmp_path / "again", "char", seed=3, **TINY)
     first, second = file_bytes(root), file_bytes(tmp_path / "again")
-    assert first.keys() == second.keys() and len(first) == 51
+    # data.pkl, 50 images and one synthetic.json per split
+    assert first.keys() == second.keys() and len(first) == 53
     assert first == second
     write_synthetic_set(tmp_path / "other", "char", seed=4, **TINY)
     other = file_bytes(tmp_path / "other")
@@ -99,16 +103,102 @@ def test_rewriting_with_fewer_images_removes_the_extra_ones(tmp_path):
     np.testing.assert_array_equal(list_image_folder(tmp_path / "images" / "train").counts(), np.ones(10))
 
 
-def test_rendered_glyphs_contrast_with_their_background():
+def _ink_box(ink):
+    rows, cols = np.nonzero(ink)
+    return rows.min(), rows.max(), cols.min(), cols.max()
+
+
+@pytest.mark.parametrize("text", CLASS_NAMES["char"])
+def test_char_images_are_black_capitals_on_pure_white_in_every_face(text):
     rng = np.random.default_rng(0)
-    for text in "AJ7":
-        image = render_character(text, rng)
+    for font in font_paths():
+        image = render_character(text, rng, font=font)
         assert image.shape == (128, 128, 3) and image.dtype == np.uint8
-        luminance = image @ np.array([0.299, 0.587, 0.114])
-        border = np.concatenate([luminance[0], luminance[-1], luminance[:, 0], luminance[:, -1]])
-        glyph = np.abs(luminance - np.median(border)) > 60.0
-        # the glyph stands out from the background and covers a sensible part of the image
-        assert 0.02 < glyph.mean() < 0.6
+        # grey: the three channels are equal (no colour anywhere)
+        np.testing.assert_array_equal(image[..., 0], image[..., 1])
+        np.testing.assert_array_equal(image[..., 0], image[..., 2])
+        gray = image[..., 0]
+        ink = gray < 128
+        # pure white background, black strokes: a border of exactly 255 and solid black ink
+        border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+        assert (border == 255).all(), font.name
+        assert gray.min() == 0, font.name
+        assert 0.03 < ink.mean() < 0.6, font.name
+        top, bottom, left, right = _ink_box(gray < 250)
+        # the letter's height 70-90 % of the image (one pixel of anti-aliasing either way)
+        assert 0.70 * 128 - 2 <= bottom - top + 1 <= 0.90 * 128 + 2, (font.name, bottom - top + 1)
+        # centred by its bounding box within the jitter
+        assert abs((top + bottom) / 2 - 63.5) <= 0.04 * 128 + 2, font.name
+        assert abs((left + right) / 2 - 63.5) <= 0.04 * 128 + 2 or left == 0 or right == 127
+
+
+@pytest.mark.parametrize("text", CLASS_NAMES["digit"])
+def test_digit_images_are_white_digits_on_black_in_every_face(text):
+    rng = np.random.default_rng(1)
+    widths = []
+    for font in font_paths():
+        image = render_digit(text, rng, font=font)
+        assert image.shape == (128, 128, 3) and image.dtype == np.uint8
+        np.testing.assert_array_equal(image[..., 0], image[..., 2])
+        gray = image[..., 0]
+        border = np.concatenate([gray[:3].ravel(), gray[-3:].ravel(), gray[:, :3].ravel(),
+                                 gray[:, -3:].ravel()])
+        assert (border == 0).all(), font.name
+        assert gray.max() >= 200, font.name
+        ink = gray > 127
+        assert 0.01 < ink.mean() < 0.45, font.name
+        top, bottom, left, right = _ink_box(gray > 5)
+        assert 0.5 * 128 <= bottom - top + 1 <= 0.8 * 128, (font.name, bottom - top + 1)
+        rows, cols = np.nonzero(ink)
+        # centred by its centre of mass, as MNIST (within the jitter and the blur)
+        assert abs(rows.mean() - 64) < 9 and abs(cols.mean() - 64) < 9, font.name
+        widths.append(ink.mean())
+    # strokes of many widths: the ink fraction varies a lot over the faces
+    assert max(widths) > 2 * min(widths)
+
+
+def test_renderers_are_deterministic_by_seed_and_vary_between_draws():
+    for render in (render_character, render_digit):
+        first = render("S" if render is render_character else "5", np.random.default_rng(7))
+        again = render("S" if render is render_character else "5", np.random.default_rng(7))
+        np.testing.assert_array_equal(first, again)
+        rng = np.random.default_rng(8)
+        draws = [render("S" if render is render_character else "5", rng) for _ in range(6)]
+        assert len({d.tobytes() for d in draws}) == 6
+
+
+def test_classes_differ_more_than_faces_of_one_class():
+    """A letter is recognisable across typefaces: nearest-mean classification of the renders by
+    pixels alone is far above chance (the classifier and the GAN can learn the classes)."""
+    rng = np.random.default_rng(3)
+    names = CLASS_NAMES["char"]
+    train = np.stack([[render_character(c, rng)[::4, ::4, 0] / 255.0 for _ in range(12)] for c in names])
+    test = np.stack([[render_character(c, rng)[::4, ::4, 0] / 255.0 for _ in range(6)] for c in names])
+    means = train.mean(axis=1).reshape(len(names), -1)
+    flat = test.reshape(len(names) * 6, -1)
+    predicted = np.argmin(((flat[:, None, :] - means[None]) ** 2).sum(-1), axis=1)
+    accuracy = (predicted == np.repeat(np.arange(len(names)), 6)).mean()
+    assert accuracy > 0.5
+
+
+def test_a_data_root_of_an_older_renderer_is_refused_not_mixed(tmp_path):
+    write_synthetic_set(tmp_path, "char", seed=1, **TINY)
+    marker = tmp_path / "images" / "train" / "synthetic.json"
+    assert read_json(marker)["renderer_version"] == RENDERER_VERSION
+    # the same version rewrites in place
+    write_synthetic_set(tmp_path, "char", seed=1, **TINY)
+    # images of the first renderer carried no marker
+    marker.unlink()
+    with pytest.raises(DataError, match=r"images/train: holds built-in images of an older renderer"):
+        write_synthetic_set(tmp_path, "char", seed=1, **TINY)
+    marker.write_text('{"renderer_version": 1}')
+    with pytest.raises(DataError, match="renderer version 1, not of the current version"):
+        check_synthetic_images(tmp_path / "images" / "train", CLASS_NAMES["char"])
+    # folders of the real data (other file names, no marker) are not ours to judge
+    real = tmp_path / "real"
+    (real / "A").mkdir(parents=True)
+    (real / "A" / "img_001.jpg").write_bytes(b"")
+    check_synthetic_images(real, CLASS_NAMES["char"])
 
 
 @pytest.mark.slow

@@ -195,6 +195,39 @@ def test_generator_training_false_reproduces_the_originals_frozen_generator_stat
         assert changed == variable.trainable, variable.path
 
 
+def test_discriminator_training_in_g_step_uses_batch_statistics_per_call_as_the_original_ran(fresh):
+    """``discriminator_training_in_g_step=True``: the authors' code as run (their D's traced
+    function has BatchNorm is_training=True in the G step too). Each of the two calls normalises by
+    its own batch; D's moving statistics move, its weights do not; G's loss is the hinge of those
+    scores."""
+    from eeg2image_tf.training.losses import generator_hinge
+
+    state, config, batch = fresh
+    G, D = state.generator, state.discriminator
+    draws = step_randomness(config.seed, 0, 0, BATCH, LATENT)
+    conditions = batch["conditions"]
+    f1 = G(tf.concat([draws.z1, conditions], -1), training=False)
+    f2 = G(tf.concat([draws.z2, conditions], -1), training=False)
+    before = _values(D.weights)
+    expected = (generator_hinge(D(diff_augment(f1, POLICY, seed=draws.augment_seeds[AUGMENT_F1]),
+                                  conditions, training=True))
+                + generator_hinge(D(diff_augment(f2, POLICY, seed=draws.augment_seeds[AUGMENT_F2]),
+                                    conditions, training=True)))
+    _restore(D.weights, before)
+    losses = _steps(state, config, generator_training=False,
+                    discriminator_training_in_g_step=True).generator_update(
+        conditions, draws.z1, draws.z2, draws.augment_seeds)
+    np.testing.assert_allclose(float(losses["gan/g_hinge"]), float(expected), rtol=1e-5, atol=1e-6)
+    # merged into one 2B batch the statistics (and so the scores) would differ
+    merged = D(tf.concat([diff_augment(f1, POLICY, seed=draws.augment_seeds[AUGMENT_F1]),
+                          diff_augment(f2, POLICY, seed=draws.augment_seeds[AUGMENT_F2])], 0),
+               tf.concat([conditions, conditions], 0), training=True)
+    assert abs(float(2 * generator_hinge(merged)) - float(expected)) > 1e-4
+    for value, variable in zip(before, D.weights):
+        changed = not np.array_equal(value, variable.numpy())
+        assert changed == _is_moving_statistic(variable), variable.path
+
+
 def test_replica_scaling_divides_hinge_by_global_batch_and_mode_seeking_by_replicas(fresh):
     """With N replicas each replica's terms are its share of the global loss (module docstring)."""
     state, config, batch = fresh

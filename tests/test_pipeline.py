@@ -106,3 +106,63 @@ def test_precision_resolves_per_stage(tmp_path, monkeypatch):
     assert "precision" not in overrides("encoder", choice="float32")
     with pytest.raises(ConfigError, match="--precision"):
         overrides("gan", choice="float16")
+
+
+def test_set_stage_overrides_one_stage_with_typed_values(tmp_path, monkeypatch):
+    from eeg2image_tf.config import PipelineConfig
+
+    monkeypatch.setattr("eeg2image_tf.models.precision.bfloat16_supported", lambda: False)
+    config = PipelineConfig(run=str(tmp_path / "run"), profile="demo", set_stage=(
+        "gan.batch_size=16", "gan.time-budget-s=90.5", "gan.max_steps=none", "gan.ema_decay=0.99",
+        "gan.generator_training=true", "encoder.epochs=3", "data.n_train=40",
+        "gan.precision=auto"))
+    settings = pipeline.stage_settings(config)
+    assert settings["gan"] == {"batch_size": 16, "time_budget_s": 90.5, "max_steps": None,
+                               "ema_decay": 0.99, "generator_training": True, "precision": "auto"}
+    assert settings["encoder"] == {"epochs": 3} and settings["data"] == {"n_train": 40}
+    gan = pipeline._stage_overrides(config, "gan")
+    # the profile's other settings stay; ours win; "auto" is made concrete
+    assert gan["batch_size"] == 16 and gan["mode_seeking_weight"] == PROFILES["demo"]["gan"][
+        "mode_seeking_weight"] and gan["precision"] == "float32" and gan["max_steps"] is None
+    assert pipeline._stage_overrides(config, "encoder")["learning_rate"] == 1e-3
+    assert pipeline._stage_overrides(config, "encoder")["epochs"] == 3
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("gan.batch_size", "expected STAGE.FIELD=VALUE"),
+    ("batch_size=16", "expected STAGE.FIELD=VALUE"),
+    ("painting.batch_size=16", "unknown stage 'painting'"),
+    ("gan.batchsize=16", "gan has no setting 'batchsize'"),
+    ("gan.batch_size=sixteen", "'sixteen' is not a int"),
+    ("gan.generator_training=maybe", "'maybe' is not a bool"),
+    ("gan.run=elsewhere", "the pipeline sets gan.run itself"),
+    ("data.seed=3", "the pipeline sets data.seed itself"),
+])
+def test_set_stage_refuses_what_it_cannot_apply(tmp_path, setting, message):
+    from eeg2image_tf.config import PipelineConfig
+
+    config = PipelineConfig(run=str(tmp_path / "run"), set_stage=(setting,))
+    with pytest.raises(ConfigError, match=message):
+        pipeline.run_pipeline(config)
+    assert not (tmp_path / "run").exists()        # refused before any stage ran
+
+
+def test_set_stage_flag_is_repeatable_and_round_trips_through_config_json(tmp_path):
+    import argparse
+
+    from eeg2image_tf.config import PipelineConfig, add_config_arguments, config_from_args
+    from eeg2image_tf.runs import load_config, prepare_run_dir
+
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, PipelineConfig)
+    plain = config_from_args(PipelineConfig, parser.parse_args(["--run", str(tmp_path)]))
+    assert plain.set_stage == ()
+    args = parser.parse_args(["--run", str(tmp_path), "--set-stage", "gan.batch_size=16",
+                              "--set-stage", "curve.per_class=5"])
+    config = config_from_args(PipelineConfig, args)
+    assert config.set_stage == ("gan.batch_size=16", "curve.per_class=5")
+    prepare_run_dir(config, tmp_path)
+    assert load_config(PipelineConfig, tmp_path) == config
+    prepare_run_dir(config, tmp_path)                # the same settings resume
+    with pytest.raises(ConfigError, match="set_stage"):
+        prepare_run_dir(plain, tmp_path)

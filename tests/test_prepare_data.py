@@ -25,7 +25,9 @@ def test_synthetic_writes_the_layout_and_reports_it(tmp_path, capsys):
     assert "20 PNG images" in printed and "10 PNG images" in printed
     splits = load_thoughtviz(tmp_path / "eeg" / "char" / "data.pkl")
     assert splits.x_train.shape == (40, 14, 32, 1) and splits.class_names == CLASS_NAMES["char"]
-    assert sorted(p.name for p in (tmp_path / "images" / "train").iterdir()) == sorted(CLASS_NAMES["char"])
+    # the class folders and the record of the renderer version
+    assert sorted(p.name for p in (tmp_path / "images" / "train").iterdir()) == \
+        sorted(CLASS_NAMES["char"]) + ["synthetic.json"]
     assert len(list((tmp_path / "images" / "test" / "Y").glob("*.png"))) == 1
     # no temporary files are left behind by the atomic writes
     assert not [p for p in tmp_path.rglob("*") if ".tmp" in p.name]

@@ -211,6 +211,10 @@ def test_resumed_run_equals_uninterrupted_run_and_writes_outputs(tiny_set, tmp_p
     assert metrics["step"] == 3 and metrics["steps_per_epoch"] == 2 and metrics["epoch"] == 1.5
     assert set(metrics["losses"]) == {"gan/d_hinge", "gan/g_hinge", "gan/mode_seeking", "gan/g_total"}
     assert metrics["ms_per_step"] > 0 and metrics["wall_time_s"] > 0
+    # ms_per_step is wall time (checkpoints and samples included), compute_ms_per_step the step
+    assert metrics["ms_per_step"] >= metrics["compute_ms_per_step"] > 0
+    assert metrics["d_saturation"]["steps"] == 3
+    assert 0.0 <= metrics["d_saturation"]["fraction"] <= 1.0
     import cv2
 
     for name in ("step_000002.png", "step_000003.png", "latest.png"):
@@ -220,7 +224,8 @@ def test_resumed_run_equals_uninterrupted_run_and_writes_outputs(tiny_set, tmp_p
     assert sorted(p.name for p in (run / "checkpoints").glob("*.index")) == \
         ["ckpt-1.index", "ckpt-2.index", "ckpt-3.index"]
     tags = _tensorboard_tags(run / "tensorboard" / "train")
-    assert {"gan/d_hinge", "gan/g_hinge", "gan/mode_seeking", "gan/g_total", "gan/samples"} <= tags
+    assert {"gan/d_hinge", "gan/g_hinge", "gan/mode_seeking", "gan/g_total", "gan/samples",
+            "gan/d_saturated_fraction"} <= tags
 
     from eeg2image_tf.checkpoints import load_gan
 
@@ -427,3 +432,22 @@ def test_ema_follows_its_recursion_resumes_exactly_and_is_what_loaders_return(ti
     plain = train_gan(_config(tiny_set, tmp_path / "plain", max_steps=1))
     assert not checkpoint_has_ema(plain["checkpoint"])
     assert not any(key.startswith("generator_ema/") for key in _checkpoint_values(plain["checkpoint"]))
+
+
+def test_saturation_counter_counts_exact_zeros_over_the_run_and_a_window():
+    from eeg2image_tf.training.gan import SaturationCounter
+
+    counter = SaturationCounter(window=4)
+    for value in (0.0, 0.5, 0.0, 0.0, 1e-9, 0.0):
+        counter.add(value)
+    recorded = counter.as_dict()
+    assert recorded["saturated_steps"] == 4 and recorded["steps"] == 6
+    assert recorded["fraction"] == pytest.approx(4 / 6)
+    # the last four steps: 0.0, 0.0, 1e-9, 0.0 (a tiny loss is not saturation)
+    assert recorded["recent_fraction"] == pytest.approx(0.75) and recorded["recent_steps"] == 4
+    assert counter.summaries() == {"gan/d_saturated_fraction": pytest.approx(0.75)}
+    # a resumed run carries the totals on
+    resumed = SaturationCounter.from_metrics({"d_saturation": recorded})
+    resumed.add(0.0)
+    assert resumed.as_dict()["saturated_steps"] == 5 and resumed.as_dict()["steps"] == 7
+    assert SaturationCounter().as_dict()["fraction"] is None

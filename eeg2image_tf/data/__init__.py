@@ -5,7 +5,8 @@ from .images import IMAGE_EXTENSIONS, ImageFolder, list_image_folder, load_image
 from .pipelines import encoder_dataset, gan_dataset
 from .preprocess import PREPROCESS_METHODS, preprocess, preprocess_numpy
 from .safe_pickle import RestrictedUnpickler, safe_load_pickle, safe_loads
-from .synthetic import SYNTHETIC_SETS, make_synthetic_eeg, render_character, write_synthetic_set
+from .synthetic import (SYNTHETIC_SETS, check_synthetic_images, make_synthetic_eeg, render_character,
+                        write_synthetic_set)
 from .thoughtviz import (CLASS_NAMES, SPLIT_KEYS, EEGSplits, convert_to_npz, load_thoughtviz,
                          save_npz)
 
@@ -15,5 +16,6 @@ __all__ = [
     "PREPROCESS_METHODS", "preprocess", "preprocess_numpy",
     "IMAGE_EXTENSIONS", "ImageFolder", "list_image_folder", "load_image", "load_images", "pair_images",
     "encoder_dataset", "gan_dataset",
-    "SYNTHETIC_SETS", "make_synthetic_eeg", "render_character", "write_synthetic_set",
+    "SYNTHETIC_SETS", "check_synthetic_images", "make_synthetic_eeg", "render_character",
+    "write_synthetic_set",
 ]

@@ -15,9 +15,14 @@ after it, smaller waves become ripples of a few hundredths on a ~0.9 plateau, wh
 LSTM needs hundreds of epochs to pick up, while at this size it clusters the test set (k-means
 accuracy > 0.9) within a few dozen epochs.
 
-Images: each class's character drawn with OpenCV (the Hershey fonts; OpenCV 5's embedded font at
-weights 200-900, regular or italic) at 128 x 128, with random style, stroke weight, size, shear,
-rotation, position and contrasting colours.
+Images, as the real sets look (``RENDERER_VERSION`` 2): ``char`` imitates ThoughtViz's Char-Font
+images, black capital letters in many typefaces on plain white, upright and centred, filling most of
+the height (the paper's alphabet figure); ``digit`` imitates MNIST, white digits on black with strokes
+of many widths, centred by centre of mass. The typefaces are the 22 faces matplotlib installs with
+itself (``FONT_FILES``: DejaVu Sans, Serif and Mono, STIX General, Computer Modern), drawn by its
+FreeType binding, so no system font and no download is needed. Earlier versions drew coloured,
+rotated and sheared glyphs on gradients; ``synthetic.json`` in each image split records the version,
+and a split of another version is refused rather than mixed (:func:`check_synthetic_images`).
 """
 
 from __future__ import annotations
@@ -26,12 +31,13 @@ import os
 import pickle
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
+import cv2
 import numpy as np
 
 from ..errors import DataError
-from ..io_utils import atomic_path, atomic_write_bytes
+from ..io_utils import atomic_path, atomic_write_bytes, atomic_write_json, read_json
 from .thoughtviz import CLASS_NAMES
 
 SYNTHETIC_SETS = ("digit", "char")
@@ -144,90 +150,163 @@ def _class_names(set_name: str) -> tuple[str, ...]:
 # Images
 # --------------------------------------------------------------------------------------------------
 
-def _hershey_fonts() -> tuple[int, ...]:
-    import cv2
+# Bumped whenever the rendered images change, so that a data root never mixes two renderers' images
+# (``SYNTHETIC_MARKER`` in every image split records the version that wrote it).
+RENDERER_VERSION = 2
+SYNTHETIC_MARKER = "synthetic.json"
+# Typefaces that matplotlib installs with itself (mpl-data/fonts/ttf): DejaVu Sans, Serif and Mono
+# (Bitstream Vera licence) and STIX General (SIL OFL), each in regular, bold, italic and bold italic,
+# and six Computer Modern faces (BaKoMa; roman, bold, sans, text italic, typewriter, math italic).
+# Their capital letters and digits sit at the ASCII code points, so any installed matplotlib
+# renders them without a system font.
+FONT_FILES = (
+    "DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf", "DejaVuSans-BoldOblique.ttf",
+    "DejaVuSerif.ttf", "DejaVuSerif-Bold.ttf", "DejaVuSerif-Italic.ttf", "DejaVuSerif-BoldItalic.ttf",
+    "DejaVuSansMono.ttf", "DejaVuSansMono-Bold.ttf", "DejaVuSansMono-Oblique.ttf",
+    "DejaVuSansMono-BoldOblique.ttf",
+    "STIXGeneral.ttf", "STIXGeneralBol.ttf", "STIXGeneralItalic.ttf", "STIXGeneralBolIta.ttf",
+    "cmr10.ttf", "cmb10.ttf", "cmss10.ttf", "cmti10.ttf", "cmtt10.ttf", "cmmi10.ttf",
+)
+# Glyphs are drawn this many pixels per em, then scaled down into the image (anti-aliased).
+_RENDER_PIXELS_PER_EM = 320
+# Char-Font: a capital filling 70-90 % of the image height (the paper's alphabet figure), at most this
+# fraction of its width, centred by bounding box up to this jitter (fraction of the size).
+CHAR_HEIGHT_RANGE = (0.70, 0.90)
+_CHAR_MAX_WIDTH = 0.90
+_CHAR_JITTER = 0.04
+# Pixels of the border that stay background (the plain white margin of the real images).
+_MARGIN_PX = 3
+# MNIST: a digit in a 20 x 20 box of 28 x 28 (about 0.71 of the size), centred by its centre of mass;
+# strokes of many widths; the anti-aliasing of MNIST's downscaling.
+DIGIT_HEIGHT_RANGE = (0.58, 0.72)
+_DIGIT_JITTER = 0.04
+_DIGIT_STROKE_CHANGE_PX = (-2, 4)    # erosion (< 0) or dilation (> 0) radius at 128 x 128
+_DIGIT_BLUR_SIGMA = 0.8
 
-    return (cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_PLAIN, cv2.FONT_HERSHEY_DUPLEX,
-            cv2.FONT_HERSHEY_COMPLEX, cv2.FONT_HERSHEY_TRIPLEX, cv2.FONT_HERSHEY_COMPLEX_SMALL,
-            cv2.FONT_HERSHEY_SCRIPT_SIMPLEX, cv2.FONT_HERSHEY_SCRIPT_COMPLEX)
+
+def font_paths() -> tuple[Path, ...]:
+    """The typefaces of the built-in images: ``FONT_FILES`` in matplotlib's own font folder."""
+    # Imported here, not above: only the built-in images need fonts, and matplotlib is slow to
+    # import for every other user of eeg2image_tf.data (commands' --help among them).
+    import matplotlib
+
+    folder = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+    paths = tuple(folder / name for name in FONT_FILES)
+    missing = [str(path) for path in paths if not path.is_file()]
+    if missing:
+        raise DataError(f"synthetic images: matplotlib's fonts are missing ({', '.join(missing)}); "
+                        "reinstall matplotlib")
+    return paths
 
 
-def _luminance(rgb: np.ndarray) -> float:
-    return float(0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2])
+_GLYPH_CACHE: dict[tuple[str, str], np.ndarray] = {}
 
 
-def _draw_glyph(canvas: np.ndarray, text: str, height: int, rng: np.random.Generator) -> None:
-    """Draw ``text`` about ``height`` px tall, white on the black ``canvas`` (uint8, in place)."""
-    import cv2
+def glyph_coverage(text: str, font_path: str | os.PathLike) -> np.ndarray:
+    """``text`` drawn by FreeType (matplotlib's ``FT2Font``) at 320 px per em, cropped to its ink.
 
-    origin = (canvas.shape[1] // 4, canvas.shape[0] * 3 // 4)
-    if hasattr(cv2, "FontFace"):
-        # OpenCV 5 draws every Hershey name with one embedded variable font at a fixed weight (the
-        # stroke thickness is ignored); its own API varies the style and weight instead.
-        face = cv2.FontFace("italic" if rng.random() < 0.3 else "sans")
-        cv2.putText(canvas, text, origin, 255, face, height, int(rng.integers(2, 10)) * 100)
-        return
-    fonts = _hershey_fonts()
-    font = fonts[int(rng.integers(len(fonts)))]
-    if rng.random() < 0.25:
-        font |= cv2.FONT_ITALIC
-    thickness = int(rng.integers(2, 9))
-    scale = cv2.getFontScaleFromHeight(font, height, thickness)
-    cv2.putText(canvas, text, origin, font, scale, 255, thickness, cv2.LINE_AA)
-
-
-def render_character(text: str, rng: np.random.Generator, size: int = IMAGE_SIZE) -> np.ndarray:
-    """One ``text`` glyph as RGB uint8 ``(size, size, 3)``.
-
-    Random style and stroke weight (Hershey fonts and thickness 2-8 px; regular or italic at weights
-    200-900 where OpenCV 5 replaces them), glyph height 40-68 % of the image, shear up to +-0.35,
-    rotation up to +-12 degrees, offset up to 8 % of the size, a two-colour gradient background and
-    a foreground whose luminance differs from both of its colours by more than 90 (of 255).
+    Returns float32 coverage ``(H, W)`` in [0, 1] (1 = ink). Cached per (text, font): rendering is
+    deterministic, and a set draws each glyph of each face many times.
     """
-    import cv2
+    key = (text, str(font_path))
+    if key not in _GLYPH_CACHE:
+        # Imported here, not above: as in font_paths.
+        from matplotlib.ft2font import FT2Font
 
-    # Draw large on a wide canvas, then map the glyph's bounding box into the image with one affine
-    # transform (scale, shear, rotation, offset); this works the same for every font back end.
-    canvas = np.zeros((2 * size, 2 * size), np.uint8)
-    _draw_glyph(canvas, text, size, rng)
-    rows, cols = np.nonzero(canvas)
-    if rows.size == 0:
-        raise DataError(f"synthetic image: OpenCV drew nothing for {text!r}")
-    glyph_height, glyph_width = rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
-    scale = min(rng.uniform(0.4, 0.68) * size / glyph_height, 0.72 * size / glyph_width)
-    shear = rng.uniform(-0.35, 0.35)
-    angle = np.deg2rad(rng.uniform(-12.0, 12.0))
-    offset = size / 2.0 + rng.uniform(-0.08, 0.08, size=2) * size
+        font = FT2Font(str(font_path))
+        font.set_size(_RENDER_PIXELS_PER_EM, 72)     # points at 72 dpi: pixels per em
+        font.set_text(text, 0.0)
+        font.draw_glyphs_to_bitmap(antialiased=True)
+        bitmap = np.asarray(font.get_image(), dtype=np.float32) / np.float32(255.0)
+        rows, cols = np.nonzero(bitmap > 0.02)
+        if rows.size == 0:
+            raise DataError(f"synthetic image: {Path(font_path).name} has no glyph for {text!r}")
+        _GLYPH_CACHE[key] = bitmap[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    return _GLYPH_CACHE[key]
 
-    def translation(dx: float, dy: float) -> np.ndarray:
-        return np.array([[1.0, 0.0, dx], [0.0, 1.0, dy], [0.0, 0.0, 1.0]])
 
-    rotation = np.array([[np.cos(angle), -np.sin(angle), 0.0], [np.sin(angle), np.cos(angle), 0.0],
-                         [0.0, 0.0, 1.0]])
-    shearing = np.array([[1.0, shear, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
-    scaling = np.diag([scale, scale, 1.0])
-    centre = translation(-(cols.min() + cols.max()) / 2.0, -(rows.min() + rows.max()) / 2.0)
-    affine = (translation(offset[0], offset[1]) @ rotation @ shearing @ scaling @ centre)[:2]
-    alpha = cv2.warpAffine(canvas, affine, (size, size), flags=cv2.INTER_AREA)
-    alpha = alpha.astype(np.float32)[..., None] / np.float32(255.0)
+def _scaled(coverage: np.ndarray, height: float, max_width: float) -> np.ndarray:
+    """``coverage`` resized (area averaging) to ``height`` px tall; a glyph that would then be wider
+    than ``max_width`` is condensed horizontally to it (as a condensed face), keeping its height."""
+    scale = height / coverage.shape[0]
+    width = min(coverage.shape[1] * scale, max_width)
+    size = (max(1, int(round(width))), max(1, int(round(coverage.shape[0] * scale))))
+    return np.clip(cv2.resize(coverage, size, interpolation=cv2.INTER_AREA), 0.0, 1.0)
 
-    background = rng.uniform(0.0, 255.0, size=3)
-    second = np.clip(background + rng.normal(0.0, 25.0, size=3), 0.0, 255.0)
-    foreground = rng.uniform(0.0, 255.0, size=3)
-    # Both ends of the background gradient must contrast with the glyph.
-    while min(abs(_luminance(foreground) - _luminance(background)),
-              abs(_luminance(foreground) - _luminance(second))) <= 90.0:
-        foreground = rng.uniform(0.0, 255.0, size=3)
-    ramp = np.linspace(0.0, 1.0, size, dtype=np.float32)
-    ramp = ramp[:, None, None] if rng.random() < 0.5 else ramp[None, :, None]
-    back = (background.astype(np.float32) * (1.0 - ramp) + second.astype(np.float32) * ramp)
-    image = back * (1.0 - alpha) + foreground.astype(np.float32) * alpha
-    return np.clip(image, 0.0, 255.0).astype(np.uint8)
+
+def _place(glyph: np.ndarray, size: int, centre: tuple[float, float],
+           margin: int = _MARGIN_PX) -> np.ndarray:
+    """A ``(size, size)`` float32 canvas with ``glyph`` whose own centre lands at ``centre`` (x, y),
+    moved back inside where the jitter would put it closer than ``margin`` px to the border."""
+    height, width = glyph.shape
+    left = int(round(np.clip(centre[0] - width / 2.0, margin, size - width - margin)))
+    top = int(round(np.clip(centre[1] - height / 2.0, margin, size - height - margin)))
+    canvas = np.zeros((size, size), np.float32)
+    canvas[top:top + height, left:left + width] = glyph
+    return canvas
+
+
+def _gray_to_rgb(gray: np.ndarray) -> np.ndarray:
+    return np.repeat(np.clip(np.rint(gray), 0.0, 255.0).astype(np.uint8)[..., None], 3, axis=-1)
+
+
+def render_character(text: str, rng: np.random.Generator, size: int = IMAGE_SIZE,
+                     font: Optional[str | os.PathLike] = None) -> np.ndarray:
+    """A Char-Font-like image: ``text`` in black on pure white, RGB uint8 ``(size, size, 3)``.
+
+    As ThoughtViz's char images (and the paper's alphabet figure): one of ``FONT_FILES`` (or
+    ``font``), upright, the letter's ink 70-90 % of the image height (a letter that would be wider
+    than 90 % of the image is condensed to that), centred by its bounding box with a jitter of up
+    to 4 % of the size, at least 3 px from the border. Grey only at the
+    anti-aliased edges; no colour, gradient, rotation or shear.
+    """
+    font = font if font is not None else font_paths()[int(rng.integers(len(FONT_FILES)))]
+    height = rng.uniform(*CHAR_HEIGHT_RANGE) * size
+    glyph = _scaled(glyph_coverage(text, font), height, _CHAR_MAX_WIDTH * size)
+    centre = size / 2.0 + rng.uniform(-_CHAR_JITTER, _CHAR_JITTER, size=2) * size
+    ink = _place(glyph, size, (float(centre[0]), float(centre[1])))
+    return _gray_to_rgb(255.0 * (1.0 - ink))
+
+
+def render_digit(text: str, rng: np.random.Generator, size: int = IMAGE_SIZE,
+                 font: Optional[str | os.PathLike] = None) -> np.ndarray:
+    """An MNIST-like image: ``text`` in white on black, RGB uint8 ``(size, size, 3)``.
+
+    As MNIST (which ThoughtViz's digit images are): the digit about 58-72 % of the image height,
+    centred by its centre of mass (jitter up to 4 %), strokes thinned or thickened by up to 2 or
+    4 px (a random face of ``FONT_FILES``, or ``font``), softened by a Gaussian blur (sigma 0.8 px).
+    """
+    font = font if font is not None else font_paths()[int(rng.integers(len(FONT_FILES)))]
+    height = rng.uniform(*DIGIT_HEIGHT_RANGE) * size
+    glyph = _scaled(glyph_coverage(text, font), height, 0.8 * size)
+    # Room for thicker strokes before the change of stroke width.
+    pad = _DIGIT_STROKE_CHANGE_PX[1] + 2
+    glyph = np.pad(glyph, pad)
+    change = int(rng.integers(_DIGIT_STROKE_CHANGE_PX[0], _DIGIT_STROKE_CHANGE_PX[1] + 1))
+    if change:
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * abs(change) + 1,) * 2)
+        thinner = cv2.erode(glyph, kernel)
+        # Erosion may wipe out a thin face altogether; such a draw keeps its own strokes.
+        glyph = cv2.dilate(glyph, kernel) if change > 0 else (thinner if thinner.max() > 0.5 else glyph)
+    rows, cols = np.nonzero(glyph > 0.02)
+    glyph = glyph[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    # Centre of mass to the (jittered) image centre, as MNIST did.
+    total = float(glyph.sum())
+    mass_y = float((glyph.sum(axis=1) * np.arange(glyph.shape[0])).sum()) / total
+    mass_x = float((glyph.sum(axis=0) * np.arange(glyph.shape[1])).sum()) / total
+    target = size / 2.0 + rng.uniform(-_DIGIT_JITTER, _DIGIT_JITTER, size=2) * size
+    centre = (float(target[0]) - mass_x + glyph.shape[1] / 2.0,
+              float(target[1]) - mass_y + glyph.shape[0] / 2.0)
+    # A wider margin: the blur spreads the strokes by about three sigma.
+    ink = cv2.GaussianBlur(_place(glyph, size, centre, margin=_MARGIN_PX + 3), (0, 0),
+                           _DIGIT_BLUR_SIGMA)
+    return _gray_to_rgb(255.0 * ink)
+
+
+RENDERERS = {"char": render_character, "digit": render_digit}
 
 
 def _write_png(path: Path, rgb: np.ndarray) -> None:
-    import cv2
-
     ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     if not ok:  # pragma: no cover - OpenCV failing to encode a uint8 image
         raise DataError(f"{path}: OpenCV could not encode the image")
@@ -238,8 +317,46 @@ def _image_file_name(class_name: str, index: int) -> str:
     return f"{class_name}_{index:04d}.png"
 
 
+def _our_image_files(split_root: Path, class_names: tuple[str, ...]) -> list[Path]:
+    """Files in ``split_root/<Class>/`` named as the built-in sets name their images."""
+    return [path for name in class_names for path in (split_root / name).glob(f"{name}_*.png")]
+
+
+def synthetic_images_version(split_root: str | os.PathLike) -> Optional[int]:
+    """The renderer version recorded in ``split_root/synthetic.json``; None when there is none."""
+    marker = Path(split_root) / SYNTHETIC_MARKER
+    if not marker.is_file():
+        return None
+    try:
+        return int(read_json(marker)["renderer_version"])
+    except (KeyError, TypeError, ValueError):
+        raise DataError(f"{marker}: not a built-in set's record (no integer 'renderer_version'); "
+                        "remove it, or the whole image folder, and write the set again") from None
+
+
+def check_synthetic_images(split_root: str | os.PathLike, class_names: tuple[str, ...]) -> None:
+    """Refuse an image split that holds built-in images of another renderer version.
+
+    Such images would otherwise be silently mixed with (or trained on instead of) the current
+    renderer's: older versions wrote no ``synthetic.json``, so built-in file names without one
+    count as an older version. Folders of the real data (no marker, other names) pass.
+    """
+    split_root = Path(split_root)
+    version = synthetic_images_version(split_root)
+    if version == RENDERER_VERSION:
+        return
+    if version is None and not _our_image_files(split_root, class_names):
+        return
+    found = f"renderer version {version}" if version is not None else \
+        "an older renderer (no synthetic.json)"
+    raise DataError(f"{split_root}: holds built-in images of {found}, not of the current version "
+                    f"{RENDERER_VERSION} (black letters on white, MNIST-like digits); delete that "
+                    "folder to rebuild it, or use another data root")
+
+
 def _check_image_root(split_root: Path, class_names: tuple[str, ...]) -> None:
-    """Refuse to mix two sets' class folders: natsort over all of them would shift class indices."""
+    """Refuse to mix two sets' class folders (natsort over all of them would shift class indices)
+    or two renderers' images."""
     if not split_root.is_dir():
         return
     foreign = sorted(p.name for p in split_root.iterdir()
@@ -247,22 +364,29 @@ def _check_image_root(split_root: Path, class_names: tuple[str, ...]) -> None:
     if foreign:
         raise DataError(f"{split_root}: already holds class folders of another set ({', '.join(foreign)}); "
                         "write this set to another --out")
+    check_synthetic_images(split_root, class_names)
 
 
 def write_class_images(split_root: Path, class_names: tuple[str, ...], per_class: int,
-                       rng: np.random.Generator) -> int:
+                       rng: np.random.Generator, set_name: str = "char") -> int:
     """Write ``per_class`` PNGs into each ``split_root/<Class>/``; remove older ones of ours beyond them.
 
+    ``set_name`` picks the renderer (:data:`RENDERERS`). ``split_root/synthetic.json`` records the
+    renderer version, written first so that an interrupted write is still recognised as ours.
     Rendering stays in this thread, in a fixed order, so the random stream (and every byte) is
     reproducible; encoding and the fsync of each atomic write overlap on a few threads.
     """
+    render = RENDERERS[set_name]
+    split_root.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(split_root / SYNTHETIC_MARKER, {"renderer_version": RENDERER_VERSION,
+                                                      "set": set_name})
     with ThreadPoolExecutor(max_workers=4) as pool:
         pending = []
         for class_name in class_names:
             folder = split_root / class_name
             folder.mkdir(parents=True, exist_ok=True)
             for k in range(per_class):
-                image = render_character(class_name, rng)
+                image = render(class_name, rng)
                 pending.append(pool.submit(_write_png, folder / _image_file_name(class_name, k), image))
         for future in pending:
             future.result()
@@ -306,7 +430,8 @@ def write_synthetic_set(out_root: str | os.PathLike, set_name: str = "char", see
             pickle.dump(arrays, handle, protocol=2)
 
     image_rng = np.random.default_rng([seed, SYNTHETIC_SETS.index(set_name), 1])
-    counts = {split: write_class_images(image_roots[split], class_names, per_class, image_rng)
+    counts = {split: write_class_images(image_roots[split], class_names, per_class, image_rng,
+                                         set_name)
               for split, per_class in (("train", images_per_class), ("test", test_images_per_class))}
     return {
         "set": set_name,

@@ -10,11 +10,11 @@ from .images import (ImageChunk, PassResult, folder_chunks, generated_chunks,
                      list_generated_folder, real_chunks, run_pass)
 from .report import format_table
 from .run import EVALUATION_KEY, evaluate_run, make_figures, write_evaluation
-from .sections import align_classifier, load_classifier_or_reason, unavailable
+from .sections import align_classifier, find_classifier_run, load_classifier_or_reason, unavailable
 
 __all__ = [
     "EVALUATION_KEY", "ImageChunk", "PassResult", "align_classifier", "evaluate_checkpoints",
-    "evaluate_run", "every_kth", "folder_chunks", "format_curve", "format_table",
+    "evaluate_run", "every_kth", "find_classifier_run", "folder_chunks", "format_curve", "format_table",
     "generated_chunks", "list_generated_folder", "load_classifier_or_reason", "make_figures",
     "real_chunks", "run_pass", "unavailable", "write_evaluation",
 ]

@@ -101,13 +101,34 @@ def encoder_section(sources, num_classes: int, seed: int) -> dict[str, Any]:
             "chance": 1.0 / num_classes}
 
 
+def find_classifier_run(config) -> tuple[Optional[Path], list[Path]]:
+    """Where the image classifier of an evaluation of ``config.run`` is, and where it was looked for.
+
+    In order: ``config.classifier``; the classifier an earlier ``evaluate`` or ``curve`` of this
+    run recorded (:meth:`~eeg2image_tf.runs.GanRun.recorded_classifier_runs`);
+    ``<run>/../image_classifier`` (the pipeline's layout).
+    """
+    if config.classifier:
+        return Path(config.classifier), [Path(config.classifier)]
+    looked = GanRun(Path(config.run)).recorded_classifier_runs() + \
+        [GanRun(Path(config.run).resolve()).default_classifier()]
+    for path in looked:
+        if path.exists():
+            return path, looked
+    return None, looked
+
+
 def load_classifier_or_reason(config) -> tuple[Any, str, Optional[Path]]:
-    """The image classifier of ``config.classifier`` or ``<run>/../image_classifier``; else a reason."""
-    path = Path(config.classifier) if config.classifier else \
-        GanRun(Path(config.run).resolve()).default_classifier()
-    if not path.exists():
-        how = "" if config.classifier else " (default location; pass --classifier RUN)"
-        return None, f"no image classifier run at {path}{how}", path
+    """The image classifier that :func:`find_classifier_run` finds; else None and a reason."""
+    path, looked = find_classifier_run(config)
+    if path is None or not path.exists():
+        if config.classifier:
+            return None, f"no image classifier run at {config.classifier}", Path(config.classifier)
+        recorded = [str(place) for place in looked[:-1]]
+        also = f"; the run's records name {', '.join(recorded)}, which are gone" if recorded else \
+            " and none recorded by an earlier evaluate or curve of this run"
+        return None, (f"no image classifier run at {looked[-1]} (default location){also}; pass "
+                      "--classifier RUN"), looked[-1]
     return load_image_classifier(str(path)), "", path
 
 

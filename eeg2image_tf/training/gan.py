@@ -1,16 +1,23 @@
 """Training of the conditional DCGAN (spec section 4): hinge losses, DiffAugment and mode-seeking.
 
-One iteration, exactly as the original runs it (both halves share ``z1``, ``z2`` and the batch's ``c``):
+One iteration (both halves share ``z1``, ``z2`` and the batch's ``c``):
 
 1. discriminator update: ``fake = G([z1, c], training=False)``; DiffAugment on the real batch and on
    ``fake``; ``D(real_aug, c, training=True)`` and ``D(fake_aug, c, training=True)`` as two calls (each
    normalises with its own batch statistics, so merging them would change the numbers); hinge loss;
    only D's variables change (its weights, Adam state, BatchNorm moving statistics).
-2. generator update: ``f1 = G([z1, c], training=True)``, ``f2 = G([z2, c], training=True)`` (two calls:
-   batch statistics and the spectral-norm power iteration run per call, as in the original);
-   DiffAugment each; D with ``training=False`` (moving statistics, hence per-sample and mergeable into
-   one batch of 2B with the same numbers); loss ``hinge(D(f1)) + hinge(D(f2)) + w / (ms + 1e-5)``;
-   only G's variables change.
+2. generator update: ``f1 = G([z1, c])``, ``f2 = G([z2, c])``; DiffAugment each; ``D(f1_aug, c)``,
+   ``D(f2_aug, c)``; loss ``hinge(D(f1)) + hinge(D(f2)) + w / (ms + 1e-5)``; only G's trainable
+   variables change (and, with D in training mode, D's moving statistics, as in the original).
+
+The modes of step 2 are options (``GanTrainConfig``). By default they are what the authors' code
+ran: G with ``training=False`` (BatchNorm on its moving statistics, which stay 0 and 1; no
+spectral-norm update, so the raw kernels are trained) and D with ``training=True`` (two calls, each
+with its own batch statistics). The spec's text, G with ``training=True`` (batch statistics and the
+spectral-norm power iteration per call) and D with ``training=False`` (moving statistics, hence
+per-sample and merged into one batch of 2B with the same numbers), is
+``--generator-training --no-discriminator-training-in-g-step``. ``GanSteps`` itself defaults to
+the spec's text; ``train_gan`` passes the config's choice.
 
 Distribution. Each replica sees ``global_batch / replicas`` samples and Keras sums the replicas'
 gradients. The hinge terms are divided by the global batch on every replica, so the summed gradients are
@@ -35,6 +42,7 @@ budget, checkpoint cadence) is :class:`~.run.TrainingRun`.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import time
 from pathlib import Path
@@ -70,6 +78,7 @@ __all__ = [
 
 LOSS_NAMES = ("gan/d_hinge", "gan/g_hinge", "gan/mode_seeking", "gan/g_total")
 SCALARS_EVERY_STEPS = 10
+SATURATION_WINDOW = 200             # steps behind TensorBoard's gan/d_saturated_fraction
 SAMPLE_COLUMNS = 4
 # Seeds of the four DiffAugment draws of a step, by position in StepRandomness.augment_seeds.
 AUGMENT_REAL, AUGMENT_FAKE, AUGMENT_F1, AUGMENT_F2 = range(4)
@@ -138,7 +147,8 @@ class GanSteps:
     def __init__(self, generator, discriminator, g_optimizer, d_optimizer, *, latent_dim: int,
                  policy: str = "color,translation", mode_seeking_weight: float = 1.0, seed: int = 45,
                  global_batch_size: Optional[int] = None, num_replicas: int = 1,
-                 generator_training: bool = True, ema_generator=None, ema_decay: float = 0.0):
+                 generator_training: bool = True, discriminator_training_in_g_step: bool = False,
+                 ema_generator=None, ema_decay: float = 0.0):
         self.generator = generator
         self.discriminator = discriminator
         self.g_optimizer = g_optimizer
@@ -151,6 +161,9 @@ class GanSteps:
         # False reproduces what the authors' code actually ran (see GanTrainConfig.generator_training):
         # G's BatchNorm on moving statistics and no spectral-norm update in the G step.
         self.generator_training = bool(generator_training)
+        # True is what the authors' code ran (GanTrainConfig): D on batch statistics in the G step
+        # too, each of the two calls with its own, its moving statistics updated by both.
+        self.discriminator_training_in_g_step = bool(discriminator_training_in_g_step)
         # One replica: the original's reduce_mean, to the last bit.
         self.global_batch_size = global_batch_size if self.num_replicas > 1 else None
         if ema_generator is not None and not 0.0 < ema_decay < 1.0:
@@ -196,12 +209,18 @@ class GanSteps:
         with tf.GradientTape() as tape:
             f1 = self.generator(inputs_1, training=self.generator_training)
             f2 = self.generator(inputs_2, training=self.generator_training)
-            augmented = tf.concat([self._augment(f1, augment_seeds[AUGMENT_F1]),
-                                   self._augment(f2, augment_seeds[AUGMENT_F2])], axis=0)
-            # training=False uses moving statistics, so one 2B batch gives the two calls' numbers.
-            scores = self.discriminator(augmented, tf.concat([conditions, conditions], axis=0),
-                                        training=False)
-            d_f1, d_f2 = tf.split(scores, 2, axis=0)
+            augmented_1 = self._augment(f1, augment_seeds[AUGMENT_F1])
+            augmented_2 = self._augment(f2, augment_seeds[AUGMENT_F2])
+            if self.discriminator_training_in_g_step:
+                # Batch statistics differ per call, so the two calls cannot be merged.
+                d_f1 = self.discriminator(augmented_1, conditions, training=True)
+                d_f2 = self.discriminator(augmented_2, conditions, training=True)
+            else:
+                # training=False uses moving statistics, so one 2B batch gives the two calls' numbers.
+                scores = self.discriminator(tf.concat([augmented_1, augmented_2], axis=0),
+                                            tf.concat([conditions, conditions], axis=0),
+                                            training=False)
+                d_f1, d_f2 = tf.split(scores, 2, axis=0)
             g_hinge = (generator_hinge(d_f1, global_batch_size=self.global_batch_size)
                        + generator_hinge(d_f2, global_batch_size=self.global_batch_size))
             ms_term = mode_seeking(f1, f2, inputs_1, inputs_2, num_replicas=self.num_replicas)
@@ -218,6 +237,8 @@ class GanSteps:
         self._average_over_replicas(self.discriminator.non_trainable_variables)
         losses.update(self.generator_update(conditions, draws.z1, draws.z2, draws.augment_seeds))
         self._average_over_replicas(self.generator.non_trainable_variables)
+        if self.discriminator_training_in_g_step:   # the G step moved D's statistics too
+            self._average_over_replicas(self.discriminator.non_trainable_variables)
         return losses
 
     def update_ema(self) -> None:
@@ -295,6 +316,43 @@ def _write_samples(generator, samples: SampleInputs, run: GanRun, step: int) -> 
 # The training loop
 # --------------------------------------------------------------------------------------------------
 
+class SaturationCounter:
+    """How often the discriminator's hinge loss is exactly 0 (every real score >= 1 and every fake
+    one <= -1): D then gets no gradient and G follows a saturated critic.
+
+    Counts over the whole run (carried across resumes through metrics.json) and over the last
+    ``window`` steps (TensorBoard ``gan/d_saturated_fraction``, every logged step).
+    """
+
+    def __init__(self, saturated: int = 0, steps: int = 0, window: int = SATURATION_WINDOW):
+        self.saturated = int(saturated)
+        self.steps = int(steps)
+        self.recent: collections.deque = collections.deque(maxlen=window)
+
+    @classmethod
+    def from_metrics(cls, metrics: dict) -> "SaturationCounter":
+        recorded = metrics.get("d_saturation", {})
+        return cls(recorded.get("saturated_steps", 0), recorded.get("steps", 0))
+
+    def add(self, d_hinge: float) -> None:
+        saturated = d_hinge == 0.0
+        self.saturated += int(saturated)
+        self.steps += 1
+        self.recent.append(saturated)
+
+    def recent_fraction(self) -> Optional[float]:
+        return float(np.mean(self.recent)) if self.recent else None
+
+    def summaries(self) -> dict:
+        fraction = self.recent_fraction()
+        return {} if fraction is None else {"gan/d_saturated_fraction": fraction}
+
+    def as_dict(self) -> dict:
+        return {"fraction": self.saturated / self.steps if self.steps else None,
+                "saturated_steps": self.saturated, "steps": self.steps,
+                "recent_fraction": self.recent_fraction(), "recent_steps": len(self.recent)}
+
+
 def _check_config(config: GanTrainConfig, num_replicas: int) -> None:
     if config.batch_size < 1 or config.batch_size % num_replicas:
         raise ConfigError(f"{config.run}: batch size {config.batch_size} must be a positive multiple "
@@ -345,6 +403,7 @@ def train_gan(config: GanTrainConfig, force: bool = False) -> dict:
                      mode_seeking_weight=config.mode_seeking_weight, seed=config.seed,
                      global_batch_size=config.batch_size, num_replicas=num_replicas,
                      generator_training=config.generator_training,
+                     discriminator_training_in_g_step=config.discriminator_training_in_g_step,
                      ema_generator=state.generator_ema, ema_decay=config.ema_decay)
     train_step = steps.make_train_step(strategy, jit=config.jit)
     # Samples show what generate and evaluate will use: the average when the run keeps one.
@@ -362,15 +421,27 @@ def train_gan(config: GanTrainConfig, force: bool = False) -> dict:
     earlier_wall_time = float(previous.get("total_wall_time_s", 0.0)) if start_step else 0.0
     losses: dict[str, float] = dict(previous.get("losses", {})) if start_step else {}
     step_times: list[float] = []
+    # Wall clock from the end of this run's first (tracing) step: steps plus checkpoints, samples
+    # and summaries, i.e. what a step costs in the run's time.
+    loop_clock: dict[str, float] = {}
+    saturation = SaturationCounter.from_metrics(previous if start_step else {})
     stopped = "completed"
 
     def write_metrics() -> dict:
         timed = step_times[1:] or step_times      # the first step of a run includes tracing
         wall = time.monotonic() - wall_start
+        looped = step - start_step - 1
+        wall_per_step = ((time.monotonic() - loop_clock["start"]) / looped
+                         if looped > 0 and "start" in loop_clock else None)
         metrics = {
             "step": step, "epoch": step / steps_per_epoch, "steps_per_epoch": steps_per_epoch,
             "total_steps": total_steps, "steps_this_run": step - start_step, "stopped": stopped,
-            "losses": losses, "ms_per_step": 1000.0 * float(np.mean(timed)) if timed else None,
+            "losses": losses,
+            # wall time per step (checkpoints, samples and summaries included) and the step alone
+            "ms_per_step": 1000.0 * wall_per_step if wall_per_step is not None else
+            (1000.0 * float(np.mean(timed)) if timed else None),
+            "compute_ms_per_step": 1000.0 * float(np.mean(timed)) if timed else None,
+            "d_saturation": saturation.as_dict(),
             "wall_time_s": wall, "total_wall_time_s": earlier_wall_time + wall,
             "batch_size": config.batch_size, "replicas": num_replicas,
             "checkpoint": run.latest_checkpoint,
@@ -390,6 +461,9 @@ def train_gan(config: GanTrainConfig, force: bool = False) -> dict:
                 values = train_step(tf.constant(step, tf.int64), batch)
                 values = {name: float(values[name]) for name in LOSS_NAMES}
                 step_times.append(time.perf_counter() - started)
+                if len(step_times) == 1:
+                    loop_clock["start"] = time.monotonic()
+                saturation.add(values["gan/d_hinge"])
                 # Weights that produced a NaN are never saved: the last checkpoint stays good.
                 check_finite(values, f"step {step + 1}", run.latest_checkpoint)
                 step += 1
@@ -404,7 +478,8 @@ def train_gan(config: GanTrainConfig, force: bool = False) -> dict:
                 stopped = reason or "completed"
                 finishing = reason is not None
                 if step % SCALARS_EVERY_STEPS == 0 or finishing:
-                    for name, value in {**values, **state.loss_scale_values}.items():
+                    for name, value in {**values, **state.loss_scale_values,
+                                        **saturation.summaries()}.items():
                         tf.summary.scalar(name, value, step=step)
                 if step % config.checkpoint_every == 0 or finishing:
                     run.save(step)
@@ -426,6 +501,10 @@ def train_gan(config: GanTrainConfig, force: bool = False) -> dict:
         metrics = write_metrics()
 
     return {"step": step, "epoch": metrics["epoch"], "stopped": stopped, **losses,
-            "ms_per_step": metrics["ms_per_step"], "wall_time_s": metrics["wall_time_s"],
+            "ms_per_step": metrics["ms_per_step"],
+            "compute_ms_per_step": metrics["compute_ms_per_step"],
+            "d_saturated_fraction": metrics["d_saturation"]["fraction"],
+            "d_saturated_recent_fraction": metrics["d_saturation"]["recent_fraction"],
+            "wall_time_s": metrics["wall_time_s"],
             "checkpoint": checkpoint_path, "samples": str(gan_run.latest_sample),
             "conditions_cached": data.conditions_cached}

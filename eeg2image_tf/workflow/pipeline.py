@@ -14,15 +14,17 @@ lines reach stderr, before the first stage that trains.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import time
+import typing
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from ..config import (PROFILES, CurveConfig, EncoderTrainConfig, EvaluateConfig, ExportConfig,
                       GanTrainConfig, GenerateConfig, ImageClassifierConfig, PipelineConfig,
-                      SelectEncoderConfig)
-from ..data import write_synthetic_set
+                      SelectEncoderConfig, unwrap_optional)
+from ..data import CLASS_NAMES, check_synthetic_images, write_synthetic_set
 from ..errors import ConfigError, DataError
 from ..io_utils import atomic_write_json, read_json
 from ..runs import (MANIFEST_FILE, PIPELINE_STAGES, TEST_SPLIT, TRAIN_SPLIT, PipelineRun,
@@ -35,22 +37,91 @@ SYNTHETIC_SETS = ("char", "digit")
 PRECISION_STAGES = ("gan", "generate", "evaluate", "curve")
 
 
+# The config class of each stage that takes settings, and the fields the pipeline itself sets
+# (paths and the seed: one per pipeline). The data stage takes the built-in set's sizes.
+_DATA_SETTINGS = {"n_train": int, "n_test": int, "images_per_class": int,
+                  "test_images_per_class": int}
+_PIPELINE_FIELDS = ("data", "images", "encoder", "run", "out", "seed", "classifier", "encoder_run",
+                    "images_dir", "inception_graph", "inception_weights")
+_STAGE_CONFIGS = {"encoder": EncoderTrainConfig, "select": SelectEncoderConfig,
+                  "classifier": ImageClassifierConfig, "gan": GanTrainConfig,
+                  "generate": GenerateConfig, "evaluate": EvaluateConfig, "curve": CurveConfig}
+
+
+def _convert_setting(text: str, tp: Any, setting: str) -> Any:
+    base, optional = unwrap_optional(tp)
+    if optional and text.lower() == "none":
+        return None
+    try:
+        if base is bool:
+            lowered = text.lower()
+            if lowered not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(text)
+            return lowered in ("true", "1", "yes")
+        if base in (int, float, str):
+            return base(text)
+    except ValueError:
+        raise ConfigError(f"--set-stage {setting}: {text!r} is not a {base.__name__}") from None
+    raise ConfigError(f"--set-stage {setting}: a {typing.get_origin(base) or base} field cannot "
+                      "be set here")
+
+
+def stage_settings(config: PipelineConfig) -> dict[str, dict[str, Any]]:
+    """``--set-stage`` as ``{stage: {field: value}}``, each value converted to its field's type.
+
+    Refuses (ConfigError, one line) an unknown stage or field, a value of the wrong type, and the
+    fields the pipeline sets itself.
+    """
+    settings: dict[str, dict[str, Any]] = {}
+    for setting in config.set_stage:
+        key, equals, text = setting.partition("=")
+        stage, dot, field = key.strip().partition(".")
+        field = field.replace("-", "_")
+        if not equals or not dot or not stage or not field:
+            raise ConfigError(f"--set-stage {setting!r}: expected STAGE.FIELD=VALUE, e.g. "
+                              "gan.batch_size=16")
+        if stage == "data":
+            types = _DATA_SETTINGS
+        elif (cls := _STAGE_CONFIGS.get(stage)) is not None:
+            hints = typing.get_type_hints(cls)
+            types = {f.name: hints[f.name] for f in dataclasses.fields(cls)
+                     if f.name not in _PIPELINE_FIELDS}
+        else:
+            raise ConfigError(f"--set-stage {setting}: unknown stage {stage!r}; stages: data "
+                              "encoder select classifier gan generate evaluate curve")
+        if field in _PIPELINE_FIELDS:
+            raise ConfigError(f"--set-stage {setting}: the pipeline sets {stage}.{field} itself")
+        if field not in types:
+            raise ConfigError(f"--set-stage {setting}: {stage} has no setting {field!r}")
+        settings.setdefault(stage, {})[field] = _convert_setting(text.strip(), types[field], setting)
+    return settings
+
+
 def _stage_overrides(config: PipelineConfig, stage: str) -> dict[str, Any]:
-    """The profile's settings of ``stage``, with ``precision`` made concrete.
+    """The profile's settings of ``stage`` and ``--set-stage``'s over them, with ``precision`` made
+    concrete.
 
     A profile may ask for ``precision="auto"``: bfloat16 where this CPU runs it natively, else
-    float32; ``--precision`` other than ``profile`` overrides the profile in every such stage.
+    float32; ``--precision`` other than ``profile`` overrides the profile in every such stage (a
+    stage's own ``--set-stage STAGE.precision=...`` wins over both).
     """
     overrides = dict(PROFILES[config.profile].get(stage, {}))
-    if stage in PRECISION_STAGES:
-        # Imported here (module docstring): the models package loads TensorFlow.
-        from ..models import precision as precisions
+    own = stage_settings(config).get(stage, {})
+    if stage not in PRECISION_STAGES and "precision" not in own:
+        overrides.update(own)
+        return overrides
+    # Imported here (module docstring): the models package loads TensorFlow.
+    from ..models import precision as precisions
 
+    if stage in PRECISION_STAGES:
         if config.precision != "profile":
             overrides["precision"] = precisions.check_precision(config.precision)
         elif overrides.get("precision") == "auto":
             overrides["precision"] = ("mixed_bfloat16" if precisions.bfloat16_supported()
                                       else "float32")
+    overrides.update(own)
+    if overrides.get("precision") == "auto":
+        overrides["precision"] = "mixed_bfloat16" if precisions.bfloat16_supported() else "float32"
     return overrides
 
 
@@ -75,6 +146,10 @@ def stage_data(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]:
         have_eeg = paths.data_pkl.exists()
         have_images = (paths.images / TRAIN_SPLIT).is_dir() and (paths.images / TEST_SPLIT).is_dir()
         if have_eeg and have_images:
+            if config.set in SYNTHETIC_SETS:
+                # A data root built by an older renderer must not be trained on silently.
+                for split in (TRAIN_SPLIT, TEST_SPLIT):
+                    check_synthetic_images(paths.images / split, CLASS_NAMES[config.set])
             return {"data": str(paths.data_pkl), "images": str(paths.images), "prepared": False}
         if config.set not in SYNTHETIC_SETS:
             missing = paths.data_pkl if not have_eeg else paths.images
@@ -156,7 +231,7 @@ def stage_evaluate(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]
 
 def stage_curve(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]:
     """The conditional-accuracy curve over the GAN's kept checkpoints, in profiles that ask for it."""
-    if "curve" not in PROFILES[config.profile]:
+    if "curve" not in PROFILES[config.profile] and "curve" not in stage_settings(config):
         return {"skipped": f"the {config.profile} profile draws no curve "
                            "(python -m eeg2image_tf.curve does)"}
     # Imported when the stage runs (module docstring).
@@ -208,6 +283,7 @@ def run_pipeline(config: PipelineConfig, force: bool = False,
     """Run every unfinished stage in order; return the pipeline state (also in ``pipeline.json``)."""
     if config.profile not in PROFILES:
         raise ConfigError(f"unknown profile {config.profile!r}: use {', '.join(PROFILES)}")
+    stage_settings(config)          # a wrong --set-stage fails before any stage runs
     run_dir = prepare_run_dir(config, config.run, force=force)
     paths = PipelineRun.from_config(config)
     state = load_state(run_dir)
