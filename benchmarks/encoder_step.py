@@ -22,7 +22,7 @@ ORIGINAL_OVER_PLAIN = ORIGINAL["encoder_step_ms_b256"] / ORIGINAL["plain_keras_e
 def cubic_triplet_semihard_loss(labels, embeddings, margin: float = 1.0):
     """The semi-hard triplet loss by brute force over all (anchor, positive, negative) triples.
 
-    Same definition as :func:`eeg2image_tf.losses.triplet_semihard_loss` (the reference
+    Same definition as :func:`eeg2image_tf.training.losses.triplet_semihard_loss` (the reference
     implementation's): for each anchor-positive pair the closest negative farther than the
     positive, else the anchor's farthest negative; mean of ``relu(margin + d_ap - d_an)`` over the
     pairs. ``O(B^3)`` memory and time, as tensorflow-addons does it; a benchmark reference only.

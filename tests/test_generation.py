@@ -428,3 +428,23 @@ def test_generate_cli_errors(gan_run, tmp_path, capsys):
     assert "per_class" in capsys.readouterr().err
     assert run_main(main, ["--run", str(gan_run["run"]), "--out", out, "--per-class", "1",
                            "--batch-size", "2", "--quiet"]) == 0
+
+
+def test_bfloat16_fast_call_serves_a_generator_trained_as_the_original_ran():
+    """As-run generators train their raw kernels (never divided by sigma), whose norms grow to tens:
+    bfloat16 then moves a few edge pixels by tenths, as Keras's own bfloat16 model does. The check
+    judges the mean difference, so the fast path still serves them (no fallback, no warning)."""
+    import warnings
+
+    from eeg2image_tf.models.inference import verified_fast_call as _verified_fast_call
+    from eeg2image_tf.models import build_generator
+
+    keras = pytest.importorskip("keras")
+    keras.utils.set_random_seed(3)
+    generator = build_generator()
+    for conv in generator.upsampling_convs:
+        conv.layer.kernel.assign(conv.layer.kernel * 60.0)     # norms like a trained as-run G
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        assert _verified_fast_call(generator, 256, "mixed_bfloat16") is not None
+        assert _verified_fast_call(generator, 256, "float32") is not None

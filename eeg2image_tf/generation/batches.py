@@ -126,8 +126,9 @@ def make_uint8_forward(generator, batch_size: int, input_dim: int, fast: bool = 
     call = verified_fast_call(generator, input_dim, precision) if fast or \
         precision != "float32" else None
     if call is None and precision != "float32":
-        warnings.warn(f"{precision} generation is only available for our Generator; running "
-                      "float32", RuntimeWarning, stacklevel=2)
+        warnings.warn(f"{precision} generation needs the fast generator call, which this "
+                      "generator cannot use (not our Generator); running float32", RuntimeWarning,
+                      stacklevel=2)
     if call is None:
         def call(inputs):
             return generator(inputs, training=False)

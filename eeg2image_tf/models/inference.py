@@ -38,12 +38,16 @@ from .matmul_conv import conv_transpose_as_matmul, live_after_conv_transpose, na
 # slower from 8x8 on, where training still gains from it).
 GENERATION_MATMUL_MAX_PIXELS = 16
 FAST_PATH_TOLERANCE = 1e-4
-# The bfloat16 path is checked against the float32 model too, with bfloat16's tolerance (images in
-# [-1, 1]; measured on the demo's trained generator: max 0.054, mean 0.0015).
-BFLOAT16_TOLERANCE = 0.1
+# The mixed-precision paths are checked against the float32 model too, by the MEAN absolute
+# difference (images in [-1, 1]): bfloat16 rounding moves a few pixels a lot where tanh's input is
+# near a sharp edge. Measured: on the old demo's generator max 0.054, mean 0.0015; on an as-run
+# generator (raw kernels, never divided by sigma, norms up to 43) max 0.28, mean 0.0009, the same
+# as Keras's own bfloat16 model of it (max 0.29, mean 0.0010). A wrong fast path differs by tenths
+# on average. The float32 path is held to its maximum difference.
+BFLOAT16_TOLERANCE = 0.01
 # float16 keeps 3 more mantissa bits than bfloat16: on the same random generator its difference
 # measured a tenth of bfloat16's (max 4.9e-7 vs 4.7e-6), so a fifth of bfloat16's tolerance.
-FLOAT16_TOLERANCE = 0.02
+FLOAT16_TOLERANCE = 0.002
 FAST_CALL_TOLERANCES = {"float32": FAST_PATH_TOLERANCE, "mixed_bfloat16": BFLOAT16_TOLERANCE,
                         "mixed_float16": FLOAT16_TOLERANCE}
 
@@ -187,7 +191,8 @@ def fast_generator_call(generator, precision: str = "float32", *,
 
 def verified_fast_call(generator, input_dim: int, precision: str = "float32") -> Optional[Callable]:
     """:func:`fast_generator_call`, checked to reproduce ``generator(x, training=False)`` on a probe
-    batch within the precision's tolerance; None where there is no fast forward (not our Generator).
+    batch within the precision's tolerance (float32: the largest difference; the mixed precisions:
+    the mean one); None where there is no fast forward (not our Generator).
 
     Raises :class:`FastForwardError` when the two differ: the forward has gone stale.
     """
@@ -195,10 +200,11 @@ def verified_fast_call(generator, input_dim: int, precision: str = "float32") ->
     if call is None:
         return None
     tolerance = FAST_CALL_TOLERANCES[precision]
-    probe = np.random.default_rng(0).uniform(-1.0, 1.0, (2, input_dim)).astype(np.float32)
+    probe = np.random.default_rng(0).uniform(-1.0, 1.0, (8, input_dim)).astype(np.float32)
     expected = np.asarray(generator(probe, training=False))
     found = np.asarray(tf.function(call)(probe))
-    difference = float(np.max(np.abs(expected - found)))
+    errors = np.abs(expected - found)
+    difference = float(np.max(errors) if precision == "float32" else np.mean(errors))
     if not difference <= tolerance:
         raise FastForwardError(f"the fast generator forward differs from the Generator's own call "
                                f"by {difference:.2g} (tolerance {tolerance:g}); models.inference "

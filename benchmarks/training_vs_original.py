@@ -1,0 +1,209 @@
+"""Our GAN training against the authors', on the same data, features, batch and iterations.
+
+    python -m benchmarks.training_vs_original --data-root data --encoder runs/demo/encoder \
+        --classifier runs/demo/image_classifier --out runs/vs_original --iterations 250 500
+
+Both sides train from scratch in float32 on the same trials, paired images and encoder features
+(OUR encoder's, written to ``<out>/shared_inputs.npz``), at the same batch size, with latents
+``U(-1, 1)`` drawn per step. Ours runs once per mode in ``--modes``: ``as_run`` (the default: G in
+inference mode, D in training mode in the G step, what the authors' code ran) and ``as_written``
+(``--generator-training --no-discriminator-training-in-g-step``, the spec's text). The authors'
+side (``benchmarks/reference_gan_training.py``) runs when their stack exists
+(``$EEG2IMAGE_REF/venv/bin/python``, built by ``../shared/reference/setup.sh``); otherwise ours alone.
+
+At every iteration of ``--iterations`` each side's generator draws the same evaluation inputs
+(``--per-class`` test conditions and latents per class); our image classifier scores them
+(conditional accuracy and separability, images through JPEG quality 95 as ``curve`` does).
+Writes ``results.json``, ``table.md`` and ``grid_<side>_<iteration>.png`` (rows: classes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from functools import reduce
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+MODES = {"as_run": {"generator_training": False, "discriminator_training_in_g_step": True},
+         "as_written": {"generator_training": True, "discriminator_training_in_g_step": False}}
+GRID_PER_CLASS = 4
+
+
+def reference_python() -> Optional[Path]:
+    root = Path(os.environ.get("EEG2IMAGE_REF", "/tmp/eeg2image-ref"))
+    python = root / "venv" / "bin" / "python"
+    return python if python.exists() and (root / "code" / "model.py").exists() else None
+
+
+def write_shared_inputs(args, out: Path) -> Path:
+    """Training conditions, the paired image bank and the evaluation inputs, as arrays."""
+    from eeg2image_tf.checkpoints import load_encoder
+    from eeg2image_tf.config import GanTrainConfig
+    from eeg2image_tf.data import load_thoughtviz, preprocess
+    from eeg2image_tf.models import encoder_features
+    from eeg2image_tf.training.gan_data import load_gan_data
+
+    path = out / "shared_inputs.npz"
+    if path.exists():
+        return path
+    data = Path(args.data_root) / "eeg" / args.set / "data.pkl"
+    config = GanTrainConfig(data=str(data), images=str(Path(args.data_root) / "images" / "train"),
+                            encoder=args.encoder, run=str(out / "shared"))
+    (out / "shared").mkdir(parents=True, exist_ok=True)
+    gan_data = load_gan_data(config, out / "shared")
+    splits = load_thoughtviz(data)
+    test_features = encoder_features(load_encoder(args.encoder), preprocess(splits.x_test))
+    rng = np.random.default_rng(args.seed)
+    inputs, labels = [], []
+    for c in range(splits.num_classes):
+        rows = np.flatnonzero(splits.y_test == c)
+        chosen = rows[np.arange(args.per_class) % len(rows)]
+        latent = rng.uniform(-1.0, 1.0, (args.per_class, config.latent_dim)).astype(np.float32)
+        inputs.append(np.concatenate([latent, test_features[chosen]], axis=1))
+        labels.append(np.full(args.per_class, c, np.int64))
+    np.savez(path, conditions=gan_data.conditions, images=gan_data.images,
+             image_index=gan_data.image_index, eval_inputs=np.concatenate(inputs),
+             eval_labels=np.concatenate(labels), class_names=np.array(gan_data.class_names))
+    return path
+
+
+def train_ours(args, shared: Path, out: Path, mode: str) -> dict[int, tuple[np.ndarray, float]]:
+    """Train our GAN in ``mode``; return ``{iteration: (uint8 images of the eval inputs, s)}``."""
+    from eeg2image_tf.checkpoints import load_gan
+    from eeg2image_tf.config import GanTrainConfig
+    from eeg2image_tf.generation import generator_of
+    from eeg2image_tf.models.inference import to_uint8
+    from eeg2image_tf.training.gan import train_gan
+
+    milestones = sorted(set(args.iterations))
+    every = reduce(math.gcd, milestones)
+    run = out / f"ours_{mode}"
+    config = GanTrainConfig(
+        data=str(Path(args.data_root) / "eeg" / args.set / "data.pkl"),
+        images=str(Path(args.data_root) / "images" / "train"), encoder=args.encoder,
+        run=str(run), batch_size=args.batch_size, max_steps=milestones[-1],
+        checkpoint_every=every, sample_every=every, max_to_keep=len(range(every, milestones[-1] + 1,
+                                                                         every)),
+        precision="float32", **MODES[mode])
+    started = time.monotonic()
+    result = train_gan(config)
+    seconds_per_step = float(result["compute_ms_per_step"] or 0.0) / 1000.0
+    eval_inputs = np.load(shared)["eval_inputs"]
+    found = {}
+    for iteration in milestones:
+        generator = generator_of(load_gan(run / "checkpoints" / f"ckpt-{iteration}"))
+        images = np.concatenate([np.asarray(generator(eval_inputs[k:k + 32], training=False))
+                                 for k in range(0, len(eval_inputs), 32)])
+        found[iteration] = (to_uint8(images), seconds_per_step * iteration)
+    print(f"ours ({mode}): {milestones[-1]} iterations in {time.monotonic() - started:.0f} s")
+    return found
+
+
+def train_reference(args, shared: Path, out: Path) -> Optional[dict[int, tuple[np.ndarray, float]]]:
+    python = reference_python()
+    if python is None:
+        print("the authors' stack is not built (../shared/reference/setup.sh): ours only")
+        return None
+    target = out / "reference"
+    command = [str(python), str(Path(__file__).with_name("reference_gan_training.py")),
+               "--code", str(python.parent.parent.parent / "code"), "--shared", str(shared),
+               "--out", str(target), "--batch-size", str(args.batch_size),
+               "--iterations", *map(str, args.iterations)]
+    if not all((target / f"images_{i}.npz").exists() for i in args.iterations):
+        subprocess.run(command, check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    found = {}
+    for iteration in args.iterations:
+        saved = np.load(target / f"images_{iteration}.npz")
+        found[iteration] = (saved["images"], float(saved["seconds"]))
+    return found
+
+
+def score(images: np.ndarray, labels: np.ndarray, classifier, class_names) -> dict:
+    from eeg2image_tf.evaluation import ImageChunk, run_pass
+    from eeg2image_tf.generation import jpeg_round_trip
+    from eeg2image_tf.evaluation.metrics import conditional_separability
+
+    result = run_pass(iter([ImageChunk(images=jpeg_round_trip(images, 95), class_index=labels)]),
+                      classifier=classifier)
+    predictions = result.classifier_probs.argmax(axis=1)
+    return {"conditional_accuracy": float(np.mean(predictions == labels)),
+            "conditional_separability": float(conditional_separability(
+                result.classifier_features, labels, n_clusters=len(class_names)))}
+
+
+def write_grid(images: np.ndarray, labels: np.ndarray, class_names, path: Path) -> None:
+    from eeg2image_tf.training.samples import sample_grid, write_png
+
+    rows = [np.flatnonzero(labels == c)[:GRID_PER_CLASS] for c in range(len(class_names))]
+    chosen = np.concatenate(rows)
+    write_png(sample_grid(images[chosen], [class_names[labels[k]] for k in chosen],
+                          columns=GRID_PER_CLASS), path)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-root", default="data")
+    parser.add_argument("--set", default="char")
+    parser.add_argument("--encoder", required=True)
+    parser.add_argument("--classifier", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--iterations", type=int, nargs="+", default=[250, 500, 1000, 2000])
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--per-class", type=int, default=30)
+    parser.add_argument("--modes", nargs="+", choices=sorted(MODES), default=["as_run", "as_written"])
+    parser.add_argument("--no-reference", action="store_true", help="ours only")
+    parser.add_argument("--seed", type=int, default=45)
+    args = parser.parse_args(argv)
+
+    from eeg2image_tf.evaluation import align_classifier
+    from eeg2image_tf.checkpoints import load_image_classifier
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    shared = write_shared_inputs(args, out)
+    arrays = np.load(shared)
+    labels, class_names = arrays["eval_labels"], [str(n) for n in arrays["class_names"]]
+    classifier, reason = align_classifier(load_image_classifier(args.classifier), class_names)
+    if classifier is None:
+        raise SystemExit(f"error: {args.classifier}: {reason}")
+
+    sides: dict[str, dict[int, tuple[np.ndarray, float]]] = {}
+    if not args.no_reference:
+        reference = train_reference(args, shared, out)
+        if reference is not None:
+            sides["authors"] = reference
+    for mode in args.modes:
+        sides[f"ours_{mode}"] = train_ours(args, shared, out, mode)
+
+    results = {"batch_size": args.batch_size, "per_class": args.per_class, "sides": {}}
+    for side, by_iteration in sides.items():
+        results["sides"][side] = {}
+        for iteration, (images, seconds) in sorted(by_iteration.items()):
+            results["sides"][side][str(iteration)] = {**score(images, labels, classifier, class_names),
+                                                      "train_seconds": round(seconds, 1)}
+            write_grid(images, labels, class_names, out / f"grid_{side}_{iteration}.png")
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    header = "| iteration | " + " | ".join(sides) + " |"
+    lines = [header, "|---" * (len(sides) + 1) + "|"]
+    for iteration in sorted(set(args.iterations)):
+        cells = []
+        for side in sides:
+            entry = results["sides"][side][str(iteration)]
+            cells.append(f"{entry['conditional_accuracy']:.3f} / {entry['conditional_separability']:.3f}")
+        lines.append(f"| {iteration} | " + " | ".join(cells) + " |")
+    table = "\n".join(lines) + "\n\n(conditional accuracy / separability; chance 0.100)\n"
+    (out / "table.md").write_text(table)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
