@@ -50,6 +50,9 @@ def main(argv=None) -> int:
     shared = np.load(args.shared)
     conditions = shared["conditions"].astype(np.float32)
     images = shared["images"][shared["image_index"]]          # one fixed image per trial
+    if images.dtype != np.uint8:
+        raise SystemExit(f"error: {args.shared}: images must be uint8 0-255 (as decoded from the "
+                         f"files), got {images.dtype}")
     eval_inputs = shared["eval_inputs"].astype(np.float32)
     os.makedirs(args.out, exist_ok=True)
 

@@ -69,7 +69,9 @@ def write_shared_inputs(args, out: Path) -> Path:
         latent = rng.uniform(-1.0, 1.0, (args.per_class, config.latent_dim)).astype(np.float32)
         inputs.append(np.concatenate([latent, test_features[chosen]], axis=1))
         labels.append(np.full(args.per_class, c, np.int64))
-    np.savez(path, conditions=gan_data.conditions, images=gan_data.images,
+    # uint8, as the files hold them: the authors' side maps them to [-1, 1] itself.
+    bank = np.rint((gan_data.images + 1.0) * 127.5).clip(0, 255).astype(np.uint8)
+    np.savez(path, conditions=gan_data.conditions, images=bank,
              image_index=gan_data.image_index, eval_inputs=np.concatenate(inputs),
              eval_labels=np.concatenate(labels), class_names=np.array(gan_data.class_names))
     return path
