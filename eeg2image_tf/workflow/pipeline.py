@@ -113,13 +113,10 @@ def _stage_overrides(config: PipelineConfig, stage: str) -> dict[str, Any]:
     # Imported here (module docstring): the models package loads TensorFlow.
     from ..models import precision as precisions
 
-    if stage in PRECISION_STAGES:
-        if config.precision != "profile":
-            overrides["precision"] = precisions.check_precision(config.precision)
-        elif overrides.get("precision") == "auto":
-            overrides["precision"] = ("mixed_bfloat16" if precisions.bfloat16_supported()
-                                      else "float32")
+    if stage in PRECISION_STAGES and config.precision != "profile":
+        overrides["precision"] = precisions.check_precision(config.precision)
     overrides.update(own)
+    # One resolution of "auto", whoever asked for it (the profile or --set-stage).
     if overrides.get("precision") == "auto":
         overrides["precision"] = "mixed_bfloat16" if precisions.bfloat16_supported() else "float32"
     return overrides
