@@ -76,9 +76,11 @@ class EncoderTrainConfig:
     jit: bool = False                   # same numbers; XLA is ~2x slower here with the sort-based loss
     unroll: bool = True                 # LSTM time steps written out: same numbers, a little faster
     time_budget_s: Optional[float] = None  # stop (with a checkpoint) after this wall time
+    strategy: str = "auto"              # auto | mirrored | multiworker | default (as train_gan)
+    collective_timeout_s: float = 600.0  # multiworker: longest wait of a collective for its peers
 
     RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ("epochs", "time_budget_s", "max_to_keep", "jit",
-                                                   "unroll")
+                                                   "unroll", "strategy", "collective_timeout_s")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,6 +115,8 @@ class GanTrainConfig:
     mode_seeking_weight: float = 1.0
     seed: int = 45
     strategy: str = "auto"              # auto | mirrored | multiworker | default
+    # multiworker (TF_CONFIG): how long a collective waits for its peers before the run stops
+    collective_timeout_s: float = 600.0
     jit: bool = False                   # XLA is slower than oneDNN for these convolutions on CPU
     fast_discriminator: bool = True     # exact split of D's first conv (see models); same numbers
     fused_batch_norm: bool = True       # TF's fused BatchNorm kernel (models.layers); same numbers
@@ -148,8 +152,8 @@ class GanTrainConfig:
 
     RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = (
         "epochs", "max_steps", "time_budget_s", "checkpoint_every", "sample_every", "max_to_keep",
-        "jit", "strategy", "fast_discriminator", "fused_batch_norm", "matmul_convs",
-        "precision")
+        "jit", "strategy", "collective_timeout_s", "fast_discriminator", "fused_batch_norm",
+        "matmul_convs", "precision")
     # Runs recorded before a field existed ran with these values (not the field's current default).
     LEGACY_FIELD_VALUES: ClassVar[dict[str, Any]] = {"generator_training": True,
                                                      "discriminator_training_in_g_step": False}

@@ -263,3 +263,15 @@ def test_runs_in_a_distribution_replica_context():
     unseeded = strategy.experimental_local_results(unseeded)[0].numpy()
     np.testing.assert_allclose(seeded, diff_augment(images, seed=tf.constant([3, 4])).numpy(), atol=1e-6)
     assert unseeded.shape == images.shape and np.all(np.isfinite(unseeded))
+
+
+@pytest.mark.parametrize("policy", ["color,translation", "color,translation,cutout"])
+def test_rows_give_each_slice_the_draws_of_the_whole_batch(policy):
+    """Replicas holding slices of a batch augment it as one call on the whole batch would."""
+    images = tf.random.stateless_uniform((6, 16, 16, 3), seed=[1, 2], minval=-1.0, maxval=1.0)
+    whole = diff_augment(images, policy, seed=7).numpy()
+    parts = [diff_augment(images[first:first + 3], policy, seed=7, rows=(first, 6)).numpy()
+             for first in (0, 3)]
+    np.testing.assert_allclose(np.concatenate(parts), whole, rtol=0, atol=1e-6)
+    # Without rows each slice would draw as a batch of its own: different images.
+    assert not np.allclose(diff_augment(images[3:], policy, seed=7).numpy(), whole[3:])

@@ -85,10 +85,22 @@ def test_step_randomness_is_reproducible_and_distinct():
     assert not np.allclose(a.z1.numpy(), a.z2.numpy())
     assert len({tuple(row) for row in a.augment_seeds.numpy().tolist()}) == 4
     other_step = step_randomness(45, 4, 0, BATCH, LATENT)
-    other_replica = step_randomness(45, 3, 1, BATCH, LATENT)
+    other_replica = step_randomness(45, 3, 1, BATCH, LATENT, num_replicas=2)
     other_seed = step_randomness(46, 3, 0, BATCH, LATENT)
     for other in (other_step, other_replica, other_seed):
         assert not np.allclose(a.z1.numpy(), other.z1.numpy())
+
+
+def test_replicas_hold_the_rows_of_the_one_process_draws():
+    """N replicas of batch b hold exactly the draws of one process at batch N * b, in order."""
+    whole = step_randomness(45, 3, 0, 2 * BATCH, LATENT)
+    halves = [step_randomness(45, 3, replica, BATCH, LATENT, num_replicas=2) for replica in (0, 1)]
+    for name in ("z1", "z2"):
+        np.testing.assert_array_equal(
+            np.concatenate([getattr(half, name).numpy() for half in halves]),
+            getattr(whole, name).numpy())
+    for half in halves:
+        np.testing.assert_array_equal(half.augment_seeds.numpy(), whole.augment_seeds.numpy())
 
 
 def test_discriminator_update_changes_only_d_and_matches_hand_computation(fresh):

@@ -263,3 +263,22 @@ def test_mode_seeking_gradient_pushes_images_apart():
 def test_gan_losses_return_float32_for_half_precision_inputs():
     assert discriminator_hinge(D_REAL.astype(np.float16), D_FAKE.astype(np.float16)).dtype == tf.float32
     assert generator_hinge(D_FAKE.astype(np.float16)).dtype == tf.float32
+
+
+def test_mode_seeking_with_replica_sums_is_the_global_batch_term():
+    """Summing the two means' parts over replicas gives the term of the whole batch on each."""
+    rng = np.random.default_rng(0)
+    f1, f2 = (rng.normal(size=(4, 2, 2, 1)).astype(np.float32) for _ in range(2))
+    in1, in2 = (rng.normal(size=(4, 6)).astype(np.float32) for _ in range(2))
+    whole = float(mode_seeking(f1, f2, in1, in2))
+    halves = [slice(0, 1), slice(1, 4)]          # unequal parts: a mean of means would be wrong
+
+    def sum_of_parts(_local):
+        # What an all-reduce over the two replicas returns, computed from both parts here.
+        parts = [[np.abs(f2[h] - f1[h]).sum(), f1[h].size, np.abs(in2[h] - in1[h]).sum(), in1[h].size]
+                 for h in halves]
+        return [tf.constant(float(a + b), tf.float32) for a, b in zip(*parts)]
+
+    shared = float(mode_seeking(f1[:1], f2[:1], in1[:1], in2[:1], num_replicas=2,
+                                sum_over_replicas=sum_of_parts))
+    assert shared == pytest.approx(whole / 2, rel=1e-6)

@@ -44,11 +44,12 @@ GENERATOR_LEAKY_SLOPE = 0.3      # the Keras default the original relies on
 DISCRIMINATOR_LEAKY_SLOPE = 0.2
 
 
-def _batch_norm(fused: bool, name: str, dtype):
+def _batch_norm(fused: bool, name: str, dtype, synchronized: bool = False):
     # Same variables and numbers either way (models.layers); the fused kernel is ~3.5x faster in
-    # training on CPU.
+    # training on CPU. Synchronised (replicas share the global batch's statistics, as one process
+    # computing the whole batch would) takes Keras's unfused path; it changes no variable.
     layer_class = FusedBatchNormalization if fused else keras.layers.BatchNormalization
-    return layer_class(name=name, dtype=dtype)
+    return layer_class(name=name, dtype=dtype, synchronized=synchronized)
 
 
 def _kernel_initializer():
@@ -103,12 +104,14 @@ class Generator(keras.Model):
     """
 
     def __init__(self, latent_dim: int = 128, condition_dim: int = 128,
-                 fused_batch_norm: bool = True, matmul_convs: bool = True, **kwargs):
+                 fused_batch_norm: bool = True, matmul_convs: bool = True,
+                 synchronized_batch_norm: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.latent_dim = int(latent_dim)
         self.condition_dim = int(condition_dim)
         self.fused_batch_norm = bool(fused_batch_norm)
         self.matmul_convs = bool(matmul_convs)
+        self.synchronized_batch_norm = bool(synchronized_batch_norm)
         # One attribute per layer: Keras 3 leaves layers held in a Python list out of
         # tf.train.Checkpoint's object graph, so a list would silently drop them from checkpoints.
         policy = self.dtype_policy
@@ -131,7 +134,8 @@ class Generator(keras.Model):
         # Block 0 has no BatchNorm (spec section 6): batch_norm_<k> belongs to block k, k >= 1.
         for index in range(1, len(GENERATOR_FILTERS)):
             setattr(self, f"batch_norm_{index}",
-                    _batch_norm(self.fused_batch_norm, f"batch_norm_{index}", policy))
+                    _batch_norm(self.fused_batch_norm, f"batch_norm_{index}", policy,
+                                self.synchronized_batch_norm))
         self.activation = keras.layers.LeakyReLU(negative_slope=GENERATOR_LEAKY_SLOPE, dtype=policy)
         self.to_rgb = keras.layers.SpectralNormalization(
             keras.layers.Conv2D(IMAGE_CHANNELS, KERNEL_SIZE, padding="same", use_bias=False,
@@ -219,12 +223,14 @@ class Discriminator(keras.Model):
     """
 
     def __init__(self, condition_dim: int = 128, split_condition_conv: bool = False,
-                 fused_batch_norm: bool = True, matmul_convs: bool = True, **kwargs):
+                 fused_batch_norm: bool = True, matmul_convs: bool = True,
+                 synchronized_batch_norm: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.condition_dim = int(condition_dim)
         self.split_condition_conv = bool(split_condition_conv)
         self.fused_batch_norm = bool(fused_batch_norm)
         self.matmul_convs = bool(matmul_convs)
+        self.synchronized_batch_norm = bool(synchronized_batch_norm)
         policy = self.dtype_policy
         conv_class = MatmulConv2D if self.matmul_convs else keras.layers.Conv2D
         # One attribute per layer (see Generator: lists are not checkpointed by Keras 3).
@@ -234,7 +240,8 @@ class Discriminator(keras.Model):
                 filters, KERNEL_SIZE, strides=stride, padding="same", use_bias=False,
                 kernel_initializer=_kernel_initializer(), name=f"conv_{index}", dtype=policy))
             setattr(self, f"batch_norm_{index}",
-                    _batch_norm(self.fused_batch_norm, f"batch_norm_{index}", policy))
+                    _batch_norm(self.fused_batch_norm, f"batch_norm_{index}", policy,
+                                self.synchronized_batch_norm))
         self.activation = keras.layers.LeakyReLU(negative_slope=DISCRIMINATOR_LEAKY_SLOPE,
                                                  dtype=policy)
         self.flatten = keras.layers.Flatten(dtype=policy)
@@ -291,29 +298,33 @@ class Discriminator(keras.Model):
 
 def build_generator(latent_dim: int = 128, condition_dim: int = 128,
                     fused_batch_norm: bool = True, dtype=None,
-                    matmul_convs: bool = True) -> Generator:
+                    matmul_convs: bool = True, synchronized_batch_norm: bool = False) -> Generator:
     """A :class:`Generator` whose variables exist (one dummy call with ``training=False``).
 
     ``dtype``: a Keras dtype policy (None: the global one, normally float32).
+    ``synchronized_batch_norm``: under a strategy of several replicas, BatchNorm normalises with the
+    global batch's statistics (the multi-worker GAN); same variables.
     """
     generator = Generator(latent_dim=latent_dim, condition_dim=condition_dim,
                           fused_batch_norm=fused_batch_norm, matmul_convs=matmul_convs,
-                          dtype=dtype)
+                          synchronized_batch_norm=synchronized_batch_norm, dtype=dtype)
     generator(ops.zeros((1, latent_dim + condition_dim), dtype="float32"), training=False)
     return generator
 
 
 def build_discriminator(condition_dim: int = 128, split_condition_conv: bool = False,
                         fused_batch_norm: bool = True, dtype=None,
-                        matmul_convs: bool = True) -> Discriminator:
+                        matmul_convs: bool = True,
+                        synchronized_batch_norm: bool = False) -> Discriminator:
     """A :class:`Discriminator` whose variables exist (one dummy call with ``training=False``).
 
-    ``dtype``: as for :func:`build_generator`.
+    ``dtype``, ``synchronized_batch_norm``: as for :func:`build_generator`.
     """
     discriminator = Discriminator(condition_dim=condition_dim,
                                   split_condition_conv=split_condition_conv,
                                   fused_batch_norm=fused_batch_norm,
-                                  matmul_convs=matmul_convs, dtype=dtype)
+                                  matmul_convs=matmul_convs,
+                                  synchronized_batch_norm=synchronized_batch_norm, dtype=dtype)
     discriminator(ops.zeros((1, IMAGE_SIZE, IMAGE_SIZE, IMAGE_CHANNELS), dtype="float32"),
                   ops.zeros((1, condition_dim), dtype="float32"), training=False)
     return discriminator

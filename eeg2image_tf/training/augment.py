@@ -25,8 +25,11 @@ random ops, and each operation of the pipeline gets its own sub-seed (the seed f
 operation's position), so one seed gives a reproducible augmentation whose operations are independent.
 Seeded draws are also the same with and without XLA (``jit_compile=True``); only the low 31 bits
 of each seed word are used.
-Under a ``tf.distribute`` strategy a seeded call draws the same parameters on every replica; fold the
-replica id into the seed (``tf.random.experimental.stateless_fold_in``) to decorrelate the replicas.
+Under a ``tf.distribute`` strategy a seeded call draws the same parameters on every replica. To give
+each replica its own part of one batch's draws, pass ``rows=(first, total)``: the parameters are drawn
+for all ``total`` images of the global batch and the replica keeps rows ``first .. first + B - 1``, so
+N replicas holding the N slices of a batch augment it exactly as one process augmenting the whole
+batch would (the GAN's multi-worker training relies on it).
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ __all__ = [
 ]
 
 SeedLike = Union[None, int, tf.Tensor]
+# (first row, rows in the global batch), ints or int32 scalars; None: the batch is the whole batch.
+DrawRows = Optional[tuple]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -108,9 +113,20 @@ def _check_images(images) -> tf.Tensor:
     return images
 
 
-def _per_image_factor(images: tf.Tensor, seed: Optional[tf.Tensor], low: float, high: float) -> tf.Tensor:
+def _per_image(batch, rows: DrawRows, seed: Optional[tf.Tensor], minval, maxval, dtype=tf.float32,
+               trailing: tuple = ()) -> tf.Tensor:
+    """``(batch, *trailing)`` draws of ``_uniform``; with ``rows=(first, total)`` rows
+    ``first .. first + batch - 1`` of the ``(total, *trailing)`` draws of the whole batch."""
+    if rows is None:
+        return _uniform([batch, *trailing], seed, minval, maxval, dtype)
+    first, total = (tf.cast(value, tf.int32) for value in rows)
+    return _uniform([total, *trailing], seed, minval, maxval, dtype)[first:first + batch]
+
+
+def _per_image_factor(images: tf.Tensor, seed: Optional[tf.Tensor], low: float, high: float,
+                      rows: DrawRows = None) -> tf.Tensor:
     """One ``U(low, high)`` value per image, shaped ``(B, 1, 1, 1)`` and in the images' dtype."""
-    factor = _uniform([tf.shape(images)[0], 1, 1, 1], seed, low, high)
+    factor = _per_image(tf.shape(images)[0], rows, seed, low, high, trailing=(1, 1, 1))
     return tf.cast(factor, images.dtype)
 
 
@@ -120,27 +136,27 @@ def _fraction_of_size(size: tf.Tensor, ratio: float) -> tf.Tensor:
 
 
 # --------------------------------------------------------------------------------------------------
-# Operations: f(images (B, H, W, C) float, seed) -> same shape and dtype
+# Operations: f(images (B, H, W, C) float, seed, rows) -> same shape and dtype
 # --------------------------------------------------------------------------------------------------
 
-def random_brightness(images, seed: SeedLike = None) -> tf.Tensor:
+def random_brightness(images, seed: SeedLike = None, rows: DrawRows = None) -> tf.Tensor:
     """Add one offset ``U(-0.5, 0.5)`` per image."""
     images = _check_images(images)
-    return images + _per_image_factor(images, _as_seed(seed), -0.5, 0.5)
+    return images + _per_image_factor(images, _as_seed(seed), -0.5, 0.5, rows)
 
 
-def random_saturation(images, seed: SeedLike = None) -> tf.Tensor:
+def random_saturation(images, seed: SeedLike = None, rows: DrawRows = None) -> tf.Tensor:
     """Scale each pixel's deviation from its channel mean by ``U(0, 2)`` per image (0: gray)."""
     images = _check_images(images)
     pixel_mean = tf.reduce_mean(images, axis=3, keepdims=True)
-    return (images - pixel_mean) * _per_image_factor(images, _as_seed(seed), 0.0, 2.0) + pixel_mean
+    return (images - pixel_mean) * _per_image_factor(images, _as_seed(seed), 0.0, 2.0, rows) + pixel_mean
 
 
-def random_contrast(images, seed: SeedLike = None) -> tf.Tensor:
+def random_contrast(images, seed: SeedLike = None, rows: DrawRows = None) -> tf.Tensor:
     """Scale the deviation from the image mean (over H, W and C) by ``U(0.5, 1.5)`` per image."""
     images = _check_images(images)
     image_mean = tf.reduce_mean(images, axis=[1, 2, 3], keepdims=True)
-    return (images - image_mean) * _per_image_factor(images, _as_seed(seed), 0.5, 1.5) + image_mean
+    return (images - image_mean) * _per_image_factor(images, _as_seed(seed), 0.5, 1.5, rows) + image_mean
 
 
 def _shift_along(images: tf.Tensor, shifts: tf.Tensor, axis: int) -> tf.Tensor:
@@ -158,7 +174,8 @@ def _shift_along(images: tf.Tensor, shifts: tf.Tensor, axis: int) -> tf.Tensor:
     return moved * keep
 
 
-def random_translation(images, seed: SeedLike = None, ratio: float = 0.125) -> tf.Tensor:
+def random_translation(images, seed: SeedLike = None, ratio: float = 0.125,
+                       rows: DrawRows = None) -> tf.Tensor:
     """Shift each image by integers ``dy, dx`` drawn uniformly in ``[-r, r]``, ``r = round(side * ratio)``.
 
     Pixels moved out are dropped, pixels uncovered are 0.
@@ -168,12 +185,13 @@ def random_translation(images, seed: SeedLike = None, ratio: float = 0.125) -> t
     batch, height, width = tf.shape(images)[0], tf.shape(images)[1], tf.shape(images)[2]
     max_dy = _fraction_of_size(height, ratio)
     max_dx = _fraction_of_size(width, ratio)
-    dy = _uniform([batch], _sub_seed(seed, 0), -max_dy, max_dy + 1, dtype=tf.int32)
-    dx = _uniform([batch], _sub_seed(seed, 1), -max_dx, max_dx + 1, dtype=tf.int32)
+    dy = _per_image(batch, rows, _sub_seed(seed, 0), -max_dy, max_dy + 1, dtype=tf.int32)
+    dx = _per_image(batch, rows, _sub_seed(seed, 1), -max_dx, max_dx + 1, dtype=tf.int32)
     return _shift_along(_shift_along(images, dy, axis=1), dx, axis=2)
 
 
-def random_cutout(images, seed: SeedLike = None, ratio: float = 0.5) -> tf.Tensor:
+def random_cutout(images, seed: SeedLike = None, ratio: float = 0.5,
+                  rows: DrawRows = None) -> tf.Tensor:
     """Set a ``round(H * ratio) x round(W * ratio)`` rectangle of each image to 0 (a square if H == W).
 
     The centre is drawn as in the original: uniform over ``0..side`` for an even cut side (``0..side-1``
@@ -185,7 +203,7 @@ def random_cutout(images, seed: SeedLike = None, ratio: float = 0.5) -> tf.Tenso
 
     def inside_cut(size: tf.Tensor, sub_seed: Optional[tf.Tensor]) -> tf.Tensor:
         cut = _fraction_of_size(size, ratio)
-        centre = _uniform([batch], sub_seed, 0, size + 1 - cut % 2, dtype=tf.int32)
+        centre = _per_image(batch, rows, sub_seed, 0, size + 1 - cut % 2, dtype=tf.int32)
         start = (centre - cut // 2)[:, None]
         positions = tf.range(size)[None, :]
         return tf.logical_and(positions >= start, positions < start + cut)   # (B, size)
@@ -198,7 +216,7 @@ def random_cutout(images, seed: SeedLike = None, ratio: float = 0.5) -> tf.Tenso
 
 AugmentOp = Callable[..., tf.Tensor]
 
-#: Policy name -> operations applied in order. Each takes ``(images, seed=None)``.
+#: Policy name -> operations applied in order. Each takes ``(images, seed=None, rows=None)``.
 AUGMENTATIONS: dict[str, list[AugmentOp]] = {
     "color": [random_brightness, random_saturation, random_contrast],
     "translation": [random_translation],
@@ -206,7 +224,8 @@ AUGMENTATIONS: dict[str, list[AugmentOp]] = {
 }
 
 
-def diff_augment(images, policy: str = "color,translation", seed: SeedLike = None) -> tf.Tensor:
+def diff_augment(images, policy: str = "color,translation", seed: SeedLike = None,
+                 rows: DrawRows = None) -> tf.Tensor:
     """Apply the DiffAugment policies named in ``policy`` (comma separated, in order) to a batch.
 
     Args:
@@ -215,6 +234,8 @@ def diff_augment(images, policy: str = "color,translation", seed: SeedLike = Non
             ``""`` returns ``images`` unchanged.
         seed: ``None`` for stateful random ops; an int or a shape-``[2]`` int tensor for reproducible
             stateless draws (see the module docstring).
+        rows: ``(first, total)``: ``images`` are rows ``first ..`` of a batch of ``total`` images
+            and get those rows' draws (seeded calls only; see the module docstring).
 
     Returns:
         Augmented images, same shape and dtype.
@@ -234,6 +255,6 @@ def diff_augment(images, policy: str = "color,translation", seed: SeedLike = Non
     op_index = 0
     for name in names:
         for operation in AUGMENTATIONS[name]:
-            images = operation(images, seed=_sub_seed(seed, op_index))
+            images = operation(images, seed=_sub_seed(seed, op_index), rows=rows)
             op_index += 1
     return images

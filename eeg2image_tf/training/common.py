@@ -9,7 +9,6 @@ name and renames them, and ``CheckpointManager`` replaces its ``checkpoint`` ind
 from __future__ import annotations
 
 import math
-import os
 import signal
 import threading
 import time
@@ -20,6 +19,7 @@ import keras
 import tensorflow as tf
 
 from ..errors import CheckpointError, Eeg2ImageError, TrainingDivergedError, TrainingInterrupted
+from .distributed import check_tf_config
 
 
 def set_seeds(seed: int) -> None:
@@ -27,12 +27,18 @@ def set_seeds(seed: int) -> None:
     keras.utils.set_random_seed(seed)
 
 
-def make_strategy(name: str = "auto"):
+# How long a collective of a multi-worker run waits for its peers. Far above any step or checkpoint
+# here; TensorFlow's health check (every 30 s) notices a dead peer much sooner.
+COLLECTIVE_TIMEOUT_S = 600.0
+
+
+def make_strategy(name: str = "auto", collective_timeout_s: float = COLLECTIVE_TIMEOUT_S):
     """Return a ``tf.distribute`` strategy.
 
     ``auto``: MirroredStrategy over the visible GPUs when there is any, else the
     default strategy; ``mirrored``: MirroredStrategy over all visible GPUs (or the logical CPU devices
-    when there is no GPU); ``multiworker``: MultiWorkerMirroredStrategy configured by ``TF_CONFIG``;
+    when there is no GPU); ``multiworker``: MultiWorkerMirroredStrategy configured by ``TF_CONFIG``
+    (:mod:`.distributed`), each collective waiting at most ``collective_timeout_s`` for its peers;
     ``default``: no distribution.
     """
     name = name.lower()
@@ -45,9 +51,10 @@ def make_strategy(name: str = "auto"):
         cross_device = None if gpus else tf.distribute.ReductionToOneDevice()
         return tf.distribute.MirroredStrategy(devices=devices, cross_device_ops=cross_device)
     if name == "multiworker":
-        if "TF_CONFIG" not in os.environ:
-            raise Eeg2ImageError("--strategy multiworker needs the TF_CONFIG environment variable")
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        check_tf_config()
+        options = tf.distribute.experimental.CommunicationOptions(
+            timeout_seconds=float(collective_timeout_s))
+        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     if name == "default":
         return tf.distribute.get_strategy()
     raise Eeg2ImageError(f"unknown strategy {name!r}: use auto, mirrored, multiworker or default")

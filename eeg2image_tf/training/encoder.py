@@ -37,6 +37,8 @@ from ..models import build_encoder, encoder_features
 from ..runs import EPOCH_COUNTER, checkpoint_step
 from . import losses
 from .common import check_finite
+from .distributed import (distribute_global_batches, gather_rows, on_replica_device,
+                          replica_share)
 from .run import TrainingRun
 
 __all__ = [
@@ -149,6 +151,33 @@ def make_encoder_steps(encoder, optimizer, margin: float, jit: bool):
     return train_step, val_step, feature_step
 
 
+def make_distributed_train_step(encoder, optimizer, margin: float, strategy):
+    """``train_step(distributed (x, y)) -> loss`` over the replicas of ``strategy``.
+
+    The semi-hard triplet loss mines the whole batch, so every replica gathers the embeddings and
+    labels of all replicas and computes the global batch's loss, as one process at that batch
+    would; :func:`~.distributed.replica_share` makes the replicas' summed gradients its gradient.
+    """
+    variables = encoder.trainable_variables
+
+    def replica_step(x, y):
+        with tf.GradientTape() as tape:
+            embedding, _ = encoder(x, training=True)
+            loss = losses.triplet_semihard_loss(gather_rows(y), gather_rows(embedding),
+                                                margin=margin)
+            share = replica_share(loss)
+        optimizer.apply(tape.gradient(share, variables), variables)
+        return loss
+
+    @tf.function(reduce_retracing=True)
+    def train_step(batch):
+        x, y = batch
+        per_replica = strategy.run(on_replica_device(replica_step), args=(x, y))
+        return strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica, axis=None)
+
+    return train_step
+
+
 def compiled_features(feature_step, x: np.ndarray, batch_size: int) -> np.ndarray:
     """:func:`~eeg2image_tf.models.encoder_features` through a compiled ``feature_step`` of
     :func:`make_encoder_steps` (the run's own compilation: the same numbers as during training)."""
@@ -207,7 +236,15 @@ def train_encoder(config: EncoderTrainConfig, force: bool = False) -> dict[str, 
     if config.normalisation not in PREPROCESS_METHODS:
         raise ConfigError(f"{config.run}: normalisation {config.normalisation!r} is not one of "
                           f"{', '.join(PREPROCESS_METHODS)}")
-    run = TrainingRun(config, force, budget_s=config.time_budget_s)
+    run = TrainingRun(config, force, budget_s=config.time_budget_s, strategy=config.strategy)
+
+    def log(text: str) -> None:
+        print_line(f"{run.role.label}: {text}" if run.role.distributed else text)
+    strategy = run.strategy
+    replicas = strategy.num_replicas_in_sync
+    if config.batch_size % replicas:
+        raise ConfigError(f"{config.run}: batch size {config.batch_size} must be a multiple of the "
+                          f"{replicas} replicas")
 
     data = load_encoder_data(config.data, config.normalisation)
     if len(data.x_train) < config.batch_size:
@@ -215,12 +252,14 @@ def train_encoder(config: EncoderTrainConfig, force: bool = False) -> dict[str, 
         raise DataError(f"{config.data}: {len(data.x_train)} training trials make no full batch of "
                         f"{config.batch_size} (lower --batch-size)")
     _, num_samples, num_channels = data.x_train.shape
-    encoder = build_run_encoder(config, num_samples, num_channels)
-    optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
-    # Adam's slots must exist before a restore, or their saved values could not be put anywhere.
-    optimizer.build(encoder.trainable_variables)
-    epoch_counter = tf.Variable(0, dtype=tf.int64, trainable=False, name=EPOCH_COUNTER)
-    checkpoint = tf.train.Checkpoint(encoder=encoder, optimizer=optimizer, epoch=epoch_counter)
+    with strategy.scope():
+        encoder = build_run_encoder(config, num_samples, num_channels)
+        optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
+        # Adam's slots must exist before a restore, or their saved values could not be put anywhere.
+        optimizer.build(encoder.trainable_variables)
+        epoch_counter = tf.Variable(0, dtype=tf.int64, trainable=False, name=EPOCH_COUNTER,
+                                    aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        checkpoint = tf.train.Checkpoint(encoder=encoder, optimizer=optimizer, epoch=epoch_counter)
     run.track(checkpoint, config.max_to_keep)
     _write_architecture(run.manager.directory, config, num_channels)
     start_epoch = int(epoch_counter.numpy())
@@ -232,6 +271,17 @@ def train_encoder(config: EncoderTrainConfig, force: bool = False) -> dict[str, 
                              seed=config.seed)
     train_step, val_step, feature_step = make_encoder_steps(encoder, optimizer, config.margin,
                                                             config.jit)
+    if replicas > 1:
+        if config.jit:
+            raise ConfigError(f"{config.run}: --jit needs a single replica, the strategy has "
+                              f"{replicas}: use --no-jit")
+        # Every worker walks the one-process batches and keeps its replicas' rows of each.
+        local_batches = train_ds
+        train_ds = distribute_global_batches(strategy, lambda: local_batches, config.batch_size)
+        distributed_step = make_distributed_train_step(encoder, optimizer, config.margin, strategy)
+
+        def train_step(*batch):   # noqa: F811 - the distributed step replaces the local one
+            return distributed_step(batch)
     metrics = run.read_metrics()
     history: dict[str, float] = dict(metrics.get(_HISTORY_KEY, {}))
     last_losses: dict[str, float] = {"train_triplet": metrics.get(TRAIN_TAG, float("nan")),
@@ -242,6 +292,10 @@ def train_encoder(config: EncoderTrainConfig, force: bool = False) -> dict[str, 
         """Checkpoint after ``epoch`` completed epochs, score it with k-means, record everything."""
         epoch_counter.assign(epoch)
         path = run.save(epoch)
+        if not run.writes:      # the chief scores and records the checkpoint
+            log(f"epoch {epoch}: train {last_losses['train_triplet']:.4f}  "
+                       f"-> {path}")
+            return path
         features = compiled_features(feature_step, data.x_test, config.batch_size)
         accuracy, _ = kmeans_accuracy(features, data.y_test, n_clusters=config.n_clusters,
                                       random_state=config.kmeans_random_state)
@@ -259,13 +313,15 @@ def train_encoder(config: EncoderTrainConfig, force: bool = False) -> dict[str, 
             "encoder/latest_checkpoint": path,
         })
         run.write_metrics(metrics)
-        print_line(f"epoch {epoch}: train {last_losses['train_triplet']:.4f}  "
+        log(f"epoch {epoch}: train {last_losses['train_triplet']:.4f}  "
                    f"val {last_losses['val_triplet']:.4f}  k-means accuracy {accuracy:.4f}  "
                    f"-> {path}")
         return path
 
     stopped = "completed"
-    with run.loop(config.epochs, start_epoch, desc="encoder", unit="epoch") as loop:
+    # A signal during the last epoch still ends "interrupted" (the encoder's rule since its start).
+    with run.loop(config.epochs, start_epoch, desc="encoder", unit="epoch",
+                  signal_before_end=True) as loop:
         for epoch in range(start_epoch + 1, config.epochs + 1):
             epoch_started = time.monotonic()
             step_losses = [train_step(x, y) for x, y in train_ds]
@@ -290,7 +346,7 @@ def train_encoder(config: EncoderTrainConfig, force: bool = False) -> dict[str, 
             elif epoch == start_epoch + 1:
                 # The progress bar is sparse in logs; one early line shows the run is alive and
                 # how long an epoch takes (this one includes tracing and compilation).
-                print_line(f"epoch {epoch}: train {last_losses['train_triplet']:.4f}  "
+                log(f"epoch {epoch}: train {last_losses['train_triplet']:.4f}  "
                            f"val {val_value:.4f}  ({time.monotonic() - epoch_started:.1f} s with "
                            "compilation)")
             reason = loop.stop_reason(epoch)
@@ -303,12 +359,12 @@ def train_encoder(config: EncoderTrainConfig, force: bool = False) -> dict[str, 
                 if run.last_saved != epoch:
                     save_checkpoint(epoch)
                 stopped = "time_budget"
-                print_line(f"time budget of {config.time_budget_s:.0f} s used up after epoch "
+                log(f"time budget of {config.time_budget_s:.0f} s used up after epoch "
                            f"{epoch} of {config.epochs}; rerun to continue")
                 break
 
     return {
-        "epoch": int(metrics.get(_EPOCH_KEY, start_epoch)),
+        "epoch": int(metrics.get(_EPOCH_KEY, run.last_saved or start_epoch)),
         "train_triplet": metrics.get(TRAIN_TAG),
         "val_triplet": metrics.get(VAL_TAG),
         "kmeans_acc": metrics.get(KMEANS_TAG),

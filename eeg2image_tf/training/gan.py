@@ -19,19 +19,20 @@ per-sample and merged into one batch of 2B with the same numbers), is
 ``--generator-training --no-discriminator-training-in-g-step``. ``GanSteps`` itself defaults to
 the spec's text; ``train_gan`` passes the config's choice.
 
-Distribution. Each replica sees ``global_batch / replicas`` samples and Keras sums the replicas'
-gradients. The hinge terms are divided by the global batch on every replica, so the summed gradients are
-the global-batch gradients. The mode-seeking term is a ratio of means, which does not split over
-replicas: each replica computes it on its own batch and divides it by the number of replicas, i.e. the
-replicas' average is optimised. BatchNorm normalises with per-replica batch statistics (as any
-non-synchronised BatchNorm does); its moving statistics are averaged over the replicas after each
-update, so all replicas (and the checkpoint) hold the same ones. With one replica everything is the
-original's arithmetic.
+Distribution (``mirrored`` on one machine, ``multiworker`` over several: :mod:`.distributed`). N
+replicas at global batch B compute what one process at batch B computes, up to float32 reduction
+order. Replica ``r`` holds rows ``r * B/N ..`` of each global batch; the latents and DiffAugment
+parameters are drawn for the whole batch and sliced alike; Keras sums the replicas' gradients. The
+hinge terms are divided by the global batch on every replica, so the summed gradients are the
+global-batch gradients. The mode-seeking term is a ratio of means: its two sums are all-reduced, so
+every replica computes the global batch's term, and each divides it by N. BatchNorm is synchronised
+(``synchronized=True``): every replica normalises with the global batch's statistics, so the moving
+statistics agree on all replicas too. With one replica everything is the original's arithmetic.
 
 Randomness. Everything random inside a step (``z1``, ``z2`` and the four DiffAugment draws) is
-stateless, derived from ``(seed, step, replica)``. A resumed run therefore draws exactly what the
-uninterrupted run would have drawn: the checkpoint's ``step`` is the whole state of the latent
-generator. The batch order of epoch ``e`` depends only on ``(seed, e)``; a resumed run rebuilds that
+stateless, derived from ``(seed, step)`` for the whole global batch. A resumed run therefore draws
+exactly what the uninterrupted run would have drawn: the checkpoint's ``step`` is the whole state of
+the latent generator. The batch order of epoch ``e`` depends only on ``(seed, e)``; a resumed run rebuilds that
 epoch's dataset and skips the batches already trained on.
 
 Run directory (names in :mod:`eeg2image_tf.runs`): ``config.json``, ``conditions.npz`` (cached
@@ -58,6 +59,8 @@ from ..models import precision as precisions
 from ..runs import GanRun
 from .augment import diff_augment
 from .common import check_finite
+from .distributed import (distribute_global_batches, on_replica_device, replica_rows,
+                          sum_over_replicas)
 from .gan_data import SampleInputs, epoch_shuffle_seed, load_gan_data, sample_inputs
 from .gan_state import LOSS_SCALE_OBJECTS, GanState, build_gan_state, restore_gan_state
 from .losses import discriminator_hinge, generator_hinge, mode_seeking
@@ -90,7 +93,7 @@ AUGMENT_REAL, AUGMENT_FAKE, AUGMENT_F1, AUGMENT_F2 = range(4)
 
 @dataclasses.dataclass(frozen=True)
 class StepRandomness:
-    """The random inputs of one iteration on one replica.
+    """The random inputs of one iteration on one replica (its rows of the global batch's draws).
 
     ``z1``, ``z2``: float32 ``(B, latent_dim)`` in ``[-1, 1)``; ``augment_seeds``: int64 ``(4, 2)``
     stateless seeds of DiffAugment for the real batch and the fake batch of the discriminator update
@@ -102,23 +105,34 @@ class StepRandomness:
     augment_seeds: Any
 
 
-def step_randomness(seed: int, step, replica_id, batch_size, latent_dim: int) -> StepRandomness:
-    """Draw the latents and augmentation seeds of ``step`` on replica ``replica_id``, statelessly.
+def step_randomness(seed: int, step, replica_id, batch_size, latent_dim: int,
+                    num_replicas=1) -> StepRandomness:
+    """Draw the latents and augmentation seeds of ``step`` for replica ``replica_id``, statelessly.
+
+    The latents are drawn for the global batch of ``num_replicas * batch_size`` rows; the replica
+    gets rows ``replica_id * batch_size ..``, so N replicas together hold what one process at the
+    global batch draws. The augmentation seeds are the global batch's (slice the augmentation's
+    draws with ``diff_augment(..., rows=)``).
 
     Args:
         seed: the run's seed.
         step: int scalar (Python or tensor), the 0-based index of the iteration.
-        replica_id: int scalar; distinct replicas get independent draws.
+        replica_id: int scalar, the replica's place in the global batch.
         batch_size: the replica's batch size (int or scalar tensor).
         latent_dim: size of ``z``.
+        num_replicas: replicas sharing the global batch.
     """
     base = tf.stack([tf.constant(seed, tf.int64), tf.cast(step, tf.int64)])
-    base = tf.random.experimental.stateless_fold_in(base, tf.cast(replica_id, tf.int64))
+    # Folding in 0 keeps the draws of runs recorded when each replica folded in its own id.
+    base = tf.random.experimental.stateless_fold_in(base, tf.constant(0, tf.int64))
     seeds = tf.cast(tf.random.experimental.stateless_split(base, num=6), tf.int64)
-    shape = tf.stack([tf.cast(batch_size, tf.int32), latent_dim])
+    rows = tf.cast(batch_size, tf.int32)
+    first = tf.cast(replica_id, tf.int32) * rows
+    shape = tf.stack([rows * tf.cast(num_replicas, tf.int32), latent_dim])
     z1 = tf.random.stateless_uniform(shape, seed=seeds[0], minval=-1.0, maxval=1.0)
     z2 = tf.random.stateless_uniform(shape, seed=seeds[1], minval=-1.0, maxval=1.0)
-    return StepRandomness(z1=z1, z2=z2, augment_seeds=seeds[2:])
+    return StepRandomness(z1=z1[first:first + rows], z2=z2[first:first + rows],
+                          augment_seeds=seeds[2:])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -171,10 +185,10 @@ class GanSteps:
         self.ema_generator = ema_generator
         self.ema_decay = float(ema_decay)
 
-    def _augment(self, images, seed):
-        return diff_augment(images, self.policy, seed=seed)
+    def _augment(self, images, seed, rows):
+        return diff_augment(images, self.policy, seed=seed, rows=rows)
 
-    def discriminator_update(self, images, conditions, z1, augment_seeds) -> dict:
+    def discriminator_update(self, images, conditions, z1, augment_seeds, rows=None) -> dict:
         """Update D on one batch; return ``{"gan/d_hinge": scalar}`` (before the update).
 
         Args:
@@ -182,11 +196,13 @@ class GanSteps:
             conditions: ``(B, condition_dim)`` encoder features.
             z1: ``(B, latent_dim)``.
             augment_seeds: ``(4, 2)`` int64 (rows ``AUGMENT_REAL`` and ``AUGMENT_FAKE`` are used).
+            rows: ``(first, global_batch)`` when the batch is one replica's rows of a global batch
+                (``diff_augment``'s ``rows``); None: the batch is the whole batch.
         """
         # The original calls G with training=False here: no BatchNorm or spectral-norm update of G.
         fake = self.generator(tf.concat([z1, conditions], axis=-1), training=False)
-        real_augmented = self._augment(images, augment_seeds[AUGMENT_REAL])
-        fake_augmented = self._augment(fake, augment_seeds[AUGMENT_FAKE])
+        real_augmented = self._augment(images, augment_seeds[AUGMENT_REAL], rows)
+        fake_augmented = self._augment(fake, augment_seeds[AUGMENT_FAKE], rows)
         variables = self.discriminator.trainable_variables
         with tf.GradientTape() as tape:
             d_real = self.discriminator(real_augmented, conditions, training=True)
@@ -197,8 +213,10 @@ class GanSteps:
         self.d_optimizer.apply(tape.gradient(scaled_loss, variables), variables)
         return {"gan/d_hinge": d_loss}
 
-    def generator_update(self, conditions, z1, z2, augment_seeds) -> dict:
+    def generator_update(self, conditions, z1, z2, augment_seeds, rows=None) -> dict:
         """Update G on one batch; return the generator's loss terms (before the update).
+
+        ``rows``: as for :meth:`discriminator_update`.
 
         Returns ``gan/g_hinge`` (sum of the two hinge terms), ``gan/mode_seeking`` (``1 / (ms + 1e-5)``,
         unweighted) and ``gan/g_total`` (``g_hinge + w * mode_seeking``), scalars.
@@ -209,8 +227,8 @@ class GanSteps:
         with tf.GradientTape() as tape:
             f1 = self.generator(inputs_1, training=self.generator_training)
             f2 = self.generator(inputs_2, training=self.generator_training)
-            augmented_1 = self._augment(f1, augment_seeds[AUGMENT_F1])
-            augmented_2 = self._augment(f2, augment_seeds[AUGMENT_F2])
+            augmented_1 = self._augment(f1, augment_seeds[AUGMENT_F1], rows)
+            augmented_2 = self._augment(f2, augment_seeds[AUGMENT_F2], rows)
             if self.discriminator_training_in_g_step:
                 # Batch statistics differ per call, so the two calls cannot be merged.
                 d_f1 = self.discriminator(augmented_1, conditions, training=True)
@@ -223,22 +241,28 @@ class GanSteps:
                 d_f1, d_f2 = tf.split(scores, 2, axis=0)
             g_hinge = (generator_hinge(d_f1, global_batch_size=self.global_batch_size)
                        + generator_hinge(d_f2, global_batch_size=self.global_batch_size))
-            ms_term = mode_seeking(f1, f2, inputs_1, inputs_2, num_replicas=self.num_replicas)
+            ms_term = mode_seeking(f1, f2, inputs_1, inputs_2, num_replicas=self.num_replicas,
+                                   sum_over_replicas=sum_over_replicas if self.distributed else None)
             g_total = g_hinge + self.mode_seeking_weight * ms_term
             scaled_loss = self.g_optimizer.scale_loss(g_total)
         self.g_optimizer.apply(tape.gradient(scaled_loss, variables), variables)
         return {"gan/g_hinge": g_hinge, "gan/mode_seeking": ms_term, "gan/g_total": g_total}
 
+    @property
+    def distributed(self) -> bool:
+        """Whether the replicas share the global batch's losses and draws (more than one replica)."""
+        return self.global_batch_size is not None
+
     def replica_step(self, step, images, conditions) -> dict:
         """One iteration on one replica's batch: draws, D update, then G update (spec order)."""
-        replica_id = tf.distribute.get_replica_context().replica_id_in_sync_group
-        draws = step_randomness(self.seed, step, replica_id, tf.shape(conditions)[0], self.latent_dim)
-        losses = self.discriminator_update(images, conditions, draws.z1, draws.augment_seeds)
-        self._average_over_replicas(self.discriminator.non_trainable_variables)
-        losses.update(self.generator_update(conditions, draws.z1, draws.z2, draws.augment_seeds))
-        self._average_over_replicas(self.generator.non_trainable_variables)
-        if self.discriminator_training_in_g_step:   # the G step moved D's statistics too
-            self._average_over_replicas(self.discriminator.non_trainable_variables)
+        context = tf.distribute.get_replica_context()
+        batch = tf.shape(conditions)[0]
+        draws = step_randomness(self.seed, step, context.replica_id_in_sync_group, batch,
+                                self.latent_dim, num_replicas=self.num_replicas)
+        rows = replica_rows(self.global_batch_size) if self.distributed else None
+        losses = self.discriminator_update(images, conditions, draws.z1, draws.augment_seeds, rows)
+        losses.update(self.generator_update(conditions, draws.z1, draws.z2, draws.augment_seeds,
+                                            rows))
         return losses
 
     def update_ema(self) -> None:
@@ -259,22 +283,6 @@ class GanSteps:
             else:
                 averaged.assign(current)
 
-    def _average_over_replicas(self, variables) -> None:
-        """Replace each replica's copy of ``variables`` by the replicas' mean.
-
-        Keras 3 creates BatchNorm moving statistics with no aggregation: under a strategy every
-        replica updates its own copy from its own batch, the copies drift apart, and a checkpoint
-        saves the first replica's. Averaging after each update keeps one set of statistics, the
-        mean of the replicas' (spectral-norm vectors are identical on all replicas already).
-        """
-        if self.num_replicas < 2 or not variables:
-            return
-        context = tf.distribute.get_replica_context()
-        means = context.all_reduce(tf.distribute.ReduceOp.MEAN,
-                                   [tf.convert_to_tensor(variable) for variable in variables])
-        for variable, mean in zip(variables, means):
-            variable.assign(mean)
-
     def make_train_step(self, strategy, jit: bool = False) -> Callable:
         """Compile ``train_step(step, batch) -> {name: scalar}`` for batches of ``gan_dataset``.
 
@@ -289,7 +297,8 @@ class GanSteps:
 
         def distributed_step(step, batch):
             conditions, _labels, images = batch
-            per_replica = strategy.run(self.replica_step, args=(step, images, conditions))
+            per_replica = strategy.run(on_replica_device(self.replica_step),
+                                       args=(step, images, conditions))
             losses = {name: strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
                       for name, value in per_replica.items()}
             self.update_ema()
@@ -390,7 +399,8 @@ def train_gan(config: GanTrainConfig, force: bool = False) -> dict:
     num_replicas = strategy.num_replicas_in_sync
     _check_config(config, num_replicas)
 
-    data = load_gan_data(config, run.dir)
+    # Another worker reads the chief's cache when it sees the run directory, and writes none.
+    data = load_gan_data(config, run.dir, write_cache=run.writes)
     steps_per_epoch = len(data.labels) // config.batch_size
     if steps_per_epoch == 0:
         raise DataError(f"{config.data}: {len(data.labels)} training trials, fewer than one batch "
@@ -453,10 +463,13 @@ def train_gan(config: GanTrainConfig, force: bool = False) -> dict:
     with run.loop(total_steps, step, desc="gan", unit="step") as loop:
         while step < total_steps and stopped == "completed":
             epoch, position = divmod(step, steps_per_epoch)
-            dataset = gan_dataset(data.conditions, data.labels, data.images, data.image_index,
-                                  config.batch_size, shuffle=True,
-                                  seed=epoch_shuffle_seed(config.seed, epoch)).skip(position)
-            for batch in strategy.experimental_distribute_dataset(dataset):
+
+            def epoch_batches(epoch=epoch, position=position):
+                return gan_dataset(data.conditions, data.labels, data.images, data.image_index,
+                                   config.batch_size, shuffle=True,
+                                   seed=epoch_shuffle_seed(config.seed, epoch)).skip(position)
+
+            for batch in distribute_global_batches(strategy, epoch_batches, config.batch_size):
                 started = time.perf_counter()
                 values = train_step(tf.constant(step, tf.int64), batch)
                 values = {name: float(values[name]) for name in LOSS_NAMES}
@@ -484,19 +497,20 @@ def train_gan(config: GanTrainConfig, force: bool = False) -> dict:
                 if step % config.checkpoint_every == 0 or finishing:
                     run.save(step)
                     write_metrics()
-                if step % config.sample_every == 0:
+                if step % config.sample_every == 0 and run.writes:
                     _write_samples(sampler, samples, gan_run, step)
                     last_sample = step
                 if finishing:
                     break
         loop.writer.flush()
-        if loop.guard.triggered and step < total_steps:    # also a signal during start-up
+        # A signal here or on another worker (agreed), or one during start-up.
+        if (stopped == "interrupted" or loop.guard.triggered) and step < total_steps:
             stopped = "interrupted"
             run.save(step)
             write_metrics()
             raise loop.interrupted(f"step {step}")
         checkpoint_path = run.save(step)
-        if last_sample != step:
+        if last_sample != step and run.writes:
             _write_samples(sampler, samples, gan_run, step)
         metrics = write_metrics()
 

@@ -96,8 +96,12 @@ def _read_cached_conditions(path: Path, fingerprint: str, num_trials: int) -> Op
     return conditions if conditions.shape[0] == num_trials else None
 
 
-def load_gan_data(config: GanTrainConfig, run_dir: str | os.PathLike) -> GanData:
+def load_gan_data(config: GanTrainConfig, run_dir: str | os.PathLike,
+                  write_cache: bool = True) -> GanData:
     """Load EEG and images, pair them, and get the conditions (from the cache or the encoder).
+
+    ``write_cache``: write ``conditions.npz`` when the features were computed (a multi-worker run's
+    other workers only read the chief's).
 
     Raises :class:`DataError` when the EEG set and the image folder disagree on the class count or
     the encoder's feature size differs from ``config.condition_dim``.
@@ -120,8 +124,10 @@ def load_gan_data(config: GanTrainConfig, run_dir: str | os.PathLike) -> GanData
         encoder = load_encoder(config.encoder)
         eeg = preprocess(splits.x_train, method=config.normalisation)
         conditions = encoder_features(encoder, eeg)
-        with atomic_path(cache_path) as tmp:
-            np.savez(tmp, conditions=conditions, labels=labels, fingerprint=np.asarray(fingerprint))
+        if write_cache:
+            with atomic_path(cache_path) as tmp:
+                np.savez(tmp, conditions=conditions, labels=labels,
+                         fingerprint=np.asarray(fingerprint))
     if conditions.shape[1] != config.condition_dim:
         raise DataError(f"{config.encoder}: encoder features have {conditions.shape[1]} dimensions, "
                         f"the GAN expects --condition-dim {config.condition_dim}")

@@ -58,14 +58,18 @@ def build_gan_state(config: GanTrainConfig, strategy=None) -> GanState:
     """
     strategy = strategy or tf.distribute.get_strategy()
     policy = precisions.check_precision(config.precision)
+    # Several replicas normalise with the global batch's statistics, as one process would.
+    synchronized = strategy.num_replicas_in_sync > 1
     with strategy.scope():
         generator = build_generator(latent_dim=config.latent_dim, condition_dim=config.condition_dim,
                                     fused_batch_norm=config.fused_batch_norm, dtype=policy,
-                                    matmul_convs=config.matmul_convs)
+                                    matmul_convs=config.matmul_convs,
+                                    synchronized_batch_norm=synchronized)
         discriminator = build_discriminator(condition_dim=config.condition_dim,
                                             split_condition_conv=config.fast_discriminator,
                                             fused_batch_norm=config.fused_batch_norm, dtype=policy,
-                                            matmul_convs=config.matmul_convs)
+                                            matmul_convs=config.matmul_convs,
+                                            synchronized_batch_norm=synchronized)
         # FusedAdam: Keras 3's Adam (same numbers, variables and checkpoints) in one kernel per
         # variable, as the original's TF 2.8 Adam ran it; about 30 ms less per iteration.
         g_optimizer = FusedAdam(config.learning_rate, beta_1=config.beta_1, beta_2=config.beta_2)

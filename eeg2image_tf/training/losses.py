@@ -41,7 +41,7 @@ per replica on the local batch and averaged over replicas (``num_replicas``, see
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import keras
 import tensorflow as tf
@@ -231,7 +231,8 @@ def generator_hinge(d_fake: tf.Tensor, global_batch_size: Optional[int] = None) 
 
 
 def mode_seeking(f1: tf.Tensor, f2: tf.Tensor, in1: tf.Tensor, in2: tf.Tensor,
-                 epsilon: float = 1e-5, num_replicas: int = 1) -> tf.Tensor:
+                 epsilon: float = 1e-5, num_replicas: int = 1,
+                 sum_over_replicas: Optional[Callable] = None) -> tf.Tensor:
     """Mode-seeking term (Mao et al. 2019) as the original uses it: ``1 / (ms + epsilon)``.
 
     ``ms = mean|f2 - f1| / mean|in2 - in1|``: how far two images move per unit of input change. Minimising
@@ -242,15 +243,24 @@ def mode_seeking(f1: tf.Tensor, f2: tf.Tensor, in1: tf.Tensor, in2: tf.Tensor,
         in1, in2: ``(B, 256)`` the full generator inputs ``[z1, c]`` and ``[z2, c]``. The identical
             condition halves count as zeros in the denominator mean (a quirk kept from the original).
         epsilon: added to ``ms`` before inverting.
-        num_replicas: the term is divided by this. Under a strategy compute it per replica on the local
-            batch and pass ``strategy.num_replicas_in_sync``: the summed replica gradients are then
-            those of the replicas' average (a ratio of means cannot be split into a global mean).
+        num_replicas: the term is divided by this. Under a strategy every replica computes the same
+            global term, and dividing it by ``strategy.num_replicas_in_sync`` makes the summed
+            replica gradients its gradient.
+        sum_over_replicas: under a strategy, a function summing a list of tensors over the replicas
+            (differentiably, e.g. ``ReplicaContext.all_reduce``): both means are then the global
+            batch's, as one process computing the whole batch would get them. None: the local batch.
 
     Returns:
         Scalar float32 (``1e5`` when the two images are identical). Identical inputs make the
         denominator 0, and the term Inf or NaN, as in the original; distinct latents avoid that.
     """
-    image_change = tf.reduce_mean(tf.abs(tf.cast(f2, tf.float32) - tf.cast(f1, tf.float32)))
-    input_change = tf.reduce_mean(tf.abs(tf.cast(in2, tf.float32) - tf.cast(in1, tf.float32)))
-    ratio = image_change / input_change
+    image_change = tf.abs(tf.cast(f2, tf.float32) - tf.cast(f1, tf.float32))
+    input_change = tf.abs(tf.cast(in2, tf.float32) - tf.cast(in1, tf.float32))
+    if sum_over_replicas is None:
+        ratio = tf.reduce_mean(image_change) / tf.reduce_mean(input_change)
+    else:
+        image_sum, image_count, input_sum, input_count = sum_over_replicas(
+            [tf.reduce_sum(image_change), tf.cast(tf.size(image_change), tf.float32),
+             tf.reduce_sum(input_change), tf.cast(tf.size(input_change), tf.float32)])
+        ratio = (image_sum / image_count) / (input_sum / input_count)
     return 1.0 / (ratio + epsilon) / tf.cast(num_replicas, tf.float32)
