@@ -54,7 +54,11 @@ def make_strategy(name: str = "auto", collective_timeout_s: float = COLLECTIVE_T
         check_tf_config()
         options = tf.distribute.experimental.CommunicationOptions(
             timeout_seconds=float(collective_timeout_s))
-        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+        try:
+            return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+        except tf.errors.UnknownError as exc:    # the task's port is taken, or its host unknown
+            raise Eeg2ImageError(f"TF_CONFIG: this task cannot serve its cluster address "
+                                 f"({str(exc).strip().splitlines()[0]}): is its port in use?") from None
     if name == "default":
         return tf.distribute.get_strategy()
     raise Eeg2ImageError(f"unknown strategy {name!r}: use auto, mirrored, multiworker or default")
