@@ -158,6 +158,7 @@ def test_gan_killed_worker_stops_the_other_and_a_rerun_resumes(tiny_set, tmp_pat
     assert len(lines) == 1 and "lost the other workers" in lines[0], err[-3000:]
     assert "rerun the same command on every worker" in lines[0]
     # TensorFlow's heartbeat and health check notice the dead peer within about a minute.
+    print(f"the chief stopped {waited:.1f} s after its peer was killed")
     assert waited < 240, waited
     saved = max(int(path.stem.split("-")[1]) for path in (run / "checkpoints").glob("ckpt-*.index"))
     left_by_the_killed_worker = set(scratch.iterdir())     # SIGKILL leaves no time to clean up
@@ -166,3 +167,28 @@ def test_gan_killed_worker_stops_the_other_and_a_rerun_resumes(tiny_set, tmp_pat
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["step"] == saved + 2 and metrics["steps_this_run"] == 2
     assert set(scratch.iterdir()) == left_by_the_killed_worker
+
+
+def test_gan_sigterm_on_the_chief_stops_both_workers_at_one_checkpoint(tiny_set, tmp_path):
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    run = tmp_path / "run"
+    processes = _start_workers("train_gan", _gan_args(tiny_set, run, 40), scratch)
+    try:
+        deadline = time.monotonic() + WORKER_TIMEOUT_S
+        while not (run / "checkpoints" / "ckpt-2.index").exists():
+            assert time.monotonic() < deadline and all(p.poll() is None for p in processes)
+            time.sleep(0.5)
+        processes[0].send_signal(signal.SIGTERM)
+        (chief_code, _, chief_err), (worker_code, _, worker_err) = _finish(processes, timeout=300)
+    finally:
+        for process in processes:
+            process.kill()
+    assert chief_code == 128 + signal.SIGTERM, chief_err[-3000:]
+    assert worker_code == 130, worker_err[-3000:]
+    step = json.loads((run / "metrics.json").read_text())["step"]
+    assert 2 <= step < 40
+    assert f"SIGTERM received at step {step}" in chief_err
+    assert f"worker 1/2: stopped at step {step} with the other workers" in worker_err
+    assert (run / "checkpoints" / f"ckpt-{step}.index").exists()
+    assert list(scratch.iterdir()) == []        # the other worker cleaned up on its way out

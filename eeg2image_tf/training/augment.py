@@ -208,9 +208,9 @@ def random_cutout(images, seed: SeedLike = None, ratio: float = 0.5,
         positions = tf.range(size)[None, :]
         return tf.logical_and(positions >= start, positions < start + cut)   # (B, size)
 
-    rows = inside_cut(height, _sub_seed(seed, 0))
-    cols = inside_cut(width, _sub_seed(seed, 1))
-    cut_out = tf.logical_and(rows[:, :, None], cols[:, None, :])[:, :, :, None]
+    cut_rows = inside_cut(height, _sub_seed(seed, 0))
+    cut_cols = inside_cut(width, _sub_seed(seed, 1))
+    cut_out = tf.logical_and(cut_rows[:, :, None], cut_cols[:, None, :])[:, :, :, None]
     return images * tf.cast(tf.logical_not(cut_out), images.dtype)
 
 

@@ -82,7 +82,16 @@ class RunLoop:
         return agree_on_stop(self._run.strategy, self._run.role, reason)
 
     def interrupted(self, where: str) -> TrainingInterrupted:
-        """The exception to raise after a signal, naming ``where`` and the latest checkpoint."""
+        """The exception to raise after a signal, naming ``where`` and the latest checkpoint.
+
+        A worker that got no signal itself stops because another one did (agreed): it says so and
+        exits with 130.
+        """
+        if not self.guard.triggered and self._run.role.distributed:
+            saved = self._run.latest_checkpoint or "no checkpoint"
+            return TrainingInterrupted(
+                f"{self._run.role.label}: stopped at {where} with the other workers (a signal on "
+                f"one of them); checkpoint saved to {saved}; rerun the same command to resume", 130)
         return self.guard.interrupted(where, self._run.latest_checkpoint)
 
 
