@@ -103,6 +103,13 @@ def test_encoder_two_workers_write_one_run_equal_to_one_process(tiny_set, tmp_pa
         metrics[1]["encoder/train_triplet"], rel=1e-5)
 
 
+def _wait_for_checkpoint(run: Path, step: int, processes) -> None:
+    deadline = time.monotonic() + WORKER_TIMEOUT_S
+    while not (run / "checkpoints" / f"ckpt-{step}.index").exists():
+        assert time.monotonic() < deadline and all(p.poll() is None for p in processes)
+        time.sleep(0.5)
+
+
 def _gan_args(tiny_set, run: Path, steps: int) -> list[str]:
     return ["--data", tiny_set["data"], "--images", tiny_set["images"], "--encoder",
             tiny_set["encoder"], "--run", str(run), "--batch-size", "4", "--max-steps", str(steps),
@@ -142,10 +149,7 @@ def test_gan_killed_worker_stops_the_other_and_a_rerun_resumes(tiny_set, tmp_pat
     args = _gan_args(tiny_set, run, 40)
     processes = _start_workers("train_gan", args, scratch)
     try:
-        deadline = time.monotonic() + WORKER_TIMEOUT_S
-        while not (run / "checkpoints" / "ckpt-2.index").exists():
-            assert time.monotonic() < deadline and all(p.poll() is None for p in processes)
-            time.sleep(0.5)
+        _wait_for_checkpoint(run, 2, processes)
         processes[1].send_signal(signal.SIGKILL)
         killed = time.monotonic()
         code, _out, err = _finish(processes[:1], timeout=300)[0]
@@ -175,10 +179,7 @@ def test_gan_sigterm_on_the_chief_stops_both_workers_at_one_checkpoint(tiny_set,
     run = tmp_path / "run"
     processes = _start_workers("train_gan", _gan_args(tiny_set, run, 40), scratch)
     try:
-        deadline = time.monotonic() + WORKER_TIMEOUT_S
-        while not (run / "checkpoints" / "ckpt-2.index").exists():
-            assert time.monotonic() < deadline and all(p.poll() is None for p in processes)
-            time.sleep(0.5)
+        _wait_for_checkpoint(run, 2, processes)
         processes[0].send_signal(signal.SIGTERM)
         (chief_code, _, chief_err), (worker_code, _, worker_err) = _finish(processes, timeout=300)
     finally:
