@@ -15,8 +15,8 @@ from __future__ import annotations
 import sys
 from typing import Optional, Sequence
 
-from .cli import command_parser, parse_config, run_main
-from .config import CurveConfig
+from .config import CurveConfig, command_parser, parse_config
+from .errors import run_main
 from .runs import curve_names
 
 

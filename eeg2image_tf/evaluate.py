@@ -18,8 +18,8 @@ from __future__ import annotations
 import sys
 from typing import Optional, Sequence
 
-from .cli import command_parser, parse_config, run_main
-from .config import EvaluateConfig
+from .config import EvaluateConfig, command_parser, parse_config
+from .errors import run_main
 from .runs import METRICS_FILE
 
 

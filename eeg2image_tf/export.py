@@ -12,8 +12,8 @@ from __future__ import annotations
 import sys
 from typing import Optional, Sequence
 
-from .cli import command_parser, parse_config, run_main
-from .config import ExportConfig
+from .config import ExportConfig, command_parser, parse_config
+from .errors import run_main
 from .runs import EXPORT_README
 
 DESCRIPTION = ("Export a GAN run (--run) or the published checkpoints (--original-encoder, "

@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .cli import command_parser, parse_config, run_main
-from .config import ImportOriginalConfig
+from .config import ImportOriginalConfig, command_parser, parse_config
+from .errors import run_main
 from .runs import MODEL_FILE
 
 DESCRIPTION = "Convert the authors' encoder or GAN checkpoint into this project's format."

@@ -8,12 +8,11 @@ import os
 
 import pytest
 
-from eeg2image_tf import cli
 from eeg2image_tf.config import (PROFILES, EncoderTrainConfig, GanTrainConfig, PipelineConfig,
                                  add_config_arguments, config_from_args, config_from_dict,
                                  config_to_dict)
 from eeg2image_tf.runs import load_config, prepare_run_dir, save_config
-from eeg2image_tf.errors import ConfigError, DataError
+from eeg2image_tf.errors import EXIT_BAD_INPUT, ConfigError, DataError, run_main
 from eeg2image_tf.io_utils import atomic_path, atomic_write_json, read_json
 
 
@@ -128,7 +127,7 @@ def test_run_main_turns_errors_into_one_line(capsys):
     def failing(argv):
         raise DataError("data.pkl: key 'x_train': expected 4 dimensions, found 2\nmore detail")
 
-    assert cli.run_main(failing, []) == cli.EXIT_BAD_INPUT
+    assert run_main(failing, []) == EXIT_BAD_INPUT
     err = capsys.readouterr().err
     assert err == "error: data.pkl: key 'x_train': expected 4 dimensions, found 2\n"
 

@@ -104,7 +104,7 @@ def test_no_import_cycle(graph_of):
 
 
 def test_commands_and_few_library_modules_at_the_top():
-    top = {path.stem for path in PACKAGE.glob("*.py")} - {"__init__", "__main__", "cli"}
+    top = {path.stem for path in PACKAGE.glob("*.py")} - {"__init__", "__main__"}
     assert set(COMMANDS) <= top
     library = top - set(COMMANDS)
     assert len(library) <= MAX_TOP_LEVEL_LIBRARY_MODULES, sorted(library)
@@ -117,7 +117,7 @@ def test_no_module_is_long():
 
 
 def test_commands_import_no_tensorflow_before_parsing():
-    code = ("import sys; import eeg2image_tf.cli, eeg2image_tf.__main__; "
+    code = ("import sys; import eeg2image_tf.__main__; "
             + "; ".join(f"import eeg2image_tf.{name}" for name in COMMANDS)
             + "; print('tensorflow' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -125,13 +125,14 @@ def test_commands_import_no_tensorflow_before_parsing():
 
 
 def test_the_menu_lists_every_command(capsys):
-    from eeg2image_tf import cli
+    from eeg2image_tf import __main__ as menu
+    from eeg2image_tf.errors import EXIT_BAD_INPUT
 
-    assert [name for name, _ in cli.COMMANDS] == list(COMMANDS)
-    assert cli.main(["--help"]) == 0
+    assert [name for name, _ in menu.COMMANDS] == list(COMMANDS)
+    assert menu.main(["--help"]) == 0
     out = capsys.readouterr().out
     assert all(f"  {name} " in out for name in COMMANDS)
-    assert cli.main(["no_such_command"]) == cli.EXIT_BAD_INPUT
+    assert menu.main(["no_such_command"]) == EXIT_BAD_INPUT
 
 
 def test_python_dash_m_package_runs_a_command():

@@ -35,7 +35,7 @@ def run_copy(trained_run, tmp_path):
 
 
 def test_selects_the_best_checkpoint_and_writes_its_outputs(run_copy, capsys):
-    from eeg2image_tf.cli import run_main
+    from eeg2image_tf.errors import run_main
     from eeg2image_tf.select_encoder import main
 
     run = Path(run_copy.run)
