@@ -275,15 +275,19 @@ def best_checkpoint(run_dir: str | Path) -> str:
 # Image folders
 # --------------------------------------------------------------------------------------------------
 
-def image_split_folder(images: str | Path, split: str) -> Optional[Path]:
+def image_split_folder(images: str | Path, split: str, sibling: bool = True) -> Optional[Path]:
     """The ``split`` folder (``train`` or ``test``) of the images a run names.
 
     Runs store either spelling: the images root (``data/images``: its ``<split>`` folder) or one
-    split folder itself (``data/images/train``: its sibling ``<split>`` folder, or itself for
-    ``train``). None when there is none.
+    split folder itself (``data/images/train``: itself for ``train``, and with ``sibling`` its
+    sibling ``<split>`` folder). None when there is none.
+
+    Generation and evaluation look beside the folder (``sibling``); training does not
+    (:func:`training_image_folder`).
     """
     images = Path(images)
-    for candidate in (images / split, images.parent / split):
+    candidates = (images / split, images.parent / split) if sibling else (images / split,)
+    for candidate in candidates:
         if candidate.is_dir():
             return candidate
     if split == TRAIN_SPLIT and images.is_dir() and images.name == TRAIN_SPLIT:
@@ -292,9 +296,9 @@ def image_split_folder(images: str | Path, split: str) -> Optional[Path]:
 
 
 def training_image_folder(images: str | Path) -> Path:
-    """The folder ``train_gan`` trains on: :func:`image_split_folder` ``train``, else ``images``
-    itself (a folder of class folders given directly)."""
-    return image_split_folder(images, TRAIN_SPLIT) or Path(images)
+    """The folder ``train_gan`` trains on: ``<images>/train`` when it exists, else ``images`` itself
+    (the training folder, or any folder of class folders, given directly), never a sibling."""
+    return image_split_folder(images, TRAIN_SPLIT, sibling=False) or Path(images)
 
 
 # --------------------------------------------------------------------------------------------------
