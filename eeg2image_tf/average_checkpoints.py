@@ -21,7 +21,11 @@ from .errors import run_main
 def main(argv: Optional[Sequence[str]] = None) -> int:
     config, _ = parse_config(command_parser("average_checkpoints", __doc__, AverageConfig),
                              AverageConfig, argv)
-    # Imported after parsing, so that --help does not wait for TensorFlow.
+    # Imported here, not above: --help loads neither the data package (NumPy, OpenCV) nor
+    # TensorFlow, and a wrong path is refused before TensorFlow loads.
+    from .data.inputs import check_inputs
+
+    check_inputs(config)
     from .checkpoints import write_averaged_run
 
     record = write_averaged_run(config)

@@ -29,7 +29,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     config, _ = parse_config(parser, ImportOriginalConfig, argv)
     if (config.encoder is None) == (config.gan is None):
         parser.error("give exactly one of --encoder or --gan")
-    # Imported after parsing, so that --help does not wait for TensorFlow.
+    # Imported here, not above: --help loads neither the data package (NumPy, OpenCV) nor
+    # TensorFlow, and a wrong path is refused before TensorFlow loads.
+    from .data.inputs import check_inputs
+
+    check_inputs(config)
     from .checkpoints import import_original
 
     prefix = import_original(config)

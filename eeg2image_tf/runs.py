@@ -180,6 +180,24 @@ def is_checkpoint_dir(directory: Path) -> bool:
     return (directory / CHECKPOINT_INDEX).exists() or any(directory.glob("*.index"))
 
 
+def checkpoint_prefix(path: str | Path, original: bool = False) -> str:
+    """The prefix of the checkpoint that ``path`` names as a file: itself when ``<path>.index``
+    exists (``.../ckpt-12``), else less its suffix when it is that index file (``.../ckpt-12.index``).
+
+    Else a :class:`CheckpointError` worded for our loaders, which also take a run or checkpoint
+    directory, or with ``original`` for the authors' checkpoints (a prefix or its directory).
+    """
+    path = Path(path)
+    if Path(str(path) + ".index").exists():
+        return str(path)
+    if path.suffix == ".index" and path.exists():
+        return str(path.with_suffix(""))
+    if original:
+        raise CheckpointError(f"{path}: no such checkpoint (expected a prefix with a .index file, "
+                              "or a directory holding one)")
+    raise CheckpointError(f"{path}: no such checkpoint, checkpoint directory or run directory")
+
+
 def latest_checkpoint_in(directory: str | Path) -> str:
     """The newest checkpoint prefix in ``directory``.
 
@@ -357,9 +375,15 @@ class GanRun(Run):
     config: Optional[GanTrainConfig] = None
 
     @classmethod
-    def open(cls, run_dir: str | Path) -> "GanRun":
-        """The run at ``run_dir`` with its config read (a :class:`ConfigError` when it has none)."""
+    def open(cls, run_dir: str | Path, named_by_run: bool = False) -> "GanRun":
+        """The run at ``run_dir`` with its config read (a :class:`ConfigError` when it has none).
+
+        ``named_by_run``: a missing ``config.json`` is reported as a ``--run`` that names no GAN run.
+        """
         run_dir = Path(run_dir)
+        if named_by_run and not (run_dir / CONFIG_FILE).is_file():
+            raise ConfigError(f"{run_dir / CONFIG_FILE}: not found; --run must be a GAN run "
+                              "directory of train_gan")
         return cls(dir=run_dir, config=load_config(GanTrainConfig, run_dir))
 
     @property

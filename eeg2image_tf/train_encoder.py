@@ -20,7 +20,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = command_parser("train_encoder", __doc__, EncoderTrainConfig)
     add_force(parser)
     config, args = parse_config(parser, EncoderTrainConfig, argv)
-    # Imported after parsing, so that --help does not wait for TensorFlow.
+    # Imported here, not above: --help loads neither the data package (NumPy, OpenCV) nor
+    # TensorFlow, and a wrong path is refused before TensorFlow loads.
+    from .data.inputs import check_inputs
+
+    check_inputs(config)
     from .training.encoder import train_encoder
 
     result = train_encoder(config, force=args.force)
