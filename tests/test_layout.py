@@ -225,3 +225,20 @@ def test_bad_input_is_one_error_line_before_tensorflow_loads(tmp_path):
         assert result.stdout.strip() == "False", (argv, "TensorFlow was imported")
     # Nothing was written for a training run refused before it started.
     assert not (tmp_path / "new_run").exists()
+
+
+def test_flags_that_do_not_fit_together_are_reported_before_missing_paths(tmp_path):
+    """The input check leaves a wrong combination of flags to the library call's own message."""
+    gone = tmp_path / "gone"
+    cases = [
+        (["export", "--run", str(gone), "--original-gan", str(gone), "--out", str(tmp_path / "m")],
+         "not both"),
+        (["export", "--original-gan", str(gone), "--out", str(tmp_path / "m")],
+         "give --run DIR, or both --original-encoder PATH and --original-gan PATH"),
+        (["generate", "--gan", str(gone), "--out", str(tmp_path / "m")],
+         "give --run, or all of --gan, --encoder and --data (missing --encoder, --data)"),
+    ]
+    for argv, expected in cases:
+        result = subprocess.run([sys.executable, "-c", _RUN_COMMAND, *argv], capture_output=True,
+                                text=True)
+        assert result.returncode == 2 and expected in result.stderr, (argv, result.stderr)

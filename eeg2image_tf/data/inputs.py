@@ -31,6 +31,8 @@ def _checkpoint(path: Optional[str], original: bool = False) -> None:
 def _gan_run_and_sources(config: Any, named_by_run: bool = False) -> None:
     """generate, evaluate, curve, export: the GAN run, then the EEG file and the checkpoints it
     names, each unless the config names its own."""
+    if not config.run and not all(getattr(config, name, None) for name in ("gan", "encoder", "data")):
+        return          # which flags are missing is the library call's to say
     gan_config = GanRun.open(config.run, named_by_run).config if config.run else None
     data = getattr(config, "data", None) or (gan_config.data if gan_config else None)
     if data:
@@ -49,11 +51,13 @@ def _curve(config: CurveConfig) -> None:
 
 
 def _export(config: ExportConfig) -> None:
-    if config.run:
+    originals = (config.original_encoder, config.original_gan)
+    if config.run and not any(originals):
         _gan_run_and_sources(config, named_by_run=True)
-    else:
+    elif not config.run and all(originals):
         _checkpoint(config.original_encoder, original=True)
         _checkpoint(config.original_gan, original=True)
+    # Otherwise the sources given do not fit together, which the library call reports.
 
 
 def _train_gan(config: GanTrainConfig) -> None:
