@@ -14,14 +14,18 @@ from __future__ import annotations
 import sys
 from typing import Optional, Sequence
 
-from .cli import command_parser, parse_config, run_main
-from .config import AverageConfig
+from .config import AverageConfig, command_parser, parse_config
+from .errors import run_main
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     config, _ = parse_config(command_parser("average_checkpoints", __doc__, AverageConfig),
                              AverageConfig, argv)
-    # Imported after parsing, so that --help does not wait for TensorFlow.
+    # Imported here, not above: --help loads neither the data package (NumPy, OpenCV) nor
+    # TensorFlow, and a wrong path is refused before TensorFlow loads.
+    from .data.inputs import check_inputs
+
+    check_inputs(config)
     from .checkpoints import write_averaged_run
 
     record = write_averaged_run(config)

@@ -1,10 +1,10 @@
 """Typed, frozen configurations for every command and their profiles, their JSON round trip, and the
-flags derived from them.
+command lines derived from them.
 
-Each entry point parses its arguments into one of these dataclasses (``add_config_arguments`` /
-``config_from_args`` derive the flags from the fields) and hands it to library functions, which
-save it as the run's ``config.json`` (:func:`eeg2image_tf.runs.prepare_run_dir`). Defaults are the
-original code's hyper-parameters.
+Each command builds its parser with :func:`command_parser` (a flag per field of its dataclass, by
+``add_config_arguments``), parses its arguments into the dataclass with :func:`parse_config` and
+hands it to library functions, which save it as the run's ``config.json``
+(:func:`eeg2image_tf.runs.prepare_run_dir`). Defaults are the original code's hyper-parameters.
 
 A run directory remembers the config that created it. Rerunning into it with a different config is
 refused (:class:`~eeg2image_tf.errors.ConfigError`) unless ``--force``, except for the fields a class
@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import types
 import typing
-from typing import Any, ClassVar, Optional, TypeVar
+from typing import Any, ClassVar, Optional, Sequence, TypeVar
 
 from .errors import ConfigError
 
@@ -361,6 +362,7 @@ def fill_missing_fields(cls: type, values: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------------
 
 def unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    """``(T, True)`` for a field type ``Optional[T]`` (``T | None``), else ``(tp, False)``."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
@@ -410,6 +412,40 @@ def config_from_args(cls: type[C], args: argparse.Namespace, **overrides: Any) -
             values[field.name] = tuple(given) if given is not None else field.default
     values.update(overrides)
     return cls(**values)
+
+
+def quiet_tensorflow() -> None:
+    """Silence TensorFlow's C++ start-up chatter unless the user asked for it."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def command_parser(command: str, description: Optional[str],
+                   config_class: Optional[type] = None) -> argparse.ArgumentParser:
+    """The parser of ``python -m eeg2image_tf.<command>``, with a flag for every field of
+    ``config_class`` (``--no-field`` too for booleans); the command adds its own extras after.
+
+    A multi-line ``description`` (a module docstring) is printed as written, a one-line one wrapped.
+    """
+    quiet_tensorflow()
+    formatter = argparse.RawDescriptionHelpFormatter if description and "\n" in description \
+        else argparse.HelpFormatter
+    parser = argparse.ArgumentParser(prog=f"python -m eeg2image_tf.{command}",
+                                     description=description, formatter_class=formatter)
+    if config_class is not None:
+        add_config_arguments(parser, config_class)
+    return parser
+
+
+def add_force(parser: argparse.ArgumentParser,
+              help_text: str = "accept a config that differs from the run's config.json") -> None:
+    parser.add_argument("--force", action="store_true", help=help_text)
+
+
+def parse_config(parser: argparse.ArgumentParser, config_class: type,
+                 argv: Sequence[str] | None):
+    """Parse ``argv``; return ``(config, args)``, the extras a command added being on ``args``."""
+    args = parser.parse_args(argv)
+    return config_from_args(config_class, args), args
 
 
 # --------------------------------------------------------------------------------------------------

@@ -15,8 +15,8 @@ from __future__ import annotations
 import sys
 from typing import Optional, Sequence
 
-from .cli import command_parser, parse_config, run_main
-from .config import CurveConfig
+from .config import CurveConfig, command_parser, parse_config
+from .errors import run_main
 from .runs import curve_names
 
 
@@ -24,7 +24,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = command_parser("curve", __doc__, CurveConfig)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     config, args = parse_config(parser, CurveConfig, argv)
-    # Imported after parsing, so that --help does not wait for TensorFlow.
+    # Imported here, not above: --help loads neither the data package (NumPy, OpenCV) nor
+    # TensorFlow, and a wrong path is refused before TensorFlow loads.
+    from .data.inputs import check_inputs
+
+    check_inputs(config)
     from .evaluation import evaluate_checkpoints
 
     evaluate_checkpoints(config, show_progress=not args.quiet)

@@ -1,8 +1,19 @@
-"""Exceptions with one-line messages that name the file and what was wrong.
+"""Exceptions with one-line messages that name the file and what was wrong, and how a command
+reports them.
 
-Entry points catch :class:`Eeg2ImageError`, print its message as a single line and exit non-zero,
-so a user never has to read a traceback to learn that an input is bad.
+Every command runs in :func:`run_main`, which catches :class:`Eeg2ImageError`, prints its message as
+a single line and exits with :data:`EXIT_BAD_INPUT`, so a user never has to read a traceback to
+learn that an input is bad.
 """
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Callable, Sequence
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
 
 
 class Eeg2ImageError(Exception):
@@ -39,3 +50,22 @@ class TrainingInterrupted(Exception):
     def __init__(self, message: str, exit_code: int):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def run_main(main: Callable[[Sequence[str] | None], int | None],
+             argv: Sequence[str] | None = None) -> int:
+    """Run a command's ``main`` and turn our errors into one line on stderr and a non-zero exit code."""
+    prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "eeg2image_tf"
+    try:
+        code = main(argv)
+    except Eeg2ImageError as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"error: {message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except TrainingInterrupted as exc:   # a training loop stopped by a signal, after saving
+        print(str(exc), file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return int(code or 0)

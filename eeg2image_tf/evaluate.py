@@ -18,8 +18,8 @@ from __future__ import annotations
 import sys
 from typing import Optional, Sequence
 
-from .cli import command_parser, parse_config, run_main
-from .config import EvaluateConfig
+from .config import EvaluateConfig, command_parser, parse_config
+from .errors import run_main
 from .runs import METRICS_FILE
 
 
@@ -29,7 +29,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     config, args = parse_config(parser, EvaluateConfig, argv)
     if config.split_order not in ("mixed", "class-sorted"):
         parser.error(f"--split-order must be mixed or class-sorted, not {config.split_order!r}")
-    # Imported after parsing, so that --help does not wait for TensorFlow.
+    # Imported here, not above: --help loads neither the data package (NumPy, OpenCV) nor
+    # TensorFlow, and a wrong path is refused before TensorFlow loads.
+    from .data.inputs import check_inputs
+
+    check_inputs(config)
     from .evaluation import evaluate_run
 
     evaluate_run(config, show_progress=not args.quiet)

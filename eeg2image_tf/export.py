@@ -12,8 +12,8 @@ from __future__ import annotations
 import sys
 from typing import Optional, Sequence
 
-from .cli import command_parser, parse_config, run_main
-from .config import ExportConfig
+from .config import ExportConfig, command_parser, parse_config
+from .errors import run_main
 from .runs import EXPORT_README
 
 DESCRIPTION = ("Export a GAN run (--run) or the published checkpoints (--original-encoder, "
@@ -22,7 +22,11 @@ DESCRIPTION = ("Export a GAN run (--run) or the published checkpoints (--origina
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     config, _ = parse_config(command_parser("export", DESCRIPTION, ExportConfig), ExportConfig, argv)
-    # Imported after parsing, so that --help does not wait for TensorFlow.
+    # Imported here, not above: --help loads neither the data package (NumPy, OpenCV) nor
+    # TensorFlow, and a wrong path is refused before TensorFlow loads.
+    from .data.inputs import check_inputs
+
+    check_inputs(config)
     from .serving.export import export_from_run
 
     out_dir = export_from_run(config)

@@ -14,8 +14,8 @@ from __future__ import annotations
 import sys
 from typing import Optional, Sequence
 
-from .cli import add_force, command_parser, parse_config, run_main
-from .config import GenerateConfig
+from .config import GenerateConfig, add_force, command_parser, parse_config
+from .errors import run_main
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -23,7 +23,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     add_force(parser, "write into an output folder made with another config")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     config, args = parse_config(parser, GenerateConfig, argv)
-    # Imported after parsing, so that --help does not wait for TensorFlow.
+    # Imported here, not above: --help loads neither the data package (NumPy, OpenCV) nor
+    # TensorFlow, and a wrong path is refused before TensorFlow loads.
+    from .data.inputs import check_inputs
+
+    check_inputs(config)
     from .generation import generate_from_run
 
     manifest = generate_from_run(config, force=args.force, show_progress=not args.quiet)

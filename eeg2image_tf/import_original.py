@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .cli import command_parser, parse_config, run_main
-from .config import ImportOriginalConfig
+from .config import ImportOriginalConfig, command_parser, parse_config
+from .errors import run_main
 from .runs import MODEL_FILE
 
 DESCRIPTION = "Convert the authors' encoder or GAN checkpoint into this project's format."
@@ -29,7 +29,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     config, _ = parse_config(parser, ImportOriginalConfig, argv)
     if (config.encoder is None) == (config.gan is None):
         parser.error("give exactly one of --encoder or --gan")
-    # Imported after parsing, so that --help does not wait for TensorFlow.
+    # Imported here, not above: --help loads neither the data package (NumPy, OpenCV) nor
+    # TensorFlow, and a wrong path is refused before TensorFlow loads.
+    from .data.inputs import check_inputs
+
+    check_inputs(config)
     from .checkpoints import import_original
 
     prefix = import_original(config)

@@ -15,8 +15,8 @@ from __future__ import annotations
 import sys
 from typing import Optional, Sequence
 
-from .cli import add_force, command_parser, parse_config, run_main
-from .config import PipelineConfig
+from .config import PipelineConfig, add_force, command_parser, parse_config
+from .errors import run_main
 from .runs import PIPELINE_STAGES
 
 

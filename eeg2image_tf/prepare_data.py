@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .cli import command_parser, run_main
-from .config import PrepareDataConfig
+from .config import PrepareDataConfig, command_parser
 from .data import convert_to_npz, write_synthetic_set
+from .errors import run_main
 
 DESCRIPTION = "Write the synthetic ThoughtViz-like sets, or convert data.pkl to a safe .npz."
 

@@ -180,6 +180,24 @@ def is_checkpoint_dir(directory: Path) -> bool:
     return (directory / CHECKPOINT_INDEX).exists() or any(directory.glob("*.index"))
 
 
+def checkpoint_prefix(path: str | Path, original: bool = False) -> str:
+    """The prefix of the checkpoint that ``path`` names as a file: itself when ``<path>.index``
+    exists (``.../ckpt-12``), else less its suffix when it is that index file (``.../ckpt-12.index``).
+
+    Else a :class:`CheckpointError` worded for our loaders, which also take a run or checkpoint
+    directory, or with ``original`` for the authors' checkpoints (a prefix or its directory).
+    """
+    path = Path(path)
+    if Path(str(path) + ".index").exists():
+        return str(path)
+    if path.suffix == ".index" and path.exists():
+        return str(path.with_suffix(""))
+    if original:
+        raise CheckpointError(f"{path}: no such checkpoint (expected a prefix with a .index file, "
+                              "or a directory holding one)")
+    raise CheckpointError(f"{path}: no such checkpoint, checkpoint directory or run directory")
+
+
 def latest_checkpoint_in(directory: str | Path) -> str:
     """The newest checkpoint prefix in ``directory``.
 
@@ -275,15 +293,19 @@ def best_checkpoint(run_dir: str | Path) -> str:
 # Image folders
 # --------------------------------------------------------------------------------------------------
 
-def image_split_folder(images: str | Path, split: str) -> Optional[Path]:
+def image_split_folder(images: str | Path, split: str, sibling: bool = True) -> Optional[Path]:
     """The ``split`` folder (``train`` or ``test``) of the images a run names.
 
     Runs store either spelling: the images root (``data/images``: its ``<split>`` folder) or one
-    split folder itself (``data/images/train``: its sibling ``<split>`` folder, or itself for
-    ``train``). None when there is none.
+    split folder itself (``data/images/train``: itself for ``train``, and with ``sibling`` its
+    sibling ``<split>`` folder). None when there is none.
+
+    Generation and evaluation look beside the folder (``sibling``); training does not
+    (:func:`training_image_folder`).
     """
     images = Path(images)
-    for candidate in (images / split, images.parent / split):
+    candidates = (images / split, images.parent / split) if sibling else (images / split,)
+    for candidate in candidates:
         if candidate.is_dir():
             return candidate
     if split == TRAIN_SPLIT and images.is_dir() and images.name == TRAIN_SPLIT:
@@ -292,9 +314,9 @@ def image_split_folder(images: str | Path, split: str) -> Optional[Path]:
 
 
 def training_image_folder(images: str | Path) -> Path:
-    """The folder ``train_gan`` trains on: :func:`image_split_folder` ``train``, else ``images``
-    itself (a folder of class folders given directly)."""
-    return image_split_folder(images, TRAIN_SPLIT) or Path(images)
+    """The folder ``train_gan`` trains on: ``<images>/train`` when it exists, else ``images`` itself
+    (the training folder, or any folder of class folders, given directly), never a sibling."""
+    return image_split_folder(images, TRAIN_SPLIT, sibling=False) or Path(images)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -353,9 +375,15 @@ class GanRun(Run):
     config: Optional[GanTrainConfig] = None
 
     @classmethod
-    def open(cls, run_dir: str | Path) -> "GanRun":
-        """The run at ``run_dir`` with its config read (a :class:`ConfigError` when it has none)."""
+    def open(cls, run_dir: str | Path, named_by_run: bool = False) -> "GanRun":
+        """The run at ``run_dir`` with its config read (a :class:`ConfigError` when it has none).
+
+        ``named_by_run``: a missing ``config.json`` is reported as a ``--run`` that names no GAN run.
+        """
         run_dir = Path(run_dir)
+        if named_by_run and not (run_dir / CONFIG_FILE).is_file():
+            raise ConfigError(f"{run_dir / CONFIG_FILE}: not found; --run must be a GAN run "
+                              "directory of train_gan")
         return cls(dir=run_dir, config=load_config(GanTrainConfig, run_dir))
 
     @property

@@ -12,14 +12,18 @@ from __future__ import annotations
 import sys
 from typing import Optional, Sequence
 
-from .cli import command_parser, parse_config, run_main
-from .config import SelectEncoderConfig
+from .config import SelectEncoderConfig, command_parser, parse_config
+from .errors import run_main
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = command_parser("select_encoder", __doc__, SelectEncoderConfig)
     config, _ = parse_config(parser, SelectEncoderConfig, argv)
-    # Imported after parsing, so that --help does not wait for TensorFlow.
+    # Imported here, not above: --help loads neither the data package (NumPy, OpenCV) nor
+    # TensorFlow, and a wrong path is refused before TensorFlow loads.
+    from .data.inputs import check_inputs
+
+    check_inputs(config)
     from .training.selection import select_encoder
 
     select_encoder(config)

@@ -12,15 +12,19 @@ from __future__ import annotations
 import sys
 from typing import Optional, Sequence
 
-from .cli import add_force, command_parser, parse_config, run_main
-from .config import EncoderTrainConfig
+from .config import EncoderTrainConfig, add_force, command_parser, parse_config
+from .errors import run_main
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = command_parser("train_encoder", __doc__, EncoderTrainConfig)
     add_force(parser)
     config, args = parse_config(parser, EncoderTrainConfig, argv)
-    # Imported after parsing, so that --help does not wait for TensorFlow.
+    # Imported here, not above: --help loads neither the data package (NumPy, OpenCV) nor
+    # TensorFlow, and a wrong path is refused before TensorFlow loads.
+    from .data.inputs import check_inputs
+
+    check_inputs(config)
     from .training.encoder import train_encoder
 
     result = train_encoder(config, force=args.force)

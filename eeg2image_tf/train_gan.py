@@ -19,15 +19,19 @@ from __future__ import annotations
 import sys
 from typing import Optional, Sequence
 
-from .cli import add_force, command_parser, parse_config, run_main
-from .config import GanTrainConfig
+from .config import GanTrainConfig, add_force, command_parser, parse_config
+from .errors import run_main
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = command_parser("train_gan", __doc__, GanTrainConfig)
     add_force(parser)
     config, args = parse_config(parser, GanTrainConfig, argv)
-    # Imported after parsing, so that --help does not wait for TensorFlow.
+    # Imported here, not above: --help loads neither the data package (NumPy, OpenCV) nor
+    # TensorFlow, and a wrong path is refused before TensorFlow loads.
+    from .data.inputs import check_inputs
+
+    check_inputs(config)
     from .training.gan import train_gan
 
     result = train_gan(config, force=args.force)

@@ -13,8 +13,8 @@ from __future__ import annotations
 import sys
 from typing import Optional, Sequence
 
-from .cli import add_force, command_parser, parse_config, run_main
-from .config import ImageClassifierConfig
+from .config import ImageClassifierConfig, add_force, command_parser, parse_config
+from .errors import run_main
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -23,7 +23,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--no-progress", dest="progress", action="store_false",
                         help="no progress bar (epoch lines are still printed)")
     config, args = parse_config(parser, ImageClassifierConfig, argv)
-    # Imported after parsing, so that --help does not wait for TensorFlow.
+    # Imported here, not above: --help loads neither the data package (NumPy, OpenCV) nor
+    # TensorFlow, and a wrong path is refused before TensorFlow loads.
+    from .data.inputs import check_inputs
+
+    check_inputs(config)
     from .training.image_classifier import train_image_classifier
 
     # A signal stops training with TrainingInterrupted after a checkpoint; run_main reports it.

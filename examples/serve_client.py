@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from eeg2image_tf.cli import quiet_tensorflow, run_main
-from eeg2image_tf.errors import DataError, Eeg2ImageError
+from eeg2image_tf.config import quiet_tensorflow
+from eeg2image_tf.errors import DataError, Eeg2ImageError, run_main
 from eeg2image_tf.io_utils import atomic_write_bytes
 
 

@@ -16,7 +16,7 @@ from eeg2image_tf import import_original  # noqa: E402
 from eeg2image_tf.checkpoints import (  # noqa: E402
     LoadedGAN, latest_checkpoint_in, load_encoder, load_gan, resolve_checkpoint,
     save_encoder_weights, save_gan_weights)
-from eeg2image_tf.cli import run_main  # noqa: E402
+from eeg2image_tf.errors import run_main  # noqa: E402
 from eeg2image_tf.errors import CheckpointError  # noqa: E402
 from eeg2image_tf.checkpoints.original import load_original_encoder  # noqa: E402
 from eeg2image_tf.models import build_discriminator, build_encoder, build_generator  # noqa: E402

@@ -8,12 +8,12 @@ import os
 
 import pytest
 
-from eeg2image_tf import cli
 from eeg2image_tf.config import (PROFILES, EncoderTrainConfig, GanTrainConfig, PipelineConfig,
                                  add_config_arguments, config_from_args, config_from_dict,
                                  config_to_dict)
-from eeg2image_tf.runs import load_config, prepare_run_dir, save_config
-from eeg2image_tf.errors import ConfigError, DataError
+from eeg2image_tf.runs import (image_split_folder, load_config, prepare_run_dir, save_config,
+                               training_image_folder)
+from eeg2image_tf.errors import EXIT_BAD_INPUT, ConfigError, DataError, run_main
 from eeg2image_tf.io_utils import atomic_path, atomic_write_json, read_json
 
 
@@ -128,7 +128,7 @@ def test_run_main_turns_errors_into_one_line(capsys):
     def failing(argv):
         raise DataError("data.pkl: key 'x_train': expected 4 dimensions, found 2\nmore detail")
 
-    assert cli.run_main(failing, []) == cli.EXIT_BAD_INPUT
+    assert run_main(failing, []) == EXIT_BAD_INPUT
     err = capsys.readouterr().err
     assert err == "error: data.pkl: key 'x_train': expected 4 dimensions, found 2\n"
 
@@ -159,3 +159,31 @@ def test_replace_bytes_swaps_whole_files_and_keeps_the_old_one_on_failure(tmp_pa
         io_utils.replace_bytes(target, b"partial")
     assert target.read_bytes() == b"second"
     assert sorted(os.listdir(tmp_path)) == ["a.jpg", "plain.txt"]   # no temporary left behind
+
+
+def _image_tree(root):
+    """``root/images/{train,test,other}/A/`` and a lone ``root/lone/A/``: ``other`` has no
+    ``train/`` of its own but a sibling one."""
+    for folder in ("images/train/A", "images/test/A", "images/other/A", "lone/A"):
+        (root / folder).mkdir(parents=True)
+    return root / "images"
+
+
+def test_training_takes_the_folder_given_unless_it_holds_train(tmp_path):
+    images = _image_tree(tmp_path)
+    assert training_image_folder(images) == images / "train"
+    assert training_image_folder(images / "train") == images / "train"
+    # Not the sibling train/: --images names the folder to train on.
+    assert training_image_folder(images / "other") == images / "other"
+    assert training_image_folder(tmp_path / "lone") == tmp_path / "lone"
+
+
+def test_generation_and_evaluation_find_a_split_beside_the_folder_a_run_names(tmp_path):
+    images = _image_tree(tmp_path)
+    assert image_split_folder(images, "test") == images / "test"
+    assert image_split_folder(images / "train", "train") == images / "train"
+    assert image_split_folder(images / "train", "test") == images / "test"
+    assert image_split_folder(images / "other", "train") == images / "train"
+    assert image_split_folder(images / "other", "test") == images / "test"
+    assert image_split_folder(tmp_path / "lone", "test") is None
+    assert image_split_folder(images / "other", "train", sibling=False) is None

@@ -320,3 +320,18 @@ def test_evaluate_with_backend_and_classifier_fills_the_metrics(gan_run, tmp_pat
     assert from_folder["fid"] == evaluation["fid"]
     assert from_folder["conditional_accuracy"] == evaluation["conditional_accuracy"]
     assert from_folder["generated"]["source"] == str(tmp_path / "generated")
+
+
+def test_fid_compares_with_the_test_folder_beside_the_one_the_gan_trained_on(tmp_path):
+    from types import SimpleNamespace
+
+    from eeg2image_tf.evaluation.images import real_image_folder
+
+    for folder in ("images/test/A", "images/other/A", "lone/A"):
+        (tmp_path / folder).mkdir(parents=True)
+    config = SimpleNamespace(real_images=None)
+    # A GAN trained on a folder without test/ of its own: the sibling test/ (the rule of e879649).
+    assert real_image_folder(config, SimpleNamespace(images_root=tmp_path / "images" / "other")) == \
+        (tmp_path / "images" / "test", "")
+    folder, reason = real_image_folder(config, SimpleNamespace(images_root=tmp_path / "lone"))
+    assert folder is None and "no test image folder" in reason

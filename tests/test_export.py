@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eeg2image_tf.cli import run_main
+from eeg2image_tf.errors import run_main
 from eeg2image_tf.config import EncoderTrainConfig, ExportConfig, GanTrainConfig
 from eeg2image_tf.runs import save_config
 from eeg2image_tf.errors import ConfigError, Eeg2ImageError

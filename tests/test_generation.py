@@ -412,7 +412,7 @@ def test_generate_from_run_and_from_explicit_checkpoints(gan_run, tmp_path, caps
 
 @pytest.mark.slow
 def test_generate_cli_errors(gan_run, tmp_path, capsys):
-    from eeg2image_tf.cli import run_main
+    from eeg2image_tf.errors import run_main
     from eeg2image_tf.generate import main
 
     assert run_main(main, ["--out", str(tmp_path), "--gan", str(gan_run["run"])]) == 2

@@ -253,7 +253,7 @@ def test_load_image_classifier_errors(tmp_path):
 
 
 def test_entry_point_reports_a_missing_image_folder(tmp_path, capsys):
-    from eeg2image_tf.cli import run_main
+    from eeg2image_tf.errors import run_main
     from eeg2image_tf.train_image_classifier import main
 
     code = run_main(main, ["--images", str(tmp_path / "nowhere"), "--run", str(tmp_path / "run"),

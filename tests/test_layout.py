@@ -104,7 +104,7 @@ def test_no_import_cycle(graph_of):
 
 
 def test_commands_and_few_library_modules_at_the_top():
-    top = {path.stem for path in PACKAGE.glob("*.py")} - {"__init__", "__main__", "cli"}
+    top = {path.stem for path in PACKAGE.glob("*.py")} - {"__init__", "__main__"}
     assert set(COMMANDS) <= top
     library = top - set(COMMANDS)
     assert len(library) <= MAX_TOP_LEVEL_LIBRARY_MODULES, sorted(library)
@@ -117,7 +117,7 @@ def test_no_module_is_long():
 
 
 def test_commands_import_no_tensorflow_before_parsing():
-    code = ("import sys; import eeg2image_tf.cli, eeg2image_tf.__main__; "
+    code = ("import sys; import eeg2image_tf.__main__; "
             + "; ".join(f"import eeg2image_tf.{name}" for name in COMMANDS)
             + "; print('tensorflow' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -125,16 +125,120 @@ def test_commands_import_no_tensorflow_before_parsing():
 
 
 def test_the_menu_lists_every_command(capsys):
-    from eeg2image_tf import cli
+    from eeg2image_tf import __main__ as menu
+    from eeg2image_tf.errors import EXIT_BAD_INPUT
 
-    assert [name for name, _ in cli.COMMANDS] == list(COMMANDS)
-    assert cli.main(["--help"]) == 0
+    assert [name for name, _ in menu.COMMANDS] == list(COMMANDS)
+    assert menu.main(["--help"]) == 0
     out = capsys.readouterr().out
     assert all(f"  {name} " in out for name in COMMANDS)
-    assert cli.main(["no_such_command"]) == cli.EXIT_BAD_INPUT
+    assert menu.main(["no_such_command"]) == EXIT_BAD_INPUT
 
 
 def test_python_dash_m_package_runs_a_command():
     result = subprocess.run([sys.executable, "-m", "eeg2image_tf", "select_encoder", "--help"],
                             capture_output=True, text=True)
     assert result.returncode == 0 and "python -m eeg2image_tf.select_encoder" in result.stdout
+
+
+# Runs a command as the menu does and reports on stdout whether TensorFlow was imported.
+_RUN_COMMAND = """
+import importlib, sys
+from eeg2image_tf.errors import run_main
+code = run_main(importlib.import_module("eeg2image_tf." + sys.argv[1]).main, sys.argv[2:])
+print("tensorflow" in sys.modules)
+sys.exit(code)
+"""
+
+
+def _bad_inputs(tmp: Path) -> list[tuple[list[str], str]]:
+    """``(command line, the error it must give)``: missing or broken runs, config.json, EEG files,
+    image folders and checkpoints, each refused before TensorFlow loads."""
+    from eeg2image_tf.config import EncoderTrainConfig, GanTrainConfig
+    from eeg2image_tf.runs import save_config
+
+    gone = tmp / "gone"
+    empty_run = tmp / "empty_run"
+    empty_run.mkdir()
+    broken_run = tmp / "broken_run"
+    broken_run.mkdir()
+    (broken_run / "config.json").write_text("{not json")
+    eeg = tmp / "data.pkl"
+    eeg.write_bytes(b"")                       # only its existence is checked before TensorFlow
+    (tmp / "images" / "train" / "A").mkdir(parents=True)
+    (tmp / "images" / "train" / "A" / "a.png").write_bytes(b"")
+    gan_run = tmp / "gan_run"                  # a GAN run whose EEG file was moved away
+    save_config(GanTrainConfig(data=str(gone / "data.pkl"), images=str(tmp / "images"),
+                               encoder=str(tmp), run=str(gan_run)), gan_run)
+    encoder_run = tmp / "encoder_run"
+    save_config(EncoderTrainConfig(data=str(gone / "data.pkl"), run=str(encoder_run)), encoder_run)
+    return [
+        (["generate", "--run", str(gone), "--out", str(tmp / "out")], f"{gone}/config.json: file not found"),
+        (["generate", "--run", str(empty_run), "--out", str(tmp / "out")], "config.json: file not found"),
+        (["generate", "--run", str(broken_run), "--out", str(tmp / "out")], f"{broken_run}/config.json"),
+        (["generate", "--run", str(gan_run), "--out", str(tmp / "out")], f"{gone}/data.pkl: file not found"),
+        (["generate", "--gan", str(gone), "--encoder", str(tmp), "--data", str(eeg), "--out",
+          str(tmp / "out")], f"{gone}: no such checkpoint, checkpoint directory or run directory"),
+        (["evaluate", "--run", str(gone)], f"{gone}/config.json: file not found"),
+        (["evaluate", "--run", str(gan_run)], f"{gone}/data.pkl: file not found"),
+        (["curve", "--run", str(gone)], f"{gone}/checkpoints: no checkpoint directory"),
+        (["export", "--run", str(gone), "--out", str(tmp / "out")],
+         f"{gone}/config.json: not found; --run must be a GAN run directory of train_gan"),
+        (["export", "--run", str(gan_run), "--out", str(tmp / "out")], f"{gone}/data.pkl: file not found"),
+        (["export", "--original-encoder", str(gone), "--original-gan", str(gone), "--out",
+          str(tmp / "out")], f"{gone}: no such checkpoint (expected a prefix"),
+        (["average_checkpoints", "--run", str(gone), "--out", str(tmp / "out")],
+         f"{gone}/config.json: file not found"),
+        (["average_checkpoints", "--run", str(gan_run), "--out", str(tmp / "out")],
+         f"{gan_run}/checkpoints: no checkpoint directory"),
+        (["import_original", "--encoder", str(gone), "--out", str(tmp / "out")],
+         f"{gone}: no such checkpoint (expected a prefix"),
+        (["import_original", "--gan", str(gone / "ckpt-1"), "--out", str(tmp / "out")],
+         f"{gone}/ckpt-1: no such checkpoint (expected a prefix"),
+        (["select_encoder", "--run", str(gone)], f"{gone}/config.json: file not found"),
+        (["select_encoder", "--run", str(encoder_run)], f"{gone}/data.pkl: file not found"),
+        (["train_encoder", "--data", str(gone / "data.pkl"), "--run", str(tmp / "new_run")],
+         f"{gone}/data.pkl: file not found"),
+        (["train_image_classifier", "--images", str(gone), "--run", str(tmp / "new_run")],
+         f"{gone}/train: image folder not found"),
+        (["train_gan", "--data", str(gone / "data.pkl"), "--images", str(tmp / "images"),
+          "--encoder", str(tmp), "--run", str(tmp / "new_run")], f"{gone}/data.pkl: file not found"),
+        (["train_gan", "--data", str(eeg), "--images", str(gone), "--encoder", str(tmp),
+          "--run", str(tmp / "new_run")], f"{gone}: image folder not found"),
+        (["train_gan", "--data", str(eeg), "--images", str(tmp / "images"), "--encoder", str(gone),
+          "--run", str(tmp / "new_run")], f"{gone}: no such checkpoint, checkpoint directory"),
+        (["prepare_data", "--convert", str(gone / "data.pkl")], f"{gone}/data.pkl: file not found"),
+        (["pipeline", "--profile", "no_such_profile", "--run", str(tmp / "new_run")],
+         "unknown profile 'no_such_profile'"),
+    ]
+
+
+def test_bad_input_is_one_error_line_before_tensorflow_loads(tmp_path):
+    cases = _bad_inputs(tmp_path)
+    assert {argv[0] for argv, _ in cases} == set(COMMANDS)
+    for argv, expected in cases:
+        result = subprocess.run([sys.executable, "-c", _RUN_COMMAND, *argv], capture_output=True,
+                                text=True)
+        lines = result.stderr.splitlines()
+        assert (result.returncode, len(lines)) == (2, 1), (argv, result.stderr)
+        assert lines[0].startswith("error: ") and expected in lines[0], (argv, lines[0])
+        assert result.stdout.strip() == "False", (argv, "TensorFlow was imported")
+    # Nothing was written for a training run refused before it started.
+    assert not (tmp_path / "new_run").exists()
+
+
+def test_flags_that_do_not_fit_together_are_reported_before_missing_paths(tmp_path):
+    """The input check leaves a wrong combination of flags to the library call's own message."""
+    gone = tmp_path / "gone"
+    cases = [
+        (["export", "--run", str(gone), "--original-gan", str(gone), "--out", str(tmp_path / "m")],
+         "not both"),
+        (["export", "--original-gan", str(gone), "--out", str(tmp_path / "m")],
+         "give --run DIR, or both --original-encoder PATH and --original-gan PATH"),
+        (["generate", "--gan", str(gone), "--out", str(tmp_path / "m")],
+         "give --run, or all of --gan, --encoder and --data (missing --encoder, --data)"),
+    ]
+    for argv, expected in cases:
+        result = subprocess.run([sys.executable, "-c", _RUN_COMMAND, *argv], capture_output=True,
+                                text=True)
+        assert result.returncode == 2 and expected in result.stderr, (argv, result.stderr)

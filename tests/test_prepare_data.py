@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from eeg2image_tf import prepare_data
-from eeg2image_tf.cli import run_main
+from eeg2image_tf.errors import run_main
 from eeg2image_tf.data import CLASS_NAMES, load_thoughtviz
 
 TINY_FLAGS = ["--n-train", "40", "--n-test", "10", "--images-per-class", "2", "--test-images-per-class", "1"]

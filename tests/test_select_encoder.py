@@ -35,7 +35,7 @@ def run_copy(trained_run, tmp_path):
 
 
 def test_selects_the_best_checkpoint_and_writes_its_outputs(run_copy, capsys):
-    from eeg2image_tf.cli import run_main
+    from eeg2image_tf.errors import run_main
     from eeg2image_tf.select_encoder import main
 
     run = Path(run_copy.run)
@@ -96,13 +96,13 @@ def test_load_encoder_takes_the_selected_checkpoint(run_copy):
 
 
 def test_tsne_clips_perplexity_to_few_samples(tmp_path):
-    from eeg2image_tf.evaluation.figures import write_tsne_figure
+    from eeg2image_tf.evaluation.figures import save_tsne
 
     rng = np.random.default_rng(0)
     features = rng.normal(size=(12, 5)).astype(np.float32)
     labels = np.arange(12) % 3
-    path = write_tsne_figure(features, labels, ("a", "b", "c"), tmp_path / "tsne.png", title="t",
-                             perplexity=40.0, iterations=250)
+    path = save_tsne(features, labels, ("a", "b", "c"), tmp_path / "tsne.png", title="t",
+                     perplexity=40.0, iterations=250, legend_outside=True)
     assert path.read_bytes().startswith(b"\x89PNG")
 
 

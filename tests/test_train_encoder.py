@@ -248,7 +248,7 @@ def test_xla_steps_give_the_same_numbers():
 
 
 def test_cli_parses_into_the_config_and_reports_errors(toy_data, tmp_path, capsys):
-    from eeg2image_tf.cli import run_main
+    from eeg2image_tf.errors import run_main
     from eeg2image_tf.runs import prepare_run_dir
     from eeg2image_tf.train_encoder import main
 

@@ -143,7 +143,7 @@ def test_class_count_mismatch_is_a_data_error(tiny_set, tmp_path):
 
 
 def test_cli_reports_a_bad_data_path_in_one_line(tiny_set, tmp_path, capsys):
-    from eeg2image_tf.cli import run_main
+    from eeg2image_tf.errors import run_main
     from eeg2image_tf.train_gan import main
 
     missing = tmp_path / "nowhere.pkl"

@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from ..errors import CheckpointError
 from ..models import build_discriminator, build_encoder, build_generator
-from ..runs import latest_checkpoint_in
+from ..runs import checkpoint_prefix, latest_checkpoint_in
 
 VALUE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 ENCODER_PREFIX = "model/encoder/"
@@ -37,12 +37,7 @@ def resolve_original_checkpoint(path: str | Path) -> str:
     path = Path(path)
     if path.is_dir():
         return latest_checkpoint_in(path)
-    if Path(str(path) + ".index").exists():
-        return str(path)
-    if path.suffix == ".index" and path.exists():
-        return str(path.with_suffix(""))
-    raise CheckpointError(f"{path}: no such checkpoint (expected a prefix with a .index file, "
-                          "or a directory holding one)")
+    return checkpoint_prefix(path, original=True)
 
 
 def checkpoint_variable_shapes(prefix: str) -> dict[str, tuple[int, ...]]:

@@ -42,7 +42,7 @@ from ..errors import CheckpointError
 from ..io_utils import atomic_write_json
 from ..models import build_discriminator, build_encoder, build_generator
 from ..runs import (CHECKPOINT_DIR, CHECKPOINT_NAME, CONFIG_FILE, MODEL_FILE, EncoderRun,
-                    best_checkpoint, is_checkpoint_dir, latest_checkpoint_in)
+                    best_checkpoint, checkpoint_prefix, is_checkpoint_dir, latest_checkpoint_in)
 from ..runs import _read_json_as_checkpoint_error as _read_json
 from .original import (ENCODER_PREFIX, GAN_PREFIX, checkpoint_variable_shapes,
                        load_original_encoder, load_original_gan)
@@ -167,12 +167,8 @@ def resolve_checkpoint(path: str | Path, kind: str = ENCODER_KIND) -> ResolvedCh
         else:
             raise CheckpointError(f"{path}: neither a run directory (no {CHECKPOINT_DIR}/) nor a "
                                   "checkpoint directory (no 'checkpoint' or *.index file)")
-    elif Path(str(path) + ".index").exists():
-        prefix = str(path)
-    elif path.suffix == ".index" and path.exists():
-        prefix = str(path.with_suffix(""))
     else:
-        raise CheckpointError(f"{path}: no such checkpoint, checkpoint directory or run directory")
+        prefix = checkpoint_prefix(path)
     return ResolvedCheckpoint(prefix=prefix, architecture=_architecture_beside(prefix, kind))
 
 

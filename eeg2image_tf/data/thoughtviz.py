@@ -59,15 +59,9 @@ class EEGSplits:
         return int(self.x_train.shape[2])
 
 
-def load_thoughtviz(path: str | os.PathLike,
-                    class_names: Optional[Sequence[str]] = None) -> EEGSplits:
-    """Load and validate a ThoughtViz set from ``data.pkl`` (restricted unpickler) or ``.npz``.
-
-    ``path`` may also be a set directory holding ``data.npz`` or ``data.pkl`` (the ``.npz`` wins).
-    ``class_names`` default: the names stored in an ``.npz``, else :data:`CLASS_NAMES` of the set
-    folder (``.../eeg/char/data.pkl`` -> ``char``) when its class count matches, else ``None``.
-    Raises :class:`DataError` (one line naming the file, the key, expected vs found).
-    """
+def eeg_file(path: str | os.PathLike) -> Path:
+    """The file :func:`load_thoughtviz` reads for ``path``: the file itself, or a set directory's
+    ``data.npz`` (else its ``data.pkl``). Raises :class:`DataError` when there is none; reads nothing."""
     path = Path(path)
     if path.is_dir():
         candidates = [path / "data.npz", path / "data.pkl"]
@@ -77,7 +71,19 @@ def load_thoughtviz(path: str | os.PathLike,
         path = found[0]
     if not path.exists():
         raise DataError(f"{path}: file not found")
+    return path
 
+
+def load_thoughtviz(path: str | os.PathLike,
+                    class_names: Optional[Sequence[str]] = None) -> EEGSplits:
+    """Load and validate a ThoughtViz set from ``data.pkl`` (restricted unpickler) or ``.npz``.
+
+    ``path`` may also be a set directory holding ``data.npz`` or ``data.pkl`` (the ``.npz`` wins).
+    ``class_names`` default: the names stored in an ``.npz``, else :data:`CLASS_NAMES` of the set
+    folder (``.../eeg/char/data.pkl`` -> ``char``) when its class count matches, else ``None``.
+    Raises :class:`DataError` (one line naming the file, the key, expected vs found).
+    """
+    path = eeg_file(path)
     if path.suffix.lower() == ".npz":
         raw, stored_names = _read_npz(path)
     else:

@@ -173,69 +173,50 @@ def tsne_embedding(features: np.ndarray, perplexity: float = 40.0, iterations: i
     """2-D t-SNE of ``features`` ``(N, D)`` -> ``(N, 2)`` (the original: perplexity 40, 700 iterations).
 
     The perplexity is lowered to ``N - 1`` for sets too small for it (scikit-learn requires
-    perplexity < N); 250 is scikit-learn's minimum number of iterations.
+    perplexity < N); 250 is scikit-learn's minimum number of iterations (``max_iter``, ``n_iter``
+    before scikit-learn 1.5).
     """
     features = np.asarray(features, dtype=np.float32)
     if features.ndim != 2 or features.shape[0] < 3:
         raise DataError(f"t-SNE needs (N >= 3, D) features, got shape {features.shape}")
     perplexity = min(float(perplexity), features.shape[0] - 1.0)
-    tsne = TSNE(n_components=2, perplexity=perplexity, max_iter=max(250, int(iterations)),
-                random_state=random_state)
+    iteration_arg = "max_iter" if "max_iter" in inspect.signature(TSNE).parameters else "n_iter"
+    tsne = TSNE(n_components=2, perplexity=perplexity, random_state=random_state,
+                **{iteration_arg: max(250, int(iterations))})
     return tsne.fit_transform(features)
 
 
 def save_tsne(features: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
               destination: str | Path, title: str = "t-SNE of the EEG features",
-              perplexity: float = 40.0, iterations: int = 700, random_state: int = 45) -> Path:
-    """Scatter plot of :func:`tsne_embedding`, coloured by class, with a legend of class names."""
+              perplexity: float = 40.0, iterations: int = 700, random_state: int = 45,
+              legend_outside: bool = False) -> Path:
+    """Scatter plot of :func:`tsne_embedding` of ``features`` ``(N, D)``, coloured by class
+    (``labels`` ``(N,)`` index ``class_names``), with a legend of class names; a 700 x 600 PNG.
+
+    ``legend_outside``: the encoder run's layout (``select_encoder``): the legend right of the axes
+    without a frame, classes without a point left out of it, ten colours in turn. Otherwise the
+    legend sits inside (evaluation's layout), with twenty colours beyond ten classes.
+    """
     points = tsne_embedding(features, perplexity, iterations, random_state)
     labels = np.asarray(labels).ravel()
     figure = new_figure(7.0, 6.0)
     axis = figure.subplots()
-    colours = colormaps["tab10" if len(class_names) <= 10 else "tab20"]
+    colours = colormaps["tab10" if legend_outside or len(class_names) <= 10 else "tab20"]
     for c, name in enumerate(class_names):
         members = labels == c
+        if legend_outside and not members.any():
+            continue
         axis.scatter(points[members, 0], points[members, 1], s=8, color=colours(c % colours.N),
                      label=str(name))
     axis.set_title(title)
     axis.set_xticks([])
     axis.set_yticks([])
-    axis.legend(fontsize=8, markerscale=2, loc="best")
+    if legend_outside:
+        axis.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), markerscale=2, frameon=False)
+    else:
+        axis.legend(fontsize=8, markerscale=2, loc="best")
     figure.tight_layout()
     return atomic_savefig(figure, destination, dpi=100)
-
-
-def write_tsne_figure(features: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...],
-                      destination: Path, title: str, perplexity: float = 40.0, iterations: int = 700,
-                      random_state: int = 45) -> Path:
-    """2-D t-SNE of ``features`` ``(N, D)`` as a scatter coloured by class name, saved atomically.
-
-    ``perplexity`` is clipped below ``N`` (scikit-learn requires it); ``iterations`` is ``max_iter``
-    (``n_iter`` before scikit-learn 1.5).
-    """
-    n = len(features)
-    if n < 3:
-        raise DataError(f"{destination}: t-SNE needs at least 3 test trials, got {n}")
-    iteration_arg = "max_iter" if "max_iter" in inspect.signature(TSNE).parameters else "n_iter"
-    tsne = TSNE(n_components=2, perplexity=min(float(perplexity), n - 1.0),
-                random_state=random_state, **{iteration_arg: iterations})
-    points = tsne.fit_transform(np.asarray(features, dtype=np.float32))
-
-    # A figure on its own Agg canvas: no pyplot state, no display needed, safe from threads.
-    figure = Figure(figsize=(7, 6), dpi=100)
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
-    colours = [f"C{i % 10}" for i in range(len(class_names))]
-    for label, name in enumerate(class_names):
-        mask = labels == label
-        if mask.any():
-            axes.scatter(points[mask, 0], points[mask, 1], s=8, color=colours[label], label=name)
-    axes.set_title(title)
-    axes.set_xticks([])
-    axes.set_yticks([])
-    axes.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), markerscale=2, frameon=False)
-    figure.tight_layout()
-    return atomic_savefig(figure, destination)
 
 
 def copy_figure(source: str | Path, destination: str | Path) -> Path:

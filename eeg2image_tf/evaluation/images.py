@@ -16,6 +16,7 @@ from ..data import list_image_folder, load_images
 from ..errors import DataError
 from ..generation import decode_jpeg, iterate_generated, jpeg_round_trip, read_manifest
 from ..io_utils import progress_bar
+from ..models.inference import to_uint8
 from ..runs import MANIFEST_FILE, TEST_SPLIT, image_split_folder
 
 GRID_COLUMNS = 8
@@ -126,7 +127,7 @@ def real_chunks(folder: Path, class_names: Sequence[str],
     for start in range(0, len(listing), chunk_size):
         images = load_images(listing.paths[start:start + chunk_size], size=REAL_IMAGE_SIZE)
         # load_images maps 0 -> -1 and 255 -> 1 exactly, so this recovers the decoded bytes.
-        pixels = np.clip(np.rint((images + 1.0) * 127.5), 0, 255).astype(np.uint8)
+        pixels = to_uint8(images, rounding="nearest")
         yield ImageChunk(images=pixels, class_index=labels[start:start + chunk_size])
 
 

@@ -18,7 +18,8 @@ fast forward, and its own call is used.
 
 Pixels: :func:`images_to_uint8` is the original's ``uint8(clip((x * 0.5 + 0.5) * 255, 0, 255))``
 (truncating), the one conversion of generator output to bytes that generation, evaluation and the
-SavedModel share.
+SavedModel share; :func:`to_uint8` is it for numpy, or with ``rounding="nearest"`` the conversion of
+the training sample grids and the inverse of ``data.load_images``.
 """
 
 from __future__ import annotations
@@ -71,9 +72,20 @@ def images_to_uint8(images) -> tf.Tensor:
     return tf.cast(tf.clip_by_value(scaled, 0.0, 255.0), tf.uint8)
 
 
-def to_uint8(images) -> np.ndarray:
-    """:func:`images_to_uint8` of numpy input, as numpy."""
-    return images_to_uint8(np.asarray(images, dtype=np.float32)).numpy()
+def to_uint8(images, rounding: str = "truncate") -> np.ndarray:
+    """Images in [-1, 1] ``(..., 3)`` float, numpy or tensor -> numpy uint8 in 0-255, shape unchanged.
+
+    ``rounding="truncate"``: :func:`images_to_uint8`, the original's conversion. ``"nearest"``:
+    ``rint((x + 1) * 127.5)`` (ties to even), clipped: what the training sample grids have always
+    been written with (the truncating one would change their PNGs), and the exact inverse of
+    ``data.load_images``, which maps byte ``b`` to ``b / 127.5 - 1``.
+    """
+    values = np.asarray(images, dtype=np.float32)
+    if rounding == "nearest":
+        return np.clip(np.rint((values + 1.0) * 127.5), 0, 255).astype(np.uint8)
+    if rounding != "truncate":
+        raise ValueError(f"to_uint8: rounding must be 'truncate' or 'nearest', not {rounding!r}")
+    return images_to_uint8(values).numpy()
 
 
 # --------------------------------------------------------------------------------------------------

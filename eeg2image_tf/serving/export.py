@@ -220,9 +220,7 @@ class _ExportSources:
 def _sources_from_run(config: ExportConfig) -> _ExportSources:
     run = Path(config.run)
     config_path = GanRun(run).config_path
-    if not config_path.is_file():
-        raise ConfigError(f"{config_path}: not found; --run must be a GAN run directory of train_gan")
-    gan_config = GanRun.open(run).config
+    gan_config = GanRun.open(run, named_by_run=True).config
     normalisation = _agree("normalisation", config.normalisation, gan_config.normalisation, config_path)
     data_path = config.data or gan_config.data
     num_channels, num_samples, class_names = _trial_shape_and_classes(config, data_path)

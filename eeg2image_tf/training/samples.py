@@ -17,26 +17,14 @@ import cv2
 import numpy as np
 
 from ..io_utils import atomic_write_bytes
+from ..models.inference import to_uint8
 
 TITLE_HEIGHT = 20
 PADDING = 4
 BACKGROUND_RGB = (32, 32, 32)
 TEXT_RGB = (255, 255, 255)
 
-__all__ = ["TITLE_HEIGHT", "PADDING", "images_to_uint8", "grid_shape", "sample_grid", "write_png"]
-
-
-def images_to_uint8(images) -> np.ndarray:
-    """Map generator output in ``[-1, 1]`` to ``uint8`` ``[0, 255]`` (out-of-range values clipped).
-
-    Args:
-        images: ``(N, H, W, 3)`` float, numpy or tensor.
-
-    Returns:
-        ``(N, H, W, 3)`` uint8.
-    """
-    values = np.asarray(images, dtype=np.float32)
-    return np.clip(np.rint((values + 1.0) * 127.5), 0, 255).astype(np.uint8)
+__all__ = ["TITLE_HEIGHT", "PADDING", "grid_shape", "sample_grid", "write_png"]
 
 
 def grid_shape(count: int, columns: int, image_height: int, image_width: int) -> tuple[int, int]:
@@ -74,7 +62,7 @@ def sample_grid(images, titles: Sequence[str], columns: int = 4) -> np.ndarray:
         raise ValueError(f"sample_grid: expected (N, H, W, 3) images, got shape {images.shape}")
     if len(titles) != len(images):
         raise ValueError(f"sample_grid: {len(images)} images but {len(titles)} titles")
-    pixels = images if images.dtype == np.uint8 else images_to_uint8(images)
+    pixels = images if images.dtype == np.uint8 else to_uint8(images, rounding="nearest")
     count, image_height, image_width = pixels.shape[:3]
     height, width = grid_shape(count, columns, image_height, image_width)
     grid = np.empty((height, width, 3), dtype=np.uint8)

@@ -18,7 +18,7 @@ from tensorboard.plugins import projector
 
 from ..config import EncoderTrainConfig, SelectEncoderConfig
 from ..errors import CheckpointError
-from ..evaluation.figures import write_tsne_figure
+from ..evaluation.figures import save_tsne
 from ..evaluation.metrics import kmeans_accuracy
 from ..io_utils import atomic_write_json, atomic_write_text
 from ..runs import (CHECKPOINT_INDEX, PROJECTOR_CHECKPOINT, PROJECTOR_CONFIG, PROJECTOR_METADATA,
@@ -92,11 +92,11 @@ def select_encoder(config: SelectEncoderConfig) -> dict[str, Any]:
     selection = {"best_checkpoint": best["checkpoint"], "accuracy": best["kmeans_accuracy"],
                  "epoch": best["epoch"], "table": table}
     atomic_write_json(run.best_checkpoint_record, selection)
-    tsne_path = write_tsne_figure(best_features, data.y_test, data.class_names, run.tsne,
-                                  title=f"t-SNE of test features, epoch {best['epoch']}: k-means "
-                                        f"accuracy {best['kmeans_accuracy']:.3f}",
-                                  perplexity=config.tsne_perplexity,
-                                  iterations=config.tsne_iterations, random_state=config.random_state)
+    tsne_path = save_tsne(best_features, data.y_test, data.class_names, run.tsne,
+                          title=f"t-SNE of test features, epoch {best['epoch']}: k-means "
+                                f"accuracy {best['kmeans_accuracy']:.3f}",
+                          perplexity=config.tsne_perplexity, iterations=config.tsne_iterations,
+                          random_state=config.random_state, legend_outside=True)
     write_projector(best_features, [data.class_names[label] for label in data.y_test],
                     run.projector)
 
