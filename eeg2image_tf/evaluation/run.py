@@ -25,7 +25,7 @@ from ..config import EvaluateConfig, config_to_dict
 from ..errors import DataError, Eeg2ImageError
 from ..generation import load_generation_sources
 from ..runs import (GRID_FILE, LOSS_CURVES_FILE, TSNE_FILE, GanRun, read_metrics, write_metrics)
-from . import figures
+from .figures import copy_figure, save_generated_grid, save_loss_curves, save_tsne
 from .images import (GRID_COLUMNS, folder_chunks, generated_chunks, list_generated_folder,
                      real_chunks, real_image_folder, run_pass)
 from .inception import load_backend
@@ -45,14 +45,13 @@ def make_figures(config: EvaluateConfig, sources, grid: Sequence[np.ndarray],
     written: dict[str, Any] = {"dir": str(out)}
     notes: dict[str, str] = {}
 
-    written["generated_grid"] = str(figures.save_generated_grid(grid, sources.class_names,
-                                                                out / GRID_FILE,
-                                                                columns=GRID_COLUMNS))
+    written["generated_grid"] = str(save_generated_grid(grid, sources.class_names,
+                                                        out / GRID_FILE, columns=GRID_COLUMNS))
 
     events = run.events()
     if events.is_dir():
         try:
-            path, tags = figures.save_loss_curves(events, out / LOSS_CURVES_FILE)
+            path, tags = save_loss_curves(events, out / LOSS_CURVES_FILE)
             written["loss_curves"] = str(path)
             written["loss_curve_tags"] = tags
         except DataError as exc:
@@ -63,13 +62,13 @@ def make_figures(config: EvaluateConfig, sources, grid: Sequence[np.ndarray],
     candidates = [Path(config.encoder_run)] if config.encoder_run else run.encoder_run_candidates()
     existing = next((d / TSNE_FILE for d in candidates if (d / TSNE_FILE).is_file()), None)
     if existing is not None:
-        written["tsne"] = str(figures.copy_figure(existing, out / TSNE_FILE))
+        written["tsne"] = str(copy_figure(existing, out / TSNE_FILE))
         written["tsne_source"] = str(existing)
     else:
         title = "t-SNE of the EEG test features"
         if kmeans is not None:
             title += f" (k-means accuracy {kmeans:.3f})"
-        written["tsne"] = str(figures.save_tsne(sources.test_features, sources.splits.y_test,
+        written["tsne"] = str(save_tsne(sources.test_features, sources.splits.y_test,
                                                 sources.class_names, out / TSNE_FILE, title=title))
         written["tsne_source"] = "computed (perplexity 40, 700 iterations)"
     if notes:
