@@ -35,6 +35,21 @@ def _precision_field(default: str = "float32", before: str = ""):
     return dataclasses.field(default=default, metadata={"help": before + PRECISION_HELP})
 
 
+# How long a multi-worker collective waits for its peers (TensorFlow sees a dead peer sooner).
+COLLECTIVE_TIMEOUT_S = 600.0
+_STRATEGY_HELP = ("auto (the GPUs, else none) | mirrored (every local GPU, or CPU device) | multiworker "
+                  "(processes or machines named by TF_CONFIG: README, More than one machine) | default")
+
+
+def _strategy_field():
+    return dataclasses.field(default="auto", metadata={"help": _STRATEGY_HELP})
+
+
+def _collective_timeout_field():
+    return dataclasses.field(default=COLLECTIVE_TIMEOUT_S, metadata={
+        "help": "multiworker: seconds a collective waits for the other workers"})
+
+
 # --------------------------------------------------------------------------------------------------
 # Per-command configs
 # --------------------------------------------------------------------------------------------------
@@ -77,8 +92,8 @@ class EncoderTrainConfig:
     jit: bool = False                   # same numbers; XLA is ~2x slower here with the sort-based loss
     unroll: bool = True                 # LSTM time steps written out: same numbers, a little faster
     time_budget_s: Optional[float] = None  # stop (with a checkpoint) after this wall time
-    strategy: str = "auto"              # auto | mirrored | multiworker | default (as train_gan)
-    collective_timeout_s: float = 600.0  # multiworker: longest wait of a collective for its peers
+    strategy: str = _strategy_field()
+    collective_timeout_s: float = _collective_timeout_field()
 
     RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ("epochs", "time_budget_s", "max_to_keep", "jit",
                                                    "unroll", "strategy", "collective_timeout_s")
@@ -115,9 +130,8 @@ class GanTrainConfig:
     policy: str = "color,translation"
     mode_seeking_weight: float = 1.0
     seed: int = 45
-    strategy: str = "auto"              # auto | mirrored | multiworker | default
-    # multiworker (TF_CONFIG): how long a collective waits for its peers before the run stops
-    collective_timeout_s: float = 600.0
+    strategy: str = _strategy_field()
+    collective_timeout_s: float = _collective_timeout_field()
     jit: bool = False                   # XLA is slower than oneDNN for these convolutions on CPU
     fast_discriminator: bool = True     # exact split of D's first conv (see models); same numbers
     fused_batch_norm: bool = True       # TF's fused BatchNorm kernel (models.layers); same numbers
@@ -171,8 +185,10 @@ class ImageClassifierConfig:
     learning_rate: float = 2e-3         # peak of a cosine decay over the run
     seed: int = 45
     image_size: int = 64                # images are downscaled for speed; 128x128 inputs are resized
+    strategy: str = _strategy_field()
+    collective_timeout_s: float = _collective_timeout_field()
 
-    RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ("epochs",)
+    RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ("epochs", "strategy", "collective_timeout_s")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -473,8 +489,12 @@ class PipelineConfig:
         "metavar": "STAGE.FIELD=VALUE",
         "help": "repeatable; a stage's setting over the profile's, e.g. gan.batch_size=16 "
                 "(stages: data encoder select classifier gan generate evaluate curve)"})
+    # The three training stages': with multiworker every worker runs them (the chief the others).
+    strategy: str = _strategy_field()
+    collective_timeout_s: float = _collective_timeout_field()
 
-    RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ("inception_graph", "inception_weights")
+    RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ("inception_graph", "inception_weights",
+                                                   "strategy", "collective_timeout_s")
 
 
 # Overrides of each stage's config per profile. ``paper`` is the original everywhere. ``demo`` fits

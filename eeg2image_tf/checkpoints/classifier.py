@@ -12,10 +12,12 @@ from ..models.classifier import ImageClassifier
 from ..runs import ClassifierRun
 
 
-def build_classifier(num_classes: int, image_size: int, class_names=None) -> ImageClassifier:
-    """An :class:`ImageClassifier` whose variables exist."""
-    return ImageClassifier(num_classes, image_size=image_size,
-                           class_names=class_names).build_for_images()
+def build_classifier(num_classes: int, image_size: int, class_names=None,
+                     synchronized_batch_norm: bool = False) -> ImageClassifier:
+    """An :class:`ImageClassifier` whose variables exist (``synchronized_batch_norm``: for
+    training on several replicas; the same variables)."""
+    return ImageClassifier(num_classes, image_size=image_size, class_names=class_names,
+                           synchronized_batch_norm=synchronized_batch_norm).build_for_images()
 
 
 def load_image_classifier(run_dir: str | Path) -> ImageClassifier:

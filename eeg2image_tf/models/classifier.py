@@ -26,11 +26,14 @@ class ImageClassifier(keras.Model):
     Five blocks on 64 x 64 give the last convolution a 63-pixel receptive field: each of its units
     sees a whole letter (with four, test accuracy after a short run was 0.4-0.75 instead of 0.97).
     ``class_names`` (optional, ``num_classes`` names) travels with the model for reports.
+    ``synchronized_batch_norm``: replicas training on one global batch normalise with its
+    statistics (Keras's synchronised BatchNorm; same variables).
     """
 
     def __init__(self, num_classes: int, image_size: int = 64,
                  widths: Sequence[int] = (16, 32, 64, 128, 128), dropout: float = 0.3,
-                 class_names: Optional[Sequence[str]] = None, **kwargs):
+                 class_names: Optional[Sequence[str]] = None,
+                 synchronized_batch_norm: bool = False, **kwargs):
         super().__init__(**kwargs)
         if class_names is not None and len(class_names) != num_classes:
             raise ValueError(f"ImageClassifier: {len(class_names)} class names for {num_classes} "
@@ -40,6 +43,7 @@ class ImageClassifier(keras.Model):
         self.image_size = int(image_size)
         self.widths = tuple(int(w) for w in widths)
         self.dropout_rate = float(dropout)
+        self.synchronized_batch_norm = bool(synchronized_batch_norm)
         self.resize = keras.layers.Resizing(self.image_size, self.image_size,
                                             interpolation="bilinear", antialias=True,
                                             name="resize")
@@ -50,8 +54,8 @@ class ImageClassifier(keras.Model):
                 width, 3, padding="same", use_bias=False, name=f"conv_{index}"))
             # Momentum 0.9, not Keras's 0.99: a run is a few hundred steps, and with 0.99 the moving
             # statistics used at test time would still remember their initial values.
-            setattr(self, f"bn_{index}", keras.layers.BatchNormalization(momentum=0.9,
-                                                                         name=f"bn_{index}"))
+            setattr(self, f"bn_{index}", keras.layers.BatchNormalization(
+                momentum=0.9, synchronized=self.synchronized_batch_norm, name=f"bn_{index}"))
         self.block_pool = keras.layers.MaxPooling2D(2, name="block_pool")
         self.global_pool = keras.layers.GlobalAveragePooling2D(name="global_pool")
         self.dropout = keras.layers.Dropout(self.dropout_rate, name="dropout")
@@ -138,5 +142,6 @@ class ImageClassifier(keras.Model):
         config = super().get_config()
         config.update(num_classes=self.num_classes, image_size=self.image_size,
                       widths=list(self.widths), dropout=self.dropout_rate,
-                      class_names=list(self.class_names) if self.class_names else None)
+                      class_names=list(self.class_names) if self.class_names else None,
+                      synchronized_batch_norm=self.synchronized_batch_norm)
         return config

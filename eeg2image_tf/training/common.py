@@ -18,6 +18,7 @@ from typing import Mapping, Optional
 import keras
 import tensorflow as tf
 
+from ..config import COLLECTIVE_TIMEOUT_S
 from ..errors import CheckpointError, Eeg2ImageError, TrainingDivergedError, TrainingInterrupted
 from .distributed import check_tf_config
 
@@ -27,9 +28,9 @@ def set_seeds(seed: int) -> None:
     keras.utils.set_random_seed(seed)
 
 
-# How long a collective of a multi-worker run waits for its peers. Far above any step or checkpoint
-# here; TensorFlow's health check (every 30 s) notices a dead peer much sooner.
-COLLECTIVE_TIMEOUT_S = 600.0
+# The process's MultiWorkerMirroredStrategy and its timeout: TensorFlow configures a process's
+# collectives once, so every training stage of one process (the pipeline's three) shares one.
+_MULTI_WORKER: dict[str, object] = {}
 
 
 def make_strategy(name: str = "auto", collective_timeout_s: float = COLLECTIVE_TIMEOUT_S):
@@ -51,14 +52,21 @@ def make_strategy(name: str = "auto", collective_timeout_s: float = COLLECTIVE_T
         cross_device = None if gpus else tf.distribute.ReductionToOneDevice()
         return tf.distribute.MirroredStrategy(devices=devices, cross_device_ops=cross_device)
     if name == "multiworker":
+        if _MULTI_WORKER:
+            if _MULTI_WORKER["timeout"] != float(collective_timeout_s):
+                raise Eeg2ImageError(f"--collective-timeout-s {collective_timeout_s}: this process's "
+                                     f"workers already wait {_MULTI_WORKER['timeout']} s")
+            return _MULTI_WORKER["strategy"]
         check_tf_config()
         options = tf.distribute.experimental.CommunicationOptions(
             timeout_seconds=float(collective_timeout_s))
         try:
-            return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+            strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
         except tf.errors.UnknownError as exc:    # the task's port is taken, or its host unknown
             raise Eeg2ImageError(f"TF_CONFIG: this task cannot serve its cluster address "
                                  f"({str(exc).strip().splitlines()[0]}): is its port in use?") from None
+        _MULTI_WORKER.update(strategy=strategy, timeout=float(collective_timeout_s))
+        return strategy
     if name == "default":
         return tf.distribute.get_strategy()
     raise Eeg2ImageError(f"unknown strategy {name!r}: use auto, mirrored, multiworker or default")

@@ -49,6 +49,8 @@ __all__ = [
     "distribute_global_batches",
     "agree_on_stop",
     "agree_on_start",
+    "same_on_every_worker",
+    "wait_for_workers",
     "COLLECTIVE_ERRORS",
 ]
 
@@ -280,6 +282,20 @@ def agree_on_start(strategy, role: WorkerRole, unit: int, source: str) -> None:
         raise ConfigError(
             f"{source}: the workers resume from different points ({-negated_smallest} to {largest}); "
             "every worker must see the chief's run directory at the same path (shared storage)")
+
+
+def same_on_every_worker(strategy, role: WorkerRole, value: int) -> bool:
+    """Whether every worker passed the same ``value`` (a collective: all must call it)."""
+    if not role.distributed:
+        return True
+    largest, negated_smallest = _max_over_workers(strategy, [value, -value])
+    return largest == -negated_smallest
+
+
+def wait_for_workers(strategy, role: WorkerRole) -> None:
+    """Return once every worker has called this (waiting at most the collective timeout)."""
+    if role.distributed:
+        _max_over_workers(strategy, [0])
 
 
 def worker_lost(exc: Exception, role: WorkerRole, where: str,

@@ -152,7 +152,8 @@ def make_encoder_steps(encoder, optimizer, margin: float, jit: bool):
 
 
 def make_distributed_train_step(encoder, optimizer, margin: float, strategy):
-    """``train_step(distributed (x, y)) -> loss`` over the replicas of ``strategy``.
+    """``train_step(x, y) -> loss`` over the replicas of ``strategy`` (``x``, ``y``: a distributed
+    dataset's per-replica batch).
 
     The semi-hard triplet loss mines the whole batch, so every replica gathers the embeddings and
     labels of all replicas and computes the global batch's loss, as one process at that batch
@@ -170,8 +171,7 @@ def make_distributed_train_step(encoder, optimizer, margin: float, strategy):
         return loss
 
     @tf.function(reduce_retracing=True)
-    def train_step(batch):
-        x, y = batch
+    def train_step(x, y):
         per_replica = strategy.run(on_replica_device(replica_step), args=(x, y))
         return strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica, axis=None)
 
@@ -242,9 +242,6 @@ def train_encoder(config: EncoderTrainConfig, force: bool = False) -> dict[str, 
         print_line(f"{run.role.label}: {text}" if run.role.distributed else text)
     strategy = run.strategy
     replicas = strategy.num_replicas_in_sync
-    if config.batch_size % replicas:
-        raise ConfigError(f"{config.run}: batch size {config.batch_size} must be a multiple of the "
-                          f"{replicas} replicas")
 
     data = load_encoder_data(config.data, config.normalisation)
     if len(data.x_train) < config.batch_size:
@@ -278,10 +275,7 @@ def train_encoder(config: EncoderTrainConfig, force: bool = False) -> dict[str, 
         # Every worker walks the one-process batches and keeps its replicas' rows of each.
         local_batches = train_ds
         train_ds = distribute_global_batches(strategy, lambda: local_batches, config.batch_size)
-        distributed_step = make_distributed_train_step(encoder, optimizer, config.margin, strategy)
-
-        def train_step(*batch):   # noqa: F811 - the distributed step replaces the local one
-            return distributed_step(batch)
+        train_step = make_distributed_train_step(encoder, optimizer, config.margin, strategy)
     metrics = run.read_metrics()
     history: dict[str, float] = dict(metrics.get(_HISTORY_KEY, {}))
     last_losses: dict[str, float] = {"train_triplet": metrics.get(TRAIN_TAG, float("nan")),

@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -36,16 +37,18 @@ import tensorflow as tf
 from ..checkpoints import build_classifier
 from ..config import ImageClassifierConfig
 from ..data import list_image_folder, load_images
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..evaluation.metrics import per_class_accuracy
 from ..io_utils import atomic_write_json, print_line
 from ..runs import EPOCH_COUNTER, TEST_SPLIT, TRAIN_SPLIT, ClassifierRun
 from .common import check_finite
+from .distributed import on_replica_device, replica_rows
 from .run import TrainingRun
 
 __all__ = [
     "TRAIN_LOSS_TAG", "TRAIN_ACCURACY_TAG", "TEST_LOSS_TAG", "TEST_ACCURACY_TAG",
-    "ClassifierImages", "load_classifier_images", "affine_warp_rows", "augment_images",
+    "ClassifierImages", "load_classifier_images", "affine_warp_rows", "AugmentationDraws",
+    "draw_augmentation", "apply_augmentation", "augment_images",
     "train_image_classifier",
 ]
 
@@ -120,50 +123,103 @@ def affine_warp_rows(angle, scale, shift_x, shift_y, size):
                      zeros, zeros], axis=1)
 
 
-def augment_images(images, generator):
-    """Randomly rotate, scale, shift, brighten and re-contrast a batch ``(B, S, S, 3)`` in [-1, 1].
+class AugmentationDraws(typing.NamedTuple):
+    """The random numbers of one batch's augmentation, each ``(B,)`` float32 (see
+    :func:`draw_augmentation`); ``rows(first, count)`` keeps rows ``first .. first + count - 1``.
+    (A named tuple: ``strategy.run`` passes its tensors to every replica.)"""
 
-    ``generator`` is a ``tf.random.Generator``. One affine warp per image (bilinear, edge pixels
-    replicated into the uncovered border) so the image is resampled only once; the result is clipped
-    to [-1, 1].
+    angle: tf.Tensor          # radians
+    scale: tf.Tensor          # zoom factor
+    shift_x: tf.Tensor        # fraction of the image side
+    shift_y: tf.Tensor
+    brightness: tf.Tensor     # in [-1, 1] units
+    contrast: tf.Tensor       # factor on the deviation from the image mean
+
+    def rows(self, first, count) -> "AugmentationDraws":
+        return AugmentationDraws(*(value[first:first + count] for value in self))
+
+
+def draw_augmentation(generator, batch) -> AugmentationDraws:
+    """Draw the augmentation of ``batch`` images from ``generator`` (a ``tf.random.Generator``).
+
+    Drawn for the whole (global) batch in one place, so that replicas sharing a batch slice the
+    numbers one process would draw (:meth:`AugmentationDraws.rows`).
     """
-    batch = tf.shape(images)[0]
-    size = tf.cast(tf.shape(images)[1], tf.float32)
     angle = generator.uniform([batch], -1.0, 1.0) * (MAX_ROTATION_DEGREES * math.pi / 180.0)
     scale = 1.0 + generator.uniform([batch], -MAX_SCALE_CHANGE, MAX_SCALE_CHANGE)
-    shift_x = generator.uniform([batch], -MAX_SHIFT_FRACTION, MAX_SHIFT_FRACTION) * size
-    shift_y = generator.uniform([batch], -MAX_SHIFT_FRACTION, MAX_SHIFT_FRACTION) * size
-    transforms = affine_warp_rows(angle, scale, shift_x, shift_y, size)
+    shift_x = generator.uniform([batch], -MAX_SHIFT_FRACTION, MAX_SHIFT_FRACTION)
+    shift_y = generator.uniform([batch], -MAX_SHIFT_FRACTION, MAX_SHIFT_FRACTION)
+    brightness = generator.uniform([batch], -MAX_BRIGHTNESS_SHIFT, MAX_BRIGHTNESS_SHIFT)
+    contrast = 1.0 + generator.uniform([batch], -MAX_CONTRAST_CHANGE, MAX_CONTRAST_CHANGE)
+    return AugmentationDraws(angle, scale, shift_x, shift_y, brightness, contrast)
+
+
+def apply_augmentation(images, draws: AugmentationDraws):
+    """Rotate, scale, shift, brighten and re-contrast ``images`` ``(B, S, S, 3)`` in [-1, 1] by
+    ``draws`` (``B`` rows).
+
+    One affine warp per image (bilinear, edge pixels replicated into the uncovered border) so the
+    image is resampled only once; the result is clipped to [-1, 1].
+    """
+    size = tf.cast(tf.shape(images)[1], tf.float32)
+    transforms = affine_warp_rows(draws.angle, draws.scale, draws.shift_x * size,
+                                  draws.shift_y * size, size)
     warped = tf.raw_ops.ImageProjectiveTransformV3(
         images=images, transforms=transforms, output_shape=tf.shape(images)[1:3],
         fill_value=0.0, interpolation="BILINEAR", fill_mode="NEAREST")
-
-    brightness = generator.uniform([batch, 1, 1, 1], -MAX_BRIGHTNESS_SHIFT, MAX_BRIGHTNESS_SHIFT)
-    contrast = 1.0 + generator.uniform([batch, 1, 1, 1], -MAX_CONTRAST_CHANGE, MAX_CONTRAST_CHANGE)
+    brightness = draws.brightness[:, None, None, None]
+    contrast = draws.contrast[:, None, None, None]
     mean = tf.reduce_mean(warped, axis=[1, 2, 3], keepdims=True)
     return tf.clip_by_value((warped - mean) * contrast + mean + brightness, -1.0, 1.0)
 
 
-def _make_steps(classifier, optimizer, generator):
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+def augment_images(images, generator):
+    """Randomly augment a batch ``(B, S, S, 3)`` in [-1, 1]: :func:`draw_augmentation` from
+    ``generator`` (a ``tf.random.Generator``), then :func:`apply_augmentation`."""
+    return apply_augmentation(images, draw_augmentation(generator, tf.shape(images)[0]))
+
+
+def _make_steps(classifier, optimizer, generator, strategy):
+    """``train_step(images, labels) -> (loss, correct)`` on a global batch over ``strategy``'s
+    replicas, and ``eval_step(images, labels) -> (loss sum, predicted classes)``.
+
+    The augmentation and the dropout mask are drawn for the global batch and each replica keeps its
+    rows, BatchNorm is synchronised (``build_classifier``), and each replica's loss is its rows' sum
+    over the global batch size; N replicas thus take the step one process takes on the whole batch.
+    """
+    loss_sum = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="sum")
+    loss_mean = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     spec = tf.TensorSpec([None, classifier.image_size, classifier.image_size, 3], tf.float32)
     label_spec = tf.TensorSpec([None], tf.int64)
+    variables = classifier.trainable_variables
 
-    @tf.function(input_signature=[spec, label_spec])
-    def train_step(images, labels):
-        augmented = augment_images(images, generator)
+    def replica_step(images, labels, draws):
+        first, total = replica_rows(tf.shape(labels)[0])
+        rows = total // tf.distribute.get_replica_context().num_replicas_in_sync
+        images, labels = images[first:first + rows], labels[first:first + rows]
+        augmented = apply_augmentation(images, draws.rows(first, rows))
         with tf.GradientTape() as tape:
-            logits = classifier(augmented, training=True)
-            loss = loss_fn(labels, logits)
-        gradients = tape.gradient(loss, classifier.trainable_variables)
-        optimizer.apply(gradients, classifier.trainable_variables)
+            features = classifier.embed(augmented, training=True)
+            # The dropout layer's own mask of the global batch (same seed on every replica), cut to
+            # this replica's rows: the mask one process would draw.
+            keep = classifier.dropout(tf.ones([total, classifier.feature_dim]), training=True)
+            logits = classifier.head(features * keep[first:first + rows])
+            loss = loss_sum(labels, logits) / tf.cast(total, tf.float32)
+        optimizer.apply(tape.gradient(loss, variables), variables)
         correct = tf.reduce_sum(tf.cast(tf.argmax(logits, axis=1) == labels, tf.float32))
         return loss, correct
 
     @tf.function(input_signature=[spec, label_spec])
+    def train_step(images, labels):
+        draws = draw_augmentation(generator, tf.shape(images)[0])
+        loss, correct = strategy.run(on_replica_device(replica_step), args=(images, labels, draws))
+        return (strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None),
+                strategy.reduce(tf.distribute.ReduceOp.SUM, correct, axis=None))
+
+    @tf.function(input_signature=[spec, label_spec])
     def eval_step(images, labels):
         logits = classifier(images, training=False)
-        return loss_fn(labels, logits) * tf.cast(tf.shape(labels)[0], tf.float32), \
+        return loss_mean(labels, logits) * tf.cast(tf.shape(labels)[0], tf.float32), \
             tf.argmax(logits, axis=1)
 
     return train_step, eval_step
@@ -197,23 +253,35 @@ def train_image_classifier(config: ImageClassifierConfig, force: bool = False,
     numbers are in ``<run>/metrics.json``.
     """
     started = time.monotonic()
-    run = TrainingRun(config, force)
+    run = TrainingRun(config, force, strategy=config.strategy)
+    strategy = run.strategy
+    replicas = strategy.num_replicas_in_sync
 
     class_names = list_image_folder(Path(config.images) / TRAIN_SPLIT).class_names
-    classifier = build_classifier(len(class_names), config.image_size, class_names)
-    atomic_write_json(ClassifierRun(run.dir).classes, {"class_names": list(class_names),
-                                                       "image_size": config.image_size})
+    with strategy.scope():
+        classifier = build_classifier(len(class_names), config.image_size, class_names,
+                                      synchronized_batch_norm=replicas > 1)
+    if run.writes:
+        atomic_write_json(ClassifierRun(run.dir).classes, {"class_names": list(class_names),
+                                                           "image_size": config.image_size})
     data = load_classifier_images(config.images, classifier)
 
     batch_size = min(config.batch_size, len(data.x_train))
+    if batch_size % replicas:
+        raise ConfigError(f"{config.images}: {len(data.x_train)} training images make a batch of "
+                          f"{batch_size}, which does not divide over the {replicas} replicas")
     steps_per_epoch = len(data.x_train) // batch_size
     schedule = keras.optimizers.schedules.CosineDecay(
         config.learning_rate, decay_steps=max(1, config.epochs * steps_per_epoch), alpha=0.02)
-    optimizer = keras.optimizers.Adam(learning_rate=schedule)
-    # Adam's slots must exist before a restore, or their saved values could not be put anywhere.
-    optimizer.build(classifier.trainable_variables)
+    with strategy.scope():
+        optimizer = keras.optimizers.Adam(learning_rate=schedule)
+        # Adam's slots must exist before a restore, or their saved values could not be put anywhere.
+        optimizer.build(classifier.trainable_variables)
+        epoch_counter = tf.Variable(0, dtype=tf.int64, trainable=False, name=EPOCH_COUNTER,
+                                    aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+    # Outside the scope: drawn once per global batch in the step's cross-replica part, the same
+    # numbers on every worker (a generator made in the scope would give each replica its own stream).
     generator = tf.random.Generator.from_seed(config.seed)
-    epoch_counter = tf.Variable(0, dtype=tf.int64, trainable=False, name=EPOCH_COUNTER)
     # The RNG states go into the checkpoint too (dropout's is not part of the model's own
     # checkpoint), so that a resumed run draws what an uninterrupted one would have drawn.
     checkpoint = tf.train.Checkpoint(classifier=classifier, optimizer=optimizer,
@@ -221,9 +289,10 @@ def train_image_classifier(config: ImageClassifierConfig, force: bool = False,
                                      dropout_rng=classifier.dropout.seed_generator.state)
     run.track(checkpoint, max_to_keep=2)
     start_epoch = int(epoch_counter.numpy())
+    run.resumed_at(start_epoch)
     run.announce_resume(start_epoch, config.epochs)
 
-    train_step, eval_step = _make_steps(classifier, optimizer, generator)
+    train_step, eval_step = _make_steps(classifier, optimizer, generator, strategy)
     metrics: dict[str, Any] = run.read_metrics()
 
     def record(epoch: int, train_loss: float, train_accuracy: float, summaries: bool = True) -> None:
@@ -246,7 +315,8 @@ def train_image_classifier(config: ImageClassifierConfig, force: bool = False,
             "checkpoint": run.latest_checkpoint,
         })
         run.write_metrics(metrics)
-        print_line(f"epoch {epoch}: train loss {train_loss:.4f} accuracy {train_accuracy:.4f}  "
+        print_line(f"{run.role.label + ': ' if run.role.distributed else ''}"
+                   f"epoch {epoch}: train loss {train_loss:.4f} accuracy {train_accuracy:.4f}  "
                    f"test loss {test_loss:.4f} accuracy {test_accuracy:.4f}")
 
     total_steps = config.epochs * steps_per_epoch

@@ -40,11 +40,12 @@ from typing import Any, Callable, Iterator, Optional
 
 import tensorflow as tf
 
-from ..errors import TrainingInterrupted
+from ..config import COLLECTIVE_TIMEOUT_S
+from ..errors import ConfigError, TrainingInterrupted
 from ..io_utils import SilentBar, progress_bar
 from ..runs import CHECKPOINT_DIR, prepare_run_dir, read_metrics, summary_writer
 from ..runs import write_metrics as write_metrics_file
-from .common import (COLLECTIVE_TIMEOUT_S, Deadline, SignalGuard, make_checkpoint_manager,
+from .common import (Deadline, SignalGuard, make_checkpoint_manager,
                      make_strategy, restore_latest, set_seeds)
 from .distributed import COLLECTIVE_ERRORS, WorkerRole, agree_on_start, agree_on_stop, worker_lost
 from .distributed import worker_role
@@ -100,7 +101,9 @@ class TrainingRun:
 
     Args:
         config: the loop's frozen config; ``config.run`` is the run directory, ``config.seed`` the
-            seed, ``config.collective_timeout_s`` (when it has one) the multi-worker wait.
+            seed, ``config.collective_timeout_s`` (when it has one) the multi-worker wait,
+            ``config.batch_size`` (when it has one) the global batch, refused unless it divides
+            over the replicas.
         force: accept a config that differs from the run's ``config.json``.
         budget_s: the wall-clock budget (None: none).
         strategy: a ``make_strategy`` name, or None for loops that run without one.
@@ -116,6 +119,12 @@ class TrainingRun:
         self.strategy = make_strategy(strategy, timeout) if strategy is not None else None
         self.role: WorkerRole = worker_role(self.strategy)
         self.dir = Path(config.run)
+        # Before the chief writes anything: a refused run leaves no config.json behind.
+        replicas = self.strategy.num_replicas_in_sync if self.strategy is not None else 1
+        batch_size = getattr(config, "batch_size", None)
+        if batch_size is not None and batch_size % replicas:
+            raise ConfigError(f"{config.run}: --batch-size {batch_size} (the global batch) does not "
+                              f"divide over the {replicas} replicas; use a multiple of {replicas}")
         self._scratch: Optional[Path] = None
         if self.writes:
             prepare_run_dir(config, config.run, force)
