@@ -15,6 +15,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from .layers import SynchronizedBatchNormalization
+
 
 class ImageClassifier(keras.Model):
     """``(B, H, W, 3)`` images in [-1, 1] -> ``(B, num_classes)`` logits.
@@ -27,7 +29,7 @@ class ImageClassifier(keras.Model):
     sees a whole letter (with four, test accuracy after a short run was 0.4-0.75 instead of 0.97).
     ``class_names`` (optional, ``num_classes`` names) travels with the model for reports.
     ``synchronized_batch_norm``: replicas training on one global batch normalise with its
-    statistics (Keras's synchronised BatchNorm; same variables).
+    statistics (:class:`~.layers.SynchronizedBatchNormalization`; same variables).
     """
 
     def __init__(self, num_classes: int, image_size: int = 64,
@@ -54,8 +56,9 @@ class ImageClassifier(keras.Model):
                 width, 3, padding="same", use_bias=False, name=f"conv_{index}"))
             # Momentum 0.9, not Keras's 0.99: a run is a few hundred steps, and with 0.99 the moving
             # statistics used at test time would still remember their initial values.
-            setattr(self, f"bn_{index}", keras.layers.BatchNormalization(
-                momentum=0.9, synchronized=self.synchronized_batch_norm, name=f"bn_{index}"))
+            batch_norm = (SynchronizedBatchNormalization if self.synchronized_batch_norm
+                          else keras.layers.BatchNormalization)
+            setattr(self, f"bn_{index}", batch_norm(momentum=0.9, name=f"bn_{index}"))
         self.block_pool = keras.layers.MaxPooling2D(2, name="block_pool")
         self.global_pool = keras.layers.GlobalAveragePooling2D(name="global_pool")
         self.dropout = keras.layers.Dropout(self.dropout_rate, name="dropout")

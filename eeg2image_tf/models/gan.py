@@ -30,7 +30,7 @@ import numpy as np
 import keras
 from keras import ops
 
-from .layers import FusedBatchNormalization
+from .layers import FusedBatchNormalization, SynchronizedBatchNormalization
 from .matmul_conv import MatmulConv2D, MatmulConv2DTranspose, live_after_conv_transpose
 
 GENERATOR_FILTERS = (1024, 512, 256, 128, 64, 32)
@@ -47,9 +47,11 @@ DISCRIMINATOR_LEAKY_SLOPE = 0.2
 def _batch_norm(fused: bool, name: str, dtype, synchronized: bool = False):
     # Same variables and numbers either way (models.layers); the fused kernel is ~3.5x faster in
     # training on CPU. Synchronised (replicas share the global batch's statistics, as one process
-    # computing the whole batch would) takes Keras's unfused path; it changes no variable.
+    # computing the whole batch would) takes the unfused path; it changes no variable.
+    if synchronized:
+        return SynchronizedBatchNormalization(name=name, dtype=dtype)
     layer_class = FusedBatchNormalization if fused else keras.layers.BatchNormalization
-    return layer_class(name=name, dtype=dtype, synchronized=synchronized)
+    return layer_class(name=name, dtype=dtype)
 
 
 def _kernel_initializer():

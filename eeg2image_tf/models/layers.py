@@ -21,6 +21,15 @@ same arithmetic up to float32 rounding:
 Anything the fused kernel does not cover (another backend, a rank other than 4, a normalised axis
 other than the last, masks, renormalisation, synchronised statistics, no scale or no centre) falls
 back to the Keras implementation, so the layer is a drop-in replacement everywhere.
+
+``SynchronizedBatchNormalization`` normalises, in training under a strategy of several replicas,
+with the statistics of the global batch: what one process holding the whole batch computes. Keras's
+own ``synchronized=True`` sums ``x`` and ``x**2`` and takes ``E[x**2] - E[x]**2``, which loses the
+variance's digits when the mean is large against the spread (activations over a white background).
+Here the replicas all-reduce the sum, then the sum of squared deviations from the global mean: the
+two passes of ``tf.nn.moments`` on one process, up to the order of float32 sums. Measured on two
+replicas against one process (``tests/test_layers.py``, mean 3, spread 0.1): input gradients 9e-7
+apart relative, Keras's 3e-4. With one replica, or a mask, it is Keras's layer.
 """
 
 from __future__ import annotations
@@ -67,3 +76,26 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
                 variance=tf.cast(self.moving_variance, tf.float32), epsilon=self.epsilon,
                 data_format="NHWC", is_training=False)
         return tf.cast(outputs, self.compute_dtype)
+
+
+@keras.saving.register_keras_serializable(package="eeg2image_tf")
+class SynchronizedBatchNormalization(keras.layers.BatchNormalization):
+    """``keras.layers.BatchNormalization`` whose training statistics are the global batch's over the
+    replicas of a ``tf.distribute`` strategy, in two passes (module docstring)."""
+
+    def _moments(self, inputs, mask):
+        # Keras's BatchNormalization.call asks this for the batch's (mean, variance), shape (C,),
+        # from inputs already cast to float32.
+        context = tf.distribute.get_replica_context()
+        if mask is not None or context is None or context.num_replicas_in_sync < 2:
+            return super()._moments(inputs, mask)
+        axes = list(self._reduction_axes)
+        shape = tf.shape(inputs)
+        count = tf.cast(tf.reduce_prod(tf.gather(shape, axes)), inputs.dtype)
+        total, total_count = context.all_reduce(
+            tf.distribute.ReduceOp.SUM, [tf.reduce_sum(inputs, axes, keepdims=True), count])
+        mean = total / total_count
+        # As tf.nn.moments: the deviations from a mean whose gradient is not taken twice.
+        squares = context.all_reduce(tf.distribute.ReduceOp.SUM, tf.reduce_sum(
+            tf.math.squared_difference(inputs, tf.stop_gradient(mean)), axes, keepdims=True))
+        return tf.squeeze(mean, axes), tf.squeeze(squares / total_count, axes)

@@ -26,8 +26,9 @@ parameters are drawn for the whole batch and sliced alike; Keras sums the replic
 hinge terms are divided by the global batch on every replica, so the summed gradients are the
 global-batch gradients. The mode-seeking term is a ratio of means: its two sums are all-reduced, so
 every replica computes the global batch's term, and each divides it by N. BatchNorm is synchronised
-(``synchronized=True``): every replica normalises with the global batch's statistics, so the moving
-statistics agree on all replicas too. With one replica everything is the original's arithmetic.
+(``models.layers.SynchronizedBatchNormalization``): every replica normalises with the global batch's
+statistics, computed in two passes as one process does, so the moving statistics agree on all
+replicas too. With one replica everything is the original's arithmetic.
 
 Randomness. Everything random inside a step (``z1``, ``z2`` and the four DiffAugment draws) is
 stateless, derived from ``(seed, step)`` for the whole global batch. A resumed run therefore draws

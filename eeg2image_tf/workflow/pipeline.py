@@ -27,7 +27,7 @@ from ..config import (PROFILES, CurveConfig, EncoderTrainConfig, EvaluateConfig,
 from ..data import CLASS_NAMES, check_synthetic_images, write_synthetic_set
 from ..errors import ConfigError, DataError
 from ..io_utils import atomic_write_json, read_json
-from ..runs import (MANIFEST_FILE, PIPELINE_STAGES, TEST_SPLIT, TRAIN_SPLIT, PipelineRun,
+from ..runs import (CONFIG_FILE, MANIFEST_FILE, PIPELINE_STAGES, TEST_SPLIT, TRAIN_SPLIT, PipelineRun,
                     curve_names, prepare_run_dir)
 
 SYNTHETIC_SETS = ("char", "digit")
@@ -42,7 +42,8 @@ PRECISION_STAGES = ("gan", "generate", "evaluate", "curve")
 _DATA_SETTINGS = {"n_train": int, "n_test": int, "images_per_class": int,
                   "test_images_per_class": int}
 _PIPELINE_FIELDS = ("data", "images", "encoder", "run", "out", "seed", "classifier", "encoder_run",
-                    "images_dir", "inception_graph", "inception_weights")
+                    "images_dir", "inception_graph", "inception_weights", "strategy",
+                    "collective_timeout_s")
 _STAGE_CONFIGS = {"encoder": EncoderTrainConfig, "select": SelectEncoderConfig,
                   "classifier": ImageClassifierConfig, "gan": GanTrainConfig,
                   "generate": GenerateConfig, "evaluate": EvaluateConfig, "curve": CurveConfig}
@@ -134,6 +135,11 @@ def _exclusive_lock(lock_path: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _distribution(config: PipelineConfig) -> dict[str, Any]:
+    """A training stage's ``strategy`` and ``collective_timeout_s``: the pipeline's."""
+    return {"strategy": config.strategy, "collective_timeout_s": config.collective_timeout_s}
+
+
 # --------------------------------------------------------------------------------------------------
 # Stages: each returns a dict of its outputs (paths, headline numbers) for pipeline.json
 # --------------------------------------------------------------------------------------------------
@@ -163,7 +169,8 @@ def stage_encoder(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]:
     from ..training.encoder import train_encoder
 
     encoder_config = EncoderTrainConfig(data=str(paths.data_pkl), run=str(paths.encoder_run.dir),
-                                        seed=config.seed, **_stage_overrides(config, "encoder"))
+                                        seed=config.seed, **_distribution(config),
+                                        **_stage_overrides(config, "encoder"))
     result = train_encoder(encoder_config)
     return {"run": str(paths.encoder_run.dir), **_headline(result)}
 
@@ -184,7 +191,7 @@ def stage_classifier(config: PipelineConfig, paths: PipelineRun) -> dict[str, An
     from ..training.image_classifier import train_image_classifier
 
     classifier_config = ImageClassifierConfig(images=str(paths.images), run=str(paths.classifier_run.dir),
-                                              seed=config.seed,
+                                              seed=config.seed, **_distribution(config),
                                               **_stage_overrides(config, "classifier"))
     result = train_image_classifier(classifier_config)
     return {"run": str(paths.classifier_run.dir), **_headline(result)}
@@ -196,7 +203,8 @@ def stage_gan(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]:
 
     gan_config = GanTrainConfig(data=str(paths.data_pkl), images=str(paths.images / TRAIN_SPLIT),
                                 encoder=str(paths.encoder_run.dir), run=str(paths.gan_run.dir),
-                                seed=config.seed, **_stage_overrides(config, "gan"))
+                                seed=config.seed, **_distribution(config),
+                                **_stage_overrides(config, "gan"))
     result = train_gan(gan_config)
     return {"run": str(paths.gan_run.dir), "samples": str(paths.gan_run.latest_sample),
             "precision": gan_config.precision, **_headline(result)}
@@ -275,37 +283,131 @@ def load_state(run_dir: Path) -> dict[str, Any]:
     return read_json(path) if path.exists() else {"stages": {}}
 
 
+# With --strategy multiworker every worker runs these stages together; the chief alone runs the rest.
+TRAINING_STAGES = ("encoder", "image_classifier", "gan")
+
+
+class _Workers:
+    """The cluster of a multi-worker pipeline (``--strategy multiworker``), else one process.
+
+    The data stage runs on every worker (serialised by its lock where the data root is shared; an
+    identical copy where it is not), the training stages on all of them together, the other stages
+    on the chief alone. The others wait for a chief-only stage that a training stage needs
+    (``select_encoder`` before the GAN) inside a collective, so at most ``collective_timeout_s``;
+    after the last training stage they are done.
+    """
+
+    def __init__(self, config: PipelineConfig):
+        self.strategy = self.role = None
+        if config.strategy == "multiworker":
+            # Imported here (module docstring). One strategy per process: the stages reuse it.
+            from ..training.common import make_strategy
+            from ..training.distributed import worker_role
+
+            self.strategy = make_strategy("multiworker", config.collective_timeout_s)
+            self.role = worker_role(self.strategy)
+        self.distributed = self.role is not None and self.role.distributed
+        self.chief = not self.distributed or self.role.is_chief
+        self.timeout_s = config.collective_timeout_s
+
+    @property
+    def label(self) -> str:
+        return f"{self.role.label}: " if self.distributed else ""
+
+    def wait(self, what: str) -> None:
+        """Every worker waits here until all have come (a collective)."""
+        if not self.distributed:
+            return
+        from ..training.distributed import COLLECTIVE_ERRORS, WorkerLostError, wait_for_workers
+
+        try:
+            wait_for_workers(self.strategy, self.role)
+        except COLLECTIVE_ERRORS as exc:
+            detail = (str(getattr(exc, "message", exc)).strip().splitlines() or [""])[0][:160]
+            raise WorkerLostError(
+                f"{self.role.label}: the workers did not meet after {what} within "
+                f"--collective-timeout-s {self.timeout_s:g} ({detail}); a worker failed or the "
+                "chief's stage took longer: rerun the same command on every worker (finished stages "
+                "are kept), with a larger timeout if needed") from None
+
+    def agree(self, value: int, what: str) -> None:
+        """Refuse (ConfigError) a start where the workers hold different ``value``s."""
+        if not self.distributed:
+            return
+        from ..training.distributed import same_on_every_worker
+
+        if not same_on_every_worker(self.strategy, self.role, value):
+            raise ConfigError(f"{self.role.label}: the workers would run different stages ({what})")
+
+
 def run_pipeline(config: PipelineConfig, force: bool = False,
                  stages: Optional[Sequence[str]] = None) -> dict[str, Any]:
-    """Run every unfinished stage in order; return the pipeline state (also in ``pipeline.json``)."""
+    """Run every unfinished stage in order; return the pipeline state (also in ``pipeline.json``).
+
+    With ``config.strategy == "multiworker"`` run the same command on every worker (see
+    :class:`_Workers`); the chief writes the run directory, which the others must see at the same
+    path. Another worker's returned state has ``"worker"`` (its task) and the stages it ran.
+    """
     if config.profile not in PROFILES:
         raise ConfigError(f"unknown profile {config.profile!r}: use {', '.join(PROFILES)}")
     stage_settings(config)          # a wrong --set-stage fails before any stage runs
-    run_dir = prepare_run_dir(config, config.run, force=force)
+    workers = _Workers(config)
+    if workers.chief:
+        prepare_run_dir(config, config.run, force=force)
+    workers.wait("the chief prepared the run directory")
     paths = PipelineRun.from_config(config)
-    state = load_state(run_dir)
+    if not workers.chief and not (paths.dir / CONFIG_FILE).exists():
+        raise ConfigError(f"{paths.dir}: {workers.role.label} cannot see the chief's run directory; a "
+                          "multi-worker pipeline needs it on storage every worker sees at the same "
+                          "path")
+    state = load_state(paths.dir)
     state_path = paths.state
     state.setdefault("stages", {})
+    todo = [name for name, _ in STAGES if (stages is None or name in stages)
+            and not state["stages"].get(name, {}).get("done")]
+    workers.agree(sum(1 << index for index, name in enumerate(PIPELINE_STAGES) if name in todo),
+                  "--stages differs between them, or they read different pipeline.json files")
+    ran: list[str] = []
     started = time.monotonic()
-    for name, stage in STAGES:
+    for index, (name, stage) in enumerate(STAGES):
         if stages is not None and name not in stages:
             continue
-        if state["stages"].get(name, {}).get("done"):
-            print(f"[pipeline] {name}: done already, skipping")
+        if name not in todo:
+            print(f"[pipeline] {workers.label}{name}: done already, skipping")
             continue
-        print(f"[pipeline] {name}: starting")
-        stage_start = time.monotonic()
-        outputs = stage(config, paths)
-        seconds = time.monotonic() - stage_start
-        state["stages"][name] = {"done": True, "seconds": round(seconds, 1), **outputs}
-        atomic_write_json(state_path, state)
-        print(f"[pipeline] {name}: finished in {seconds:.0f} s")
+        training_later = any(later in todo and later in TRAINING_STAGES
+                             for later in PIPELINE_STAGES[index + 1:])
+        if workers.chief or name == "data" or name in TRAINING_STAGES:
+            print(f"[pipeline] {workers.label}{name}: starting")
+            stage_start = time.monotonic()
+            outputs = stage(config, paths)
+            seconds = time.monotonic() - stage_start
+            ran.append(name)
+            if workers.chief:
+                state["stages"][name] = {"done": True, "seconds": round(seconds, 1), **outputs}
+                atomic_write_json(state_path, state)
+            print(f"[pipeline] {workers.label}{name}: finished in {seconds:.0f} s")
+        elif training_later:
+            print(f"[pipeline] {workers.label}{name}: the chief runs it; waiting")
+        if workers.distributed and name not in TRAINING_STAGES and name != "data" \
+                and training_later:
+            workers.wait(name)
+        if not workers.chief and not training_later:
+            rest = [later for later in PIPELINE_STAGES[index + 1:] if later in todo]
+            print(f"[pipeline] {workers.label}training stages done; the chief runs "
+                  f"{', '.join(rest) or 'nothing more'} and writes the run")
+            return {"worker": workers.role.label, "ran": ran, "stages": {}}
+    if not workers.chief:
+        return {"worker": workers.role.label, "ran": ran, "stages": {}}
     state["last_run_seconds"] = round(time.monotonic() - started, 1)
     atomic_write_json(state_path, state)
     return state
 
 
 def summary_lines(state: dict[str, Any], config: PipelineConfig) -> list[str]:
+    if "worker" in state:       # not the chief of a multi-worker pipeline: the chief has the summary
+        return ["", f"{state['worker']}: ran {', '.join(state['ran']) or 'no stage'}; the chief's "
+                    f"summary has the results ({PipelineRun.from_config(config).state})"]
     stages = state.get("stages", {})
     paths = PipelineRun.from_config(config)
 
