@@ -129,13 +129,19 @@ def test_gan_two_workers_write_one_run_equal_to_one_process(tiny_set, tmp_path):
         {name for name in one if "events" not in name}
     assert len([name for name in two if "events" in name]) == 1
 
-    # After one iteration (15 M weights): measured 99.96 % within 1e-5 and max 6.0e-4 = 2 x lr.
-    # Adam's first step moves every weight by about lr whatever its gradient's size, so a weight
-    # whose gradient is rounding noise (opposite signs in the two runs) ends 2 x lr apart.
-    first = _differences(tmp_path / "two" / "checkpoints" / "ckpt-1",
-                         tmp_path / "one" / "checkpoints" / "ckpt-1")
+    # After one iteration (15 M weights): measured 99.95 % within 1e-5; the weights at most
+    # 6.0e-4 = 2 x lr apart: Adam's first step moves every weight by about lr whatever its
+    # gradient's size, so a weight whose gradient is rounding noise (opposite signs in the two runs)
+    # ends 2 x lr apart. BatchNorm's moving variances at most 1.4e-3 apart: one process with
+    # Keras's unfused BatchNorm (the arithmetic the synchronised layer shares) is as far from the
+    # fused kernel's (1.4e-3), and the two workers are 2.2e-4 from that unfused process.
+    two, one = (_weights(tmp_path / run / "checkpoints" / "ckpt-1") for run in ("two", "one"))
+    first = np.concatenate([np.abs(two[key] - one[key]).ravel() for key in one])
     assert np.mean(first > 1e-5) < 2e-3, np.mean(first > 1e-5)
-    assert first.max() <= 2 * LEARNING_RATE + 1e-5, first.max()
+    weights = max(float(np.abs(two[key] - one[key]).max()) for key in one if "moving" not in key)
+    statistics = max(float(np.abs(two[key] - one[key]).max()) for key in one if "moving" in key)
+    assert weights <= 2 * LEARNING_RATE + 1e-5, weights
+    assert statistics < 5e-3, statistics
     # The losses of the second iteration: measured within 2e-5 relative.
     metrics = [json.loads((tmp_path / run / "metrics.json").read_text())["losses"]
                for run in ("two", "one")]
