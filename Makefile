@@ -21,11 +21,15 @@ $(STAMP): setup.cfg setup.py pyproject.toml
 demo: $(STAMP)
 	$(PY) -m eeg2image_tf.pipeline --profile demo --set char --data-root data --run $(RUN)
 
+# Two pytest processes, a test file each at a time: most of a test's time is single-threaded
+# (start-up, tracing), so two processes on two cores take about 0.6x the wall time of one.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow" tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow" tests
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run

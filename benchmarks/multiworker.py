@@ -10,7 +10,7 @@ the overhead of the collectives (gradients, synchronised BatchNorm, the agreemen
 a speed-up; a speed-up needs one machine (or one set of cores) per worker.
 
 The helpers (a small set in the real formats, free ports, launching workers) are shared with
-``tests/test_multiworker.py``.
+the multi-worker tests (``tests/multiworker_support.py``).
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ ones in order. Where each stage writes is :class:`~eeg2image_tf.runs.PipelineRun
 Each stage imports its library call when it runs, not above: the run directory is checked first
 (a pipeline config that differs from the run's is refused with one line on stderr and exit code 2)
 and the data stage needs no TensorFlow, so nothing loads TensorFlow, and none of its C++ start-up
-lines reach stderr, before the first stage that trains.
+lines reach stderr, before the first stage that trains (with ``--strategy multiworker`` the strategy
+comes first: it decides who writes the run directory).
 """
 
 from __future__ import annotations
