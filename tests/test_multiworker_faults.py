@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from multiworker_support import (finish_workers, gan_args, run_workers, start_workers,
-                                 wait_for_checkpoint, write_tiny_set)
+from multiworker_support import (finish_workers, gan_args, start_workers, wait_for_checkpoint,
+                                 write_tiny_set)
 
 pytestmark = pytest.mark.slow
 
@@ -36,9 +36,10 @@ def _workers_until(run: Path, step: int, args: list[str], scratch: Path, stop, t
             process.kill()
 
 
-def test_gan_kill_9_stops_the_other_worker_sigterm_stops_both_a_rerun_resumes(tiny_set, tmp_path):
-    """One run: a worker killed (the chief stops with one line), a restart resumed, SIGTERM on
-    the chief (both save one checkpoint and stop), a rerun resumed again to the end."""
+def test_gan_kill_9_stops_the_other_worker_a_restart_resumes_sigterm_stops_both(tiny_set, tmp_path):
+    """One run: a worker killed (the chief stops with one line), a restart that resumes from the
+    chief's latest checkpoint, SIGTERM on the chief (both save one checkpoint and stop). (A rerun
+    after a clean stop resumes by the same restore: the single-process tests run it to the end.)"""
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     run = tmp_path / "run"
@@ -74,8 +75,3 @@ def test_gan_kill_9_stops_the_other_worker_sigterm_stops_both_a_rerun_resumes(ti
     assert f"worker 1/2: stopped at step {step} with the other workers" in worker_err
     assert (run / "checkpoints" / f"ckpt-{step}.index").exists()
     assert set(scratch.iterdir()) == left_by_the_killed_worker   # the stopped worker cleaned up
-
-    run_workers("train_gan", gan_args(tiny_set, run, step + 2), scratch)
-    metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["step"] == step + 2 and metrics["steps_this_run"] == 2
-    assert set(scratch.iterdir()) == left_by_the_killed_worker
