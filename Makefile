@@ -21,8 +21,9 @@ $(STAMP): setup.cfg setup.py pyproject.toml
 demo: $(STAMP)
 	$(PY) -m eeg2image_tf.pipeline --profile demo --set char --data-root data --run $(RUN)
 
-# Two pytest processes, a test file each at a time: most of a test's time is single-threaded
-# (start-up, tracing), so two processes on two cores take about 0.6x the wall time of one.
+# Two pytest processes, a test file each at a time: much of a test's time is single-threaded
+# (start-up, tracing). 2026-12-03, 2 cores: 857 s for the 431 tests, where one process had taken
+# 1044 s for the 428 before the three newest (the GAN tests keep both cores busy already).
 TEST_WORKERS ?= 2
 
 test: $(STAMP)

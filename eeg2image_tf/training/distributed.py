@@ -90,6 +90,11 @@ class WorkerRole:
         """``worker 1/2``: what progress bars and log lines name (empty for a single process)."""
         return f"{self.task_type} {self.task_id}/{self.num_workers}" if self.distributed else ""
 
+    @property
+    def prefix(self) -> str:
+        """``worker 1/2: `` before a log line (empty for a single process)."""
+        return f"{self.label}: " if self.distributed else ""
+
 
 def worker_role(strategy) -> WorkerRole:
     """The :class:`WorkerRole` of ``strategy`` (a single chief unless it is multi-worker)."""

@@ -32,7 +32,6 @@ from ..config import EncoderTrainConfig
 from ..data import PREPROCESS_METHODS, encoder_dataset, load_thoughtviz, preprocess
 from ..errors import ConfigError, DataError
 from ..evaluation.metrics import kmeans_accuracy
-from ..io_utils import print_line
 from ..models import build_encoder, encoder_features
 from ..runs import EPOCH_COUNTER, checkpoint_step
 from . import losses
@@ -238,8 +237,6 @@ def train_encoder(config: EncoderTrainConfig, force: bool = False) -> dict[str, 
                           f"{', '.join(PREPROCESS_METHODS)}")
     run = TrainingRun(config, force, budget_s=config.time_budget_s, strategy=config.strategy)
 
-    def log(text: str) -> None:
-        print_line(f"{run.role.label}: {text}" if run.role.distributed else text)
     strategy = run.strategy
     replicas = strategy.num_replicas_in_sync
 
@@ -287,8 +284,7 @@ def train_encoder(config: EncoderTrainConfig, force: bool = False) -> dict[str, 
         epoch_counter.assign(epoch)
         path = run.save(epoch)
         if not run.writes:      # the chief scores and records the checkpoint
-            log(f"epoch {epoch}: train {last_losses['train_triplet']:.4f}  "
-                       f"-> {path}")
+            run.log(f"epoch {epoch}: train {last_losses['train_triplet']:.4f}  -> {path}")
             return path
         features = compiled_features(feature_step, data.x_test, config.batch_size)
         accuracy, _ = kmeans_accuracy(features, data.y_test, n_clusters=config.n_clusters,
@@ -307,9 +303,9 @@ def train_encoder(config: EncoderTrainConfig, force: bool = False) -> dict[str, 
             "encoder/latest_checkpoint": path,
         })
         run.write_metrics(metrics)
-        log(f"epoch {epoch}: train {last_losses['train_triplet']:.4f}  "
-                   f"val {last_losses['val_triplet']:.4f}  k-means accuracy {accuracy:.4f}  "
-                   f"-> {path}")
+        run.log(f"epoch {epoch}: train {last_losses['train_triplet']:.4f}  "
+                f"val {last_losses['val_triplet']:.4f}  k-means accuracy {accuracy:.4f}  "
+                f"-> {path}")
         return path
 
     stopped = "completed"
@@ -340,9 +336,9 @@ def train_encoder(config: EncoderTrainConfig, force: bool = False) -> dict[str, 
             elif epoch == start_epoch + 1:
                 # The progress bar is sparse in logs; one early line shows the run is alive and
                 # how long an epoch takes (this one includes tracing and compilation).
-                log(f"epoch {epoch}: train {last_losses['train_triplet']:.4f}  "
-                           f"val {val_value:.4f}  ({time.monotonic() - epoch_started:.1f} s with "
-                           "compilation)")
+                run.log(f"epoch {epoch}: train {last_losses['train_triplet']:.4f}  "
+                        f"val {val_value:.4f}  ({time.monotonic() - epoch_started:.1f} s with "
+                        "compilation)")
             reason = loop.stop_reason(epoch)
             if reason == "interrupted":
                 if run.last_saved != epoch:
@@ -353,8 +349,8 @@ def train_encoder(config: EncoderTrainConfig, force: bool = False) -> dict[str, 
                 if run.last_saved != epoch:
                     save_checkpoint(epoch)
                 stopped = "time_budget"
-                log(f"time budget of {config.time_budget_s:.0f} s used up after epoch "
-                           f"{epoch} of {config.epochs}; rerun to continue")
+                run.log(f"time budget of {config.time_budget_s:.0f} s used up after epoch "
+                        f"{epoch} of {config.epochs}; rerun to continue")
                 break
 
     return {

@@ -39,7 +39,7 @@ from ..config import ImageClassifierConfig
 from ..data import list_image_folder, load_images
 from ..errors import ConfigError, DataError
 from ..evaluation.metrics import per_class_accuracy
-from ..io_utils import atomic_write_json, print_line
+from ..io_utils import atomic_write_json
 from ..runs import EPOCH_COUNTER, TEST_SPLIT, TRAIN_SPLIT, ClassifierRun
 from .common import check_finite
 from .distributed import on_replica_device, replica_rows
@@ -188,7 +188,6 @@ def _make_steps(classifier, optimizer, generator, strategy):
     over the global batch size; N replicas thus take the step one process takes on the whole batch.
     """
     loss_sum = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="sum")
-    loss_mean = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     spec = tf.TensorSpec([None, classifier.image_size, classifier.image_size, 3], tf.float32)
     label_spec = tf.TensorSpec([None], tf.int64)
     variables = classifier.trainable_variables
@@ -219,8 +218,7 @@ def _make_steps(classifier, optimizer, generator, strategy):
     @tf.function(input_signature=[spec, label_spec])
     def eval_step(images, labels):
         logits = classifier(images, training=False)
-        return loss_mean(labels, logits) * tf.cast(tf.shape(labels)[0], tf.float32), \
-            tf.argmax(logits, axis=1)
+        return loss_sum(labels, logits), tf.argmax(logits, axis=1)
 
     return train_step, eval_step
 
@@ -315,9 +313,8 @@ def train_image_classifier(config: ImageClassifierConfig, force: bool = False,
             "checkpoint": run.latest_checkpoint,
         })
         run.write_metrics(metrics)
-        print_line(f"{run.role.label + ': ' if run.role.distributed else ''}"
-                   f"epoch {epoch}: train loss {train_loss:.4f} accuracy {train_accuracy:.4f}  "
-                   f"test loss {test_loss:.4f} accuracy {test_accuracy:.4f}")
+        run.log(f"epoch {epoch}: train loss {train_loss:.4f} accuracy {train_accuracy:.4f}  "
+                f"test loss {test_loss:.4f} accuracy {test_accuracy:.4f}")
 
     total_steps = config.epochs * steps_per_epoch
     initial_step = min(start_epoch, config.epochs) * steps_per_epoch

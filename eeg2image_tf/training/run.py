@@ -42,13 +42,13 @@ import tensorflow as tf
 
 from ..config import COLLECTIVE_TIMEOUT_S
 from ..errors import ConfigError, TrainingInterrupted
-from ..io_utils import SilentBar, progress_bar
+from ..io_utils import SilentBar, print_line, progress_bar
 from ..runs import CHECKPOINT_DIR, prepare_run_dir, read_metrics, summary_writer
 from ..runs import write_metrics as write_metrics_file
-from .common import (Deadline, SignalGuard, make_checkpoint_manager,
-                     make_strategy, restore_latest, set_seeds)
-from .distributed import COLLECTIVE_ERRORS, WorkerRole, agree_on_start, agree_on_stop, worker_lost
-from .distributed import worker_role
+from .common import (Deadline, SignalGuard, make_checkpoint_manager, make_strategy, restore_latest,
+                     set_seeds)
+from .distributed import (COLLECTIVE_ERRORS, WorkerRole, agree_on_start, agree_on_stop,
+                          worker_lost, worker_role)
 
 
 class RunLoop:
@@ -151,6 +151,10 @@ class TrainingRun:
     def label(self) -> str:
         """`` [worker 1/2]`` after a progress bar's name on several workers, else empty."""
         return f" [{self.role.label}]" if self.role.distributed else ""
+
+    def log(self, text: str) -> None:
+        """One log line, led by the task on several workers (``worker 1/2: ...``)."""
+        print_line(self.role.prefix + text)
 
     # ----------------------------------------------------------------------------------------------
     # Checkpoints and metrics

@@ -284,8 +284,10 @@ def load_state(run_dir: Path) -> dict[str, Any]:
     return read_json(path) if path.exists() else {"stages": {}}
 
 
-# With --strategy multiworker every worker runs these stages together; the chief alone runs the rest.
+# With --strategy multiworker every worker runs these stages together (the data stage each for
+# itself, under its lock); the chief alone runs the rest.
 TRAINING_STAGES = ("encoder", "image_classifier", "gan")
+EVERY_WORKER_STAGES = ("data",) + TRAINING_STAGES
 
 
 class _Workers:
@@ -313,7 +315,7 @@ class _Workers:
 
     @property
     def label(self) -> str:
-        return f"{self.role.label}: " if self.distributed else ""
+        return self.role.prefix if self.distributed else ""
 
     def wait(self, what: str) -> None:
         """Every worker waits here until all have come (a collective)."""
@@ -378,7 +380,7 @@ def run_pipeline(config: PipelineConfig, force: bool = False,
             continue
         training_later = any(later in todo and later in TRAINING_STAGES
                              for later in PIPELINE_STAGES[index + 1:])
-        if workers.chief or name == "data" or name in TRAINING_STAGES:
+        if workers.chief or name in EVERY_WORKER_STAGES:
             print(f"[pipeline] {workers.label}{name}: starting")
             stage_start = time.monotonic()
             outputs = stage(config, paths)
@@ -390,14 +392,13 @@ def run_pipeline(config: PipelineConfig, force: bool = False,
             print(f"[pipeline] {workers.label}{name}: finished in {seconds:.0f} s")
         elif training_later:
             print(f"[pipeline] {workers.label}{name}: the chief runs it; waiting")
-        if workers.distributed and name not in TRAINING_STAGES and name != "data" \
-                and training_later:
+        if workers.distributed and name not in EVERY_WORKER_STAGES and training_later:
             workers.wait(name)
         if not workers.chief and not training_later:
             rest = [later for later in PIPELINE_STAGES[index + 1:] if later in todo]
             print(f"[pipeline] {workers.label}training stages done; the chief runs "
                   f"{', '.join(rest) or 'nothing more'} and writes the run")
-            return {"worker": workers.role.label, "ran": ran, "stages": {}}
+            break
     if not workers.chief:
         return {"worker": workers.role.label, "ran": ran, "stages": {}}
     state["last_run_seconds"] = round(time.monotonic() - started, 1)
