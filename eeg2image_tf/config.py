@@ -135,9 +135,8 @@ class GanTrainConfig:
     jit: bool = False                   # XLA is slower than oneDNN for these convolutions on CPU
     fast_discriminator: bool = True     # exact split of D's first conv (see models); same numbers
     fused_batch_norm: bool = True       # TF's fused BatchNorm kernel (models.layers); same numbers
-    # G's transposed convolutions on 1x1-8x8 inputs and D's kernel gradients on 8x8-16x16 inputs as
-    # matrix products (models.matmul_conv); same numbers
-    matmul_convs: bool = True
+    matmul_convs: Optional[bool] = dataclasses.field(default=None, metadata={  # models.matmul_conv
+        "help": "small convolutions as exact matrix products; None: on unless a GPU is visible"})
     # float32 (the original's numbers) | mixed_bfloat16: bfloat16 arithmetic, float32 variables and
     # checkpoints; 1.6-2.0x faster iterations on CPUs with AVX512-BF16, 1.8x with AMX |
     # mixed_float16: the same for GPUs, with dynamic loss scaling (precision module).
@@ -171,7 +170,8 @@ class GanTrainConfig:
         "matmul_convs", "precision")
     # Runs recorded before a field existed ran with these values (not the field's current default).
     LEGACY_FIELD_VALUES: ClassVar[dict[str, Any]] = {"generator_training": True,
-                                                     "discriminator_training_in_g_step": False}
+                                                     "discriminator_training_in_g_step": False,
+                                                     "matmul_convs": False}
 
 
 @dataclasses.dataclass(frozen=True)

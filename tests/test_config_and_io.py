@@ -79,6 +79,24 @@ def test_a_run_made_before_a_field_existed_still_resumes(tmp_path):
                                        ema_decay=0.999), tmp_path)
 
 
+def test_matmul_convs_left_to_the_device_unless_a_flag_forces_them(tmp_path):
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, GanTrainConfig)
+    required = ["--data", "d", "--images", "i", "--encoder", "e", "--run", "r"]
+    for flags, expected in (([], None), (["--matmul-convs"], True), (["--no-matmul-convs"], False)):
+        assert config_from_args(GanTrainConfig, parser.parse_args(required + flags)).matmul_convs \
+            is expected
+    # A run recorded before the field existed computed its convolutions as TensorFlow does; it
+    # still loads, and resumes with the choice of the machine it resumes on (a resumable field).
+    recorded = config_to_dict(GanTrainConfig(data="d", images="i", encoder="e", run=str(tmp_path)))
+    del recorded["matmul_convs"]
+    atomic_write_json(tmp_path / "config.json", recorded)
+    assert load_config(GanTrainConfig, tmp_path).matmul_convs is False
+    prepare_run_dir(GanTrainConfig(data="d", images="i", encoder="e", run=str(tmp_path),
+                                   matmul_convs=True), tmp_path)
+    assert read_json(tmp_path / "config.json")["matmul_convs"] is True
+
+
 def test_flags_are_derived_from_fields():
     parser = argparse.ArgumentParser()
     add_config_arguments(parser, GanTrainConfig)

@@ -243,6 +243,47 @@ def test_generator_block_one_knows_its_dead_border():
     assert not Discriminator.from_config(Discriminator(matmul_convs=False).get_config()).matmul_convs
 
 
+def _visible_gpu(monkeypatch, present: bool) -> None:
+    from eeg2image_tf.models import precision
+
+    monkeypatch.setattr(precision, "gpu_present", lambda: present)
+
+
+@pytest.mark.parametrize("gpu", [False, True])
+def test_matmul_convs_are_chosen_by_the_device_unless_asked(monkeypatch, gpu):
+    from eeg2image_tf.config import GanTrainConfig
+    from eeg2image_tf.models import build_discriminator, build_generator
+    from eeg2image_tf.training.gan_state import build_gan_state
+
+    _visible_gpu(monkeypatch, gpu)
+    assert matmul_conv.use_matmul_convs() is (not gpu)
+    assert matmul_conv.use_matmul_convs(True) is True and matmul_conv.use_matmul_convs(False) is False
+    small = dict(latent_dim=8, condition_dim=8)
+    assert build_generator(**small).matmul_convs is (not gpu)
+    assert build_generator(**small, matmul_convs=gpu).matmul_convs is gpu
+    assert build_discriminator(condition_dim=8).matmul_convs is (not gpu)
+    # A config that leaves the choice open (the default) gets the device's in both models.
+    state = build_gan_state(GanTrainConfig(data="-", images="-", encoder="-", run="-", **small))
+    assert state.generator.matmul_convs is state.discriminator.matmul_convs is (not gpu)
+
+
+def test_generation_uses_tensorflows_kernels_where_a_gpu_is_visible(monkeypatch):
+    """The fast forward keeps its BatchNorm folding on a GPU, without the CPU's products."""
+    from eeg2image_tf.models import build_generator, inference
+
+    def not_on_a_gpu(*args, **kwargs):
+        raise AssertionError("a CPU re-expression chosen with a GPU visible")
+
+    generator = build_generator(latent_dim=8, condition_dim=8)
+    _visible_gpu(monkeypatch, True)
+    monkeypatch.setattr(inference, "conv_transpose_as_matmul", not_on_a_gpu)
+    monkeypatch.setattr(inference, "narrow_conv3x3", not_on_a_gpu)
+    inputs = np.random.default_rng(4).uniform(-1, 1, (2, 16)).astype(np.float32)
+    found = inference.fast_generator_call(generator)(inputs).numpy()
+    expected = generator(inputs, training=False).numpy()
+    assert np.abs(found - expected).max() <= 1e-4 * np.abs(expected).max()
+
+
 def test_module_thresholds_cover_the_gan_layers():
     # The generator's 1x1, 4x4 and 8x8 inputs and the discriminator's 8x8 stride-1 layer.
     assert matmul_conv.MATMUL_CONV_TRANSPOSE_MAX_PIXELS >= 8 * 8

@@ -24,7 +24,7 @@ def test_precision_names():
 
 
 def test_slow_precision_warnings_follow_the_hardware(monkeypatch):
-    monkeypatch.setattr(precision, "_gpu_present", lambda: False)
+    monkeypatch.setattr(precision, "gpu_present", lambda: False)
     monkeypatch.setattr(precision, "bfloat16_supported", lambda: False)
     assert "emulated" in precision.slow_precision_warning("mixed_bfloat16")
     assert "meant for GPUs" in precision.slow_precision_warning("mixed_float16")
@@ -33,7 +33,7 @@ def test_slow_precision_warnings_follow_the_hardware(monkeypatch):
         precision.warn_if_slow("mixed_float16")
     monkeypatch.setattr(precision, "bfloat16_supported", lambda: True)
     assert precision.slow_precision_warning("mixed_bfloat16") is None
-    monkeypatch.setattr(precision, "_gpu_present", lambda: True)
+    monkeypatch.setattr(precision, "gpu_present", lambda: True)
     assert all(precision.slow_precision_warning(p) is None for p in precision.PRECISIONS)
 
 
@@ -237,5 +237,5 @@ def test_float32_never_looks_at_the_devices(monkeypatch):
     def no_device_query():
         raise AssertionError("float32 needs no device query")
 
-    monkeypatch.setattr(precision, "_gpu_present", no_device_query)
+    monkeypatch.setattr(precision, "gpu_present", no_device_query)
     assert precision.slow_precision_warning("float32") is None

@@ -31,7 +31,8 @@ import keras
 from keras import ops
 
 from .layers import FusedBatchNormalization, SynchronizedBatchNormalization
-from .matmul_conv import MatmulConv2D, MatmulConv2DTranspose, live_after_conv_transpose
+from .matmul_conv import (MatmulConv2D, MatmulConv2DTranspose, live_after_conv_transpose,
+                          use_matmul_convs)
 
 GENERATOR_FILTERS = (1024, 512, 256, 128, 64, 32)
 GENERATOR_STRIDES = (4, 2, 2, 2, 2, 2)
@@ -299,16 +300,18 @@ class Discriminator(keras.Model):
 
 
 def build_generator(latent_dim: int = 128, condition_dim: int = 128,
-                    fused_batch_norm: bool = True, dtype=None,
-                    matmul_convs: bool = True, synchronized_batch_norm: bool = False) -> Generator:
+                    fused_batch_norm: bool = True, dtype=None, matmul_convs: Optional[bool] = None,
+                    synchronized_batch_norm: bool = False) -> Generator:
     """A :class:`Generator` whose variables exist (one dummy call with ``training=False``).
 
     ``dtype``: a Keras dtype policy (None: the global one, normally float32).
+    ``matmul_convs``: None chooses by the device (:func:`~.matmul_conv.use_matmul_convs`).
     ``synchronized_batch_norm``: under a strategy of several replicas, BatchNorm normalises with the
     global batch's statistics (the multi-worker GAN); same variables.
     """
     generator = Generator(latent_dim=latent_dim, condition_dim=condition_dim,
-                          fused_batch_norm=fused_batch_norm, matmul_convs=matmul_convs,
+                          fused_batch_norm=fused_batch_norm,
+                          matmul_convs=use_matmul_convs(matmul_convs),
                           synchronized_batch_norm=synchronized_batch_norm, dtype=dtype)
     generator(ops.zeros((1, latent_dim + condition_dim), dtype="float32"), training=False)
     return generator
@@ -316,16 +319,16 @@ def build_generator(latent_dim: int = 128, condition_dim: int = 128,
 
 def build_discriminator(condition_dim: int = 128, split_condition_conv: bool = False,
                         fused_batch_norm: bool = True, dtype=None,
-                        matmul_convs: bool = True,
+                        matmul_convs: Optional[bool] = None,
                         synchronized_batch_norm: bool = False) -> Discriminator:
     """A :class:`Discriminator` whose variables exist (one dummy call with ``training=False``).
 
-    ``dtype``, ``synchronized_batch_norm``: as for :func:`build_generator`.
+    ``dtype``, ``matmul_convs``, ``synchronized_batch_norm``: as for :func:`build_generator`.
     """
     discriminator = Discriminator(condition_dim=condition_dim,
                                   split_condition_conv=split_condition_conv,
                                   fused_batch_norm=fused_batch_norm,
-                                  matmul_convs=matmul_convs,
+                                  matmul_convs=use_matmul_convs(matmul_convs),
                                   synchronized_batch_norm=synchronized_batch_norm, dtype=dtype)
     discriminator(ops.zeros((1, IMAGE_SIZE, IMAGE_SIZE, IMAGE_CHANNELS), dtype="float32"),
                   ops.zeros((1, condition_dim), dtype="float32"), training=False)

@@ -10,6 +10,9 @@ Two exact re-expressions make inference faster on CPU, with the same sums added 
 - BatchNorm with moving statistics folded into the preceding kernel: ``conv(x, W) * s + t`` is
   ``conv(x, W * s) + t`` with ``s = gamma / sqrt(var + eps)`` and ``t = beta - mean * s``.
 
+Where a GPU is visible the folding stays and the products give way to TensorFlow's own kernels
+(:func:`~eeg2image_tf.models.matmul_conv.use_matmul_convs`).
+
 The forward is built from :meth:`Generator.inference_layers
 <eeg2image_tf.models.gan.Generator.inference_layers>`, the Generator's declaration of what its
 inference computes. A Generator whose layers the forward cannot reproduce is refused with an error
@@ -32,7 +35,8 @@ import tensorflow as tf
 
 from . import precision as precisions
 from .gan import Generator, GeneratorInference
-from .matmul_conv import conv_transpose_as_matmul, live_after_conv_transpose, narrow_conv3x3
+from .matmul_conv import (conv_transpose_as_matmul, live_after_conv_transpose, narrow_conv3x3,
+                          use_matmul_convs)
 
 # Transposed convolutions on inputs of at most GENERATION_MATMUL_MAX_PIXELS pixels use the
 # matrix-product form (models.matmul_conv; measured at inference: faster at 1x1 and 4x4 inputs,
@@ -132,8 +136,8 @@ def _checked_layers(generator: Generator) -> GeneratorInference:
 
 
 def fast_generator_call(generator, precision: str = "float32", *,
-                        matmul_max_pixels: int = GENERATION_MATMUL_MAX_PIXELS,
-                        narrow_rgb: bool = True) -> Optional[Callable]:
+                        matmul_max_pixels: Optional[int] = None,
+                        narrow_rgb: Optional[bool] = None) -> Optional[Callable]:
     """``call(inputs) -> images`` equal to ``generator(inputs, training=False)``, faster on CPU.
 
     ``precision="mixed_bfloat16"`` runs the same arithmetic in bfloat16 (folded in float32, then
@@ -152,10 +156,18 @@ def fast_generator_call(generator, precision: str = "float32", *,
     ``matmul_max_pixels``: transposed convolutions on inputs of at most this many pixels run as
     matrix products (:func:`~eeg2image_tf.models.matmul_conv.conv_transpose_as_matmul`), larger
     ones by TensorFlow's kernel. ``narrow_rgb``: the 3-channel layer by
-    :func:`~eeg2image_tf.models.matmul_conv.narrow_conv3x3`.
+    :func:`~eeg2image_tf.models.matmul_conv.narrow_conv3x3`. Either None: as
+    :func:`~eeg2image_tf.models.matmul_conv.use_matmul_convs` chooses for this machine
+    (:data:`GENERATION_MATMUL_MAX_PIXELS` and True on CPUs, TensorFlow's kernels where a GPU is
+    visible).
     """
     if not isinstance(generator, Generator):
         return None
+    on_cpu = use_matmul_convs()
+    if matmul_max_pixels is None:
+        matmul_max_pixels = GENERATION_MATMUL_MAX_PIXELS if on_cpu else 0
+    if narrow_rgb is None:
+        narrow_rgb = on_cpu
     layers = _checked_layers(generator)
     dtype = tf.as_dtype(precisions.compute_dtype(precision))
 

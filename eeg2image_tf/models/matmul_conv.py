@@ -25,6 +25,9 @@ values and gradients), takes the same variables, and so leaves checkpoints and n
 - :class:`MatmulConv2DTranspose` and :class:`MatmulConv2D`: ``keras.layers.Conv2DTranspose`` and
   ``keras.layers.Conv2D`` that use them for inputs up to a size, and fall back to their parent
   otherwise (or for any configuration the re-expressions do not cover).
+
+They are a choice for CPUs: :func:`use_matmul_convs` turns them on where TensorFlow sees no GPU
+and off where it sees one, unless the caller chooses.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from . import precision as precisions
+
 # Largest input (pixels) that a MatmulConv2DTranspose computes as a matrix product. Measured in the
 # GAN iteration: the 1x1 and 4x4 inputs gain most; 8x8 gains a little; from 16x16 on TensorFlow's
 # own kernels are faster.
@@ -43,6 +48,18 @@ MATMUL_CONV_TRANSPOSE_MAX_PIXELS = 64
 # Largest input (pixels) that a MatmulConv2D convolves by Winograd F(2x2, 3x3) (stride 1 only; in
 # the GAN that is the discriminator's 8x8 layer).
 WINOGRAD_MAX_PIXELS = 32 * 32
+
+
+def use_matmul_convs(choice: Optional[bool] = None) -> bool:
+    """Whether the GAN's small convolutions run as the re-expressions of this module.
+
+    ``choice`` when given (``--matmul-convs`` / ``--no-matmul-convs``); else True where TensorFlow
+    sees no GPU. They were written for and measured against oneDNN's CPU kernels; on a GPU,
+    cuDNN's own convolutions are the better guess until measured otherwise.
+    """
+    if choice is not None:
+        return bool(choice)
+    return not precisions.gpu_present()
 
 
 def _leading_padding(kernel_size: int, stride: int) -> int:

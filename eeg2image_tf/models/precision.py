@@ -60,14 +60,15 @@ def bfloat16_supported() -> bool:
     return any(flag in flags for flag in ("avx512_bf16", "amx_bf16"))
 
 
-def _gpu_present() -> bool:
+def gpu_present() -> bool:
+    """True where TensorFlow sees a GPU (the one probe of the devices that choices depend on)."""
     return bool(tf.config.list_physical_devices("GPU"))
 
 
 def slow_precision_warning(precision: str) -> Optional[str]:
     """Why ``precision`` will likely run slower than float32 on this machine, or None."""
     # float32 first: the default needs no look at the devices (generation asks once per set).
-    if check_precision(precision) == "float32" or _gpu_present():
+    if check_precision(precision) == "float32" or gpu_present():
         return None
     if precision == "mixed_bfloat16" and not bfloat16_supported():
         return ("--precision mixed_bfloat16: this CPU has no native bfloat16 instructions "

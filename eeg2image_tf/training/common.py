@@ -13,13 +13,14 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Callable, Mapping, Optional
 
 import keras
 import tensorflow as tf
 
 from ..config import COLLECTIVE_TIMEOUT_S
 from ..errors import CheckpointError, Eeg2ImageError, TrainingDivergedError, TrainingInterrupted
+from ..io_utils import progress_bar
 from .distributed import check_tf_config
 
 
@@ -143,16 +144,87 @@ def restore_latest(checkpoint, manager) -> Optional[str]:
 
 
 class Deadline:
-    """A wall-clock budget; ``expired`` is False forever when the budget is None."""
+    """A wall-clock budget; ``expired`` is False forever when the budget is None.
 
-    def __init__(self, budget_s: Optional[float]):
+    ``clock`` gives seconds (``time.monotonic``; tests pass their own).
+    """
+
+    def __init__(self, budget_s: Optional[float], clock: Callable[[], float] = time.monotonic):
         self.budget_s = budget_s
-        self.start = time.monotonic()
+        self._clock = clock
+        self.start = clock()
 
     @property
     def elapsed(self) -> float:
-        return time.monotonic() - self.start
+        return self._clock() - self.start
 
     @property
     def expired(self) -> bool:
         return self.budget_s is not None and self.elapsed >= self.budget_s
+
+
+def loop_bar(deadline: Deadline, total: int, initial: int, desc: str, unit: str):
+    """The progress bar of a loop of ``total`` units that starts at unit ``initial``.
+
+    Without a time budget it counts to ``total``. Under one, the budget is named after ``desc`` and
+    the bar counts to what the budget leaves room for (:class:`BudgetBar`): a loop that the budget
+    will stop long before ``total`` would otherwise show that total and an ETA far beyond the budget.
+    """
+    if deadline.budget_s is None:
+        return progress_bar(total, initial=initial, desc=desc, unit=unit)
+    budget = format(deadline.budget_s, ".0f" if deadline.budget_s >= 10 else "g")
+    bar = progress_bar(total if initial >= total else None, initial=initial,
+                       desc=f"{desc} (budget {budget} s)", unit=unit)
+    return BudgetBar(bar, deadline, total)
+
+
+class BudgetBar:
+    """A loop's progress bar (tqdm) under a time budget; its total is re-estimated after each unit.
+
+    The loop stops after the first unit that ends with the budget used up, so with ``t`` seconds
+    per unit and ``r`` seconds left, ``ceil(r / t)`` units follow, never more than the loop's
+    ``total``. ``t`` is measured from the end of this loop's first unit (which includes tracing) to
+    the end of the latest, checkpoints and samples included; until it is known the bar has no total
+    (and tqdm no ETA). A loop that the budget ends closes its bar full. Other attributes are the
+    bar's.
+    """
+
+    def __init__(self, bar, deadline: Deadline, total: int):
+        self.bar = bar
+        self.deadline = deadline
+        self.loop_total = total
+        self._first: Optional[tuple[float, int]] = None     # (elapsed s, units) after one unit
+
+    def estimate(self, done: int) -> Optional[int]:
+        """The units the loop will have done when it stops, seen after ``done`` units; None after
+        this loop's first unit while budget is left (no time per unit yet)."""
+        elapsed = self.deadline.elapsed
+        if self._first is None:
+            self._first = (elapsed, done)
+        if elapsed >= self.deadline.budget_s:
+            return min(done, self.loop_total)
+        first_elapsed, first_done = self._first
+        if done == first_done:
+            return None
+        per_unit = (elapsed - first_elapsed) / (done - first_done)
+        if per_unit <= 0:
+            return self.loop_total
+        left = self.deadline.budget_s - elapsed
+        return min(self.loop_total, done + math.ceil(left / per_unit))
+
+    def update(self, count: int = 1) -> None:
+        estimate = self.estimate(self.bar.n + count)
+        if estimate is not None:
+            self.bar.total = estimate
+        self.bar.update(count)
+
+    def close(self) -> None:
+        if self.deadline.expired:
+            self.bar.total = self.bar.n
+        self.bar.close()
+
+    def __getattr__(self, name: str):
+        return getattr(self.bar, name)
+
+    def __str__(self) -> str:
+        return str(self.bar)

@@ -57,6 +57,7 @@ from ..config import GanTrainConfig
 from ..data import gan_dataset
 from ..errors import ConfigError, DataError
 from ..models import precision as precisions
+from ..models.matmul_conv import use_matmul_convs
 from ..runs import GanRun
 from .augment import diff_augment
 from .common import check_finite
@@ -386,6 +387,8 @@ def train_gan(config: GanTrainConfig, force: bool = False) -> dict:
     epochs, or earlier when ``config.time_budget_s`` runs out (with a checkpoint). SIGINT/SIGTERM save
     a checkpoint and raise :class:`~eeg2image_tf.errors.TrainingInterrupted`; a NaN/Inf loss
     raises :class:`~eeg2image_tf.errors.TrainingDivergedError` and keeps the last good checkpoint.
+    ``config.matmul_convs`` None is this machine's choice
+    (:func:`~eeg2image_tf.models.matmul_conv.use_matmul_convs`), recorded in ``config.json``.
 
     Returns:
         ``step``, ``epoch`` (float), ``stopped`` (``"completed"`` or ``"time_budget"``), the last
@@ -393,6 +396,8 @@ def train_gan(config: GanTrainConfig, force: bool = False) -> dict:
         ``conditions_cached``.
     """
     wall_start = time.monotonic()
+    # Chosen once, by this machine's devices unless the config chose, and recorded as chosen.
+    config = dataclasses.replace(config, matmul_convs=use_matmul_convs(config.matmul_convs))
     # The budget covers start-up and tracing too.
     run = TrainingRun(config, force, budget_s=config.time_budget_s, strategy=config.strategy)
     gan_run = GanRun(run.dir)

@@ -11,7 +11,8 @@ same order for all three:
    back);
 3. :meth:`TrainingRun.loop`: inside it the TensorBoard writer of ``tensorboard/train`` is the
    default, SIGINT/SIGTERM only set a flag, and a progress bar counts the loop's units (epochs or
-   steps). After each unit the loop asks :meth:`RunLoop.stop_reason` whether to go on:
+   steps; under a budget, towards what it leaves room for: :func:`.common.loop_bar`). After each
+   unit the loop asks :meth:`RunLoop.stop_reason` whether to go on:
    ``"completed"`` once the last unit is done, else ``"interrupted"`` after a signal, else
    ``"time_budget"`` once the budget is used up;
 4. :meth:`TrainingRun.save` writes a checkpoint numbered by the unit (once per unit),
@@ -42,11 +43,11 @@ import tensorflow as tf
 
 from ..config import COLLECTIVE_TIMEOUT_S
 from ..errors import ConfigError, TrainingInterrupted
-from ..io_utils import SilentBar, print_line, progress_bar
+from ..io_utils import SilentBar, print_line
 from ..runs import CHECKPOINT_DIR, prepare_run_dir, read_metrics, summary_writer
 from ..runs import write_metrics as write_metrics_file
-from .common import (Deadline, SignalGuard, make_checkpoint_manager, make_strategy, restore_latest,
-                     set_seeds)
+from .common import (Deadline, SignalGuard, loop_bar, make_checkpoint_manager, make_strategy,
+                     restore_latest, set_seeds)
 from .distributed import (COLLECTIVE_ERRORS, WorkerRole, agree_on_start, agree_on_stop,
                           worker_lost, worker_role)
 
@@ -231,8 +232,8 @@ class TrainingRun:
         signal during the last unit still stops as "interrupted" (the encoder's rule).
         """
         with self._writer() as writer, SignalGuard() as guard:
-            bar = progress_bar(total if bar_total is None else bar_total, initial=initial,
-                               desc=desc + self.label, unit=unit) if progress else SilentBar()
+            bar = loop_bar(self.deadline, total if bar_total is None else bar_total, initial,
+                           desc + self.label, unit) if progress else SilentBar()
             try:
                 yield RunLoop(total, self.deadline, guard, bar, writer, self, signal_before_end)
             except COLLECTIVE_ERRORS as exc:
