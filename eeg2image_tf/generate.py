@@ -1,4 +1,6 @@
-"""``python -m eeg2image_tf.generate``: per-class evaluation images from a GAN run (spec section 5).
+"""``python -m eeg2image_tf.generate``: per-class evaluation images from a GAN run.
+
+docs/method.md section 5.
 
     python -m eeg2image_tf.generate --run runs/gan --out runs/gan/generated
     python -m eeg2image_tf.generate --gan checkpoints/original_gan --encoder checkpoints/enc \\

@@ -1,4 +1,4 @@
-"""Encoder training with the semi-hard triplet loss (spec section 3).
+"""Encoder training with the semi-hard triplet loss (docs/method.md section 3).
 
 Run layout (``<run>`` is ``config.run``; names in :mod:`eeg2image_tf.runs`)::
 
@@ -91,7 +91,7 @@ class EncoderData:
 
 
 def load_encoder_data(data_path: str, normalisation: str) -> EncoderData:
-    """Load a ThoughtViz set and preprocess both splits (spec section 2) once, up front."""
+    """Load a ThoughtViz set and preprocess both splits once, up front (docs/method.md section 2)."""
     splits = load_thoughtviz(data_path)
     try:
         x_train = np.asarray(preprocess(splits.x_train, method=normalisation), dtype=np.float32)

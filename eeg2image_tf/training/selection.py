@@ -1,4 +1,4 @@
-"""Selection of the encoder checkpoint by k-means accuracy (``select_encoder``, spec section 3).
+"""Selection of the encoder checkpoint by k-means accuracy (``select_encoder``; docs/method.md, 3).
 
 Writes into the encoder run (names in :mod:`eeg2image_tf.runs`): ``best_checkpoint.json``,
 ``select_config.json``, ``tsne.png``, the TensorBoard projector files of the best checkpoint's test
