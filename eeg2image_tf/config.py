@@ -24,7 +24,7 @@ from .errors import ConfigError
 
 C = TypeVar("C")
 
-# Help of every --precision flag (the names are checked by eeg2image_tf.precision).
+# Help of every --precision flag (the names are checked by eeg2image_tf.models.precision).
 PRECISION_HELP = ("float32 (the original's arithmetic) | mixed_bfloat16 (fast on CPUs with "
                   "AVX512-BF16 or AMX, and on recent GPUs) | mixed_float16 (GPUs; losses scaled)")
 

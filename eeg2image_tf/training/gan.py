@@ -1,4 +1,6 @@
-"""Training of the conditional DCGAN: hinge losses, DiffAugment, mode seeking (docs/method.md, 4).
+"""Training of the conditional DCGAN: hinge losses, DiffAugment and mode-seeking.
+
+docs/method.md section 4.
 
 One iteration (both halves share ``z1``, ``z2`` and the batch's ``c``):
 

@@ -1,4 +1,4 @@
-"""Losses: the encoder's semi-hard triplet loss and the GAN losses (docs/method.md sections 3, 4).
+"""Losses: the encoder's semi-hard triplet loss and the GAN losses (docs/method.md sections 3-4).
 
 Everything here is a pure function of tensors, usable eagerly, inside ``tf.function`` and under
 ``jit_compile=True``. All losses are computed in float32 whatever the input dtype, so a mixed-precision
