@@ -73,9 +73,7 @@ class PrepareDataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class EncoderTrainConfig:
-    """``train_encoder``: two stacked LSTMs trained with the semi-hard triplet loss.
-
-    docs/method.md section 3."""
+    """``train_encoder``: two stacked LSTMs, semi-hard triplet loss (docs/method.md section 3)."""
 
     data: str
     run: str
@@ -116,9 +114,7 @@ class SelectEncoderConfig:
 
 @dataclasses.dataclass(frozen=True)
 class GanTrainConfig:
-    """``train_gan``: the conditional DCGAN with hinge, DiffAugment and mode-seeking.
-
-    docs/method.md section 4."""
+    """``train_gan``: conditional DCGAN, hinge, DiffAugment, mode seeking (docs/method.md section 4)."""
 
     data: str
     images: str
