@@ -22,8 +22,7 @@ demo: $(STAMP)
 	$(PY) -m eeg2image_tf.pipeline --profile demo --set char --data-root data --run $(RUN)
 
 # Two pytest processes, a test file each at a time: much of a test's time is single-threaded
-# (start-up, tracing). 2026-12-03, 2 cores: 857 s for the 431 tests, where one process had taken
-# 1044 s for the 428 before the three newest (the GAN tests keep both cores busy already).
+# (start-up, tracing), which the second process overlaps (docs/performance.md).
 TEST_WORKERS ?= 2
 
 test: $(STAMP)

@@ -8,21 +8,6 @@ import statistics
 import time
 from typing import Any, Callable
 
-# The authors' code (TF 2.15 + tensorflow-addons) measured on this 2-core machine kind
-# (../shared/docs/performance-notes.md); the ratios printed are ours over these.
-ORIGINAL = {
-    "encoder_step_ms_b256": 143.0,
-    # A plain Keras 3 step (keras LSTMs, the cubic triplet loss of tensorflow-addons' algorithm)
-    # measured beside it while planning: the bridge from a same-process measurement to an estimate.
-    "plain_keras_encoder_step_ms_b256": 96.0,
-    "gan_step_ms_b16": 2150.0,
-    # The plain Keras 3 port (no exact tricks), measured beside it while planning: the bridge from
-    # a same-process measurement of that model to an estimate of the authors' iteration.
-    "plain_keras_gan_step_ms_b16": 2260.0,
-    "generate_images_per_s": 60.0,
-    "generate_forward_images_per_s": 189.0,
-}
-
 
 def median_seconds(run: Callable[[], Any], repeats: int, warmup: int = 1) -> tuple[float, list[float]]:
     """Run ``run`` ``warmup`` times untimed, then ``repeats`` timed; return (median, all) seconds."""
@@ -36,26 +21,26 @@ def median_seconds(run: Callable[[], Any], repeats: int, warmup: int = 1) -> tup
     return statistics.median(times), times
 
 
-def alternated_medians(first, second, repeats: int, warmup: int = 2) -> tuple[float, float]:
-    """Median seconds of ``first`` and ``second``, timed in turn ``repeats`` times each after
-    ``warmup`` untimed rounds, so that both see the same machine state (this machine kind's speed
-    drifts between hours)."""
+def alternated_medians(*runs: Callable[[], Any], repeats: int, warmup: int = 2
+                       ) -> tuple[float, ...]:
+    """Median seconds of each of ``runs``, timed in turn ``repeats`` times each after ``warmup``
+    untimed rounds, so that all see the same machine state (a shared machine's speed drifts
+    between hours, so figures timed apart are not comparable)."""
     for _ in range(warmup):
-        first()
-        second()
-    times: tuple[list[float], list[float]] = ([], [])
+        for run in runs:
+            run()
+    times: list[list[float]] = [[] for _ in runs]
     for _ in range(repeats):
-        for run, bucket in ((first, times[0]), (second, times[1])):
+        for run, bucket in zip(runs, times):
             start = time.perf_counter()
             run()
             bucket.append(time.perf_counter() - start)
-    return statistics.median(times[0]), statistics.median(times[1])
+    return tuple(statistics.median(bucket) for bucket in times)
 
 
 def machine_line() -> str:
     """One line naming what the figures were measured on: CPU model and cores, the instruction sets
-    the fast modes use, GPUs, TensorFlow and Keras versions. This machine kind's hardware differs
-    between sessions (AMD EPYC one day, an Intel Xeon with AMX another), and so do the figures."""
+    the fast modes use, GPUs, TensorFlow and Keras versions: the figures depend on all of them."""
     import keras
     import tensorflow as tf
 

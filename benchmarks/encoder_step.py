@@ -1,11 +1,13 @@
 """``encoder_step``: one full encoder training step (LSTM forward, triplet loss, Adam) at batch 256.
 
-With ``compare_plain`` a plain Keras 3 step is timed too, alternated with ours in the same process:
-two ``keras.layers.LSTM`` as a while loop and the semi-hard triplet loss computed the way
-tensorflow-addons computes it, over a ``(B, B, B)`` anchor-positive-negative mask. While planning,
-the authors' step measured 143 ms and such a plain step 96 ms on the same machine, so
-``143 / 96 * plain`` estimates the authors' step at the moment of the run (see gan_step for why:
-this machine kind's speed drifts by 10-35% between hours).
+References, each timed alternately with ours in the same run (``common.alternated_medians``):
+
+- ``compare_plain``: a plain Keras 3 step, two ``keras.layers.LSTM`` as a while loop and the
+  semi-hard triplet loss computed the way tensorflow-addons computes it, over a ``(B, B, B)``
+  anchor-positive-negative mask (``speedup_vs_plain_keras``);
+- ``compare_original``: the authors' own step (their ``TripleNet`` and ``train_step``, TF 2.15 +
+  tensorflow-addons) in their interpreter, when ``../shared/reference/setup.sh`` has built it
+  (``speedup_vs_original``); otherwise the record says it was not measured.
 """
 
 from __future__ import annotations
@@ -14,9 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .common import ORIGINAL, alternated_medians, median_seconds
-
-ORIGINAL_OVER_PLAIN = ORIGINAL["encoder_step_ms_b256"] / ORIGINAL["plain_keras_encoder_step_ms_b256"]
+from .reference import time_alongside
 
 
 def cubic_triplet_semihard_loss(labels, embeddings, margin: float = 1.0):
@@ -52,7 +52,7 @@ def _batch(batch_size: int):
     import tensorflow as tf
 
     rng = np.random.default_rng(0)
-    # Preprocessed trials are in about [-1, 1] (spec section 2); 10 balanced classes.
+    # Preprocessed trials peak at 1 (docs/method.md section 2); 10 balanced classes.
     x = tf.constant(rng.uniform(0.7, 1.0, size=(batch_size, 32, 14)).astype(np.float32))
     y = tf.constant(rng.permutation(np.arange(batch_size) % 10).astype(np.int64))
     return x, y
@@ -82,8 +82,8 @@ def _plain_step(batch_size: int):
     return lambda: float(train_step(x, y))
 
 
-def run(repeats: int = 20, batch_size: int = 256, jit: bool = False,
-        unroll: bool = True, compare_plain: bool = False) -> dict[str, Any]:
+def run(repeats: int = 20, batch_size: int = 256, jit: bool = False, unroll: bool = True,
+        compare_plain: bool = False, compare_original: bool = False) -> dict[str, Any]:
     import keras
 
     from eeg2image_tf.models import build_encoder
@@ -98,20 +98,9 @@ def run(repeats: int = 20, batch_size: int = 256, jit: bool = False,
     def ours():
         return float(train_step(x, y))
 
-    record_extra: dict[str, Any] = {}
-    if compare_plain:
-        plain = _plain_step(batch_size)
-        seconds, plain_seconds = alternated_medians(ours, plain, repeats, warmup=3)
-        plain_ms = plain_seconds * 1000.0
-        record_extra = {
-            "plain_keras_ms_alongside": round(plain_ms, 2),
-            "original_ms_estimated_alongside": round(ORIGINAL_OVER_PLAIN * plain_ms, 1),
-            "speedup_vs_original_alongside": round(ORIGINAL_OVER_PLAIN * plain_seconds / seconds, 2),
-        }
-    else:
-        seconds, _ = median_seconds(ours, repeats, warmup=3)
-    ms = seconds * 1000.0
+    ms, compared = time_alongside(
+        ours, _plain_step(batch_size) if compare_plain else None,
+        "encoder_step" if compare_original else None, {"batch_size": batch_size},
+        repeats=repeats, warmup=3, digits=2)
     return {"name": "encoder_step", "batch_size": batch_size, "ms_per_step": round(ms, 2),
-            "jit": jit, "unroll": unroll, "repeats": repeats,
-            "original_ms_per_step": ORIGINAL["encoder_step_ms_b256"],
-            "speedup_vs_original": round(ORIGINAL["encoder_step_ms_b256"] / ms, 2), **record_extra}
+            "jit": jit, "unroll": unroll, "repeats": repeats, **compared}

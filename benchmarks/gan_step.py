@@ -1,12 +1,12 @@
-"""``gan_step``: one full GAN iteration (D update then G update, spec section 4).
+"""``gan_step``: one full GAN iteration (D update then G update, docs/method.md section 4).
 
-With ``compare_plain`` the plain Keras 3 model (every exact trick off: tiled condition, Keras
-BatchNorm, TensorFlow's convolutions) is timed too, alternated with ours in the same process, so
-that both see the same machine: this machine kind's speed drifts by 10-35% between hours. While
-planning, the authors' code measured 2150 ms and that plain model 2260 ms on the same machine, so
-``0.951 * plain`` estimates the authors' iteration at the moment of the run;
-``speedup_vs_original_alongside`` is that estimate over ours, the steadier figure beside
-``speedup_vs_original`` (ours against the fixed 2150 ms).
+References, each timed alternately with ours in the same run (``common.alternated_medians``):
+
+- ``compare_plain``: the plain Keras 3 model (every exact re-expression with a switch off: tiled
+  condition, Keras BatchNorm, TensorFlow's convolutions), ``speedup_vs_plain_keras``;
+- ``compare_original``: the authors' ``DCGAN`` and ``dist_train_step`` (TF 2.15 +
+  tensorflow-addons) in their interpreter, when ``../shared/reference/setup.sh`` has built it
+  (``speedup_vs_original``); otherwise the record says it was not measured.
 """
 
 from __future__ import annotations
@@ -15,11 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .common import ORIGINAL, alternated_medians, median_seconds
-
-# The authors' iteration over the plain Keras 3 model's, both measured while planning
-# (../shared/docs/performance-notes.md: 2150 ms and 2260 ms at batch 16).
-ORIGINAL_OVER_PLAIN = ORIGINAL["gan_step_ms_b16"] / ORIGINAL["plain_keras_gan_step_ms_b16"]
+from .reference import time_alongside
 
 
 def _iteration(batch_size: int, **options):
@@ -54,26 +50,14 @@ def _iteration(batch_size: int, **options):
 def run(batch_size: int = 16, repeats: int = 5, jit: bool = False,
         fast_discriminator: bool = True, fused_batch_norm: bool = True,
         matmul_convs: bool = True, precision: str = "float32",
-        compare_plain: bool = False) -> dict[str, Any]:
+        compare_plain: bool = False, compare_original: bool = False) -> dict[str, Any]:
     options = dict(jit=jit, fast_discriminator=fast_discriminator,
                    fused_batch_norm=fused_batch_norm, matmul_convs=matmul_convs,
                    precision=precision)
-    ours = _iteration(batch_size, **options)
-    if compare_plain:
-        plain = _iteration(batch_size, fast_discriminator=False, fused_batch_norm=False,
-                           matmul_convs=False)
-        seconds, plain_seconds = alternated_medians(ours, plain, repeats, warmup=2)
-    else:
-        seconds, _ = median_seconds(ours, repeats, warmup=2)
-    ms = seconds * 1000.0
-    record = {"name": "gan_step", "batch_size": batch_size, "ms_per_step": round(ms, 1),
-              **options, "repeats": repeats}
-    if batch_size == 16:
-        record["original_ms_per_step"] = ORIGINAL["gan_step_ms_b16"]
-        record["speedup_vs_original"] = round(ORIGINAL["gan_step_ms_b16"] / ms, 2)
-        if compare_plain:
-            plain_ms = plain_seconds * 1000.0
-            record["plain_keras_ms_alongside"] = round(plain_ms, 1)
-            record["original_ms_estimated_alongside"] = round(ORIGINAL_OVER_PLAIN * plain_ms, 1)
-            record["speedup_vs_original_alongside"] = round(ORIGINAL_OVER_PLAIN * plain_ms / ms, 2)
-    return record
+    plain = (_iteration(batch_size, fast_discriminator=False, fused_batch_norm=False,
+                        matmul_convs=False) if compare_plain else None)
+    ms, compared = time_alongside(
+        _iteration(batch_size, **options), plain, "gan_step" if compare_original else None,
+        {"batch_size": batch_size}, repeats=repeats, warmup=2)
+    return {"name": "gan_step", "batch_size": batch_size, "ms_per_step": round(ms, 1),
+            **options, "repeats": repeats, **compared}

@@ -1,10 +1,13 @@
 """``generate``: 2000 images from the generator to JPEG files in a temporary folder.
 
-Beside our rate it measures, on the same machine and in the same process, a loop in the style of
-the original evaluation: one image at a time through the generator (``training=False``, compiled
-once), converted and written with ``cv2.imwrite``. This machine kind's speed drifts by 10-20% over
-minutes, so the ratio to that loop (``speedup_vs_one_at_a_time``) is the steadier figure; the ratio
-to the 60 images/s measured while planning is printed too.
+Beside our rate, in the same run and alternately with it, repeat by repeat:
+
+- ``compare_one_at_a_time``: a loop in the style of the authors' ``test_generation.py`` with our
+  model: one image at a time through the generator (``training=False``, compiled once), converted
+  and written with ``cv2.imwrite`` (``speedup_vs_one_at_a_time``);
+- ``compare_original``: the same loop with the authors' own generator and stack (TF 2.15 +
+  tensorflow-addons) in their interpreter, when ``../shared/reference/setup.sh`` has built it
+  (``speedup_vs_original``); otherwise the record says it was not measured.
 """
 
 from __future__ import annotations
@@ -17,10 +20,12 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .common import ORIGINAL
+from .reference import ReferenceProcess, compared_with_original
+
+LOOP_IMAGES = 200     # images per timed call of a one-at-a-time loop
 
 
-def one_at_a_time_rate(generator, features, names, out_dir: str, count: int = 200) -> float:
+def one_at_a_time_rate(generator, features, names, out_dir: str, count: int = LOOP_IMAGES) -> float:
     """Images per second of the original's loop: one generator call and one imwrite per image."""
     import cv2
     import tensorflow as tf
@@ -43,16 +48,27 @@ def one_at_a_time_rate(generator, features, names, out_dir: str, count: int = 20
 
 
 def run(total: int = 2000, batch_size: int = 128, writer_threads: int = 1,
-        repeats: int = 3, precision: str = "float32",
-        compare_one_at_a_time: bool = True, scratch: Optional[str] = None) -> dict[str, Any]:
+        repeats: int = 3, precision: str = "float32", compare_one_at_a_time: bool = True,
+        compare_original: bool = False, scratch: Optional[str] = None) -> dict[str, Any]:
     """``scratch``: a folder to write into (left for the caller to delete), else a temporary one."""
-    with contextlib.nullcontext(scratch) if scratch else tempfile.TemporaryDirectory() as folder:
-        return _run(total, batch_size, writer_threads, repeats, precision, compare_one_at_a_time,
-                    folder)
+    original = (ReferenceProcess.for_benchmark("generate", count=LOOP_IMAGES)
+                if compare_original else None)
+    try:
+        with contextlib.nullcontext(scratch) if scratch else tempfile.TemporaryDirectory() as folder:
+            record, original_rate = _run(total, batch_size, writer_threads, repeats, precision,
+                                         compare_one_at_a_time, original, folder)
+    finally:
+        if original is not None:
+            original.close()
+    if compare_original:
+        record.update(compared_with_original(record["items_per_s"], original_rate, "items/s"))
+    return record
 
 
 def _run(total: int, batch_size: int, writer_threads: int, repeats: int, precision: str,
-         compare_one_at_a_time: bool, scratch: str) -> dict[str, Any]:
+         compare_one_at_a_time: bool, original: Optional[ReferenceProcess],
+         scratch: str) -> tuple[dict[str, Any], Optional[float]]:
+    """The record of our rate and the one-at-a-time loop's; the authors' loop's rate or None."""
     from eeg2image_tf.generation import generate_images
     from eeg2image_tf.models import build_generator
 
@@ -62,15 +78,15 @@ def _run(total: int, batch_size: int, writer_threads: int, repeats: int, precisi
     features = [rng.normal(size=(20, 128)).astype(np.float32) for _ in range(num_classes)]
     names = [f"class{k}" for k in range(num_classes)]
     # Every repeat writes into a new folder, and the caller deletes them all only at the end: on
-    # this machine's ext4 (no journal) the inode allocator skips recently freed inodes one by one,
-    # so creating files for minutes after deleting thousands costs 0.6-0.9 ms each instead of
-    # 0.03-0.09 ms (measured). Deleting between repeats would time that state of our own making.
+    # ext4 without a journal the inode allocator skips recently freed inodes one by one, so file
+    # creation stays many times slower for minutes after thousands of deletions
+    # (docs/performance.md). Deleting between repeats would time that state instead of ours.
     run_folder = tempfile.mkdtemp(prefix=f"generate_{precision}_", dir=scratch)
     # Traces the forward pass and warms the writers.
     generate_images(generator, features, names, os.path.join(run_folder, "warm"),
                     per_class=batch_size // num_classes + 1, batch_size=batch_size,
                     writer_threads=writer_threads, show_progress=False, precision=precision)
-    rates, startups, baseline = [], [], []
+    rates, startups, baseline, original_rates = [], [], [], []
     for repeat in range(repeats):
         manifest = generate_images(generator, features, names,
                                    os.path.join(run_folder, f"ours_{repeat}"),
@@ -82,15 +98,15 @@ def _run(total: int, batch_size: int, writer_threads: int, repeats: int, precisi
         if compare_one_at_a_time:   # alternated with ours, so both see the same machine
             baseline.append(one_at_a_time_rate(generator, features, names,
                                                os.path.join(run_folder, f"loop_{repeat}")))
+        if original is not None:
+            original_rates.append(LOOP_IMAGES / original.run())
     rate = float(np.median(rates))
     record = {"name": "generate", "batch_size": batch_size, "images": total,
               "items_per_s": round(rate, 1), "writer_threads": writer_threads,
               "precision": precision, "repeats": repeats,
-              "startup_s": round(float(np.median(startups)), 2),
-              "original_items_per_s": ORIGINAL["generate_images_per_s"],
-              "speedup_vs_original": round(rate / ORIGINAL["generate_images_per_s"], 2)}
+              "startup_s": round(float(np.median(startups)), 2)}
     if baseline:
         one_at_a_time = float(np.median(baseline))
         record["one_at_a_time_items_per_s"] = round(one_at_a_time, 1)
         record["speedup_vs_one_at_a_time"] = round(rate / one_at_a_time, 2)
-    return record
+    return record, float(np.median(original_rates)) if original_rates else None

@@ -16,7 +16,7 @@ def run(images: int = 200, batch_size: int = 50, repeats: int = 3) -> dict[str, 
 
     from eeg2image_tf.evaluation.inception import KerasInception
 
-    # The real weights cannot be downloaded here; random weights cost exactly the same FLOPs.
+    # Random weights need no download and cost exactly the same FLOPs as the real ones.
     with tempfile.TemporaryDirectory() as tmp:
         weights = Path(tmp) / "inception_v3_random.weights.h5"
         keras.applications.InceptionV3(include_top=True, weights=None).save_weights(str(weights))

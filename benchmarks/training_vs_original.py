@@ -7,9 +7,10 @@ Both sides train from scratch in float32 on the same trials, paired images and e
 (OUR encoder's, written to ``<out>/shared_inputs.npz``), at the same batch size, with latents
 ``U(-1, 1)`` drawn per step. Ours runs once per mode in ``--modes``: ``as_run`` (the default: G in
 inference mode, D in training mode in the G step, what the authors' code ran) and ``as_written``
-(``--generator-training --no-discriminator-training-in-g-step``, the spec's text). The authors'
-side (``benchmarks/reference_gan_training.py``) runs when their stack exists
-(``$EEG2IMAGE_REF/venv/bin/python``, built by ``../shared/reference/setup.sh``); otherwise ours alone.
+(``--generator-training --no-discriminator-training-in-g-step``, the modes their calls name:
+docs/method.md section 7). The authors' side (``benchmarks/reference_gan_training.py``) runs when
+their stack exists (``$EEG2IMAGE_REF/venv/bin/python``, built by ``../shared/reference/setup.sh``;
+``benchmarks.reference``); otherwise ours alone.
 
 At every iteration of ``--iterations`` each side's generator draws the same evaluation inputs
 (``--per-class`` test conditions and latents per class); our image classifier scores them
@@ -32,15 +33,11 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from .reference import NOT_BUILT, reference_python, reference_root
+
 MODES = {"as_run": {"generator_training": False, "discriminator_training_in_g_step": True},
          "as_written": {"generator_training": True, "discriminator_training_in_g_step": False}}
 GRID_PER_CLASS = 4
-
-
-def reference_python() -> Optional[Path]:
-    root = Path(os.environ.get("EEG2IMAGE_REF", "/tmp/eeg2image-ref"))
-    python = root / "venv" / "bin" / "python"
-    return python if python.exists() and (root / "code" / "model.py").exists() else None
 
 
 def write_shared_inputs(args, out: Path) -> Path:
@@ -112,11 +109,11 @@ def train_ours(args, shared: Path, out: Path, mode: str) -> dict[int, tuple[np.n
 def train_reference(args, shared: Path, out: Path) -> Optional[dict[int, tuple[np.ndarray, float]]]:
     python = reference_python()
     if python is None:
-        print("the authors' stack is not built (../shared/reference/setup.sh): ours only")
+        print(f"{NOT_BUILT}: ours only")
         return None
     target = out / "reference"
     command = [str(python), str(Path(__file__).with_name("reference_gan_training.py")),
-               "--code", str(python.parent.parent.parent / "code"), "--shared", str(shared),
+               "--code", str(reference_root() / "code"), "--shared", str(shared),
                "--out", str(target), "--batch-size", str(args.batch_size),
                "--iterations", *map(str, args.iterations)]
     if not all((target / f"images_{i}.npz").exists() for i in args.iterations):

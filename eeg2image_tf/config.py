@@ -24,7 +24,7 @@ from .errors import ConfigError
 
 C = TypeVar("C")
 
-# Help of every --precision flag (the names are checked by eeg2image_tf.precision).
+# Help of every --precision flag (the names are checked by eeg2image_tf.models.precision).
 PRECISION_HELP = ("float32 (the original's arithmetic) | mixed_bfloat16 (fast on CPUs with "
                   "AVX512-BF16 or AMX, and on recent GPUs) | mixed_float16 (GPUs; losses scaled)")
 
@@ -73,7 +73,7 @@ class PrepareDataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class EncoderTrainConfig:
-    """``train_encoder``: two stacked LSTMs trained with the semi-hard triplet loss (spec section 3)."""
+    """``train_encoder``: two stacked LSTMs, semi-hard triplet loss (docs/method.md section 3)."""
 
     data: str
     run: str
@@ -86,10 +86,10 @@ class EncoderTrainConfig:
     max_to_keep: Optional[int] = None   # None keeps every checkpoint, as the original does
     feature_dim: int = 128
     hidden: int = 32
-    normalisation: str = "original"     # "original" (spec section 2) or "zscore"
+    normalisation: str = "original"     # "original" (docs/method.md section 2) or "zscore"
     n_clusters: int = 10
     kmeans_random_state: int = 45
-    jit: bool = False                   # same numbers; XLA is ~2x slower here with the sort-based loss
+    jit: bool = False                   # same numbers; XLA's CPU sort makes the loss slower
     unroll: bool = True                 # LSTM time steps written out: same numbers, a little faster
     time_budget_s: Optional[float] = None  # stop (with a checkpoint) after this wall time
     strategy: str = _strategy_field()
@@ -114,7 +114,7 @@ class SelectEncoderConfig:
 
 @dataclasses.dataclass(frozen=True)
 class GanTrainConfig:
-    """``train_gan``: the conditional DCGAN with hinge, DiffAugment and mode-seeking (spec section 4)."""
+    """``train_gan``: conditional DCGAN, hinge, DiffAugment, mode seeking (docs/method.md section 4)."""
 
     data: str
     images: str
@@ -138,7 +138,7 @@ class GanTrainConfig:
     matmul_convs: Optional[bool] = dataclasses.field(default=None, metadata={  # models.matmul_conv
         "help": "small convolutions as exact matrix products; None: on unless a GPU is visible"})
     # float32 (the original's numbers) | mixed_bfloat16: bfloat16 arithmetic, float32 variables and
-    # checkpoints; 1.6-2.0x faster iterations on CPUs with AVX512-BF16, 1.8x with AMX |
+    # checkpoints; faster on CPUs with AVX512-BF16 or AMX (docs/performance.md) |
     # mixed_float16: the same for GPUs, with dynamic loss scaling (precision module).
     precision: str = _precision_field()
     checkpoint_every: int = 500         # steps
@@ -147,15 +147,15 @@ class GanTrainConfig:
     max_steps: Optional[int] = None     # stop after this many steps in total (None: epochs decide)
     time_budget_s: Optional[float] = None
     normalisation: str = "original"
-    # Modes of the two networks in the G step. The defaults are what the authors' code ran (spec,
-    # "Written versus run"): their Generator.call and Discriminator.call are tf.functions without a
-    # training argument, so the first trace of each (in the D step: G with training=False, D with
-    # training=True) served every later call. Checked by running their code on TF 2.15: the G step
-    # calls the same traced functions, G's with BatchNorm is_training=False and no spectral-norm
-    # update (their checkpoints agree: moving statistics still 0 and 1, sn_u untouched), D's with
-    # is_training=True (batch statistics, moving statistics updated). The spec's text (G with
-    # training=True, D with training=False in the G step) is --generator-training
-    # --no-discriminator-training-in-g-step.
+    # Modes of the two networks in the G step. The defaults are what the authors' code ran
+    # (docs/method.md section 7): their Generator.call and Discriminator.call are tf.functions
+    # without a training argument, so the first trace of each (in the D step: G with
+    # training=False, D with training=True) serves every later call. Running their code on TF 2.15
+    # shows it: the G step calls the same traced functions, G's with BatchNorm is_training=False
+    # and no spectral-norm update (their checkpoints agree: moving statistics still 0 and 1, sn_u
+    # untouched), D's with is_training=True (batch statistics, moving statistics updated). The
+    # modes their calls name (G with training=True, D with training=False in the G step) are
+    # --generator-training --no-discriminator-training-in-g-step.
     generator_training: bool = False
     discriminator_training_in_g_step: bool = True
     # > 0: also keep an exponential moving average of the generator's weights (not in the original),
@@ -193,7 +193,7 @@ class ImageClassifierConfig:
 
 @dataclasses.dataclass(frozen=True)
 class GenerateConfig:
-    """``generate``: batched per-class generation from test-set features (spec section 5).
+    """``generate``: batched per-class generation from test-set features (docs/method.md section 5).
 
     Either ``run`` (a GAN run directory: its config names data, images and encoder) or all of
     ``gan``, ``encoder`` and ``data`` (e.g. converted published checkpoints); an explicit path
@@ -207,14 +207,13 @@ class GenerateConfig:
     data: Optional[str] = None
     images: Optional[str] = None        # only for the class names; else the EEG set's
     per_class: int = 5000
-    # Images do not depend on it. Measured on this 2-core CPU with the fast generator call: 128
-    # images/s 204, 64: 197, 32: about 160 (end to end, JPEGs written). 256 not re-measured (earlier
-    # it spent its time in page faults of the big activations).
+    # Images do not depend on it. Of 32, 64 and 128, 128 is the fastest end to end, JPEGs written
+    # (docs/performance.md).
     batch_size: int = 128
     seed: int = 45
     jpeg_quality: int = 95
     writer_threads: int = 1             # one JPEG writer beside the generator is fastest on 2 cores
-    # float32 (the original's numbers) | mixed_bfloat16 (1.3-1.6x faster end to end here, with
+    # float32 (the original's numbers) | mixed_bfloat16 (faster end to end on CPUs with
     # AVX512-BF16 or AMX; images equal to bfloat16 rounding only: see the precision module) |
     # mixed_float16 (for GPUs)
     precision: str = _precision_field()
@@ -498,8 +497,8 @@ class PipelineConfig:
 
 
 # Overrides of each stage's config per profile. ``paper`` is the original everywhere. ``demo`` fits
-# the whole pipeline into 15 minutes of a 2-core CPU; ``quality`` into about 2 hours. Where a profile
-# departs from the paper, README's "Profiles" section says which field and why.
+# the whole pipeline into 15 minutes of a 2-core CPU; ``quality`` into under an hour. Where a profile
+# departs from the paper, docs/results.md ("The profiles") says which field and why.
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "paper": {
         "encoder": {},
@@ -514,8 +513,8 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
                     "time_budget_s": 210.0},
         "select": {},
         "classifier": {"epochs": 6},
-        # Measured on the Char-Font-like set (README, Profiles): batch 16 in bfloat16 reached
-        # conditional accuracy 0.83-0.89 after 700-950 iterations (7-10 minutes of this CPU).
+        # On the Char-Font-like set, batch 16 in bfloat16 reaches conditional accuracy 0.83-0.89
+        # after 700-950 iterations, which the budget allows on 2 cores (docs/results.md).
         "gan": {"batch_size": 16, "max_steps": 3000, "time_budget_s": 420.0,
                 "checkpoint_every": 100, "sample_every": 100, "precision": "auto",
                 "mode_seeking_weight": 0.1},
@@ -538,8 +537,8 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
                     "time_budget_s": 900.0},
         "select": {},
         "classifier": {"epochs": 15},
-        # 1800 s of GAN (about 3000 iterations at batch 16 in bfloat16); a checkpoint every 300
-        # iterations is kept (~170 MB each) for the conditional-accuracy curve.
+        # 1800 s of GAN at batch 16 in bfloat16; a checkpoint every 300 iterations is kept
+        # (~170 MB each) for the conditional-accuracy curve.
         "gan": {"batch_size": 16, "max_steps": 20000, "time_budget_s": 1800.0,
                 "checkpoint_every": 300, "sample_every": 300, "precision": "auto",
                 "mode_seeking_weight": 0.1, "max_to_keep": 100},

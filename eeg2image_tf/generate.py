@@ -1,8 +1,11 @@
-"""``python -m eeg2image_tf.generate``: per-class evaluation images from a GAN run (spec section 5).
+"""``python -m eeg2image_tf.generate``: per-class evaluation images from a GAN run.
+
+docs/method.md section 5.
 
     python -m eeg2image_tf.generate --run runs/gan --out runs/gan/generated
-    python -m eeg2image_tf.generate --gan checkpoints/original_gan --encoder checkpoints/enc \\
-        --data data/eeg/image/data.pkl --images data/images --out generated --per-class 5000
+    python -m eeg2image_tf.generate --gan runs/original_gan \\
+        --encoder checkpoints/thoughtviz_object_encoder --data data/eeg/image/data.pkl \\
+        --images data/images --out generated --per-class 5000
 
 Every test trial's encoder feature, cycled in trial order, conditions ``--per-class`` images of its
 class, each with its own latent vector; the images depend only on ``--seed``. Writes

@@ -1,7 +1,7 @@
 """Convert the authors' TF 2.8 checkpoints into our format (weights only, plus ``model.json``).
 
-    python -m eeg2image_tf.import_original --encoder path/to/ckpt-2420 --out checkpoints/my_encoder
-    python -m eeg2image_tf.import_original --gan path/to/gan_ckpt_dir --out checkpoints/my_gan
+    python -m eeg2image_tf.import_original --encoder path/to/ckpt-2420 --out runs/imported/encoder
+    python -m eeg2image_tf.import_original --gan path/to/gan_ckpt_dir --out runs/imported/gan
 
 The source may be a checkpoint prefix or a directory holding a ``checkpoint`` file. The result loads
 with :func:`eeg2image_tf.checkpoints.load_encoder` / ``load_gan`` and gives the same numbers as

@@ -1,4 +1,4 @@
-"""``python -m eeg2image_tf.train_gan``: train the EEG-conditioned DCGAN (spec section 4).
+"""``python -m eeg2image_tf.train_gan``: train the EEG-conditioned DCGAN (docs/method.md section 4).
 
     python -m eeg2image_tf.train_gan --data data/eeg/char/data.pkl --images data/images \\
         --encoder runs/encoder_char --run runs/gan_char

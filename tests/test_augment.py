@@ -1,4 +1,5 @@
-"""Tests for eeg2image_tf.augment (DiffAugment): ranges, geometry, seeding, gradients, graph/distribution."""
+"""Tests for eeg2image_tf.training.augment (DiffAugment): ranges, geometry, seeding, gradients,
+graph/distribution."""
 
 from __future__ import annotations
 

@@ -1,16 +1,21 @@
-"""The benchmarks' own pieces: the plain reference loss they time alongside ours, and the report."""
+"""The benchmarks' own pieces: the plain reference loss they time alongside ours, the child process
+that times the authors' code, and the report (every ratio between two figures of one run)."""
 
 from __future__ import annotations
+
+import sys
 
 import numpy as np
 import pytest
 
 tf = pytest.importorskip("tensorflow")
 
+from benchmarks import encoder_step  # noqa: E402
 from benchmarks import run as bench_run  # noqa: E402
-from benchmarks.common import ORIGINAL, alternated_medians, median_seconds  # noqa: E402
+from benchmarks.common import alternated_medians, median_seconds  # noqa: E402
 from benchmarks.encoder_step import cubic_triplet_semihard_loss  # noqa: E402
-from benchmarks.gan_step import ORIGINAL_OVER_PLAIN  # noqa: E402
+from benchmarks.reference import (NOT_BUILT, TIMING_SCRIPT, ReferenceProcess,  # noqa: E402
+                                  compared_with_original, reference_python)
 from eeg2image_tf.training.losses import triplet_semihard_loss  # noqa: E402
 
 TFA_FIXTURE = "tfa_triplet_semihard_reference.npz"
@@ -41,18 +46,59 @@ def test_cubic_reference_loss_equals_ours_on_random_batches(batch, classes):
                                rtol=1e-5)
 
 
-def test_bridge_ratios_come_from_the_planning_measurements():
-    assert ORIGINAL_OVER_PLAIN == pytest.approx(2150.0 / 2260.0)
-    assert ORIGINAL["plain_keras_encoder_step_ms_b256"] == 96.0
-
-
-def test_report_line_shows_both_ratios():
+def test_report_line_shows_every_ratio_of_the_run():
     line = bench_run._format({"name": "gan_step", "ms_per_step": 1500.0, "batch_size": 16,
-                              "speedup_vs_original": 1.43, "speedup_vs_original_alongside": 1.7})
-    assert "1500.0 ms/step" in line and "x1.43 vs original" in line and "x1.70 alongside" in line
-    line = bench_run._format({"name": "generate", "items_per_s": 150.0,
-                              "speedup_vs_original": 2.5, "speedup_vs_one_at_a_time": 3.1})
-    assert "150.0 items/s" in line and "x3.10 alongside" in line
+                              "speedup_vs_original": 1.43, "speedup_vs_plain_keras": 1.7})
+    assert "1500.0 ms/step" in line and "x1.43 vs the authors' code" in line
+    assert "x1.70 vs plain Keras 3" in line and "batch_size=16" in line
+    line = bench_run._format({"name": "generate", "items_per_s": 150.0, "original": NOT_BUILT,
+                              "speedup_vs_one_at_a_time": 3.1})
+    assert "150.0 items/s" in line and "x3.10 vs one at a time" in line
+    assert "authors' code not measured" in line and "vs the authors' code" not in line
+
+
+def test_ratio_to_the_authors_code_only_from_a_figure_of_the_run():
+    assert compared_with_original(50.0, 150.0, "ms") == {"original_ms_alongside": 150.0,
+                                                         "speedup_vs_original": 3.0}
+    assert compared_with_original(300.0, 100.0, "items/s") == {
+        "original_items_per_s_alongside": 100.0, "speedup_vs_original": 3.0}
+    assert compared_with_original(50.0, None, "ms") == {"original": NOT_BUILT}
+
+
+def test_reference_python_needs_the_interpreter_and_the_authors_code(monkeypatch, tmp_path):
+    monkeypatch.setenv("EEG2IMAGE_REF", str(tmp_path))
+    assert reference_python() is None
+    python = tmp_path / "venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text("")
+    assert reference_python() is None                     # no code/model.py yet
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "model.py").write_text("")
+    assert reference_python() == python
+
+
+def test_reference_process_times_one_call_per_request(tmp_path):
+    """The child protocol of benchmarks/reference_timing.py, run as that script runs: imported
+    from its folder, without this package."""
+    calls = tmp_path / "calls"
+    child = (f"import sys; sys.path.insert(0, {str(TIMING_SCRIPT.parent)!r}); "
+             "from reference_timing import serve; "
+             f"serve(lambda: open({str(calls)!r}, 'a').write('x'), ready={{'benchmark': 'probe'}})")
+    with ReferenceProcess([sys.executable, "-c", child]) as process:
+        assert process.ready == {"benchmark": "probe"}
+        seconds = [process.run() for _ in range(3)]
+    assert process._process.returncode == 0
+    assert calls.read_text() == "xxx" and all(0 <= s < 60 for s in seconds)
+
+
+@pytest.mark.slow
+def test_without_the_authors_stack_a_record_holds_no_ratio_to_their_code(monkeypatch, tmp_path):
+    monkeypatch.setenv("EEG2IMAGE_REF", str(tmp_path))
+    record = encoder_step.run(repeats=1, batch_size=20, compare_plain=True, compare_original=True)
+    assert record["original"] == NOT_BUILT
+    assert not any("original" in key for key in record if key != "original")
+    assert record["speedup_vs_plain_keras"] == pytest.approx(
+        record["plain_keras_ms_alongside"] / record["ms_per_step"], abs=0.011)
 
 
 def test_median_seconds_excludes_warmup():
@@ -66,6 +112,10 @@ def test_alternated_medians_times_both_in_turn():
     first, second = alternated_medians(lambda: calls.append("a"), lambda: calls.append("b"),
                                        repeats=3, warmup=1)
     assert calls == ["a", "b"] * 4 and first >= 0 and second >= 0
+    calls.clear()
+    medians = alternated_medians(*(lambda k=k: calls.append(k) for k in "xyz"), repeats=2,
+                                 warmup=0)
+    assert calls == list("xyz") * 2 and len(medians) == 3
 
 
 def test_machine_line_names_the_cpu_and_versions():

@@ -46,7 +46,7 @@ def _stored_model_keys(prefix: str) -> list[str]:
 
 
 def _write_encoder_run(run: Path, encoders, config: dict) -> list[str]:
-    """An encoder run as train_encoder writes it: config.json + checkpoints/ckpt-<epoch>."""
+    """An encoder run as train_encoder writes it: <run>/config.json, <run>/checkpoints/ckpt-<epoch>."""
     run.mkdir(parents=True)
     (run / "config.json").write_text(json.dumps(config))
     epoch = tf.Variable(0, dtype=tf.int64)

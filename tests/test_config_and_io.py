@@ -58,7 +58,8 @@ def test_run_directory_refuses_another_config_unless_forced(tmp_path):
 def test_a_run_made_before_a_field_existed_still_resumes(tmp_path):
     """A config.json without a field that was added later counts as that field's default, or as
     the value the class records for runs made before it (``LEGACY_FIELD_VALUES``)."""
-    # Runs made before the G-step mode fields existed trained as the spec's text says.
+    # A config.json without the G-step mode fields records a run trained in the modes the authors'
+    # calls name (docs/method.md section 7).
     config = GanTrainConfig(data="d", images="i", encoder="e", run=str(tmp_path),
                             generator_training=True, discriminator_training_in_g_step=False)
     recorded = config_to_dict(config)

@@ -1,7 +1,7 @@
 """SavedModel export: signatures, reload parity in a fresh process, saved_model_cli, input checks.
 
-Two real exports per test run (module-scoped fixtures, ~20 s each on a shared 2-core CPU), and the
-tests that use them are marked slow:
+Two real exports per test run (module-scoped fixtures, each taking many seconds), and the tests
+that use them are marked slow:
 
 - a GAN run we fabricate in the training checkpoint format, with trials of 6 channels x 20
   samples and a 16-d latent so that nothing can be hard-coded to ThoughtViz's 14 x 32 x 128; four

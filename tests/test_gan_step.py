@@ -1,4 +1,4 @@
-"""The GAN iteration of spec section 4, half by half, against a hand re-computation.
+"""The GAN iteration of docs/method.md section 4, half by half, against a hand re-computation.
 
 Full-size models (the architecture fixes 128 x 128) at batch 2. The module's models are shared by the
 tests; every test starts from the same snapshot of all variables (models and optimizers).
@@ -136,7 +136,7 @@ def test_discriminator_update_changes_only_d_and_matches_hand_computation(fresh)
     assert np.isfinite(float(losses["gan/d_hinge"]))
     np.testing.assert_allclose(float(losses["gan/d_hinge"]), expected, rtol=1e-6)
 
-    # The test can tell the spec's training flags from others: one merged call differs.
+    # The test can tell these training flags from others: one merged call differs.
     merged = D(tf.concat([real_aug, fake_aug], 0), tf.concat([conditions, conditions], 0),
                training=True).numpy()
     merged_loss = (np.mean(np.maximum(1.0 - merged[:BATCH], 0.0))

@@ -1,4 +1,4 @@
-"""Tests of eeg2image_tf.inception on a miniature graph with the 2015 graph's tensor names."""
+"""Tests of eeg2image_tf.evaluation.inception on a miniature graph with the 2015 graph's tensor names."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The authors' checkpoints load by key and reproduce the original code's numbers (spec sections 3-4);
-broken ones fail with a CheckpointError naming the file and the key."""
+"""The authors' checkpoints load by key and reproduce the original code's numbers (docs/method.md
+sections 3-4); broken ones fail with a CheckpointError naming the file and the key."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ PARITY_TOLERANCE = 1e-4
 
 
 def preprocess_trials(raw: np.ndarray) -> np.ndarray:
-    """Spec section 2 through the data package (or inline, while that package is not importable)."""
+    """docs/method.md section 2, through the data package (computed inline when it cannot be
+    imported)."""
     try:
         from eeg2image_tf.data import preprocess
     except ImportError:

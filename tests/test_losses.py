@@ -1,4 +1,5 @@
-"""Tests for eeg2image_tf.losses: TFA parity of the triplet loss, and the GAN losses on hand-worked inputs."""
+"""Tests for eeg2image_tf.training.losses: TFA parity of the triplet loss, and the GAN losses on
+hand-worked inputs."""
 
 from __future__ import annotations
 

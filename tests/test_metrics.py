@@ -1,4 +1,4 @@
-"""Tests of eeg2image_tf.metrics against closed forms and hand-worked cases."""
+"""Tests of eeg2image_tf.evaluation.metrics against closed forms and hand-worked cases."""
 
 from __future__ import annotations
 

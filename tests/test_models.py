@@ -1,5 +1,5 @@
 """Shapes, ranges, initialisers, spectral-norm and BatchNorm update rules, and the exact split of the
-discriminator's first convolution (spec sections 3-4)."""
+discriminator's first convolution (docs/method.md sections 3-4)."""
 
 from __future__ import annotations
 

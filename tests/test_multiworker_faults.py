@@ -54,7 +54,8 @@ def test_gan_kill_9_stops_the_other_worker_a_restart_resumes_sigterm_stops_both(
     lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "lost the other workers" in lines[0], err[-3000:]
     assert "rerun the same command on every worker" in lines[0]
-    # TensorFlow's heartbeat and health check notice the dead peer (measured 8.5 and 14 s).
+    # TensorFlow's heartbeat and health check notice the dead peer within seconds; the bound
+    # leaves a shared CI machine room (docs/performance.md records the delays seen).
     print(f"the chief stopped {waited:.1f} s after its peer was killed")
     assert waited < 240, waited
     saved = max(int(path.stem.split("-")[1]) for path in (run / "checkpoints").glob("ckpt-*.index"))

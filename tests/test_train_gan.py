@@ -58,7 +58,7 @@ def tiny_set(tmp_path_factory) -> dict:
     save_npz(splits, root / "eeg" / "data.npz")
     _write_images(root / "images" / "train", CLASSES, 2, rng)
     _write_images(root / "images" / "test", CLASSES, 1, rng)
-    keras.utils.set_random_seed(3)         # the same encoder, hence conditions, in every session
+    keras.utils.set_random_seed(3)         # the same encoder, hence conditions, in every test process
     save_encoder_weights(build_encoder(), root / "encoder")
     return {"data": str(root / "eeg" / "data.npz"), "images": str(root / "images"),
             "encoder": str(root / "encoder")}

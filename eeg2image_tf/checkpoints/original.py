@@ -1,4 +1,4 @@
-"""Load the authors' TF 2.8 checkpoints (spec sections 3-4) into our Keras 3 models, by key.
+"""Load the authors' TF 2.8 checkpoints into our Keras 3 models, by key (docs/method.md sections 3-4).
 
 Keras 3 cannot restore them through the object graph: the attribute names differ and the optimizer
 state belongs to the legacy Keras 2 optimizer. Model variables are read one key at a time with

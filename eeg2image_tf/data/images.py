@@ -1,8 +1,8 @@
 """Image class folders, image decoding, and the original's one-image-per-trial pairing.
 
-Layout (spec section 1): ``images/{train,test}/<ClassName>/*.{jpg,jpeg,png}``. The class index is the
-position of the folder name in natural sort order (``natsort``), counting from 0, as the original's
-``natsorted(glob(...))`` gives it; within a class, files are in natural order too.
+Layout (docs/method.md section 1): ``images/{train,test}/<ClassName>/*.{jpg,jpeg,png}``. The class
+index is the position of the folder name in natural sort order (``natsort``), counting from 0, as
+the original's ``natsorted(glob(...))`` gives it; within a class, files are in natural order too.
 """
 
 from __future__ import annotations
@@ -124,10 +124,10 @@ def pair_images(eeg_labels: Sequence[int] | np.ndarray, image_labels: Sequence[i
                 class_names: Optional[Sequence[str]] = None) -> np.ndarray:
     """Give every EEG trial one image of its class: int64 ``(N,)`` indices into ``image_labels``.
 
-    As the original (spec section 1): trial by trial, in order, ``RandomState.choice`` over the
-    indices of that class's images, drawn once. The original draws the training trials' images and
-    then the test trials' from one stream seeded 45: pass the same ``RandomState`` to both calls
-    to get its test pairs too. ``class_names`` only improves error messages.
+    As the original (docs/method.md section 1): trial by trial, in order, ``RandomState.choice``
+    over the indices of that class's images, drawn once. The original draws the training trials'
+    images and then the test trials' from one stream seeded 45: pass the same ``RandomState`` to
+    both calls to get its test pairs too. ``class_names`` only improves error messages.
     """
     rng = seed if isinstance(seed, np.random.RandomState) else np.random.RandomState(seed)
     eeg_labels = _as_labels(eeg_labels, "EEG labels")

@@ -1,4 +1,4 @@
-"""EEG trial normalisation (spec section 2), as a TensorFlow function and as its numpy twin.
+"""EEG trial normalisation (docs/method.md section 2), as a TensorFlow function and its numpy twin.
 
 ``original``: per trial, ``m = max(x) / 2`` over all channels and samples, ``x = (x - m) / m``, then
 time-major ``(T, C)``. It assumes raw Emotiv values (all positive, about 4000-4600): there the result

@@ -20,9 +20,9 @@ images, black capital letters in many typefaces on plain white, upright and cent
 the height (the paper's alphabet figure); ``digit`` imitates MNIST, white digits on black with strokes
 of many widths, centred by centre of mass. The typefaces are the 22 faces matplotlib installs with
 itself (``FONT_FILES``: DejaVu Sans, Serif and Mono, STIX General, Computer Modern), drawn by its
-FreeType binding, so no system font and no download is needed. Earlier versions drew coloured,
-rotated and sheared glyphs on gradients; ``synthetic.json`` in each image split records the version,
-and a split of another version is refused rather than mixed (:func:`check_synthetic_images`).
+FreeType binding, so no system font and no download is needed. Version 1 drew coloured, rotated
+and sheared glyphs on gradients; ``synthetic.json`` in each image split records the version, and a
+split of another version is refused rather than mixed (:func:`check_synthetic_images`).
 """
 
 from __future__ import annotations

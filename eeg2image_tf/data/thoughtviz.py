@@ -1,4 +1,4 @@
-"""The ThoughtViz EEG sets (spec section 1): safe loading, validation and our ``.npz`` format.
+"""The ThoughtViz EEG sets (docs/method.md section 1): safe loading, validation, our ``.npz`` format.
 
 A set is one dict with ``x_train``, ``y_train``, ``x_test``, ``y_test``: ``x`` float ``(N, 14, 32, 1)``
 (14 Emotiv channels by 32 samples at 128 Hz), ``y`` one-hot ``(N, 10)``. The release ships it as a

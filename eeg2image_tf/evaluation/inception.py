@@ -3,7 +3,7 @@
 Two backends share one interface, :class:`InceptionBackend`:
 
 - :class:`GraphInception`: the TF ``inception-2015-12-05`` graph (``classify_image_graph_def.pb``)
-  the paper's numbers come from (spec section 5). Its probabilities are
+  the paper's numbers come from (docs/method.md section 5). Its probabilities are
   ``softmax(pool_3 @ W)`` with ``W`` the weight matrix of ``softmax/logits/MatMul`` and **no bias**,
   the quirk of the Improved-GAN reference code that every paper-comparable score keeps.
 - :class:`KerasInception`: ``keras.applications.InceptionV3`` with a local weights file. Its scores
@@ -142,7 +142,7 @@ class GraphInception(InceptionBackend):
     Images enter at ``ExpandDims:0`` as float 0-255 RGB at their native size (the graph resizes to
     299 and normalises itself); all images of one ``compute`` batch must share a size.
     ``pool_features`` is ``pool_3:0`` reshaped to ``(N, D)``; ``probs = softmax(pool_3 @ W)`` without
-    the bias (spec section 5).
+    the bias (docs/method.md section 5).
     """
 
     name = "inception-2015-12-05"

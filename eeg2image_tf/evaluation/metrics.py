@@ -56,7 +56,7 @@ def kmeans_accuracy(features: np.ndarray, labels: np.ndarray, n_clusters: int = 
                     random_state: int = 45) -> tuple[float, np.ndarray]:
     """k-means on ``features`` ``(N, D)``, scored with :func:`clustering_accuracy` against ``labels``.
 
-    This is the original's checkpoint-selection metric (spec section 3):
+    This is the original's checkpoint-selection metric (docs/method.md section 3):
     ``KMeans(n_clusters=10, random_state=45)``. ``n_init=10`` is set explicitly because that was the
     default of the scikit-learn the original ran (2022); newer versions default to ``"auto"``, which
     means a single initialisation for k-means++. The features are passed in their own dtype (float32

@@ -1,4 +1,4 @@
-"""Batched, reproducible per-class generation from test-set EEG features (spec section 5).
+"""Batched, reproducible per-class generation from test-set EEG features (docs/method.md section 5).
 
 The original generates its 50,000 evaluation images one at a time. Here the generator runs in fixed
 size batches inside one ``tf.function`` that also converts the images to uint8; for our Generator

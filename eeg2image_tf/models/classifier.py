@@ -26,7 +26,7 @@ class ImageClassifier(keras.Model):
     of ``widths``: 3x3 convolution (no bias) -> BatchNorm -> ReLU -> 2x2 max-pool; global average
     pooling gives the ``widths[-1]``-d features; dropout; a dense layer gives the logits.
     Five blocks on 64 x 64 give the last convolution a 63-pixel receptive field: each of its units
-    sees a whole letter (with four, test accuracy after a short run was 0.4-0.75 instead of 0.97).
+    sees a whole letter (with four, a short run reaches test accuracy 0.4-0.75 instead of 0.97).
     ``class_names`` (optional, ``num_classes`` names) travels with the model for reports.
     ``synchronized_batch_norm``: replicas training on one global batch normalise with its
     statistics (:class:`~.layers.SynchronizedBatchNormalization`; same variables).

@@ -1,4 +1,4 @@
-"""The EEG encoder of EEG2Image ("TripleNet", spec section 3): two stacked LSTMs.
+"""The EEG encoder of EEG2Image ("TripleNet", docs/method.md section 3): two stacked LSTMs.
 
 ``LSTM(hidden, return_sequences=True) -> LSTM(feature_dim)`` gives the **feature**; its L2-normalised
 copy is the **embedding** the triplet loss trains. The GAN is conditioned on the feature.

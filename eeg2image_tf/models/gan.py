@@ -1,4 +1,4 @@
-"""The conditional DCGAN of EEG2Image (spec section 4): 128 x 128 x 3 images from ``[z, c]``.
+"""The conditional DCGAN of EEG2Image (docs/method.md section 4): 128 x 128 x 3 images from [z, c].
 
 Spectral normalisation semantics. The original wraps the generator's convolutions in
 tensorflow-addons' ``SpectralNormalization``: with ``training=True`` it runs one power iteration from
@@ -46,8 +46,8 @@ DISCRIMINATOR_LEAKY_SLOPE = 0.2
 
 
 def _batch_norm(fused: bool, name: str, dtype, synchronized: bool = False):
-    # Same variables and numbers either way (models.layers); the fused kernel is ~3.5x faster in
-    # training on CPU. Synchronised (replicas share the global batch's statistics, as one process
+    # Same variables and numbers either way (models.layers); the fused kernel is several times
+    # faster in training on CPU (docs/performance.md). Synchronised (replicas share the global batch's statistics, as one process
     # computing the whole batch would) takes the unfused path; it changes no variable.
     if synchronized:
         return SynchronizedBatchNormalization(name=name, dtype=dtype)
@@ -134,7 +134,7 @@ class Generator(keras.Model):
             # last (stride - kernel) rows and columns of the output at zero; afterwards all live.
             live = (live_after_conv_transpose(1, stride, KERNEL_SIZE, output_size=stride)
                     if index == 0 else None)
-        # Block 0 has no BatchNorm (spec section 6): batch_norm_<k> belongs to block k, k >= 1.
+        # Block 0 has no BatchNorm (docs/method.md section 6): batch_norm_<k> belongs to block k >= 1.
         for index in range(1, len(GENERATOR_FILTERS)):
             setattr(self, f"batch_norm_{index}",
                     _batch_norm(self.fused_batch_norm, f"batch_norm_{index}", policy,
@@ -216,8 +216,9 @@ class Discriminator(keras.Model):
     ``split_condition_conv=True`` computes the first convolution without materialising the
     ``(B, 128, 128, 3 + condition_dim)`` tiled input: the condition is constant over the image, so
     its contribution at an output position is the sum over the taps that fall inside the image
-    (under 'same' padding) of ``c @ W[tap, 3:]``. Same variables, same numbers up to float rounding,
-    about a quarter less time per GAN iteration on CPU (docs: performance-notes).
+    (under 'same' padding) of ``c @ W[tap, 3:]`` (docs/method.md section 8). Same variables, same
+    numbers up to float rounding, about a quarter less time per GAN iteration on CPU
+    (docs/performance.md).
     ``fused_batch_norm`` and ``dtype``: as for :class:`Generator` (scores are float32).
     ``matmul_convs``: the 8x8, 512 -> 1024 convolution (stride 1) runs by Winograd F(2x2, 3x3) and
     the 16x16 one's kernel gradient as a patch product

@@ -5,8 +5,8 @@ Two exact re-expressions make inference faster on CPU, with the same sums added 
 ``generator(x, training=False)`` before use):
 
 - transposed convolutions on small inputs as one matrix product plus a phase-wise overlap-add
-  (TensorFlow's CPU kernel is slow when the input is small and the channels many; on some machines
-  of this kind the 4x4x1024 -> 8x8x512 layer took 2.8 s at batch 64 against 0.15 s as a product);
+  (TensorFlow's CPU kernel is slow when the input is small and the channels many: more than ten
+  times slower than the product for the 4x4x1024 -> 8x8x512 layer, docs/performance.md);
 - BatchNorm with moving statistics folded into the preceding kernel: ``conv(x, W) * s + t`` is
   ``conv(x, W * s) + t`` with ``s = gamma / sqrt(var + eps)`` and ``t = beta - mean * s``.
 
@@ -39,13 +39,13 @@ from .matmul_conv import (conv_transpose_as_matmul, live_after_conv_transpose, n
                           use_matmul_convs)
 
 # Transposed convolutions on inputs of at most GENERATION_MATMUL_MAX_PIXELS pixels use the
-# matrix-product form (models.matmul_conv; measured at inference: faster at 1x1 and 4x4 inputs,
-# slower from 8x8 on, where training still gains from it).
+# matrix-product form (models.matmul_conv): at inference it is faster at 1x1 and 4x4 inputs and
+# slower from 8x8 on, where training still gains from it.
 GENERATION_MATMUL_MAX_PIXELS = 16
 FAST_PATH_TOLERANCE = 1e-4
 # The mixed-precision paths are checked against the float32 model too, by the MEAN absolute
 # difference (images in [-1, 1]): bfloat16 rounding moves a few pixels a lot where tanh's input is
-# near a sharp edge. Measured: on the old demo's generator max 0.054, mean 0.0015; on an as-run
+# near a sharp edge. Measured: on a trained demo generator max 0.054, mean 0.0015; on an as-run
 # generator (raw kernels, never divided by sigma, norms up to 43) max 0.28, mean 0.0009, the same
 # as Keras's own bfloat16 model of it (max 0.29, mean 0.0010). A wrong fast path differs by tenths
 # on average. The float32 path is held to its maximum difference.
@@ -141,7 +141,7 @@ def fast_generator_call(generator, precision: str = "float32", *,
     """``call(inputs) -> images`` equal to ``generator(inputs, training=False)``, faster on CPU.
 
     ``precision="mixed_bfloat16"`` runs the same arithmetic in bfloat16 (folded in float32, then
-    rounded; images returned as float32): the convolutions run 2-6x as fast on CPUs with
+    rounded; images returned as float32): the convolutions run several times as fast on CPUs with
     AVX512-BF16 or AMX, and the images equal the float32 ones to bfloat16 rounding only
     (``models.precision``). ``"mixed_float16"`` likewise in float16 (for GPUs).
 
@@ -150,8 +150,8 @@ def fast_generator_call(generator, precision: str = "float32", *,
     for any other model, whose own call is then used, and raises :class:`FastForwardError` for a
     Generator whose layers it cannot reproduce. The folded kernels are computed inside the call
     from the current variables, so the function stays right when the weights change (a restored
-    checkpoint). (Folding once, outside the call, measured no faster at batch 32 once the products
-    read the kernels without a transposed copy.)
+    checkpoint); folding once, outside the call, is no faster, since the products read the kernels
+    without a transposed copy.
 
     ``matmul_max_pixels``: transposed convolutions on inputs of at most this many pixels run as
     matrix products (:func:`~eeg2image_tf.models.matmul_conv.conv_transpose_as_matmul`), larger
@@ -175,7 +175,7 @@ def fast_generator_call(generator, precision: str = "float32", *,
         """Kernel ``(k, k, C_out, C_in)`` and offset ``(C_out,)`` (None: no BatchNorm) of block ``index``."""
         kernel = tf.convert_to_tensor(layers.convs[index].kernel)
         norm = layers.norms[index]
-        if norm is None:   # block 0 has no BatchNorm (spec section 6)
+        if norm is None:   # block 0 has no BatchNorm (docs/method.md section 6)
             return kernel, None
         scale = norm.gamma * tf.math.rsqrt(norm.moving_variance + norm.epsilon)
         offset = norm.beta - norm.moving_mean * scale

@@ -3,8 +3,8 @@
 ``FusedBatchNormalization`` is ``keras.layers.BatchNormalization`` computed by TensorFlow's fused
 kernel (one op forward, one op backward, oneDNN on CPU) instead of Keras 3's chain of reductions and
 element-wise ops. Keras 3 dropped the ``fused`` argument that Keras 2 (and so the original code on
-TF 2.8) used by default; on this 2-core CPU the chain costs about 3.5x the fused op in training,
-roughly a tenth of a GAN iteration.
+TF 2.8) used by default; in training the chain costs several times the fused op, a noticeable
+part of a GAN iteration (docs/performance.md).
 
 Same variables (``gamma``, ``beta``, ``moving_mean``, ``moving_variance``), same checkpoint layout,
 same arithmetic up to float32 rounding:

@@ -1,9 +1,9 @@
 """Convolutions on small images as matrix products: exact re-expressions that run faster on CPU.
 
-Measured on the 2-core CPU this project is benchmarked on (oneDNN, float32): a transposed
-convolution whose input has a handful of pixels (the generator's 1x1 -> 4x4 and 4x4 -> 8x8
-layers, 1024 channels wide) runs at 13-60 GFLOP/s as TensorFlow's ``Conv2DBackpropInput`` /
-``Conv2DBackpropFilter`` kernels, and at 150-190 GFLOP/s as one matrix product. The discriminator's
+With oneDNN in float32, a transposed convolution whose input has a handful of pixels (the
+generator's 1x1 -> 4x4 and 4x4 -> 8x8 layers, 1024 channels wide) runs several times slower as
+TensorFlow's ``Conv2DBackpropInput`` / ``Conv2DBackpropFilter`` kernels than as one matrix product
+(docs/performance.md). The discriminator's
 widest layer (8x8 pixels, 512 -> 1024 channels, stride 1) holds about 40% of the GAN iteration's
 arithmetic; Winograd's F(2x2, 3x3) algorithm computes it with 2.25x fewer multiplications as 16
 batched matrix products.
@@ -41,9 +41,9 @@ from keras import ops
 
 from . import precision as precisions
 
-# Largest input (pixels) that a MatmulConv2DTranspose computes as a matrix product. Measured in the
-# GAN iteration: the 1x1 and 4x4 inputs gain most; 8x8 gains a little; from 16x16 on TensorFlow's
-# own kernels are faster.
+# Largest input (pixels) that a MatmulConv2DTranspose computes as a matrix product. In the GAN
+# iteration the 1x1 and 4x4 inputs gain most and 8x8 a little; from 16x16 on TensorFlow's own
+# kernels are faster.
 MATMUL_CONV_TRANSPOSE_MAX_PIXELS = 64
 # Largest input (pixels) that a MatmulConv2D convolves by Winograd F(2x2, 3x3) (stride 1 only; in
 # the GAN that is the discriminator's 8x8 layer).
@@ -333,12 +333,11 @@ def narrow_conv3x3(inputs, kernel):
 
     ``inputs`` ``(B, H, W, C_in)``; ``kernel`` ``(3, 3, C_in, C_out)``; returns ``(B, H, W, C_out)``.
     oneDNN computes output channels in blocks of 16, so the generator's 3-channel layer does the
-    work of 16 (measured: 3 and 16 output channels take the same time). Here a 1x3 convolution
+    work of 16 (3 and 16 output channels take the same time). Here a 1x3 convolution
     first produces the ``3 * C_out`` row sums (channel ``dy * C_out + o``: kernel row ``dy`` applied
     along the columns), and a fixed 3x1 convolution of ones adds the three rows with their
-    vertical offsets, the zero padding falling where the original's does. Same multiply-adds,
-    about 1.8x less time at C_out = 3 (128 x 128 x 32 inputs, batch 64: 28-35 vs 55-62 ms);
-    equal up to float32 summation order.
+    vertical offsets, the zero padding falling where the original's does. Same multiply-adds in
+    about half the time at C_out = 3 (docs/performance.md); equal up to float32 summation order.
     """
     in_channels, out_channels = kernel.shape[2], kernel.shape[3]
     # (dy, dx, c, o) -> (1, dx, c, dy * C_out + o)

@@ -7,15 +7,15 @@ variable, optimizer slot and checkpoint in float32 and runs the convolutions, Ba
 activations in 16 bits. A run trained in any precision loads and generates in any other.
 
 - ``mixed_bfloat16`` (8 bits of mantissa: a relative rounding of ~0.4% per value, float32's range).
-  On a CPU with AVX512-BF16 or AMX, oneDNN's bfloat16 convolutions run 2-6x as fast as float32
-  ones; without such instructions they are emulated and slower, which :func:`bfloat16_supported`
+  On a CPU with AVX512-BF16 or AMX, oneDNN's bfloat16 convolutions run several times as fast as
+  float32 ones (docs/performance.md); without such instructions they are emulated and slower, which :func:`bfloat16_supported`
   warns about. GPUs from NVIDIA's Ampere generation on run it natively too.
 - ``mixed_float16`` (11 bits of mantissa, range up to 65504): the mode for GPUs with float16 units
   (NVIDIA Volta and later). Its small range makes small gradients underflow, so training scales the
   losses dynamically (:func:`uses_loss_scaling`; Keras's ``LossScaleOptimizer``: a step whose
-  gradients overflow is skipped and the scale halved). On CPUs it is no faster than float32
-  (TensorFlow's oneDNN convolutions, measured on this machine kind: 14.1 vs 14.7 ms for a
-  16 x 64 x 64 x 64 -> 128 stride-2 convolution, bfloat16 2.5 ms), hence a warning there.
+  gradients overflow is skipped and the scale halved). On CPUs TensorFlow's oneDNN convolutions
+  run it no faster than float32, and its kernel gradients take a slow reference path
+  (docs/performance.md), hence a warning there.
 """
 
 from __future__ import annotations

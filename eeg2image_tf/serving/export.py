@@ -6,8 +6,9 @@ Two sources:
   ``config.json``, its normalisation and latent size; the run's data file gives the trial shape
   ``(C, T)`` and the class names (``--data`` overrides it).
 - ``--original-encoder PATH --original-gan PATH --out DIR``: the authors' published checkpoints
-  (spec sections 3-4), with ThoughtViz trials of 14 x 32 unless ``--data`` or ``--num-channels`` /
-  ``--num-samples`` say otherwise; ``--class-set image`` records the objects set's class names.
+  (docs/method.md sections 3-4), with ThoughtViz trials of 14 x 32 unless ``--data`` or
+  ``--num-channels`` / ``--num-samples`` say otherwise; ``--class-set image`` records the objects
+  set's class names.
 
 The export directory holds the SavedModel (signatures in :mod:`eeg2image_tf.serving.module`) and, beside
 ``saved_model.pb``, ``signature.json`` (machine-readable shapes, dtypes, ranges, class names and
@@ -41,7 +42,7 @@ from ..io_utils import atomic_write_json, atomic_write_text
 from ..runs import EXPORT_README, SAVED_MODEL_FILE, SIGNATURE_FILE, GanRun, checkpoint_step
 from .module import IMAGE_SIZE, EEG2ImageServing
 
-# ThoughtViz trials: 14 Emotiv channels x 32 samples (250 ms at 128 Hz), spec section 1.
+# ThoughtViz trials: 14 Emotiv channels x 32 samples (250 ms at 128 Hz), docs/method.md section 1.
 DEFAULT_NUM_CHANNELS = 14
 DEFAULT_NUM_SAMPLES = 32
 # An existing --out is replaced only when it holds one of these (or nothing): never a user's folder.

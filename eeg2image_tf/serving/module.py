@@ -6,8 +6,9 @@ defines the SavedModel signatures as ``tf.function`` s:
 - ``generate`` (also ``serving_default``): ``eeg`` ``[batch, C, T]`` + ``noise`` ``[batch, latent]``
   -> ``images`` uint8 ``[batch, 128, 128, 3]`` and ``features`` ``[batch, feature_dim]``;
 - ``generate_seeded``: ``eeg`` + int64 scalar ``seed``; the noise is drawn in the graph from
-  U(-1, 1) (spec section 4) with ``tf.random.stateless_uniform(seed=[seed, 0])``, so a seed gives the
-  same images on every machine and in every client; outputs ``images``, ``features``, ``noise``;
+  U(-1, 1) (docs/method.md section 4) with ``tf.random.stateless_uniform(seed=[seed, 0])``, so a
+  seed gives the same images on every machine and in every client; outputs ``images``,
+  ``features``, ``noise``;
 - ``embed``: ``eeg`` -> ``features`` and the L2-normalised ``embeddings``;
 - ``generate_from_features``: ``features`` + ``noise`` -> ``images`` and ``images_float`` in [-1, 1].
 
@@ -173,7 +174,7 @@ class EEG2ImageServing(tf.Module):
 
     def _images(self, features: tf.Tensor, noise: tf.Tensor) -> tf.Tensor:
         """``(B, feature_dim)`` + ``(B, latent_dim)`` -> float images ``(B, 128, 128, 3)`` in [-1, 1]."""
-        # The original's generator input is concat([z, c]) with the noise first (spec section 4).
+        # The original's generator input is concat([z, c]), noise first (docs/method.md section 4).
         return self.generator(tf.concat([noise, features], axis=-1), training=False)
 
     # ----------------------------------------------------------------------------------------------

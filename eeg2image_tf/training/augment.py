@@ -1,8 +1,8 @@
 """DiffAugment (Zhao et al. 2020, "Differentiable Augmentation for Data-Efficient GAN Training").
 
-The GAN augments real and generated images alike before the discriminator sees them (spec section 4),
-with the policy ``"color,translation"``. Every operation draws its parameters per image and is
-differentiable with respect to the images, so the generator's gradient passes through it.
+The GAN augments real and generated images alike before the discriminator sees them (docs/method.md
+section 4), with the policy ``"color,translation"``. Every operation draws its parameters per image
+and is differentiable with respect to the images, so the generator's gradient passes through it.
 
 Operations (images NHWC, float, nominally in [-1, 1]; results are not clipped, as in the original):
 

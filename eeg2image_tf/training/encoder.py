@@ -1,15 +1,16 @@
-"""Encoder training with the semi-hard triplet loss (spec section 3).
+"""Encoder training with the semi-hard triplet loss (docs/method.md section 3).
 
 Run layout (``<run>`` is ``config.run``; names in :mod:`eeg2image_tf.runs`)::
 
-    config.json                 the EncoderTrainConfig (runs.prepare_run_dir)
-    checkpoints/ckpt-<epoch>    tf.train.Checkpoint(encoder=, optimizer=, epoch=) via CheckpointManager
-    checkpoints/model.json      the architecture sizes checkpoints.load_encoder builds from
-    tensorboard/train/          encoder/train_triplet, encoder/val_triplet (every epoch),
-                                encoder/kmeans_acc (every checkpoint)
-    metrics.json                latest losses, k-means history {epoch: accuracy}, best so far
-    best_checkpoint.json, tsne.png, tensorboard/projector/   written by select_encoder
-                                (training.selection)
+    <run>/config.json               the EncoderTrainConfig (runs.prepare_run_dir)
+    <run>/checkpoints/ckpt-<epoch>  tf.train.Checkpoint(encoder=, optimizer=, epoch=) via
+                                    CheckpointManager
+    <run>/checkpoints/model.json    the architecture sizes checkpoints.load_encoder builds from
+    <run>/tensorboard/train/        encoder/train_triplet, encoder/val_triplet (every epoch),
+                                    encoder/kmeans_acc (every checkpoint)
+    <run>/metrics.json              latest losses, k-means history {epoch: accuracy}, best so far
+    best_checkpoint.json, tsne.png, tensorboard/projector/ in <run>: written by select_encoder
+                                    (training.selection)
 
 The checkpoint number is the number of completed epochs, so ``ckpt-2420`` means "after epoch 2420" as
 in the authors' published checkpoint, and a checkpoint is only ever written at an epoch boundary: a
@@ -91,7 +92,7 @@ class EncoderData:
 
 
 def load_encoder_data(data_path: str, normalisation: str) -> EncoderData:
-    """Load a ThoughtViz set and preprocess both splits (spec section 2) once, up front."""
+    """Load a ThoughtViz set and preprocess both splits once, up front (docs/method.md section 2)."""
     splits = load_thoughtviz(data_path)
     try:
         x_train = np.asarray(preprocess(splits.x_train, method=normalisation), dtype=np.float32)

@@ -1,9 +1,9 @@
 """``FusedAdam``: ``keras.optimizers.Adam`` applied by TensorFlow's fused ``ResourceApplyAdam`` kernel.
 
 Keras 3's Adam updates each variable with a chain of element-wise ops (subtract, multiply, add,
-square, sqrt, divide, three assignments), each a pass over the variable's memory. The GAN has 15M
-weights, so on this 2-core CPU the two Adam updates cost about 50 ms of a GAN iteration; the fused
-kernel does the same arithmetic in one pass, about 18 ms. It is also the kernel the authors' code
+square, sqrt, divide, three assignments), each a pass over the variable's memory. Over the GAN's
+15M weights those passes are a visible part of an iteration; the fused kernel does the same
+arithmetic in one pass (docs/performance.md). It is also the kernel the authors' code
 ran: TF 2.8's ``tf.keras.optimizers.Adam`` applies every dense update with ``ResourceApplyAdam``.
 
 Same arithmetic as Keras 3's ``Adam.update_step`` (and TensorFlow's kernel):

@@ -1,4 +1,6 @@
-"""Training of the conditional DCGAN (spec section 4): hinge losses, DiffAugment and mode-seeking.
+"""Training of the conditional DCGAN: hinge losses, DiffAugment and mode-seeking.
+
+docs/method.md section 4.
 
 One iteration (both halves share ``z1``, ``z2`` and the batch's ``c``):
 
@@ -13,11 +15,12 @@ One iteration (both halves share ``z1``, ``z2`` and the batch's ``c``):
 The modes of step 2 are options (``GanTrainConfig``). By default they are what the authors' code
 ran: G with ``training=False`` (BatchNorm on its moving statistics, which stay 0 and 1; no
 spectral-norm update, so the raw kernels are trained) and D with ``training=True`` (two calls, each
-with its own batch statistics). The spec's text, G with ``training=True`` (batch statistics and the
-spectral-norm power iteration per call) and D with ``training=False`` (moving statistics, hence
-per-sample and merged into one batch of 2B with the same numbers), is
+with its own batch statistics). The modes their calls name (docs/method.md section 7), G with
+``training=True`` (batch statistics and the spectral-norm power iteration per call) and D with
+``training=False`` (moving statistics, hence per-sample and merged into one batch of 2B with the
+same numbers), are
 ``--generator-training --no-discriminator-training-in-g-step``. ``GanSteps`` itself defaults to
-the spec's text; ``train_gan`` passes the config's choice.
+the named modes; ``train_gan`` passes the config's choice.
 
 Distribution (``mirrored`` on one machine, ``multiworker`` over several: :mod:`.distributed`). N
 replicas at global batch B compute what one process at batch B computes, up to float32 reduction
@@ -256,7 +259,7 @@ class GanSteps:
         return self.global_batch_size is not None
 
     def replica_step(self, step, images, conditions) -> dict:
-        """One iteration on one replica's batch: draws, D update, then G update (spec order)."""
+        """One iteration on one replica's batch: draws, D update, G update (docs/method.md section 4)."""
         context = tf.distribute.get_replica_context()
         batch = tf.shape(conditions)[0]
         draws = step_randomness(self.seed, step, context.replica_id_in_sync_group, batch,

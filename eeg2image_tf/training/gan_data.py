@@ -1,6 +1,6 @@
-"""The GAN's inputs (spec section 4): the frozen encoder's features of the training trials (cached
-in ``<run>/conditions.npz``), the image bank and its pairing with the trials, the batch order of
-each epoch, and the fixed inputs of the sample grid.
+"""The GAN's inputs (docs/method.md section 4): the frozen encoder's features of the training trials
+(cached in ``<run>/conditions.npz``), the image bank and its pairing with the trials, the batch
+order of each epoch, and the fixed inputs of the sample grid.
 """
 
 from __future__ import annotations

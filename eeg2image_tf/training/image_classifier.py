@@ -7,13 +7,16 @@ image shows the class of the EEG trial that conditioned it (``metrics.conditiona
 Run layout (``<run>`` is ``config.run``; names in :mod:`eeg2image_tf.runs`; loading:
 :func:`eeg2image_tf.checkpoints.load_image_classifier`)::
 
-    config.json                 the ImageClassifierConfig (runs.prepare_run_dir)
-    classes.json                {"class_names": [...], "image_size": ...}, to rebuild the model
-    checkpoints/ckpt-<epoch>    tf.train.Checkpoint(classifier=, optimizer=, epoch=, augment_rng=,
-                                dropout_rng=), the two RNG states for an exact resume
-    tensorboard/train/          classifier/train_loss, classifier/train_accuracy (augmented
-                                batches), classifier/test_loss, classifier/test_accuracy, every epoch
-    metrics.json                test_accuracy, per_class_accuracy {class name: accuracy}, and more
+    <run>/config.json               the ImageClassifierConfig (runs.prepare_run_dir)
+    <run>/classes.json              {"class_names": [...], "image_size": ...}, to rebuild the model
+    <run>/checkpoints/ckpt-<epoch>  tf.train.Checkpoint(classifier=, optimizer=, epoch=,
+                                    augment_rng=, dropout_rng=), the two RNG states for an exact
+                                    resume
+    <run>/tensorboard/train/        classifier/train_loss, classifier/train_accuracy (augmented
+                                    batches), classifier/test_loss, classifier/test_accuracy, every
+                                    epoch
+    <run>/metrics.json              test_accuracy, per_class_accuracy {class name: accuracy}, and
+                                    more
 
 Augmentation keeps letters legible: small random rotation, scale and shift (one affine warp, edges
 replicated), brightness and contrast; never a horizontal flip (a mirrored "J" is no "J"). The epoch's

@@ -1,4 +1,4 @@
-"""Losses: the encoder's semi-hard triplet loss (spec section 3) and the GAN losses (spec section 4).
+"""Losses: the encoder's semi-hard triplet loss and the GAN losses (docs/method.md sections 3-4).
 
 Everything here is a pure function of tensors, usable eagerly, inside ``tf.function`` and under
 ``jit_compile=True``. All losses are computed in float32 whatever the input dtype, so a mixed-precision
@@ -28,8 +28,8 @@ TFA, i.e. NaN; here it is 0, so one unlucky batch cannot poison the weights.
 
 GAN losses
 ----------
-:func:`discriminator_hinge`, :func:`generator_hinge` and :func:`mode_seeking` are the terms of spec
-section 4. The generator loss of one step is
+:func:`discriminator_hinge`, :func:`generator_hinge` and :func:`mode_seeking` are the terms of
+docs/method.md section 4. The generator loss of one step is
 ``generator_hinge(D(f1)) + generator_hinge(D(f2)) + weight * mode_seeking(f1, f2, in1, in2)``.
 
 Under a ``tf.distribute`` strategy each replica sees ``global_batch / replicas`` samples and the

@@ -1,8 +1,8 @@
 """Sample grids: generated images in a montage with their class names as titles, as PNG and as arrays.
 
 The GAN trainer draws one every ``sample_every`` steps from a fixed latent and the first training
-conditions (spec section 4), writes it to ``<run>/samples/`` and to TensorBoard. Rendering uses OpenCV
-only (no figure machinery), so a grid costs a few milliseconds.
+conditions (docs/method.md section 4), writes it to ``<run>/samples/`` and to TensorBoard. Rendering
+uses OpenCV only (no figure machinery), so a grid costs a few milliseconds.
 
 Layout (all sizes in pixels): every cell is a title strip of :data:`TITLE_HEIGHT` above an image;
 cells are separated from each other and from the border by :data:`PADDING`.

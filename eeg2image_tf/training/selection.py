@@ -1,4 +1,6 @@
-"""Selection of the encoder checkpoint by k-means accuracy (``select_encoder``, spec section 3).
+"""Selection of the encoder checkpoint by k-means accuracy (``select_encoder``).
+
+docs/method.md section 3.
 
 Writes into the encoder run (names in :mod:`eeg2image_tf.runs`): ``best_checkpoint.json``,
 ``select_config.json``, ``tsne.png``, the TensorBoard projector files of the best checkpoint's test
@@ -33,7 +35,7 @@ __all__ = ["select_encoder", "write_projector"]
 def select_encoder(config: SelectEncoderConfig) -> dict[str, Any]:
     """Score every checkpoint of an encoder run by test-set k-means accuracy and keep the best.
 
-    For each checkpoint listed by the run's ``checkpoints/checkpoint`` index (all of them, oldest
+    For each checkpoint listed by the index ``<run>/checkpoints/checkpoint`` (all of them, oldest
     first): features of the test set -> ``metrics.kmeans_accuracy`` (KMeans with ``n_clusters`` and
     ``random_state``, Hungarian matching). The first checkpoint with the highest accuracy wins, as in
     the original's ``acc > best`` loop. Recomputed here rather than read from ``metrics.json`` so that
