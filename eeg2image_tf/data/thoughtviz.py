@@ -162,19 +162,22 @@ def load_thoughtviz(path: str | os.PathLike,
                      **fields)
 
 
-def save_npz(splits: EEGSplits, path: str | os.PathLike) -> Path:
+def save_npz(splits: EEGSplits, path: str | os.PathLike, one_hot: bool = False) -> Path:
     """Write ``splits`` as an uncompressed ``.npz`` (no pickled objects), atomically.
 
-    Keys: ``x_*`` float32, ``y_*`` int64 labels, and every optional field that is not ``None``
-    (strings as unicode arrays, ``normalisation`` as a unicode scalar, ``subject_*`` int64).
-    :func:`load_thoughtviz` reads it back unchanged.
+    Keys: ``x_*`` float32, ``y_*`` int64 labels (``one_hot``: float32 ``(N, num_classes)``, as
+    ThoughtViz's files hold them), and every optional field that is not ``None`` (strings as unicode
+    arrays, ``normalisation`` as a unicode scalar, ``subject_*`` int64). :func:`load_thoughtviz`
+    reads it back unchanged.
     """
     path = Path(path)
     arrays: dict[str, np.ndarray] = {}
     for split in SPLITS:
         if getattr(splits, f"x_{split}") is not None:
+            labels = np.asarray(getattr(splits, f"y_{split}"), np.int64)
             arrays[f"x_{split}"] = np.asarray(getattr(splits, f"x_{split}"), np.float32)
-            arrays[f"y_{split}"] = np.asarray(getattr(splits, f"y_{split}"), np.int64)
+            arrays[f"y_{split}"] = (np.eye(splits.num_classes, dtype=np.float32)[labels] if one_hot
+                                    else labels)
         for field, dtype in ((f"image_{split}", np.str_), (f"subject_{split}", np.int64)):
             if getattr(splits, field) is not None:
                 arrays[field] = np.asarray(getattr(splits, field), dtype)
