@@ -68,8 +68,7 @@ def config_from_arguments(args: argparse.Namespace,
             (parser or build_parser()).error(f"--eegcvpr40 needs {', '.join(missing)}")
         return PrepareDataConfig(mode="eegcvpr40", out=args.out, set_name=args.set_name,
                                  source=args.eegcvpr40, splits=args.splits, split_num=args.split_num,
-                                 subject=args.subject, window_start=args.window[0],
-                                 window_end=args.window[1], images=args.images)
+                                 subject=args.subject, window=tuple(args.window), images=args.images)
     if args.synthetic:
         return PrepareDataConfig(mode="synthetic", out=args.out or "data", set_name=args.set_name or "char",
                                  seed=args.seed, n_train=args.n_train, n_test=args.n_test,
@@ -85,7 +84,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if config.mode == "eegcvpr40":
         written = convert_eegcvpr40(config.source, config.splits, config.out, config.set_name,
                                     split_num=config.split_num, subject=config.subject,
-                                    window=(config.window_start, config.window_end), images=config.images)
+                                    window=config.window, images=config.images)
         shapes = ", ".join(f"x_{part} {shape}" for part, shape in written["shapes"].items())
         print(f"wrote {written['eeg']}: {shapes}, {written['num_classes']} classes, subject(s) "
               f"{', '.join(map(str, written['subjects']))}")
