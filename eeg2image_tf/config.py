@@ -56,19 +56,22 @@ def _collective_timeout_field():
 
 @dataclasses.dataclass(frozen=True)
 class PrepareDataConfig:
-    """``prepare_data``: ``mode`` is ``synthetic`` (write a built-in set) or ``convert`` (pkl -> npz)."""
+    """``prepare_data``: ``mode`` is ``synthetic``, ``convert`` (pkl -> npz) or ``eegcvpr40`` (.pth -> set)."""
 
     mode: str
     out: str
-    source: Optional[str] = None         # convert: the data.pkl to read
+    source: Optional[str] = None         # convert: the data.pkl; eegcvpr40: the dataset .pth
+    splits: Optional[str] = None         # eegcvpr40: the splits .pth (block_splits_by_image_*.pth)
+    split_num: int = 0                   # eegcvpr40: which split of the file
+    subject: int = 0                     # eegcvpr40: 0 = every subject, else that subject only
+    window: tuple[int, int] = (20, 460)  # eegcvpr40: samples [start, end) of each trial
+    images: Optional[str] = None         # eegcvpr40: ImageNet-style root of <wnid>/<name>.JPEG
     set_name: str = "char"               # synthetic: digit | char
     seed: int = 45
     n_train: int = 2500
     n_test: int = 600
     images_per_class: int = 200          # training images per class
     test_images_per_class: int = 50
-
-    RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -207,15 +210,12 @@ class GenerateConfig:
     data: Optional[str] = None
     images: Optional[str] = None        # only for the class names; else the EEG set's
     per_class: int = 5000
-    # Images do not depend on it. Of 32, 64 and 128, 128 is the fastest end to end, JPEGs written
-    # (docs/performance.md).
-    batch_size: int = 128
+    batch_size: int = 128               # images do not depend on it; the fastest measured end to end
     seed: int = 45
     jpeg_quality: int = 95
     writer_threads: int = 1             # one JPEG writer beside the generator is fastest on 2 cores
-    # float32 (the original's numbers) | mixed_bfloat16 (faster end to end on CPUs with
-    # AVX512-BF16 or AMX; images equal to bfloat16 rounding only: see the precision module) |
-    # mixed_float16 (for GPUs)
+    # float32 (the original's numbers) | mixed_bfloat16 (faster with AVX512-BF16 or AMX; images equal
+    # to bfloat16 rounding only: see the precision module) | mixed_float16 (for GPUs)
     precision: str = _precision_field()
     ema: bool = True                    # the run's weight-averaged generator when it has one
 

@@ -50,7 +50,7 @@ def _class_names(images: Optional[str], splits, num_classes: int) -> tuple[str, 
     if images:
         folder = image_split_folder(images, TRAIN_SPLIT)
         if folder is not None:
-            names = tuple(list_image_folder(str(folder)).class_names)
+            names = tuple(list_image_folder(str(folder), splits.class_names).class_names)
             if len(names) != num_classes:
                 raise DataError(f"{folder}: {len(names)} class folders but the EEG set has "
                                 f"{num_classes} classes")
