@@ -53,7 +53,7 @@ def config_from_arguments(args: argparse.Namespace) -> PrepareDataConfig:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    config = config_from_arguments(build_parser().parse_args(argv))
+    config = config_from_arguments(build_parser().parse_args(argv)).validate()
     if config.mode == "synthetic":
         written = write_synthetic_set(config.out, set_name=config.set_name, seed=config.seed,
                                       n_train=config.n_train, n_test=config.n_test,

@@ -33,7 +33,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterator, Optional, TypeVar
 
-from .config import GanTrainConfig, config_from_dict, config_to_dict, fill_missing_fields
+from .config import GanTrainConfig
 from .errors import CheckpointError, ConfigError, Eeg2ImageError
 from .io_utils import atomic_write_json, read_json
 
@@ -102,43 +102,35 @@ _VALUE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 # --------------------------------------------------------------------------------------------------
 
 def save_config(config: Any, run_dir: str | Path, filename: str = CONFIG_FILE) -> Path:
-    return atomic_write_json(Path(run_dir) / filename, config_to_dict(config))
+    return config.save(Path(run_dir) / filename)
 
 
 def load_config(cls: type[C], run_dir: str | Path, filename: str = CONFIG_FILE) -> C:
-    path = Path(run_dir) / filename
-    values = fill_missing_fields(cls, read_json(path))
-    try:
-        return config_from_dict(cls, values)
-    except (TypeError, ConfigError) as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+    return cls.load(Path(run_dir) / filename)
 
 
-def config_differences(old: dict[str, Any], new: dict[str, Any],
-                       ignore: tuple[str, ...] = ()) -> list[str]:
-    keys = sorted((set(old) | set(new)) - set(ignore))
-    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+def check_run_dir(config: Any, run_dir: str | Path, force: bool = False,
+                  filename: str = CONFIG_FILE) -> Path:
+    """Refuse, writing nothing, what :func:`prepare_run_dir` would refuse: a ``run_dir`` that is
+    not a directory, or that holds another config (:meth:`~eeg2image_tf.config.Config.check_record`)."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"{run_dir}: exists and is not a directory; choose another "
+                          f"{config.location_flag}")
+    config.check_record(run_dir / filename, force)
+    return run_dir
 
 
 def prepare_run_dir(config: Any, run_dir: str | Path, force: bool = False,
                     filename: str = CONFIG_FILE) -> Path:
-    """Create ``run_dir`` and write ``config`` into it, refusing to mix two configs in one run.
+    """Create ``run_dir`` and record ``config`` in it, refusing to mix two configs in one run.
 
     Paths in the config (``run`` itself) are compared as given; a changed resumable field
     (``RESUMABLE_FIELDS``) is accepted and the new value recorded.
     """
-    run_dir = Path(run_dir)
+    run_dir = check_run_dir(config, run_dir, force, filename)
     run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / filename
-    if path.exists() and not force:
-        old = fill_missing_fields(type(config), read_json(path))
-        ignore = tuple(getattr(config, "RESUMABLE_FIELDS", ())) + ("run",)
-        diffs = config_differences(old, config_to_dict(config), ignore)
-        if diffs:
-            raise ConfigError(
-                f"{path}: this run was made with another config ({'; '.join(diffs)}); "
-                "use a new --run directory, or --force to overwrite")
-    save_config(config, run_dir, filename)
+    config.save(run_dir / filename)
     return run_dir
 
 

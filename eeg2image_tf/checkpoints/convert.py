@@ -91,8 +91,7 @@ def convert_original_gan(source: str | Path, out: str | Path, force: bool = Fals
 
 def import_original(config: ImportOriginalConfig) -> str:
     """Convert ``config.encoder`` or ``config.gan`` (exactly one) into ``config.out``."""
-    if (config.encoder is None) == (config.gan is None):
-        raise CheckpointError(f"{config.out}: give exactly one of --encoder or --gan")
+    config.validate()
     if config.encoder is not None:
         return convert_original_encoder(config.encoder, config.out, force=config.force)
     return convert_original_gan(config.gan, config.out, force=config.force)

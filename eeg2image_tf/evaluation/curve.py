@@ -33,7 +33,6 @@ from ..config import CurveConfig
 from ..errors import CheckpointError, ConfigError, DataError, Eeg2ImageError
 from ..generation import generator_of, load_generation_sources
 from ..io_utils import atomic_savefig, atomic_write_json, progress_bar, read_json
-from ..models import precision as precisions
 from ..runs import (GanRun, curve_config_name, curve_names, kept_checkpoints, save_config,
                     summary_writer)
 from .figures import new_figure
@@ -157,9 +156,7 @@ def evaluate_checkpoints(config: CurveConfig, classifier: Any = None, show_progr
     ``classifier``: an object with ``.features_and_probs`` (a test double); by default the image
     classifier run that ``config.classifier`` names, else ``<run>/../image_classifier``.
     """
-    if config.per_class < 1 or config.batch_size < 1 or config.average < 1:
-        raise ConfigError("--per-class, --batch-size and --average must be at least 1")
-    precisions.check_precision(config.precision)
+    config.validate()
     run_dir = Path(config.run)
     run = GanRun(run_dir)
     kept = kept_checkpoints(run.checkpoints)

@@ -19,6 +19,8 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from ..config import SPLIT_ORDERS
+
 # Probabilities of exactly 0 appear with one-hot or saturated softmax outputs; 0 * log 0 is taken as 0
 # (its limit), so logarithms only ever see values >= this floor.
 _LOG_FLOOR = 1e-30
@@ -73,9 +75,6 @@ def kmeans_accuracy(features: np.ndarray, labels: np.ndarray, n_clusters: int = 
 # --------------------------------------------------------------------------------------------------
 # Inception Score
 # --------------------------------------------------------------------------------------------------
-
-SPLIT_ORDERS = ("mixed", "class-sorted")
-
 
 def _entropy_terms(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     """Row-wise KL(p || q) for ``p`` (N, K) and ``q`` (K,), with 0 log 0 = 0."""

@@ -91,14 +91,8 @@ def export_saved_model(encoder: Any, generator: Any, out_dir: str | os.PathLike,
 
 def export_from_run(config: ExportConfig) -> Path:
     """Export a GAN run (``config.run``) or the original checkpoints; return the export directory."""
-    if config.run and (config.original_encoder or config.original_gan):
-        raise ConfigError("export: give --run, or --original-encoder with --original-gan, not both")
-    if config.run:
-        sources = _sources_from_run(config)
-    elif config.original_encoder and config.original_gan:
-        sources = _sources_from_original(config)
-    else:
-        raise ConfigError("export: give --run DIR, or both --original-encoder PATH and --original-gan PATH")
+    config.validate()
+    sources = _sources_from_run(config) if config.run else _sources_from_original(config)
     return export_saved_model(sources.encoder, sources.generator, config.out,
                               num_channels=sources.num_channels, num_samples=sources.num_samples,
                               latent_dim=sources.latent_dim, normalisation=sources.normalisation,

@@ -29,7 +29,7 @@ import tensorflow as tf
 
 from ..checkpoints import ENCODER_KIND, write_model_record
 from ..config import EncoderTrainConfig
-from ..data import PREPROCESS_METHODS, encoder_dataset, load_thoughtviz, preprocess
+from ..data import encoder_dataset, load_thoughtviz, preprocess
 from ..errors import ConfigError, DataError
 from ..evaluation.metrics import kmeans_accuracy
 from ..models import build_encoder, encoder_features
@@ -230,11 +230,6 @@ def train_encoder(config: EncoderTrainConfig, force: bool = False) -> dict[str, 
     ``stopped`` (``"completed"`` or ``"time_budget"``), ``seconds`` (wall time of this call).
     """
     started = time.monotonic()
-    if config.checkpoint_every < 1:
-        raise ConfigError(f"{config.run}: checkpoint_every must be >= 1, got {config.checkpoint_every}")
-    if config.normalisation not in PREPROCESS_METHODS:
-        raise ConfigError(f"{config.run}: normalisation {config.normalisation!r} is not one of "
-                          f"{', '.join(PREPROCESS_METHODS)}")
     run = TrainingRun(config, force, budget_s=config.time_budget_s, strategy=config.strategy)
 
     strategy = run.strategy

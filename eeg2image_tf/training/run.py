@@ -112,7 +112,7 @@ class TrainingRun:
     def __init__(self, config: Any, force: bool = False, budget_s: Optional[float] = None,
                  strategy: Optional[str] = None):
         self.deadline = Deadline(budget_s)
-        self.config = config
+        self.config = config.validate()
         # The strategy before anything else: a multi-worker strategy configures TensorFlow's runtime,
         # and only then is it known whether this process may write the run directory.
         timeout = getattr(config, "collective_timeout_s", COLLECTIVE_TIMEOUT_S)

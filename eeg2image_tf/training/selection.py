@@ -46,6 +46,7 @@ def select_encoder(config: SelectEncoderConfig) -> dict[str, Any]:
     Returns ``{"best_checkpoint": prefix, "accuracy": float, "epoch": int, "table": [...],
     "tsne": path}``.
     """
+    config.validate()
     run = EncoderRun(Path(config.run))
     run_dir = run.dir
     train_config = load_config(EncoderTrainConfig, run_dir)
@@ -54,9 +55,8 @@ def select_encoder(config: SelectEncoderConfig) -> dict[str, Any]:
     prefixes = list(state.all_model_checkpoint_paths) if state is not None else []
     if not prefixes:
         raise CheckpointError(f"{checkpoint_dir}: no checkpoints listed; train the encoder first")
-    save_config(config, run_dir, SELECT_CONFIG_FILE)
-
     data = load_encoder_data(train_config.data, train_config.normalisation)
+    save_config(config, run_dir, SELECT_CONFIG_FILE)
     _, num_samples, num_channels = data.x_test.shape
     encoder = build_run_encoder(train_config, num_samples, num_channels)
     # Only the encoder is needed: the optimizer slots and epoch stored beside it are left unread.

@@ -24,7 +24,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from ..config import (PROFILES, CurveConfig, EncoderTrainConfig, EvaluateConfig, ExportConfig,
                       GanTrainConfig, GenerateConfig, ImageClassifierConfig, PipelineConfig,
-                      SelectEncoderConfig, unwrap_optional)
+                      PrepareDataConfig, SelectEncoderConfig, unwrap_optional)
 from ..data import CLASS_NAMES, check_synthetic_images, write_synthetic_set
 from ..errors import ConfigError, DataError
 from ..io_utils import atomic_write_json, read_json
@@ -99,6 +99,28 @@ def stage_settings(config: PipelineConfig) -> dict[str, dict[str, Any]]:
     return settings
 
 
+def check_stage_configs(config: PipelineConfig) -> None:
+    """Refuse, before any stage runs, a stage whose settings (the profile's and ``--set-stage``'s)
+    its config does not take (:meth:`~eeg2image_tf.config.Config.validate`); the paths the
+    pipeline fills in are checked when their stage runs."""
+    settings = stage_settings(config)
+    for stage, cls in (("data", PrepareDataConfig), *_STAGE_CONFIGS.items()):
+        own = settings.get(stage, {})
+        values = {**PROFILES[config.profile].get(stage, {}), **own}
+        if values.get("precision") == "auto":
+            del values["precision"]         # made concrete when the stage runs
+        # Stand-ins for the paths (and the data stage's mode) the pipeline fills in.
+        stand_ins = {f.name: "-" for f in dataclasses.fields(cls)
+                     if f.default is dataclasses.MISSING or f.name in ("run", "out")}
+        if stage == "data":
+            stand_ins["mode"] = "synthetic"
+
+        def label(name: str, stage=stage, own=own) -> str:
+            return (f"--set-stage {stage}.{name}" if name in own else
+                    f"the {config.profile} profile's {stage}.{name}")
+        cls(**{**stand_ins, **values}).validate(label)
+
+
 def _stage_overrides(config: PipelineConfig, stage: str) -> dict[str, Any]:
     """The profile's settings of ``stage`` and ``--set-stage``'s over them, with ``precision`` made
     concrete.
@@ -145,7 +167,8 @@ def _distribution(config: PipelineConfig) -> dict[str, Any]:
 # Stages: each returns a dict of its outputs (paths, headline numbers) for pipeline.json
 # --------------------------------------------------------------------------------------------------
 
-def stage_data(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]:
+def stage_data(config: PipelineConfig, paths: PipelineRun,
+               force: bool = False) -> dict[str, Any]:
     with _exclusive_lock(Path(config.data_root) / ".prepare.lock"):
         have_eeg = paths.data_pkl.exists()
         have_images = (paths.images / TRAIN_SPLIT).is_dir() and (paths.images / TEST_SPLIT).is_dir()
@@ -165,18 +188,20 @@ def stage_data(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]:
     return {"data": str(paths.data_pkl), "images": str(paths.images), "prepared": True}
 
 
-def stage_encoder(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]:
+def stage_encoder(config: PipelineConfig, paths: PipelineRun,
+                  force: bool = False) -> dict[str, Any]:
     # Imported when the stage runs (module docstring).
     from ..training.encoder import train_encoder
 
     encoder_config = EncoderTrainConfig(data=str(paths.data_pkl), run=str(paths.encoder_run.dir),
                                         seed=config.seed, **_distribution(config),
                                         **_stage_overrides(config, "encoder"))
-    result = train_encoder(encoder_config)
+    result = train_encoder(encoder_config, force=force)
     return {"run": str(paths.encoder_run.dir), **_headline(result)}
 
 
-def stage_select(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]:
+def stage_select(config: PipelineConfig, paths: PipelineRun,
+                 force: bool = False) -> dict[str, Any]:
     # Imported when the stage runs (module docstring).
     from ..training.selection import select_encoder
 
@@ -187,18 +212,20 @@ def stage_select(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]:
             "tsne": str(paths.encoder_run.tsne)}
 
 
-def stage_classifier(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]:
+def stage_classifier(config: PipelineConfig, paths: PipelineRun,
+                     force: bool = False) -> dict[str, Any]:
     # Imported when the stage runs (module docstring).
     from ..training.image_classifier import train_image_classifier
 
     classifier_config = ImageClassifierConfig(images=str(paths.images), run=str(paths.classifier_run.dir),
                                               seed=config.seed, **_distribution(config),
                                               **_stage_overrides(config, "classifier"))
-    result = train_image_classifier(classifier_config)
+    result = train_image_classifier(classifier_config, force=force)
     return {"run": str(paths.classifier_run.dir), **_headline(result)}
 
 
-def stage_gan(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]:
+def stage_gan(config: PipelineConfig, paths: PipelineRun,
+              force: bool = False) -> dict[str, Any]:
     # Imported when the stage runs (module docstring).
     from ..training.gan import train_gan
 
@@ -206,22 +233,24 @@ def stage_gan(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]:
                                 encoder=str(paths.encoder_run.dir), run=str(paths.gan_run.dir),
                                 seed=config.seed, **_distribution(config),
                                 **_stage_overrides(config, "gan"))
-    result = train_gan(gan_config)
+    result = train_gan(gan_config, force=force)
     return {"run": str(paths.gan_run.dir), "samples": str(paths.gan_run.latest_sample),
             "precision": gan_config.precision, **_headline(result)}
 
 
-def stage_generate(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]:
+def stage_generate(config: PipelineConfig, paths: PipelineRun,
+                   force: bool = False) -> dict[str, Any]:
     # Imported when the stage runs (module docstring).
     from ..generation import generate_from_run
 
     generate_config = GenerateConfig(run=str(paths.gan_run.dir), out=str(paths.generated),
                                      seed=config.seed, **_stage_overrides(config, "generate"))
-    generate_from_run(generate_config)
+    generate_from_run(generate_config, force=force)
     return {"out": str(paths.generated), "manifest": str(paths.generated / MANIFEST_FILE)}
 
 
-def stage_evaluate(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]:
+def stage_evaluate(config: PipelineConfig, paths: PipelineRun,
+                   force: bool = False) -> dict[str, Any]:
     # Imported when the stage runs (module docstring).
     from ..evaluation import evaluate_run
 
@@ -235,7 +264,8 @@ def stage_evaluate(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]
             **_headline(result)}
 
 
-def stage_curve(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]:
+def stage_curve(config: PipelineConfig, paths: PipelineRun,
+                force: bool = False) -> dict[str, Any]:
     """The conditional-accuracy curve over the GAN's kept checkpoints, in profiles that ask for it."""
     if "curve" not in PROFILES[config.profile] and "curve" not in stage_settings(config):
         return {"skipped": f"the {config.profile} profile draws no curve "
@@ -250,7 +280,8 @@ def stage_curve(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]:
             "figure": result["figure"], **_headline(result)}
 
 
-def stage_export(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]:
+def stage_export(config: PipelineConfig, paths: PipelineRun,
+                 force: bool = False) -> dict[str, Any]:
     # Imported when the stage runs (module docstring).
     from ..serving.export import export_from_run
 
@@ -259,7 +290,7 @@ def stage_export(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]:
 
 
 # Paired with runs.PIPELINE_STAGES, the names pipeline.json records.
-STAGES: tuple[tuple[str, Callable[[PipelineConfig, PipelineRun], dict[str, Any]]], ...] = tuple(zip(
+STAGES: tuple[tuple[str, Callable[[PipelineConfig, PipelineRun, bool], dict[str, Any]]], ...] = tuple(zip(
     PIPELINE_STAGES, (stage_data, stage_encoder, stage_select, stage_classifier, stage_gan,
                       stage_generate, stage_evaluate, stage_curve, stage_export)))
 
@@ -351,9 +382,8 @@ def run_pipeline(config: PipelineConfig, force: bool = False,
     :class:`_Workers`); the chief writes the run directory, which the others must see at the same
     path. Another worker's returned state has ``"worker"`` (its task) and the stages it ran.
     """
-    if config.profile not in PROFILES:
-        raise ConfigError(f"unknown profile {config.profile!r}: use {', '.join(PROFILES)}")
-    stage_settings(config)          # a wrong --set-stage fails before any stage runs
+    config.validate()
+    check_stage_configs(config)     # a wrong --set-stage fails before any stage runs
     workers = _Workers(config)
     if workers.chief:
         prepare_run_dir(config, config.run, force=force)
@@ -383,7 +413,7 @@ def run_pipeline(config: PipelineConfig, force: bool = False,
         if workers.chief or name in EVERY_WORKER_STAGES:
             print(f"[pipeline] {workers.label}{name}: starting")
             stage_start = time.monotonic()
-            outputs = stage(config, paths)
+            outputs = stage(config, paths, force)
             seconds = time.monotonic() - stage_start
             ran.append(name)
             if workers.chief:
