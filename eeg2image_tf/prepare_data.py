@@ -65,9 +65,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               f"{len(written['class_names'])} classes ({', '.join(written['class_names'])})")
         print(f"wrote {written['images_test']}: {written['num_test_images']} PNG images")
     else:
+        existed = Path(config.out).exists()
         splits = convert_to_npz(config.source, config.out)
         names = ", ".join(splits.class_names) if splits.class_names else "unknown"
-        print(f"wrote {config.out}: x_train {splits.x_train.shape}, x_test {splits.x_test.shape}, "
+        done = f"{config.out} holds this set already" if existed else f"wrote {config.out}"
+        print(f"{done}: x_train {splits.x_train.shape}, x_test {splits.x_test.shape}, "
               f"{splits.num_classes} classes ({names})")
     return 0
 

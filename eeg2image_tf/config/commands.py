@@ -318,6 +318,7 @@ class ExportConfig(Config):
     num_samples: Optional[int] = None
     normalisation: Optional[str] = None
     ema: bool = True                    # the run's weight-averaged generator when it has one
+    force: bool = False                 # replace the export of another run in ``out``
 
     RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ()
 

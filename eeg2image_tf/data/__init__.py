@@ -3,12 +3,13 @@ built-in synthetic sets (see ``docs/design.md``), and the check of a command's i
 (:mod:`.inputs`, not re-exported here: only the commands call it). Importing it does not import
 TensorFlow."""
 
-from .images import IMAGE_EXTENSIONS, ImageFolder, list_image_folder, load_image, load_images, pair_images
+from .images import (IMAGE_EXTENSIONS, ImageFolder, list_image_folder, list_split_folders, load_image,
+                     load_images, pair_images)
 from .pipelines import encoder_dataset, gan_dataset
 from .preprocess import PREPROCESS_METHODS, preprocess, preprocess_numpy
 from .safe_pickle import RestrictedUnpickler, safe_load_pickle, safe_loads
-from .synthetic import (SYNTHETIC_SETS, check_synthetic_images, make_synthetic_eeg, render_character,
-                        write_synthetic_set)
+from .synthetic import (SYNTHETIC_SETS, check_synthetic_images, check_synthetic_root,
+                        make_synthetic_eeg, render_character, write_synthetic_set)
 from .thoughtviz import (CLASS_NAMES, SPLIT_KEYS, EEGSplits, convert_to_npz, eeg_file,
                          load_thoughtviz, save_npz)
 
@@ -16,8 +17,10 @@ __all__ = [
     "CLASS_NAMES", "SPLIT_KEYS", "EEGSplits", "convert_to_npz", "eeg_file", "load_thoughtviz", "save_npz",
     "RestrictedUnpickler", "safe_load_pickle", "safe_loads",
     "PREPROCESS_METHODS", "preprocess", "preprocess_numpy",
-    "IMAGE_EXTENSIONS", "ImageFolder", "list_image_folder", "load_image", "load_images", "pair_images",
+    "IMAGE_EXTENSIONS", "ImageFolder", "list_image_folder", "list_split_folders", "load_image",
+    "load_images", "pair_images",
     "encoder_dataset", "gan_dataset",
-    "SYNTHETIC_SETS", "check_synthetic_images", "make_synthetic_eeg", "render_character",
+    "SYNTHETIC_SETS", "check_synthetic_images", "check_synthetic_root", "make_synthetic_eeg",
+    "render_character",
     "write_synthetic_set",
 ]

@@ -20,6 +20,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from ..config import SPLIT_ORDERS
+from ..errors import DataError
 
 # Probabilities of exactly 0 appear with one-hot or saturated softmax outputs; 0 * log 0 is taken as 0
 # (its limit), so logarithms only ever see values >= this floor.
@@ -67,6 +68,9 @@ def kmeans_accuracy(features: np.ndarray, labels: np.ndarray, n_clusters: int = 
     features = np.asarray(features)
     if features.ndim != 2:
         raise ValueError(f"kmeans_accuracy: features must be (N, D), got shape {features.shape}")
+    if n_clusters > len(features):
+        raise DataError(f"k-means: --n-clusters {n_clusters} is more than the {len(features)} "
+                        "test trials")
     kmeans = KMeans(n_clusters=n_clusters, random_state=random_state, n_init=10)
     cluster_ids = kmeans.fit_predict(features)
     return clustering_accuracy(labels, cluster_ids), cluster_ids

@@ -24,7 +24,8 @@ from ..checkpoints import checkpoint_has_ema
 from ..config import EvaluateConfig, config_to_dict
 from ..errors import DataError
 from ..generation import load_generation_sources
-from ..runs import (GRID_FILE, LOSS_CURVES_FILE, TSNE_FILE, GanRun, read_metrics, write_metrics)
+from ..runs import (GRID_FILE, LOSS_CURVES_FILE, TSNE_FILE, GanRun, lock_run, read_metrics,
+                    write_metrics)
 from .figures import copy_figure, save_generated_grid, save_loss_curves, save_tsne
 from .images import (GRID_COLUMNS, folder_chunks, generated_chunks, list_generated_folder,
                      real_chunks, real_image_folder, run_pass)
@@ -99,6 +100,8 @@ def evaluate_run(config: EvaluateConfig, inception_backend: Any = None, classifi
     config.validate()
     started = time.monotonic()
     sources = load_generation_sources(run=config.run, ema=config.ema)
+    # One writer of the run's metrics.json and figures at a time (released on an error too).
+    lock = lock_run(config.run)
     class_names = sources.class_names
     num_classes = len(class_names)
 
@@ -181,6 +184,7 @@ def evaluate_run(config: EvaluateConfig, inception_backend: Any = None, classifi
         "config": config_to_dict(config),
     }
     write_evaluation(config.run, evaluation)
+    lock.release()
     if echo is not None:
         echo(format_table(evaluation))
     return evaluation

@@ -14,8 +14,8 @@ from ..config import GenerateConfig
 from ..data import list_image_folder, load_thoughtviz, preprocess
 from ..errors import CheckpointError, DataError
 from ..models import encoder_features
-from ..runs import (GENERATE_CONFIG_FILE, TRAIN_SPLIT, GanRun, check_run_dir, image_split_folder,
-                    prepare_run_dir)
+from ..runs import (GENERATE_CONFIG_FILE, TRAIN_SPLIT, GanRun, check_output_folder, check_run_dir,
+                    image_split_folder, lock_run, prepare_run_dir)
 from .batches import _infer_latent_dim, group_by_class
 from .files import GenerationManifest, generate_images
 
@@ -91,6 +91,7 @@ def load_generation_sources(run: Optional[str] = None, gan: Optional[str] = None
     if generator is None:
         raise CheckpointError(f"{gan}: no generator in this checkpoint")
     test_features = encoder_features(encoder_model, preprocess(splits.x_test, method=normalisation),
+                                     source=f"{data} (test split)",
                                      batch_size=feature_batch_size)
     features_by_class, trials_by_class = group_by_class(
         test_features, splits.y_test, num_classes, class_names, source=f"{data} (test set)")
@@ -113,13 +114,16 @@ def generate_from_run(config: GenerateConfig, force: bool = False, show_progress
     do not change the images).
     """
     config.validate()
+    check_output_folder(config.out, "--out", "generate", record=GENERATE_CONFIG_FILE)
     check_run_dir(config, config.out, force=force, filename=GENERATE_CONFIG_FILE)
     sources = load_generation_sources(run=config.run, gan=config.gan, encoder=config.encoder,
                                       data=config.data, images=config.images, ema=config.ema)
-    prepare_run_dir(config, config.out, force=force, filename=GENERATE_CONFIG_FILE)
-    return generate_images(sources.generator, sources.features_by_class, sources.class_names,
-                           config.out, config.per_class, config.batch_size, config.seed,
-                           trials_by_class=sources.trials_by_class, latent_dim=sources.latent_dim,
-                           jpeg_quality=config.jpeg_quality, writer_threads=config.writer_threads,
-                           show_progress=show_progress, precision=config.precision)
+    with lock_run(config.out, "--out"):
+        prepare_run_dir(config, config.out, force=force, filename=GENERATE_CONFIG_FILE)
+        return generate_images(sources.generator, sources.features_by_class, sources.class_names,
+                               config.out, config.per_class, config.batch_size, config.seed,
+                               trials_by_class=sources.trials_by_class,
+                               latent_dim=sources.latent_dim, jpeg_quality=config.jpeg_quality,
+                               writer_threads=config.writer_threads, show_progress=show_progress,
+                               precision=config.precision)
 

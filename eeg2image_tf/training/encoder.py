@@ -304,9 +304,14 @@ def train_encoder(config: EncoderTrainConfig, force: bool = False) -> dict[str, 
         return path
 
     stopped = "completed"
-    # A signal during the last epoch still ends "interrupted" (the encoder's rule since its start).
-    with run.loop(config.epochs, start_epoch, desc="encoder", unit="epoch",
-                  signal_before_end=True) as loop:
+
+    def finish(reason: str) -> None:
+        nonlocal stopped
+        stopped = reason
+        if run.last_saved != epoch:
+            save_checkpoint(epoch)
+
+    with run.loop(config.epochs, start_epoch, desc="encoder", unit="epoch") as loop:
         for epoch in range(start_epoch + 1, config.epochs + 1):
             epoch_started = time.monotonic()
             step_losses = [train_step(x, y) for x, y in train_ds]
@@ -334,18 +339,7 @@ def train_encoder(config: EncoderTrainConfig, force: bool = False) -> dict[str, 
                 run.log(f"epoch {epoch}: train {last_losses['train_triplet']:.4f}  "
                         f"val {val_value:.4f}  ({time.monotonic() - epoch_started:.1f} s with "
                         "compilation)")
-            reason = loop.stop_reason(epoch)
-            if reason == "interrupted":
-                if run.last_saved != epoch:
-                    save_checkpoint(epoch)
-                loop.writer.flush()
-                raise loop.interrupted(f"epoch {epoch}")
-            if reason == "time_budget":
-                if run.last_saved != epoch:
-                    save_checkpoint(epoch)
-                stopped = "time_budget"
-                run.log(f"time budget of {config.time_budget_s:.0f} s used up after epoch "
-                        f"{epoch} of {config.epochs}; rerun to continue")
+            if loop.end_of_unit(epoch, finish):
                 break
 
     return {

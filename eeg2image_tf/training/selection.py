@@ -22,7 +22,7 @@ from ..evaluation.figures import save_tsne
 from ..evaluation.metrics import kmeans_accuracy
 from ..io_utils import atomic_write_json, atomic_write_text
 from ..runs import (CHECKPOINT_INDEX, PROJECTOR_CHECKPOINT, PROJECTOR_CONFIG, PROJECTOR_METADATA,
-                    SELECT_CONFIG_FILE, EncoderRun, load_config, read_metrics, save_config,
+                    SELECT_CONFIG_FILE, EncoderRun, load_config, lock_run, read_metrics, save_config,
                     write_metrics)
 from .encoder import (BEST_EPOCH_KEY, BEST_KEY, build_run_encoder, checkpoint_epoch,
                       compiled_features, load_encoder_data, make_encoder_steps)
@@ -56,6 +56,8 @@ def select_encoder(config: SelectEncoderConfig) -> dict[str, Any]:
     if not prefixes:
         raise CheckpointError(f"{checkpoint_dir}: no checkpoints listed; train the encoder first")
     data = load_encoder_data(train_config.data, train_config.normalisation)
+    # One writer of the run at a time (released on an error too).
+    lock = lock_run(run_dir)
     save_config(config, run_dir, SELECT_CONFIG_FILE)
     _, num_samples, num_channels = data.x_test.shape
     encoder = build_run_encoder(train_config, num_samples, num_channels)
@@ -106,6 +108,7 @@ def select_encoder(config: SelectEncoderConfig) -> dict[str, Any]:
                     "encoder/kmeans_acc_by_checkpoint": {row["checkpoint"]: row["kmeans_accuracy"]
                                                          for row in table}})
     write_metrics(run_dir, metrics)
+    lock.release()
 
     width = max([len("checkpoint")] + [len(Path(row["checkpoint"]).name) for row in table])
     print(f"{'checkpoint':<{width}}  {'epoch':>6}  k-means accuracy")

@@ -25,11 +25,11 @@ from typing import Any, Callable, Optional, Sequence
 from ..config import (PROFILES, CurveConfig, EncoderTrainConfig, EvaluateConfig, ExportConfig,
                       GanTrainConfig, GenerateConfig, ImageClassifierConfig, PipelineConfig,
                       PrepareDataConfig, SelectEncoderConfig, unwrap_optional)
-from ..data import CLASS_NAMES, check_synthetic_images, write_synthetic_set
+from ..data import CLASS_NAMES, check_synthetic_images, check_synthetic_root, write_synthetic_set
 from ..errors import ConfigError, DataError
-from ..io_utils import atomic_write_json, read_json
+from ..io_utils import atomic_write_json, check_writable_dir, read_json
 from ..runs import (CONFIG_FILE, MANIFEST_FILE, PIPELINE_STAGES, TEST_SPLIT, TRAIN_SPLIT, PipelineRun,
-                    curve_names, prepare_run_dir)
+                    check_run_dir, curve_names, lock_run, prepare_run_dir)
 
 SYNTHETIC_SETS = ("char", "digit")
 
@@ -167,25 +167,41 @@ def _distribution(config: PipelineConfig) -> dict[str, Any]:
 # Stages: each returns a dict of its outputs (paths, headline numbers) for pipeline.json
 # --------------------------------------------------------------------------------------------------
 
+def data_to_prepare(config: PipelineConfig, paths: PipelineRun) -> bool:
+    """Whether the data stage writes the built-in set; writes nothing.
+
+    False when the set is there (a built-in one checked to be the current renderer's, so that an
+    older one is not trained on silently); True when the built-in set may be written. Else the
+    stage's one-line refusal: a set without a built-in version is missing, or the data root holds
+    files the built-in set did not write (a user's ``data.pkl`` without its images: never replaced).
+    """
+    have_eeg = paths.data_pkl.exists()
+    have_images = (paths.images / TRAIN_SPLIT).is_dir() and (paths.images / TEST_SPLIT).is_dir()
+    if have_eeg and have_images:
+        if config.set in SYNTHETIC_SETS:
+            for split in (TRAIN_SPLIT, TEST_SPLIT):
+                check_synthetic_images(paths.images / split, CLASS_NAMES[config.set])
+        return False
+    if config.set not in SYNTHETIC_SETS:
+        missing = paths.data_pkl if not have_eeg else paths.images
+        raise DataError(f"{missing}: not found; the '{config.set}' set has no built-in version, "
+                        "place the ThoughtViz files there (see data/README.md)")
+    check_synthetic_root(config.data_root, config.set, "--data-root")
+    return True
+
+
 def stage_data(config: PipelineConfig, paths: PipelineRun,
                force: bool = False) -> dict[str, Any]:
-    with _exclusive_lock(Path(config.data_root) / ".prepare.lock"):
-        have_eeg = paths.data_pkl.exists()
-        have_images = (paths.images / TRAIN_SPLIT).is_dir() and (paths.images / TEST_SPLIT).is_dir()
-        if have_eeg and have_images:
-            if config.set in SYNTHETIC_SETS:
-                # A data root built by an older renderer must not be trained on silently.
-                for split in (TRAIN_SPLIT, TEST_SPLIT):
-                    check_synthetic_images(paths.images / split, CLASS_NAMES[config.set])
-            return {"data": str(paths.data_pkl), "images": str(paths.images), "prepared": False}
-        if config.set not in SYNTHETIC_SETS:
-            missing = paths.data_pkl if not have_eeg else paths.images
-            raise DataError(f"{missing}: not found; the '{config.set}' set has no built-in version, "
-                            "place the ThoughtViz files there (see data/README.md)")
-        print(f"[pipeline] preparing the built-in '{config.set}' set in {config.data_root}")
-        write_synthetic_set(config.data_root, set_name=config.set, seed=config.seed,
-                            **_stage_overrides(config, "data"))
-    return {"data": str(paths.data_pkl), "images": str(paths.images), "prepared": True}
+    prepared = False
+    if data_to_prepare(config, paths):
+        # Pipelines sharing a data root: one writes the set, the others then find it there.
+        with _exclusive_lock(Path(config.data_root) / ".prepare.lock"):
+            if data_to_prepare(config, paths):
+                print(f"[pipeline] preparing the built-in '{config.set}' set in {config.data_root}")
+                write_synthetic_set(config.data_root, set_name=config.set, seed=config.seed,
+                                    flag="--data-root", **_stage_overrides(config, "data"))
+                prepared = True
+    return {"data": str(paths.data_pkl), "images": str(paths.images), "prepared": prepared}
 
 
 def stage_encoder(config: PipelineConfig, paths: PipelineRun,
@@ -312,7 +328,15 @@ def _headline(result: Any) -> dict[str, Any]:
 
 def load_state(run_dir: Path) -> dict[str, Any]:
     path = PipelineRun(Path(run_dir)).state
-    return read_json(path) if path.exists() else {"stages": {}}
+    state = read_json(path) if path.exists() else {}
+    state.setdefault("stages", {})
+    return state
+
+
+def _unfinished(state: dict[str, Any], stages: Optional[Sequence[str]]) -> list[str]:
+    """The stages to run, in order: those asked for (all by default) not done yet."""
+    return [name for name, _ in STAGES if (stages is None or name in stages)
+            and not state["stages"].get(name, {}).get("done")]
 
 
 # With --strategy multiworker every worker runs these stages together (the data stage each for
@@ -385,19 +409,23 @@ def run_pipeline(config: PipelineConfig, force: bool = False,
     config.validate()
     check_stage_configs(config)     # a wrong --set-stage fails before any stage runs
     workers = _Workers(config)
+    paths = PipelineRun.from_config(config)
     if workers.chief:
+        check_writable_dir(config.run, "--run")
+        check_run_dir(config, config.run, force)
+        if "data" in _unfinished(load_state(paths.dir), stages):
+            data_to_prepare(config, paths)          # refused before the run is written
+        # One writer of the pipeline's run at a time; its stages lock their own folders too.
+        lock = lock_run(config.run)
         prepare_run_dir(config, config.run, force=force)
     workers.wait("the chief prepared the run directory")
-    paths = PipelineRun.from_config(config)
     if not workers.chief and not (paths.dir / CONFIG_FILE).exists():
         raise ConfigError(f"{paths.dir}: {workers.role.label} cannot see the chief's run directory; a "
                           "multi-worker pipeline needs it on storage every worker sees at the same "
                           "path")
     state = load_state(paths.dir)
     state_path = paths.state
-    state.setdefault("stages", {})
-    todo = [name for name, _ in STAGES if (stages is None or name in stages)
-            and not state["stages"].get(name, {}).get("done")]
+    todo = _unfinished(state, stages)
     workers.agree(sum(1 << index for index, name in enumerate(PIPELINE_STAGES) if name in todo),
                   "--stages differs between them, or they read different pipeline.json files")
     ran: list[str] = []
@@ -433,6 +461,7 @@ def run_pipeline(config: PipelineConfig, force: bool = False,
         return {"worker": workers.role.label, "ran": ran, "stages": {}}
     state["last_run_seconds"] = round(time.monotonic() - started, 1)
     atomic_write_json(state_path, state)
+    lock.release()
     return state
 
 
