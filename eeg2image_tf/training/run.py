@@ -37,6 +37,7 @@ becomes one :class:`~.distributed.WorkerLostError` line.
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 import sys
 import tempfile
@@ -241,11 +242,14 @@ class TrainingRun:
                 self.manager.save(checkpoint_number=unit)
             except (tf.errors.OpError, OSError) as exc:
                 remove_temporary_checkpoints(self.checkpoint_dir)
-                reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                # TensorFlow's message ends with the system's reason: "...; No space left on device"
+                text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                reason = re.sub(r"\s*\[Op:\w+\]$", "", text.rsplit("; ", 1)[-1])
+                kept = (f"the latest one, {self.latest_checkpoint}, is kept"
+                        if self.latest_checkpoint else "none was saved before")
                 raise CheckpointError(
                     f"{self.checkpoint_dir}: checkpoint {unit} could not be written ({reason}); "
-                    f"the latest one, {self.latest_checkpoint or 'none'}, is kept: make room and "
-                    "rerun the same command to resume") from None
+                    f"{kept}: make room and rerun the same command to resume") from None
             self.last_saved = unit
         return self.latest_checkpoint
 
