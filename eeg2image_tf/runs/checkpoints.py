@@ -166,8 +166,11 @@ def settle_checkpoints(directory: str | Path) -> Optional[str]:
     listed = [Path(path) for path in state.all_model_checkpoint_paths] if state else []
     if state is None or Path(state.model_checkpoint_path) != Path(latest) or \
             listed != [Path(prefix) for prefix in kept]:
+        # With their save times, which CheckpointManager needs to go on managing them (max_to_keep).
         lines = [f'model_checkpoint_path: "{Path(latest).name}"']
         lines += [f'all_model_checkpoint_paths: "{prefix.name}"' for prefix in kept]
+        lines += [f"all_model_checkpoint_timestamps: {Path(f'{prefix}.index').stat().st_mtime}"
+                  for prefix in kept]
         atomic_write_text(index, "\n".join(lines) + "\n")
     return latest
 
