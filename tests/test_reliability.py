@@ -2,9 +2,9 @@
 
 The table (:data:`CASES`) runs each command as a user would (its ``main`` under ``run_main``) on a
 small world of data roots, runs and output folders, and asserts for every case: exit code 2, one
-``error:`` line saying what was wrong, and not one file of the world changed or appeared. Almost
-every case is refused before TensorFlow loads; the few that need TensorFlow stop before any
-training. The slow tests below the table train tiny runs: resume after a damaged checkpoint index
+``error:`` line saying what was wrong, and not one file of the world changed or appeared. Every
+case is refused before TensorFlow loads; the few tests beside it that need TensorFlow stop before
+any training. The slow tests below the table train tiny runs: resume after a damaged checkpoint index
 and a checkpoint cut short (after a refused option, whose corrected command then runs), a full
 disk during a save, ``kill -9`` mid-training, two runs side by side.
 """
