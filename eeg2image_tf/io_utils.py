@@ -17,6 +17,7 @@ import contextlib
 import errno
 import fcntl
 import functools
+import hashlib
 import json
 import os
 import socket
@@ -128,6 +129,15 @@ def read_json(path: str | os.PathLike) -> Any:
         raise Eeg2ImageError(f"{path}: file not found") from None
     except json.JSONDecodeError as exc:
         raise Eeg2ImageError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes, in hex (read in blocks: checkpoints are large)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def atomic_savefig(figure, destination: str | os.PathLike, **kwargs) -> Path:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import types
 import typing
 from typing import Any, Callable, Optional
@@ -138,10 +139,10 @@ def type_problem(tp: Any, value: Any) -> Optional[str]:
     if base is bool:
         return None if isinstance(value, bool) else "must be true or false"
     if base is int:
-        return None if isinstance(value, int) and not isinstance(value, bool) else \
+        return None if isinstance(value, numbers.Integral) and not isinstance(value, bool) else \
             "must be a whole number"
     if base is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
             return "must be a number"
         return None if math.isfinite(value) else "must be a finite number"
     if base is str:

@@ -39,7 +39,8 @@ import cv2
 import numpy as np
 
 from ..errors import DataError, Eeg2ImageError
-from ..io_utils import atomic_write_bytes, atomic_write_json, check_writable_dir, read_json
+from ..io_utils import (atomic_write_bytes, atomic_write_json, check_writable_dir, file_sha256,
+                        read_json)
 from ..runs import EEG_DIR, EEG_FILE, IMAGES_DIR, TEST_SPLIT, TRAIN_SPLIT
 from .thoughtviz import CLASS_NAMES
 
@@ -389,14 +390,6 @@ def _check_image_root(split_root: Path, class_names: tuple[str, ...], flag: str 
     check_synthetic_images(split_root, class_names)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _recorded_digests(eeg_dir: Path) -> list[str]:
     """The SHA-256 digests of the ``data.pkl`` files the built-in set wrote in ``eeg_dir``."""
     try:
@@ -417,7 +410,7 @@ def _check_eeg_folder(eeg_dir: Path, flag: str) -> None:
                         f"another {flag}")
     names = sorted(p.name for p in eeg_dir.iterdir() if not p.name.startswith("."))
     foreign = [name for name in names if name not in (EEG_FILE, SYNTHETIC_MARKER)]
-    if EEG_FILE in names and _sha256(eeg_dir / EEG_FILE) not in _recorded_digests(eeg_dir):
+    if EEG_FILE in names and file_sha256(eeg_dir / EEG_FILE) not in _recorded_digests(eeg_dir):
         foreign.insert(0, EEG_FILE)
     _refuse_foreign(eeg_dir, foreign, flag)
 
@@ -497,7 +490,7 @@ def write_synthetic_set(out_root: str | os.PathLike, set_name: str = "char", see
     # Protocol 2, as the ThoughtViz release; our restricted unpickler reads it.
     payload = pickle.dumps(arrays, protocol=2)
     # The record first: whatever instant a crash hits, the data.pkl there is one it names.
-    kept = [_sha256(eeg_path)] if eeg_path.exists() else []
+    kept = [file_sha256(eeg_path)] if eeg_path.exists() else []
     atomic_write_json(eeg_dir / SYNTHETIC_MARKER, {
         "set": set_name, "seed": seed,
         "sha256": list(dict.fromkeys([hashlib.sha256(payload).hexdigest()] + kept))})

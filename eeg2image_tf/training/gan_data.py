@@ -52,8 +52,9 @@ class GanData:
 def _files_signature(path: Path) -> list:
     """(name, size, mtime) of the files under ``path`` (a file, a directory or a checkpoint prefix).
 
-    Directories are read three levels deep, TensorBoard logs excepted: enough to see a retrained or
-    reselected encoder (its checkpoints and JSON records) without hashing gigabytes.
+    Directories are read three levels deep, TensorBoard logs and hidden files (the run's lock)
+    excepted: enough to see a retrained or reselected encoder (its checkpoints and JSON records)
+    without hashing gigabytes.
     """
     def stat(file: Path, name: str) -> list:
         info = file.stat()
@@ -65,7 +66,8 @@ def _files_signature(path: Path) -> list:
         found = []
         for file in sorted(path.rglob("*")):
             relative = file.relative_to(path)
-            if file.is_file() and TENSORBOARD_DIR not in relative.parts and len(relative.parts) <= 3:
+            if file.is_file() and TENSORBOARD_DIR not in relative.parts and len(relative.parts) <= 3 \
+                    and not any(part.startswith(".") for part in relative.parts):
                 found.append(stat(file, str(relative)))
         return found
     # A checkpoint prefix (".../ckpt-12"): its index and data shards.

@@ -288,7 +288,7 @@ class TrainingRun:
             except COLLECTIVE_ERRORS as exc:
                 if not self.role.distributed:
                     raise
-                where = f"{unit} {getattr(bar, 'n', '?')}"
+                where = f"{bar_unit or unit} {getattr(bar, 'n', '?')}"
                 raise worker_lost(exc, self.role, where, self.latest_checkpoint) from None
             finally:
                 bar.close()
