@@ -3,7 +3,8 @@ reports them.
 
 Every command runs in :func:`run_main`, which catches :class:`Eeg2ImageError`, prints its message as
 a single line and exits with :data:`EXIT_BAD_INPUT`, so a user never has to read a traceback to
-learn that an input is bad.
+learn that an input is bad. A file system that refuses a read or a write (``OSError``: a full
+disk, a permission, a path that is a file) is reported the same way, naming the path.
 """
 
 from __future__ import annotations
@@ -61,6 +62,10 @@ def run_main(main: Callable[[Sequence[str] | None], int | None],
     except Eeg2ImageError as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"error: {message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except TrainingInterrupted as exc:   # a training loop stopped by a signal, after saving
         print(str(exc), file=sys.stderr)

@@ -27,8 +27,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = command_parser("evaluate", __doc__, EvaluateConfig)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     config, args = parse_config(parser, EvaluateConfig, argv)
-    if config.split_order not in ("mixed", "class-sorted"):
-        parser.error(f"--split-order must be mixed or class-sorted, not {config.split_order!r}")
     # Imported here, not above: --help loads neither the data package (NumPy, OpenCV) nor
     # TensorFlow, and a wrong path is refused before TensorFlow loads.
     from .data.inputs import check_inputs

@@ -30,7 +30,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # TensorFlow, and a wrong path is refused before TensorFlow loads.
     from .data.inputs import check_inputs
 
-    check_inputs(config)
+    check_inputs(config, force=args.force)
     from .generation import generate_from_run
 
     manifest = generate_from_run(config, force=args.force, show_progress=not args.quiet)

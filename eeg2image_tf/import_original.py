@@ -27,8 +27,6 @@ DESCRIPTION = "Convert the authors' encoder or GAN checkpoint into this project'
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = command_parser("import_original", DESCRIPTION, ImportOriginalConfig)
     config, _ = parse_config(parser, ImportOriginalConfig, argv)
-    if (config.encoder is None) == (config.gan is None):
-        parser.error("give exactly one of --encoder or --gan")
     # Imported here, not above: --help loads neither the data package (NumPy, OpenCV) nor
     # TensorFlow, and a wrong path is refused before TensorFlow loads.
     from .data.inputs import check_inputs

@@ -1,5 +1,6 @@
 """Output: atomic files (a reader, or a crash, never sees a half-written file in place of a good one),
-and the terminal's progress bars and lines.
+one writer per folder (:class:`FolderLock`), folders checked before anything is written, and the
+terminal's progress bars and lines.
 
 Every writer goes to a temporary name in the same directory, flushes and fsyncs it, then renames it
 over the destination; ``os.replace`` is atomic on POSIX within one file system.
@@ -13,12 +14,17 @@ caller makes once for the whole set (a per-file fsync costs more than encoding t
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import functools
+import hashlib
 import json
 import os
+import socket
 import sys
 import tempfile
 import threading
+import weakref
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -125,12 +131,116 @@ def read_json(path: str | os.PathLike) -> Any:
         raise Eeg2ImageError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
 
 
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes, in hex (read in blocks: checkpoints are large)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def atomic_savefig(figure, destination: str | os.PathLike, **kwargs) -> Path:
     """Save a matplotlib figure atomically (format from the destination's suffix)."""
     destination = Path(destination)
     with atomic_path(destination) as tmp:
         figure.savefig(tmp, format=destination.suffix.lstrip(".") or "png", **kwargs)
     return destination
+
+
+# --------------------------------------------------------------------------------------------------
+# Folders: writable, and one writer at a time
+# --------------------------------------------------------------------------------------------------
+
+def check_writable_dir(folder: str | os.PathLike, flag: str) -> None:
+    """Refuse (one line naming ``flag``) a folder this process could not create or write into:
+    the folder, or its nearest existing parent, is not a directory or not writable."""
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise Eeg2ImageError(f"{existing}: exists and is not a directory; choose another {flag}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise Eeg2ImageError(f"{existing}: {os.strerror(errno.EACCES)} (cannot write there); "
+                             f"choose another {flag}")
+
+
+# Locks this process holds, by the lock file's real path: [file descriptor, holders].
+_HELD: dict[str, list[int]] = {}
+
+
+def _holder(fd: int) -> str:
+    text = os.pread(fd, 200, 0).decode("utf-8", "replace").split()
+    return f"PID {text[0]} on {text[1]}" if len(text) >= 2 else "another process"
+
+
+def _busy(path: Path, fd: int, hint: str) -> Eeg2ImageError:
+    return Eeg2ImageError(f"{path.parent}: in use by {_holder(fd)} (it holds {path.name}); "
+                          f"wait for it to finish, or {hint}")
+
+
+class FolderLock:
+    """An exclusive ``fcntl.flock`` on the lock file ``path``, held while this process keeps the
+    file open; refused with one line naming the process that holds it (its PID and host, which the
+    holder writes into the file).
+
+    The kernel drops a flock with the process that held it, so a killed writer never leaves the
+    folder locked. Re-entrant within a process (the pipeline's stages lock folders the pipeline
+    itself locked). Released by :meth:`release`, or when the object is garbage collected.
+    """
+
+    def __init__(self, path: str | os.PathLike, hint: str):
+        self.path = Path(path)
+        self._key = os.path.realpath(self.path)
+        if self._key in _HELD:
+            _HELD[self._key][1] += 1
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, _default_file_mode())
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                error = _busy(self.path, fd, hint)
+                os.close(fd)
+                raise error from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
+            _HELD[self._key] = [fd, 1]
+        self._finalizer = weakref.finalize(self, _release, self._key)
+
+    def release(self) -> None:
+        self._finalizer()
+
+    def __enter__(self) -> "FolderLock":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _release(key: str) -> None:
+    held = _HELD.get(key)
+    if held is None:
+        return
+    held[1] -= 1
+    if held[1] == 0:
+        del _HELD[key]
+        os.close(held[0])           # closing the last descriptor drops the flock
+
+
+def check_unlocked(path: str | os.PathLike, hint: str) -> None:
+    """Refuse, as :class:`FolderLock` would, a lock file that another process holds; take nothing."""
+    path = Path(path)
+    if os.path.realpath(path) in _HELD or not path.is_file():
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise _busy(path, fd, hint) from None
+    finally:
+        os.close(fd)
 
 
 # --------------------------------------------------------------------------------------------------

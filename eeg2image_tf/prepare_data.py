@@ -80,7 +80,7 @@ def config_from_arguments(args: argparse.Namespace,
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
-    config = config_from_arguments(parser.parse_args(argv), parser)
+    config = config_from_arguments(parser.parse_args(argv), parser).validate()
     if config.mode == "eegcvpr40":
         written = convert_eegcvpr40(config.source, config.splits, config.out, config.set_name,
                                     split_num=config.split_num, subject=config.subject,
@@ -103,9 +103,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               f"{len(written['class_names'])} classes ({', '.join(written['class_names'])})")
         print(f"wrote {written['images_test']}: {written['num_test_images']} PNG images")
     else:
+        existed = Path(config.out).exists()
         splits = convert_to_npz(config.source, config.out)
         names = ", ".join(splits.class_names) if splits.class_names else "unknown"
-        print(f"wrote {config.out}: x_train {splits.x_train.shape}, x_test {splits.x_test.shape}, "
+        done = f"{config.out} holds this set already" if existed else f"wrote {config.out}"
+        print(f"{done}: x_train {splits.x_train.shape}, x_test {splits.x_test.shape}, "
               f"{splits.num_classes} classes ({names})")
     return 0
 

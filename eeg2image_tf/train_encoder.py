@@ -24,7 +24,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # TensorFlow, and a wrong path is refused before TensorFlow loads.
     from .data.inputs import check_inputs
 
-    check_inputs(config)
+    check_inputs(config, force=args.force)
     from .training.encoder import train_encoder
 
     result = train_encoder(config, force=args.force)

@@ -31,7 +31,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # TensorFlow, and a wrong path is refused before TensorFlow loads.
     from .data.inputs import check_inputs
 
-    check_inputs(config)
+    check_inputs(config, force=args.force)
     from .training.gan import train_gan
 
     result = train_gan(config, force=args.force)

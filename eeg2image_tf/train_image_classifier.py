@@ -27,7 +27,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # TensorFlow, and a wrong path is refused before TensorFlow loads.
     from .data.inputs import check_inputs
 
-    check_inputs(config)
+    check_inputs(config, force=args.force)
     from .training.image_classifier import train_image_classifier
 
     # A signal stops training with TrainingInterrupted after a checkpoint; run_main reports it.

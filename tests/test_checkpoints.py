@@ -208,9 +208,7 @@ def test_import_original_converts_the_published_encoder(tmp_path, fixture_file, 
 
 
 def test_import_original_needs_exactly_one_source(tmp_path, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        import_original.main(["--out", str(tmp_path / "x")])
-    assert exit_info.value.code == 2
+    assert run_main(import_original.main, ["--out", str(tmp_path / "x")]) == 2
     assert "exactly one of --encoder or --gan" in capsys.readouterr().err
 
 

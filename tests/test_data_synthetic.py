@@ -54,8 +54,8 @@ def test_same_seed_gives_identical_bytes_other_seed_differs(tiny_set, tmp_path):
     root, _ = tiny_set
     write_synthetic_set(tmp_path / "again", "char", seed=3, **TINY)
     first, second = file_bytes(root), file_bytes(tmp_path / "again")
-    # data.pkl, 50 images and one synthetic.json per split
-    assert first.keys() == second.keys() and len(first) == 53
+    # data.pkl and its synthetic.json, 50 images and one synthetic.json per split
+    assert first.keys() == second.keys() and len(first) == 54
     assert first == second
     write_synthetic_set(tmp_path / "other", "char", seed=4, **TINY)
     other = file_bytes(tmp_path / "other")

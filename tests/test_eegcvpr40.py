@@ -244,9 +244,7 @@ def test_an_existing_set_is_not_overwritten(release, tmp_path, capsys):
 
 
 def test_required_flags(tmp_path, capsys):
-    with pytest.raises(SystemExit) as caught:
-        prepare_data.main(["--eegcvpr40", "x.pth", "--out", str(tmp_path)])
-    assert caught.value.code == 2
+    assert run_main(prepare_data.main, ["--eegcvpr40", "x.pth", "--out", str(tmp_path)]) == 2
     assert "--eegcvpr40 needs --splits, --set" in capsys.readouterr().err
 
 

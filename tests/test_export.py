@@ -552,7 +552,7 @@ def test_export_refuses_to_replace_a_directory_that_is_not_an_export(tmp_path):
     out = tmp_path / "notes"
     out.mkdir()
     (out / "thesis.tex").write_text("precious")
-    with pytest.raises(Eeg2ImageError, match="is not an export"):
+    with pytest.raises(Eeg2ImageError, match="holds files export did not write"):
         export_saved_model(None, None, out, num_channels=14, num_samples=32, latent_dim=128,
                            normalisation="original", class_names=None, provenance={})
     assert (out / "thesis.tex").read_text() == "precious"

@@ -77,9 +77,9 @@ def test_convert_refuses_unsafe_pickle_and_bad_output(tmp_path, capsys):
     assert "--out must name a .npz file" in capsys.readouterr().err
 
 
-def test_mode_is_required():
-    with pytest.raises(SystemExit):
-        prepare_data.main(["--out", "somewhere"])
+def test_mode_is_required(capsys):
+    assert run_main(prepare_data.main, ["--out", "somewhere"]) == 2
+    assert "one of the arguments --synthetic --convert --eegcvpr40 is required" in capsys.readouterr().err
 
 
 def test_module_entry_point(tmp_path):

@@ -67,10 +67,7 @@ def write_averaged_run(config: AverageConfig) -> dict[str, Any]:
     and this command's settings; ``generate``, ``evaluate``, ``curve`` and ``export`` take it as any
     run. An existing ``out`` is refused unless ``force``. Returns what ``average.json`` holds.
     """
-    run, out, last, force = config.run, config.out, config.last, config.force
-    if last < 1:
-        raise ConfigError(f"--last must be at least 1, got {last}")
-    run, out = Path(run), Path(out)
+    run, out, last, force = Path(config.validate().run), Path(config.out), config.last, config.force
     if out.resolve() == run.resolve():
         raise ConfigError(f"{out}: write the averaged run beside the source run, not into it")
     if GanRun(out).config_path.exists() and not force:

@@ -9,7 +9,7 @@ import tensorflow as tf
 from ..errors import CheckpointError
 from ..io_utils import read_json
 from ..models.classifier import ImageClassifier
-from ..runs import ClassifierRun
+from ..runs import ClassifierRun, newest_readable_checkpoint
 
 
 def build_classifier(num_classes: int, image_size: int, class_names=None,
@@ -36,7 +36,7 @@ def load_image_classifier(run_dir: str | Path) -> ImageClassifier:
         image_size = int(classes["image_size"])
     except (KeyError, TypeError, ValueError):
         raise CheckpointError(f"{run.classes}: expected class_names and image_size") from None
-    latest = tf.train.latest_checkpoint(str(run.checkpoints))
+    latest = newest_readable_checkpoint(run.checkpoints) if run.checkpoints.is_dir() else None
     if latest is None:
         raise CheckpointError(f"{run.checkpoints}: no checkpoint (train the classifier first)")
     classifier = build_classifier(len(class_names), image_size, class_names)

@@ -9,7 +9,6 @@ files, its stored ``step``); optimizer state is not converted.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -17,19 +16,12 @@ import numpy as np
 from .. import __version__
 from ..config import ImportOriginalConfig
 from ..errors import CheckpointError
+from ..io_utils import file_sha256
 from ..runs import CHECKPOINT_INDEX, MODEL_FILE, STEP_COUNTER, checkpoint_step
 from .original import load_original_encoder, load_original_gan, resolve_original_checkpoint
 from .ours import load_encoder, load_gan, save_encoder_weights, save_gan_weights
 
 SOURCE_FORMAT = "EEG2Image original code (TF 2.8 object-based checkpoint)"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def source_provenance(prefix: str) -> dict:
@@ -41,7 +33,7 @@ def source_provenance(prefix: str) -> dict:
         "eeg2image_tf_version": __version__,
         "source_format": SOURCE_FORMAT,
         "source_checkpoint": prefix_path.name,
-        "source_sha256": {path.name: _sha256(path) for path in files},
+        "source_sha256": {path.name: file_sha256(path) for path in files},
     }
     step = checkpoint_step(prefix, counters=(STEP_COUNTER,))
     if step is not None:
@@ -91,8 +83,7 @@ def convert_original_gan(source: str | Path, out: str | Path, force: bool = Fals
 
 def import_original(config: ImportOriginalConfig) -> str:
     """Convert ``config.encoder`` or ``config.gan`` (exactly one) into ``config.out``."""
-    if (config.encoder is None) == (config.gan is None):
-        raise CheckpointError(f"{config.out}: give exactly one of --encoder or --gan")
+    config.validate()
     if config.encoder is not None:
         return convert_original_encoder(config.encoder, config.out, force=config.force)
     return convert_original_gan(config.gan, config.out, force=config.force)

@@ -4,12 +4,13 @@ without torch, EEG normalisation, image folders, tf.data pipelines and the built
 here: only the commands call it). Importing it does not import TensorFlow."""
 
 from .eegcvpr40 import convert_eegcvpr40, read_eegcvpr40
-from .images import IMAGE_EXTENSIONS, ImageFolder, list_image_folder, load_image, load_images, pair_images
+from .images import (IMAGE_EXTENSIONS, ImageFolder, list_image_folder, list_split_folders, load_image,
+                     load_images, pair_images)
 from .pipelines import encoder_dataset, gan_dataset
 from .preprocess import PREPROCESS_METHODS, preprocess, preprocess_numpy
 from .safe_pickle import RestrictedUnpickler, safe_load_pickle, safe_loads
-from .synthetic import (SYNTHETIC_SETS, check_synthetic_images, make_synthetic_eeg, render_character,
-                        write_synthetic_set)
+from .synthetic import (SYNTHETIC_SETS, check_synthetic_images, check_synthetic_root,
+                        make_synthetic_eeg, render_character, write_synthetic_set)
 from .torch_file import load_torch_file
 from .thoughtviz import (CLASS_NAMES, SPLIT_KEYS, EEGSplits, convert_to_npz, eeg_file,
                          load_thoughtviz, save_npz)
@@ -19,8 +20,10 @@ __all__ = [
     "RestrictedUnpickler", "safe_load_pickle", "safe_loads", "load_torch_file",
     "convert_eegcvpr40", "read_eegcvpr40",
     "PREPROCESS_METHODS", "preprocess", "preprocess_numpy",
-    "IMAGE_EXTENSIONS", "ImageFolder", "list_image_folder", "load_image", "load_images", "pair_images",
+    "IMAGE_EXTENSIONS", "ImageFolder", "list_image_folder", "list_split_folders", "load_image",
+    "load_images", "pair_images",
     "encoder_dataset", "gan_dataset",
-    "SYNTHETIC_SETS", "check_synthetic_images", "make_synthetic_eeg", "render_character",
+    "SYNTHETIC_SETS", "check_synthetic_images", "check_synthetic_root", "make_synthetic_eeg",
+    "render_character",
     "write_synthetic_set",
 ]

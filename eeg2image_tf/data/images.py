@@ -80,6 +80,23 @@ def list_image_folder(root: str | os.PathLike,
                        class_names=tuple(p.name for p in class_dirs))
 
 
+def list_split_folders(root: str | os.PathLike, splits: Sequence[str]) -> tuple[ImageFolder, ...]:
+    """:func:`list_image_folder` of each ``root/<split>``, refusing splits whose class folders
+    differ and a class folder without images (a classifier would train or test on nothing)."""
+    root = Path(root)
+    folders = tuple(list_image_folder(root / split) for split in splits)
+    for split, folder in zip(splits, folders):
+        if folder.class_names != folders[0].class_names:
+            raise DataError(f"{root}: {splits[0]} and {split} class folders differ "
+                            f"({', '.join(folders[0].class_names)} vs "
+                            f"{', '.join(folder.class_names)})")
+        empty = [name for name, count in zip(folder.class_names, folder.counts()) if count == 0]
+        if empty:
+            raise DataError(f"{root / split}: class folder(s) {', '.join(empty)} hold no images; "
+                            f"every class needs images in {' and '.join(splits)}")
+    return folders
+
+
 def load_image(path: str | os.PathLike, size: int = 128) -> np.ndarray:
     """Decode one image as RGB float32 ``(size, size, 3)`` in ``[-1, 1]``.
 

@@ -19,12 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from ..config import PREPROCESS_METHODS
 from ..errors import DataError
 
-PREPROCESS_METHODS = ("original", "zscore")
-
 _POSITIVE_HINT = ("the original normalisation needs positive raw Emotiv values; "
-                  "use method='zscore' for zero-centred EEG")
+                  "use --normalisation zscore (method='zscore') for zero-centred EEG")
 
 
 def _check_method(method: str) -> None:

@@ -27,8 +27,10 @@ split of another version is refused rather than mixed (:func:`check_synthetic_im
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Optional
@@ -36,8 +38,10 @@ from typing import Any, Optional
 import cv2
 import numpy as np
 
-from ..errors import DataError
-from ..io_utils import atomic_path, atomic_write_bytes, atomic_write_json, read_json
+from ..errors import DataError, Eeg2ImageError
+from ..io_utils import (atomic_write_bytes, atomic_write_json, check_writable_dir, file_sha256,
+                        read_json)
+from ..runs import EEG_DIR, EEG_FILE, IMAGES_DIR, TEST_SPLIT, TRAIN_SPLIT
 from .thoughtviz import CLASS_NAMES
 
 SYNTHETIC_SETS = ("digit", "char")
@@ -317,9 +321,21 @@ def _image_file_name(class_name: str, index: int) -> str:
     return f"{class_name}_{index:04d}.png"
 
 
+def _is_our_image_name(class_name: str, file_name: str) -> bool:
+    return re.fullmatch(rf"{re.escape(class_name)}_\d{{4,}}\.png", file_name) is not None
+
+
 def _our_image_files(split_root: Path, class_names: tuple[str, ...]) -> list[Path]:
     """Files in ``split_root/<Class>/`` named as the built-in sets name their images."""
-    return [path for name in class_names for path in (split_root / name).glob(f"{name}_*.png")]
+    return [path for name in class_names for path in (split_root / name).glob(f"{name}_*.png")
+            if _is_our_image_name(name, path.name)]
+
+
+def _refuse_foreign(folder: Path, foreign: list[str], flag: str) -> None:
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise DataError(f"{folder}: holds {shown}, which prepare_data --synthetic did not write; "
+                        f"write the built-in set to another {flag} (it never replaces a user's files)")
 
 
 def synthetic_images_version(split_root: str | os.PathLike) -> Optional[int]:
@@ -354,7 +370,7 @@ def check_synthetic_images(split_root: str | os.PathLike, class_names: tuple[str
                     "folder to rebuild it, or use another data root")
 
 
-def _check_image_root(split_root: Path, class_names: tuple[str, ...]) -> None:
+def _check_image_root(split_root: Path, class_names: tuple[str, ...], flag: str = "--out") -> None:
     """Refuse to mix two sets' class folders (natsort over all of them would shift class indices)
     or two renderers' images."""
     if not split_root.is_dir():
@@ -363,8 +379,40 @@ def _check_image_root(split_root: Path, class_names: tuple[str, ...]) -> None:
                      if p.is_dir() and not p.name.startswith(".") and p.name not in class_names)
     if foreign:
         raise DataError(f"{split_root}: already holds class folders of another set ({', '.join(foreign)}); "
-                        "write this set to another --out")
+                        f"write this set to another {flag}")
+    # A user's own file among the built-in set's (a real image beside them) is never mixed in.
+    files = [p.name for p in split_root.iterdir() if p.is_file() and not p.name.startswith(".")
+             and p.name != SYNTHETIC_MARKER]
+    files += [f"{name}/{p.name}" for name in class_names if (split_root / name).is_dir()
+              for p in sorted((split_root / name).iterdir())
+              if not p.name.startswith(".") and not _is_our_image_name(name, p.name)]
+    _refuse_foreign(split_root, files, flag)
     check_synthetic_images(split_root, class_names)
+
+
+def _recorded_digests(eeg_dir: Path) -> list[str]:
+    """The SHA-256 digests of the ``data.pkl`` files the built-in set wrote in ``eeg_dir``."""
+    try:
+        recorded = read_json(eeg_dir / SYNTHETIC_MARKER).get("sha256", [])
+    except (Eeg2ImageError, AttributeError):
+        return []
+    return [recorded] if isinstance(recorded, str) else list(recorded)
+
+
+def _check_eeg_folder(eeg_dir: Path, flag: str) -> None:
+    """Refuse an EEG set folder holding what the built-in set did not write: a ``data.pkl`` that
+    is not the one its ``synthetic.json`` records (real data), or any other file (a ``data.npz``,
+    which the loaders would read instead)."""
+    if not eeg_dir.exists():
+        return
+    if not eeg_dir.is_dir():
+        raise DataError(f"{eeg_dir}: exists and is not a directory; write the built-in set to "
+                        f"another {flag}")
+    names = sorted(p.name for p in eeg_dir.iterdir() if not p.name.startswith("."))
+    foreign = [name for name in names if name not in (EEG_FILE, SYNTHETIC_MARKER)]
+    if EEG_FILE in names and file_sha256(eeg_dir / EEG_FILE) not in _recorded_digests(eeg_dir):
+        foreign.insert(0, EEG_FILE)
+    _refuse_foreign(eeg_dir, foreign, flag)
 
 
 def write_class_images(split_root: Path, class_names: tuple[str, ...], per_class: int,
@@ -392,7 +440,7 @@ def write_class_images(split_root: Path, class_names: tuple[str, ...], per_class
             future.result()
     for class_name in class_names:
         wanted = {_image_file_name(class_name, k) for k in range(per_class)}
-        for stale in (split_root / class_name).glob(f"{class_name}_*.png"):
+        for stale in _our_image_files(split_root, (class_name,)):
             if stale.name not in wanted:
                 stale.unlink()
     return per_class * len(class_names)
@@ -402,15 +450,30 @@ def write_class_images(split_root: Path, class_names: tuple[str, ...], per_class
 # The whole set
 # --------------------------------------------------------------------------------------------------
 
+def check_synthetic_root(out_root: str | os.PathLike, set_name: str, flag: str = "--out") -> None:
+    """Refuse, writing nothing, a data root that :func:`write_synthetic_set` may not write: not
+    writable, or holding files it did not write (``flag``: the option naming ``out_root``)."""
+    out_root = Path(out_root)
+    class_names = _class_names(set_name)
+    check_writable_dir(out_root, flag)
+    _check_eeg_folder(out_root / EEG_DIR / set_name, flag)
+    for split in (TRAIN_SPLIT, TEST_SPLIT):
+        _check_image_root(out_root / IMAGES_DIR / split, class_names, flag)
+
+
 def write_synthetic_set(out_root: str | os.PathLike, set_name: str = "char", seed: int = 45,
                         n_train: int = 2500, n_test: int = 600, images_per_class: int = 200,
-                        test_images_per_class: int = 50) -> dict[str, Any]:
+                        test_images_per_class: int = 50, flag: str = "--out") -> dict[str, Any]:
     """Write a synthetic ``digit`` or ``char`` set under ``out_root`` in the ThoughtViz layout.
 
     Files: ``eeg/<set>/data.pkl`` (a pickle, protocol 2, of a dict of numpy arrays: ``x_*`` float64
-    ``(N, 14, 32, 1)``, ``y_*`` one-hot float64 ``(N, 10)``) and ``images/{train,test}/<Class>/*.png``
-    (128 x 128 RGB). Everything is a function of ``seed``: the same seed gives byte-identical files.
-    ``set_name="image"`` raises :class:`DataError`: the objects set has no synthetic version.
+    ``(N, 14, 32, 1)``, ``y_*`` one-hot float64 ``(N, 10)``) with ``eeg/<set>/synthetic.json``
+    (its SHA-256) and ``images/{train,test}/<Class>/*.png`` (128 x 128 RGB). Everything is a
+    function of ``seed``: the same seed gives byte-identical files. ``set_name="image"`` raises
+    :class:`DataError`: the objects set has no synthetic version. Folders holding anything this
+    function did not write (real data, a user's image, a ``data.npz``) are refused before anything
+    is written: the built-in set never replaces or mixes with a user's files (``flag``: the option
+    naming ``out_root``, for the message).
     Returns what was written (paths and counts).
     """
     class_names = _class_names(set_name)
@@ -418,16 +481,20 @@ def write_synthetic_set(out_root: str | os.PathLike, set_name: str = "char", see
         raise DataError(f"synthetic {set_name}: images_per_class={images_per_class}, "
                         f"test_images_per_class={test_images_per_class}; expected >= 1")
     out_root = Path(out_root)
-    image_roots = {split: out_root / "images" / split for split in ("train", "test")}
-    for split_root in image_roots.values():
-        _check_image_root(split_root, class_names)
+    check_synthetic_root(out_root, set_name, flag)
+    eeg_dir = out_root / EEG_DIR / set_name
+    image_roots = {split: out_root / IMAGES_DIR / split for split in (TRAIN_SPLIT, TEST_SPLIT)}
 
     arrays = make_synthetic_eeg(set_name, seed=seed, n_train=n_train, n_test=n_test)
-    eeg_path = out_root / "eeg" / set_name / "data.pkl"
-    with atomic_path(eeg_path) as tmp:
-        with open(tmp, "wb") as handle:
-            # Protocol 2, as the ThoughtViz release; our restricted unpickler reads it.
-            pickle.dump(arrays, handle, protocol=2)
+    eeg_path = eeg_dir / EEG_FILE
+    # Protocol 2, as the ThoughtViz release; our restricted unpickler reads it.
+    payload = pickle.dumps(arrays, protocol=2)
+    # The record first: whatever instant a crash hits, the data.pkl there is one it names.
+    kept = [file_sha256(eeg_path)] if eeg_path.exists() else []
+    atomic_write_json(eeg_dir / SYNTHETIC_MARKER, {
+        "set": set_name, "seed": seed,
+        "sha256": list(dict.fromkeys([hashlib.sha256(payload).hexdigest()] + kept))})
+    atomic_write_bytes(eeg_path, payload)
 
     image_rng = np.random.default_rng([seed, SYNTHETIC_SETS.index(set_name), 1])
     counts = {split: write_class_images(image_roots[split], class_names, per_class, image_rng,

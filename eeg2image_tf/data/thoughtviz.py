@@ -22,6 +22,7 @@ Optional keys (any set may carry them; ThoughtViz has none):
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
@@ -142,10 +143,15 @@ def load_thoughtviz(path: str | os.PathLike,
                             is_one_hot=np.ndim(raw[f"y_{split}"]) == 2)
         fields[f"x_{split}"], fields[f"y_{split}"] = x, y
 
-    missing = np.setdiff1d(np.arange(k_train), np.unique(y_train))
-    if missing.size:
-        raise DataError(f"{path}: y_train has no trial of class(es) {missing.tolist()} "
-                        f"(expected all {k_train} classes in the training split)")
+    present = set(np.unique(y_train).tolist())
+    if len(present) < k_train:
+        # Labels may be any integers: name a few missing classes, never all of them.
+        shown = list(itertools.islice((c for c in range(k_train) if c not in present), 5))
+        count = k_train - len(present)
+        more = f" and {count - len(shown)} more" if count > len(shown) else ""
+        raise DataError(f"{path}: y_train has no trial of class(es) {shown}{more} (expected all "
+                        f"{k_train} classes, 0 to the largest label {k_train - 1}, in the training "
+                        "split)")
 
     lengths = {"train": len(x_train), **{s: len(fields[f"x_{s}"]) for s in ("val", "test")
                                          if f"x_{s}" in fields}}
@@ -396,10 +402,28 @@ def _resolve_class_names(path: Path, num_classes: int, given: Optional[Sequence[
 
 
 def convert_to_npz(source: str | os.PathLike, out: str | os.PathLike) -> EEGSplits:
-    """Read a ThoughtViz ``data.pkl`` safely and write it as ``out`` (a ``.npz``); return the splits."""
+    """Read a ThoughtViz ``data.pkl`` safely and write it as ``out`` (a ``.npz``); return the splits.
+
+    An existing ``out`` is never replaced: one holding the same set is left as it is, any other
+    refused.
+    """
     out = Path(out)
     if out.suffix.lower() != ".npz":
         raise DataError(f"{out}: --out must name a .npz file")
     splits = load_thoughtviz(source)
+    if out.exists():
+        try:
+            existing = load_thoughtviz(out) if out.is_file() else None
+        except DataError:
+            existing = None
+        if existing is None or not _same_set(existing, splits):
+            raise DataError(f"{out}: exists and holds another set; choose another --out (a "
+                            "conversion never replaces a file)")
+        return splits
     save_npz(splits, out)
     return splits
+
+
+def _same_set(a: EEGSplits, b: EEGSplits) -> bool:
+    return a.class_names == b.class_names and all(
+        np.array_equal(getattr(a, key), getattr(b, key)) for key in SPLIT_KEYS)

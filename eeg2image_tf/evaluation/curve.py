@@ -33,9 +33,8 @@ from ..config import CurveConfig
 from ..errors import CheckpointError, ConfigError, DataError, Eeg2ImageError
 from ..generation import generator_of, load_generation_sources
 from ..io_utils import atomic_savefig, atomic_write_json, progress_bar, read_json
-from ..models import precision as precisions
-from ..runs import (GanRun, curve_config_name, curve_names, kept_checkpoints, save_config,
-                    summary_writer)
+from ..runs import (GanRun, curve_config_name, curve_names, kept_checkpoints, lock_run,
+                    save_config, summary_writer)
 from .figures import new_figure
 from .images import generated_chunks, run_pass
 from .metrics import conditional_separability, per_class_accuracy
@@ -157,9 +156,7 @@ def evaluate_checkpoints(config: CurveConfig, classifier: Any = None, show_progr
     ``classifier``: an object with ``.features_and_probs`` (a test double); by default the image
     classifier run that ``config.classifier`` names, else ``<run>/../image_classifier``.
     """
-    if config.per_class < 1 or config.batch_size < 1 or config.average < 1:
-        raise ConfigError("--per-class, --batch-size and --average must be at least 1")
-    precisions.check_precision(config.precision)
+    config.validate()
     run_dir = Path(config.run)
     run = GanRun(run_dir)
     kept = kept_checkpoints(run.checkpoints)
@@ -176,6 +173,8 @@ def evaluate_checkpoints(config: CurveConfig, classifier: Any = None, show_progr
     classifier, reason = align_classifier(classifier, class_names)
     if classifier is None:
         raise Eeg2ImageError(f"curve: {reason}")
+    # One writer of the run's curve files at a time (released on an error too).
+    lock = lock_run(run_dir)
     save_config(config, run_dir, filename=curve_config_name(config.average))
 
     settings = _settings(config, classifier_path)
@@ -224,6 +223,7 @@ def evaluate_checkpoints(config: CurveConfig, classifier: Any = None, show_progr
                                title=f"{run_dir}: {config.per_class} images per class{averaged}")
     record["figure"] = str(figure)
     atomic_write_json(curve_path, record)
+    lock.release()
     if echo is not None:
         echo(format_curve(record))
     return record

@@ -19,6 +19,9 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from ..config import SPLIT_ORDERS
+from ..errors import DataError
+
 # Probabilities of exactly 0 appear with one-hot or saturated softmax outputs; 0 * log 0 is taken as 0
 # (its limit), so logarithms only ever see values >= this floor.
 _LOG_FLOOR = 1e-30
@@ -65,6 +68,9 @@ def kmeans_accuracy(features: np.ndarray, labels: np.ndarray, n_clusters: int = 
     features = np.asarray(features)
     if features.ndim != 2:
         raise ValueError(f"kmeans_accuracy: features must be (N, D), got shape {features.shape}")
+    if n_clusters > len(features):
+        raise DataError(f"k-means: --n-clusters {n_clusters} is more than the {len(features)} "
+                        "test trials")
     kmeans = KMeans(n_clusters=n_clusters, random_state=random_state, n_init=10)
     cluster_ids = kmeans.fit_predict(features)
     return clustering_accuracy(labels, cluster_ids), cluster_ids
@@ -73,9 +79,6 @@ def kmeans_accuracy(features: np.ndarray, labels: np.ndarray, n_clusters: int = 
 # --------------------------------------------------------------------------------------------------
 # Inception Score
 # --------------------------------------------------------------------------------------------------
-
-SPLIT_ORDERS = ("mixed", "class-sorted")
-
 
 def _entropy_terms(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     """Row-wise KL(p || q) for ``p`` (N, K) and ``q`` (K,), with 0 log 0 = 0."""

@@ -22,14 +22,15 @@ import numpy as np
 
 from ..checkpoints import checkpoint_has_ema
 from ..config import EvaluateConfig, config_to_dict
-from ..errors import DataError, Eeg2ImageError
+from ..errors import DataError
 from ..generation import load_generation_sources
-from ..runs import (GRID_FILE, LOSS_CURVES_FILE, TSNE_FILE, GanRun, read_metrics, write_metrics)
+from ..runs import (GRID_FILE, LOSS_CURVES_FILE, TSNE_FILE, GanRun, lock_run, read_metrics,
+                    write_metrics)
 from .figures import copy_figure, save_generated_grid, save_loss_curves, save_tsne
 from .images import (GRID_COLUMNS, folder_chunks, generated_chunks, list_generated_folder,
                      real_chunks, real_image_folder, run_pass)
 from .inception import load_backend
-from .metrics import SPLIT_ORDERS, inception_score
+from .metrics import inception_score
 from .report import format_table
 from .sections import (align_classifier, classifier_section, distance_section, encoder_section,
                        load_classifier_or_reason, score_section, unavailable)
@@ -96,13 +97,11 @@ def evaluate_run(config: EvaluateConfig, inception_backend: Any = None, classifi
     (``conditional_accuracy``, ``conditional_separability``, ``kmeans_accuracy``, ``inception``
     as text...), the sections hold the details. Prints a table unless ``echo`` is None.
     """
-    if config.split_order not in SPLIT_ORDERS:
-        raise Eeg2ImageError(f"--split-order must be one of {', '.join(SPLIT_ORDERS)}, "
-                             f"got {config.split_order!r}")
-    if config.per_class < 1 or config.splits < 1:
-        raise Eeg2ImageError("--per-class and --splits must be at least 1")
+    config.validate()
     started = time.monotonic()
     sources = load_generation_sources(run=config.run, ema=config.ema)
+    # One writer of the run's metrics.json and figures at a time (released on an error too).
+    lock = lock_run(config.run)
     class_names = sources.class_names
     num_classes = len(class_names)
 
@@ -185,6 +184,7 @@ def evaluate_run(config: EvaluateConfig, inception_backend: Any = None, classifi
         "config": config_to_dict(config),
     }
     write_evaluation(config.run, evaluation)
+    lock.release()
     if echo is not None:
         echo(format_table(evaluation))
     return evaluation

@@ -12,10 +12,10 @@ import numpy as np
 from ..checkpoints import load_encoder, load_gan
 from ..config import GenerateConfig
 from ..data import list_image_folder, load_thoughtviz, preprocess
-from ..errors import CheckpointError, ConfigError, DataError, Eeg2ImageError
+from ..errors import CheckpointError, DataError
 from ..models import encoder_features
-from ..runs import (GENERATE_CONFIG_FILE, TRAIN_SPLIT, GanRun, image_split_folder, load_config,
-                    prepare_run_dir)
+from ..runs import (GENERATE_CONFIG_FILE, TRAIN_SPLIT, GanRun, check_output_folder, check_run_dir,
+                    image_split_folder, lock_run, prepare_run_dir)
 from .batches import _infer_latent_dim, group_by_class
 from .files import GenerationManifest, generate_images
 
@@ -83,12 +83,6 @@ def load_generation_sources(run: Optional[str] = None, gan: Optional[str] = None
         data = data or gan_config.data
         images = images or gan_config.images
         normalisation = gan_config.normalisation
-    missing = [flag for flag, value in (("--gan", gan), ("--encoder", encoder), ("--data", data))
-               if not value]
-    if missing:
-        raise Eeg2ImageError(f"give --run, or all of --gan, --encoder and --data "
-                             f"(missing {', '.join(missing)})")
-
     splits = load_thoughtviz(data)
     num_classes = splits.num_classes
     class_names = _class_names(images, splits, num_classes)
@@ -97,6 +91,7 @@ def load_generation_sources(run: Optional[str] = None, gan: Optional[str] = None
     if generator is None:
         raise CheckpointError(f"{gan}: no generator in this checkpoint")
     test_features = encoder_features(encoder_model, preprocess(splits.x_test, method=normalisation),
+                                     source=f"{data} (test split)",
                                      batch_size=feature_batch_size)
     features_by_class, trials_by_class = group_by_class(
         test_features, splits.y_test, num_classes, class_names, source=f"{data} (test set)")
@@ -111,18 +106,6 @@ def load_generation_sources(run: Optional[str] = None, gan: Optional[str] = None
                              gan_config=gan_config)
 
 
-def _refuse_other_source(config: GenerateConfig, force: bool) -> None:
-    # prepare_run_dir ignores a field named ``run`` (elsewhere it is the output folder itself); here
-    # it names the GAN the images come from, and two GANs must not share one output folder.
-    path = Path(config.out) / GENERATE_CONFIG_FILE
-    if force or not path.exists():
-        return
-    previous = load_config(GenerateConfig, config.out, filename=path.name)
-    if previous.run != config.run:
-        raise ConfigError(f"{path}: these images came from --run {previous.run}, not "
-                          f"{config.run}; use another --out, or --force")
-
-
 def generate_from_run(config: GenerateConfig, force: bool = False, show_progress: bool = True) -> GenerationManifest:
     """``generate`` as a library call: :class:`~eeg2image_tf.config.GenerateConfig` -> files.
 
@@ -130,15 +113,17 @@ def generate_from_run(config: GenerateConfig, force: bool = False, show_progress
     different config is refused unless ``force`` (the batch size and thread count may change: they
     do not change the images).
     """
-    if config.per_class < 1:
-        raise Eeg2ImageError(f"--per-class must be at least 1, got {config.per_class}")
+    config.validate()
+    check_output_folder(config.out, "--out", "generate", record=GENERATE_CONFIG_FILE)
+    check_run_dir(config, config.out, force=force, filename=GENERATE_CONFIG_FILE)
     sources = load_generation_sources(run=config.run, gan=config.gan, encoder=config.encoder,
                                       data=config.data, images=config.images, ema=config.ema)
-    _refuse_other_source(config, force)
-    prepare_run_dir(config, config.out, force=force, filename=GENERATE_CONFIG_FILE)
-    return generate_images(sources.generator, sources.features_by_class, sources.class_names,
-                           config.out, config.per_class, config.batch_size, config.seed,
-                           trials_by_class=sources.trials_by_class, latent_dim=sources.latent_dim,
-                           jpeg_quality=config.jpeg_quality, writer_threads=config.writer_threads,
-                           show_progress=show_progress, precision=config.precision)
+    with lock_run(config.out, "--out"):
+        prepare_run_dir(config, config.out, force=force, filename=GENERATE_CONFIG_FILE)
+        return generate_images(sources.generator, sources.features_by_class, sources.class_names,
+                               config.out, config.per_class, config.batch_size, config.seed,
+                               trials_by_class=sources.trials_by_class,
+                               latent_dim=sources.latent_dim, jpeg_quality=config.jpeg_quality,
+                               writer_threads=config.writer_threads, show_progress=show_progress,
+                               precision=config.precision)
 

@@ -72,7 +72,7 @@ def build_encoder(feature_dim: int = 128, hidden: int = 32, num_channels: int = 
     return encoder
 
 
-def encoder_features(encoder, eeg, batch_size: int = FEATURE_BATCH) -> np.ndarray:
+def encoder_features(encoder, eeg, batch_size: int = FEATURE_BATCH, source: str = "EEG") -> np.ndarray:
     """The encoder's **feature** (not the embedding) with ``training=False``, in batches.
 
     Args:
@@ -81,6 +81,8 @@ def encoder_features(encoder, eeg, batch_size: int = FEATURE_BATCH) -> np.ndarra
             the features equal those recorded during training bit for bit).
         eeg: preprocessed ``(N, T, C)`` float32, numpy or tensor.
         batch_size: trials per call.
+        source: where the trials came from, for the :class:`DataError` raised when their shape
+            does not fit the encoder (another channel count than it was trained on).
 
     Returns:
         float32 ``(N, feature_dim)``.
@@ -91,6 +93,13 @@ def encoder_features(encoder, eeg, batch_size: int = FEATURE_BATCH) -> np.ndarra
         raise DataError("encoder_features: no EEG trials")
     parts = []
     for start in range(0, n, batch_size):
-        _, feature = encoder(eeg[start:start + batch_size], training=False)
+        try:
+            _, feature = encoder(eeg[start:start + batch_size], training=False)
+        except (ValueError, tf.errors.InvalidArgumentError) as exc:
+            if parts:
+                raise
+            detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise DataError(f"{source}: trials of {eeg.shape[2]} channels x {eeg.shape[1]} samples "
+                            f"do not fit the encoder ({detail})") from None
         parts.append(np.asarray(feature, dtype=np.float32))
     return np.concatenate(parts, axis=0)

@@ -27,9 +27,8 @@ from typing import Optional
 
 import tensorflow as tf
 
+from ..config import PRECISIONS
 from ..errors import ConfigError
-
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 _COMPUTE_DTYPES = {"float32": "float32", "mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}
 
 

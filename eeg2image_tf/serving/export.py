@@ -14,7 +14,9 @@ The export directory holds the SavedModel (signatures in :mod:`eeg2image_tf.serv
 ``saved_model.pb``, ``signature.json`` (machine-readable shapes, dtypes, ranges, class names and
 provenance) and ``README.txt`` (the same for people). Everything is written into a temporary sibling
 directory that replaces ``--out`` only once complete, so a failed export never leaves a half model in
-place of a good one.
+place of a good one. An ``--out`` holding anything an export does not hold is refused, so no file of
+a user's is ever replaced or deleted; one holding the export of another run is replaced only with
+``--force``.
 """
 
 from __future__ import annotations
@@ -37,16 +39,15 @@ from ..checkpoints import (checkpoint_has_ema, load_encoder, load_gan, load_orig
 from ..checkpoints.original import resolve_original_checkpoint
 from ..config import ExportConfig
 from ..data import CLASS_NAMES, load_thoughtviz
-from ..errors import ConfigError, Eeg2ImageError
+from ..errors import ConfigError
 from ..io_utils import atomic_write_json, atomic_write_text
-from ..runs import EXPORT_README, SAVED_MODEL_FILE, SIGNATURE_FILE, GanRun, checkpoint_step
+from ..runs import (EXPORT_ENTRIES, EXPORT_README, SIGNATURE_FILE, GanRun, check_export_folder,
+                    check_output_folder, checkpoint_step)
 from .module import IMAGE_SIZE, EEG2ImageServing
 
 # ThoughtViz trials: 14 Emotiv channels x 32 samples (250 ms at 128 Hz), docs/method.md section 1.
 DEFAULT_NUM_CHANNELS = 14
 DEFAULT_NUM_SAMPLES = 32
-# An existing --out is replaced only when it holds one of these (or nothing): never a user's folder.
-EXPORT_MARKERS = (SAVED_MODEL_FILE, SIGNATURE_FILE)
 FORMAT_NAME = "eeg2image-tf SavedModel"
 FORMAT_VERSION = 1
 
@@ -59,7 +60,8 @@ def export_saved_model(encoder: Any, generator: Any, out_dir: str | os.PathLike,
     Args:
         encoder: ``encoder(x (B, T, C), training=False) -> (embedding, feature)``.
         generator: ``(B, latent_dim + feature_dim) -> (B, 128, 128, 3)`` in [-1, 1].
-        out_dir: the export directory; an earlier export there is replaced, anything else refused.
+        out_dir: the export directory; an earlier export there is replaced, a folder holding
+            anything else refused.
         num_channels, num_samples: raw trial shape ``(C, T)`` the signatures require.
         latent_dim: noise width.
         normalisation: ``eeg2image_tf.data.preprocess`` method, run inside the graph.
@@ -71,7 +73,7 @@ def export_saved_model(encoder: Any, generator: Any, out_dir: str | os.PathLike,
         ``out_dir`` as a :class:`~pathlib.Path`.
     """
     out_dir = Path(out_dir)
-    _check_replaceable(out_dir)
+    check_output_folder(out_dir, "--out", "export", entries=EXPORT_ENTRIES)
     module = EEG2ImageServing(encoder, generator, num_channels=num_channels, num_samples=num_samples,
                               latent_dim=latent_dim, normalisation=normalisation)
     metadata = build_metadata(module, class_names, provenance)
@@ -92,14 +94,8 @@ def export_saved_model(encoder: Any, generator: Any, out_dir: str | os.PathLike,
 
 def export_from_run(config: ExportConfig) -> Path:
     """Export a GAN run (``config.run``) or the original checkpoints; return the export directory."""
-    if config.run and (config.original_encoder or config.original_gan):
-        raise ConfigError("export: give --run, or --original-encoder with --original-gan, not both")
-    if config.run:
-        sources = _sources_from_run(config)
-    elif config.original_encoder and config.original_gan:
-        sources = _sources_from_original(config)
-    else:
-        raise ConfigError("export: give --run DIR, or both --original-encoder PATH and --original-gan PATH")
+    check_export_folder(config.validate().out, config.run, config.force)
+    sources = _sources_from_run(config) if config.run else _sources_from_original(config)
     return export_saved_model(sources.encoder, sources.generator, config.out,
                               num_channels=sources.num_channels, num_samples=sources.num_samples,
                               latent_dim=sources.latent_dim, normalisation=sources.normalisation,
@@ -305,16 +301,6 @@ def _agree(name: str, requested: Any, found: Any, source: str | os.PathLike) -> 
 # --------------------------------------------------------------------------------------------------
 # Writing
 # --------------------------------------------------------------------------------------------------
-
-def _check_replaceable(out_dir: Path) -> None:
-    if not out_dir.exists():
-        return
-    if not out_dir.is_dir():
-        raise Eeg2ImageError(f"{out_dir}: exists and is not a directory; choose another --out")
-    if any(out_dir.iterdir()) and not any((out_dir / marker).exists() for marker in EXPORT_MARKERS):
-        raise Eeg2ImageError(f"{out_dir}: exists and is not an export (no saved_model.pb); "
-                             "choose another --out or empty it")
-
 
 def _save_module(module: Any, directory: Path) -> None:
     tf.saved_model.save(module, str(directory), signatures=module.signature_functions())

@@ -30,7 +30,7 @@ import tensorflow as tf
 
 from ..checkpoints import ENCODER_KIND, write_model_record
 from ..config import EncoderTrainConfig
-from ..data import PREPROCESS_METHODS, encoder_dataset, load_thoughtviz, preprocess
+from ..data import encoder_dataset, load_thoughtviz, preprocess
 from ..errors import ConfigError, DataError
 from ..evaluation.metrics import kmeans_accuracy
 from ..models import build_encoder, encoder_features
@@ -231,11 +231,6 @@ def train_encoder(config: EncoderTrainConfig, force: bool = False) -> dict[str, 
     ``stopped`` (``"completed"`` or ``"time_budget"``), ``seconds`` (wall time of this call).
     """
     started = time.monotonic()
-    if config.checkpoint_every < 1:
-        raise ConfigError(f"{config.run}: checkpoint_every must be >= 1, got {config.checkpoint_every}")
-    if config.normalisation not in PREPROCESS_METHODS:
-        raise ConfigError(f"{config.run}: normalisation {config.normalisation!r} is not one of "
-                          f"{', '.join(PREPROCESS_METHODS)}")
     run = TrainingRun(config, force, budget_s=config.time_budget_s, strategy=config.strategy)
 
     strategy = run.strategy
@@ -310,9 +305,14 @@ def train_encoder(config: EncoderTrainConfig, force: bool = False) -> dict[str, 
         return path
 
     stopped = "completed"
-    # A signal during the last epoch still ends "interrupted" (the encoder's rule since its start).
-    with run.loop(config.epochs, start_epoch, desc="encoder", unit="epoch",
-                  signal_before_end=True) as loop:
+
+    def finish(reason: str) -> None:
+        nonlocal stopped
+        stopped = reason
+        if run.last_saved != epoch:
+            save_checkpoint(epoch)
+
+    with run.loop(config.epochs, start_epoch, desc="encoder", unit="epoch") as loop:
         for epoch in range(start_epoch + 1, config.epochs + 1):
             epoch_started = time.monotonic()
             step_losses = [train_step(x, y) for x, y in train_ds]
@@ -340,18 +340,7 @@ def train_encoder(config: EncoderTrainConfig, force: bool = False) -> dict[str, 
                 run.log(f"epoch {epoch}: train {last_losses['train_triplet']:.4f}  "
                         f"val {val_value:.4f}  ({time.monotonic() - epoch_started:.1f} s with "
                         "compilation)")
-            reason = loop.stop_reason(epoch)
-            if reason == "interrupted":
-                if run.last_saved != epoch:
-                    save_checkpoint(epoch)
-                loop.writer.flush()
-                raise loop.interrupted(f"epoch {epoch}")
-            if reason == "time_budget":
-                if run.last_saved != epoch:
-                    save_checkpoint(epoch)
-                stopped = "time_budget"
-                run.log(f"time budget of {config.time_budget_s:.0f} s used up after epoch "
-                        f"{epoch} of {config.epochs}; rerun to continue")
+            if loop.end_of_unit(epoch, finish):
                 break
 
     return {

@@ -66,7 +66,8 @@ from .augment import diff_augment
 from .common import check_finite
 from .distributed import (distribute_global_batches, on_replica_device, replica_rows,
                           sum_over_replicas)
-from .gan_data import SampleInputs, epoch_shuffle_seed, load_gan_data, sample_inputs
+from .gan_data import (SampleInputs, epoch_shuffle_seed, load_gan_data, sample_inputs,
+                       save_conditions)
 from .gan_state import LOSS_SCALE_OBJECTS, GanState, build_gan_state, restore_gan_state
 from .losses import discriminator_hinge, generator_hinge, mode_seeking
 from .run import TrainingRun
@@ -185,8 +186,6 @@ class GanSteps:
         self.discriminator_training_in_g_step = bool(discriminator_training_in_g_step)
         # One replica: the original's reduce_mean, to the last bit.
         self.global_batch_size = global_batch_size if self.num_replicas > 1 else None
-        if ema_generator is not None and not 0.0 < ema_decay < 1.0:
-            raise ConfigError(f"--ema-decay must be in (0, 1) with an EMA generator, got {ema_decay}")
         self.ema_generator = ema_generator
         self.ema_decay = float(ema_decay)
 
@@ -367,22 +366,6 @@ class SaturationCounter:
                 "recent_fraction": self.recent_fraction(), "recent_steps": len(self.recent)}
 
 
-def _check_config(config: GanTrainConfig, num_replicas: int) -> None:
-    if config.batch_size < 1 or config.batch_size % num_replicas:
-        raise ConfigError(f"{config.run}: batch size {config.batch_size} must be a positive multiple "
-                          f"of the {num_replicas} replicas")
-    if config.jit and num_replicas > 1:
-        raise ConfigError(f"{config.run}: --jit needs a single replica, the strategy has "
-                          f"{num_replicas}: use --no-jit")
-    for name in ("checkpoint_every", "sample_every"):
-        if getattr(config, name) < 1:
-            raise ConfigError(f"{config.run}: --{name.replace('_', '-')} must be at least 1")
-    if not 0.0 <= config.ema_decay < 1.0:
-        raise ConfigError(f"{config.run}: --ema-decay must be in [0, 1) (0: no average), "
-                          f"got {config.ema_decay}")
-    precisions.warn_if_slow(config.precision, stacklevel=4)
-
-
 def train_gan(config: GanTrainConfig, force: bool = False) -> dict:
     """Train (or resume) the conditional GAN of ``config``; return the run's headline numbers.
 
@@ -406,10 +389,11 @@ def train_gan(config: GanTrainConfig, force: bool = False) -> dict:
     gan_run = GanRun(run.dir)
     strategy = run.strategy
     num_replicas = strategy.num_replicas_in_sync
-    _check_config(config, num_replicas)
+    precisions.warn_if_slow(config.precision, stacklevel=3)
 
-    # Another worker reads the chief's cache when it sees the run directory, and writes none.
-    data = load_gan_data(config, run.dir, write_cache=run.writes)
+    # Another worker reads the chief's cache when it sees the run directory, and writes none; the
+    # chief writes it once the run is its own (track).
+    data = load_gan_data(config, run.dir, write_cache=False)
     steps_per_epoch = len(data.labels) // config.batch_size
     if steps_per_epoch == 0:
         raise DataError(f"{config.data}: {len(data.labels)} training trials, fewer than one batch "
@@ -429,6 +413,8 @@ def train_gan(config: GanTrainConfig, force: bool = False) -> dict:
     sampler = state.generator_ema if state.generator_ema is not None else state.generator
     run.track(state.checkpoint, config.max_to_keep,
               restore=lambda _checkpoint, manager: restore_gan_state(state, manager))
+    if run.writes and not data.conditions_cached:
+        save_conditions(data, run.dir)
     samples = sample_inputs(config, data)
 
     step = int(state.step.numpy())
@@ -469,6 +455,18 @@ def train_gan(config: GanTrainConfig, force: bool = False) -> dict:
         run.write_metrics(metrics)
         return metrics
 
+    def write_scalars() -> None:
+        for name, value in {**losses, **state.loss_scale_values, **saturation.summaries()}.items():
+            tf.summary.scalar(name, value, step=step)
+
+    def finish(reason: str) -> None:
+        nonlocal stopped
+        stopped = reason
+        if step % SCALARS_EVERY_STEPS:
+            write_scalars()
+        run.save(step)
+        write_metrics()
+
     with run.loop(total_steps, step, desc="gan", unit="step") as loop:
         while step < total_steps and stopped == "completed":
             epoch, position = divmod(step, steps_per_epoch)
@@ -496,28 +494,17 @@ def train_gan(config: GanTrainConfig, force: bool = False) -> dict:
                                       "g_hinge": f"{values['gan/g_hinge']:.3f}",
                                       "mode_seeking": f"{values['gan/mode_seeking']:.3f}"},
                                      refresh=False)
-                reason = loop.stop_reason(step)
-                stopped = reason or "completed"
-                finishing = reason is not None
-                if step % SCALARS_EVERY_STEPS == 0 or finishing:
-                    for name, value in {**values, **state.loss_scale_values,
-                                        **saturation.summaries()}.items():
-                        tf.summary.scalar(name, value, step=step)
-                if step % config.checkpoint_every == 0 or finishing:
+                if step % SCALARS_EVERY_STEPS == 0:
+                    write_scalars()
+                if step % config.checkpoint_every == 0:
                     run.save(step)
                     write_metrics()
                 if step % config.sample_every == 0 and run.writes:
                     _write_samples(sampler, samples, gan_run, step)
                     last_sample = step
-                if finishing:
+                if loop.end_of_unit(step, finish):
                     break
         loop.writer.flush()
-        # A signal here or on another worker (agreed), or one during start-up.
-        if (stopped == "interrupted" or loop.guard.triggered) and step < total_steps:
-            stopped = "interrupted"
-            run.save(step)
-            write_metrics()
-            raise loop.interrupted(f"step {step}")
         checkpoint_path = run.save(step)
         if last_sample != step and run.writes:
             _write_samples(sampler, samples, gan_run, step)

@@ -25,7 +25,8 @@ from ..runs import TENSORBOARD_DIR, GanRun, training_image_folder
 SAMPLE_COUNT = 16
 SAMPLE_LATENT_RANGE = 0.2           # the original's fixed sample latent is U(-0.2, 0.2)
 
-__all__ = ["GanData", "load_gan_data", "epoch_shuffle_seed", "SampleInputs", "sample_inputs"]
+__all__ = ["GanData", "load_gan_data", "save_conditions", "epoch_shuffle_seed", "SampleInputs",
+           "sample_inputs"]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -36,7 +37,7 @@ class GanData:
     ``labels`` int64 ``(N,)``; ``images`` float32 ``(M, 128, 128, 3)`` in ``[-1, 1]``, the image bank;
     ``image_index`` int64 ``(N,)``: trial -> bank row (one fixed image of its class);
     ``class_names`` from the image folder; ``conditions_cached``: the features came from
-    ``conditions.npz``.
+    ``conditions.npz``; ``fingerprint``: what the features depend on (the cache's key).
     """
 
     conditions: np.ndarray
@@ -45,13 +46,15 @@ class GanData:
     image_index: np.ndarray
     class_names: tuple[str, ...]
     conditions_cached: bool
+    fingerprint: str = ""
 
 
 def _files_signature(path: Path) -> list:
     """(name, size, mtime) of the files under ``path`` (a file, a directory or a checkpoint prefix).
 
-    Directories are read three levels deep, TensorBoard logs excepted: enough to see a retrained or
-    reselected encoder (its checkpoints and JSON records) without hashing gigabytes.
+    Directories are read three levels deep, TensorBoard logs and hidden files (the run's lock)
+    excepted: enough to see a retrained or reselected encoder (its checkpoints and JSON records)
+    without hashing gigabytes.
     """
     def stat(file: Path, name: str) -> list:
         info = file.stat()
@@ -63,7 +66,8 @@ def _files_signature(path: Path) -> list:
         found = []
         for file in sorted(path.rglob("*")):
             relative = file.relative_to(path)
-            if file.is_file() and TENSORBOARD_DIR not in relative.parts and len(relative.parts) <= 3:
+            if file.is_file() and TENSORBOARD_DIR not in relative.parts and len(relative.parts) <= 3 \
+                    and not any(part.startswith(".") for part in relative.parts):
                 found.append(stat(file, str(relative)))
         return found
     # A checkpoint prefix (".../ckpt-12"): its index and data shards.
@@ -100,8 +104,8 @@ def load_gan_data(config: GanTrainConfig, run_dir: str | os.PathLike,
                   write_cache: bool = True) -> GanData:
     """Load EEG and images, pair them, and get the conditions (from the cache or the encoder).
 
-    ``write_cache``: write ``conditions.npz`` when the features were computed (a multi-worker run's
-    other workers only read the chief's).
+    ``write_cache``: write ``conditions.npz`` when the features were computed (else
+    :func:`save_conditions` does it later; a multi-worker run's other workers only read the chief's).
 
     Raises :class:`DataError` when the EEG set and the image folder disagree on the class count or
     the encoder's feature size differs from ``config.condition_dim``.
@@ -123,18 +127,27 @@ def load_gan_data(config: GanTrainConfig, run_dir: str | os.PathLike,
     if conditions is None:
         encoder = load_encoder(config.encoder)
         eeg = preprocess(splits.x_train, method=config.normalisation)
-        conditions = encoder_features(encoder, eeg)
-        if write_cache:
-            with atomic_path(cache_path) as tmp:
-                np.savez(tmp, conditions=conditions, labels=labels,
-                         fingerprint=np.asarray(fingerprint))
+        conditions = encoder_features(encoder, eeg, source=f"{config.data} (train split)")
     if conditions.shape[1] != config.condition_dim:
         raise DataError(f"{config.encoder}: encoder features have {conditions.shape[1]} dimensions, "
                         f"the GAN expects --condition-dim {config.condition_dim}")
     if not np.all(np.isfinite(conditions)):
         raise DataError(f"{config.encoder}: the encoder gives NaN/Inf features for {config.data}")
-    return GanData(conditions=conditions, labels=labels, images=images, image_index=image_index,
-                   class_names=folder.class_names, conditions_cached=cached)
+    data = GanData(conditions=conditions, labels=labels, images=images, image_index=image_index,
+                   class_names=folder.class_names, conditions_cached=cached,
+                   fingerprint=fingerprint)
+    if write_cache and not cached:
+        save_conditions(data, run_dir)
+    return data
+
+
+def save_conditions(data: GanData, run_dir: str | os.PathLike) -> Path:
+    """Cache ``data``'s conditions in ``<run_dir>/conditions.npz`` under their fingerprint."""
+    cache_path = GanRun(Path(run_dir)).conditions
+    with atomic_path(cache_path) as tmp:
+        np.savez(tmp, conditions=data.conditions, labels=data.labels,
+                 fingerprint=np.asarray(data.fingerprint))
+    return cache_path
 
 
 def epoch_shuffle_seed(seed: int, epoch: int) -> int:

@@ -39,8 +39,8 @@ import tensorflow as tf
 
 from ..checkpoints import build_classifier
 from ..config import ImageClassifierConfig
-from ..data import list_image_folder, load_images
-from ..errors import ConfigError, DataError
+from ..data import list_image_folder, list_split_folders, load_images
+from ..errors import ConfigError
 from ..evaluation.metrics import per_class_accuracy
 from ..io_utils import atomic_write_json
 from ..runs import EPOCH_COUNTER, TEST_SPLIT, TRAIN_SPLIT, ClassifierRun
@@ -91,11 +91,7 @@ def load_classifier_images(images_root: str | Path, classifier) -> ClassifierIma
     convolutions through the same resampling. Train and test must have the same class folders.
     """
     root = Path(images_root)
-    train = list_image_folder(root / TRAIN_SPLIT)
-    test = list_image_folder(root / TEST_SPLIT)
-    if train.class_names != test.class_names:
-        raise DataError(f"{root}: train and test class folders differ "
-                        f"({', '.join(train.class_names)} vs {', '.join(test.class_names)})")
+    train, test = list_split_folders(root, (TRAIN_SPLIT, TEST_SPLIT))
 
     def load_resized(paths: tuple[str, ...]) -> np.ndarray:
         size = classifier.image_size
@@ -262,9 +258,6 @@ def train_image_classifier(config: ImageClassifierConfig, force: bool = False,
     with strategy.scope():
         classifier = build_classifier(len(class_names), config.image_size, class_names,
                                       synchronized_batch_norm=replicas > 1)
-    if run.writes:
-        atomic_write_json(ClassifierRun(run.dir).classes, {"class_names": list(class_names),
-                                                           "image_size": config.image_size})
     data = load_classifier_images(config.images, classifier)
 
     batch_size = min(config.batch_size, len(data.x_train))
@@ -289,6 +282,9 @@ def train_image_classifier(config: ImageClassifierConfig, force: bool = False,
                                      epoch=epoch_counter, augment_rng=generator,
                                      dropout_rng=classifier.dropout.seed_generator.state)
     run.track(checkpoint, max_to_keep=2)
+    if run.writes:
+        atomic_write_json(ClassifierRun(run.dir).classes, {"class_names": list(class_names),
+                                                           "image_size": config.image_size})
     start_epoch = int(epoch_counter.numpy())
     run.resumed_at(start_epoch)
     run.announce_resume(start_epoch, config.epochs)
@@ -322,8 +318,8 @@ def train_image_classifier(config: ImageClassifierConfig, force: bool = False,
     total_steps = config.epochs * steps_per_epoch
     initial_step = min(start_epoch, config.epochs) * steps_per_epoch
     trained_epochs = 0
-    with run.loop(config.epochs, initial_step, desc="classifier", unit="step",
-                  bar_total=total_steps, progress=progress) as loop:
+    with run.loop(config.epochs, initial_step, desc="classifier", unit="epoch",
+                  bar_total=total_steps, bar_unit="step", progress=progress) as loop:
         for epoch in range(start_epoch + 1, config.epochs + 1):
             order = np.random.default_rng([config.seed, epoch]).permutation(len(data.x_train))
             losses, correct = [], 0.0
@@ -343,8 +339,9 @@ def train_image_classifier(config: ImageClassifierConfig, force: bool = False,
             loop.bar.set_postfix(loss=f"{train_loss:.3f}", test=f"{metrics['test_accuracy']:.3f}",
                                  refresh=False)
             loop.writer.flush()
-            if loop.stop_reason(epoch) == "interrupted":
-                raise loop.interrupted(f"epoch {epoch}")
+            # Every epoch is saved and recorded already.
+            if loop.end_of_unit(epoch, finish=lambda reason: None):
+                break
         if trained_epochs == 0:
             # A finished run rerun as is: evaluate the checkpoint again rather than trust an old file
             # (TensorBoard already has this epoch).

@@ -3,21 +3,26 @@
 A loop supplies its data, its step and its cadence; :class:`TrainingRun` supplies the rest, in the
 same order for all three:
 
-1. the wall-clock budget starts (it covers start-up and tracing too), the run directory is created
-   with its ``config.json`` (a run made with another config is refused unless ``force``), the
-   seeds are set and, where asked, the ``tf.distribute`` strategy chosen;
-2. :meth:`TrainingRun.track`: the loop's ``tf.train.Checkpoint`` is managed in
-   ``<run>/checkpoints`` and the latest checkpoint restored (every object written is expected
-   back);
+1. the wall-clock budget starts (it covers start-up and tracing too), the config is validated,
+   the ``tf.distribute`` strategy chosen where asked, the run directory checked without writing
+   anything (a run made with another config, or written by another process, is refused), and the
+   seeds are set; the loop then reads its data and builds its models, so that a bad input is
+   refused before the run directory is touched;
+2. :meth:`TrainingRun.track`: the run directory is locked for this process
+   (:func:`~eeg2image_tf.runs.lock_run`) and its ``config.json`` written, temporary folders of a
+   save cut short are removed, the loop's ``tf.train.Checkpoint`` is managed in
+   ``<run>/checkpoints`` and the newest checkpoint that reads is restored (every object written
+   is expected back; :func:`~eeg2image_tf.runs.settle_checkpoints`);
 3. :meth:`TrainingRun.loop`: inside it the TensorBoard writer of ``tensorboard/train`` is the
    default, SIGINT/SIGTERM only set a flag, and a progress bar counts the loop's units (epochs or
-   steps; under a budget, towards what it leaves room for: :func:`.common.loop_bar`). After each
-   unit the loop asks :meth:`RunLoop.stop_reason` whether to go on:
-   ``"completed"`` once the last unit is done, else ``"interrupted"`` after a signal, else
-   ``"time_budget"`` once the budget is used up;
-4. :meth:`TrainingRun.save` writes a checkpoint numbered by the unit (once per unit),
-   :meth:`TrainingRun.write_metrics` the run's ``metrics.json``, and :meth:`RunLoop.interrupted`
-   is the :class:`~eeg2image_tf.errors.TrainingInterrupted` to raise after the last save.
+   steps; under a budget, towards what it leaves room for: :func:`.common.loop_bar`). After each unit the loop calls :meth:`RunLoop.end_of_unit`, which owns how every loop
+   ends: None to go on; else the reason to stop (``"completed"`` once the last unit is done, else
+   ``"interrupted"`` after a signal, else ``"time_budget"`` once the budget is used up), after
+   the loop's own ``finish`` has saved the unit; after a signal it then raises the
+   :class:`~eeg2image_tf.errors.TrainingInterrupted` naming the checkpoint;
+4. :meth:`TrainingRun.save` writes a checkpoint numbered by the unit (once per unit; a save that
+   fails, e.g. on a full disk, is one :class:`~eeg2image_tf.errors.CheckpointError` line and leaves
+   no temporary folder), :meth:`TrainingRun.write_metrics` the run's ``metrics.json``.
 
 On several workers (``--strategy multiworker``, :mod:`.distributed`) the same skeleton runs on every
 worker with these differences: only the chief (:attr:`TrainingRun.writes`) writes the run directory
@@ -32,6 +37,7 @@ becomes one :class:`~.distributed.WorkerLostError` line.
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 import sys
 import tempfile
@@ -42,9 +48,10 @@ from typing import Any, Callable, Iterator, Optional
 import tensorflow as tf
 
 from ..config import COLLECTIVE_TIMEOUT_S
-from ..errors import ConfigError, TrainingInterrupted
+from ..errors import CheckpointError, ConfigError, TrainingInterrupted
 from ..io_utils import SilentBar, print_line
-from ..runs import CHECKPOINT_DIR, prepare_run_dir, read_metrics, summary_writer
+from ..runs import (CHECKPOINT_DIR, check_run_dir, check_run_unlocked, lock_run, prepare_run_dir,
+                    read_metrics, remove_temporary_checkpoints, settle_checkpoints, summary_writer)
 from ..runs import write_metrics as write_metrics_file
 from .common import (Deadline, SignalGuard, loop_bar, make_checkpoint_manager, make_strategy,
                      restore_latest, set_seeds)
@@ -55,15 +62,35 @@ from .distributed import (COLLECTIVE_ERRORS, WorkerRole, agree_on_start, agree_o
 class RunLoop:
     """What a loop consults between its units: the bar, the signal flag, the budget, the writer."""
 
-    def __init__(self, total: int, deadline: Deadline, guard: SignalGuard, bar, writer, run,
-                 signal_before_end: bool = False):
+    def __init__(self, total: int, unit: str, deadline: Deadline, guard: SignalGuard, bar, writer,
+                 run):
         self.total = total
+        self.unit = unit
         self.deadline = deadline
         self.guard = guard
         self.bar = bar
         self.writer = writer
         self._run = run
-        self._signal_before_end = signal_before_end
+
+    def end_of_unit(self, done: int, finish: Callable[[str], Any]) -> Optional[str]:
+        """After the loop's unit ``done``: None to go on; else why it stops (the module docstring),
+        once ``finish(reason)`` has saved the unit (the loop's checkpoint and records; a unit saved
+        already need not be saved again). After a signal this raises the
+        :class:`~eeg2image_tf.errors.TrainingInterrupted` to exit with instead of returning.
+
+        On several workers this is a collective: every worker calls it after the same unit.
+        """
+        reason = self.stop_reason(done)
+        if reason is None:
+            return None
+        finish(reason)
+        self.writer.flush()
+        if reason == "interrupted":
+            raise self.interrupted(f"{self.unit} {done}")
+        if reason == "time_budget":
+            self._run.log(f"time budget of {self.deadline.budget_s:g} s used up after {self.unit} "
+                          f"{done} of {self.total}; rerun the same command to continue")
+        return reason
 
     def stop_reason(self, done: int) -> Optional[str]:
         """Why to stop after ``done`` units, or None to go on (see the module docstring).
@@ -71,9 +98,7 @@ class RunLoop:
         On several workers this is a collective: every worker calls it after the same unit and all
         get the most urgent reason any of them has (:func:`~.distributed.agree_on_stop`).
         """
-        if self._signal_before_end and self.guard.triggered:
-            reason = "interrupted"
-        elif done >= self.total:
+        if done >= self.total:
             reason = "completed"
         elif self.guard.triggered:
             reason = "interrupted"
@@ -113,7 +138,8 @@ class TrainingRun:
     def __init__(self, config: Any, force: bool = False, budget_s: Optional[float] = None,
                  strategy: Optional[str] = None):
         self.deadline = Deadline(budget_s)
-        self.config = config
+        self.config = config.validate()
+        self._force = force
         # The strategy before anything else: a multi-worker strategy configures TensorFlow's runtime,
         # and only then is it known whether this process may write the run directory.
         timeout = getattr(config, "collective_timeout_s", COLLECTIVE_TIMEOUT_S)
@@ -127,8 +153,12 @@ class TrainingRun:
             raise ConfigError(f"{config.run}: --batch-size {batch_size} (the global batch) does not "
                               f"divide over the {replicas} replicas; use a multiple of {replicas}")
         self._scratch: Optional[Path] = None
+        self._lock = None
         if self.writes:
-            prepare_run_dir(config, config.run, force)
+            # Nothing is written before the loop has read its data (track): a refused run, or a
+            # bad input found while reading, leaves no config.json behind.
+            check_run_dir(config, self.dir, force)
+            check_run_unlocked(self.dir)
         else:
             prefix = f"eeg2image-{self.role.task_type}{self.role.task_id}-"
             self._scratch = Path(tempfile.mkdtemp(prefix=prefix))
@@ -167,7 +197,13 @@ class TrainingRun:
 
         ``restore(checkpoint, manager)`` (default :func:`~.common.restore_latest`) returns the
         restored path or None. Returns it too. Every worker restores the chief's latest checkpoint.
+        The chief first locks the run directory and records its config: the run's first write.
         """
+        if self.writes:
+            if self._lock is None:
+                self._lock = lock_run(self.dir)
+                prepare_run_dir(self.config, self.dir, self._force)
+            settle_checkpoints(self.checkpoint_dir)
         self.manager = make_checkpoint_manager(checkpoint, self.checkpoint_dir, max_to_keep)
         source = self.manager if self.writes else make_checkpoint_manager(
             checkpoint, self.dir / CHECKPOINT_DIR, max_to_keep)
@@ -186,7 +222,9 @@ class TrainingRun:
     def announce_resume(self, epoch: int, epochs: int) -> None:
         """One stderr line when an epoch-based run resumes."""
         if self.restored:
-            print(f"resuming {self.restored} at epoch {epoch + 1} of {epochs}", file=sys.stderr)
+            where = f"at epoch {epoch + 1} of {epochs}" if epoch < epochs else \
+                f"with all {epochs} epochs done"
+            print(f"resuming {self.restored} {where}", file=sys.stderr)
 
     @property
     def latest_checkpoint(self) -> Optional[str]:
@@ -200,7 +238,18 @@ class TrainingRun:
         """A checkpoint numbered ``unit``; none if this unit is saved already. Returns the latest."""
         if self.last_saved != unit or self.manager.latest_checkpoint is None:
             # Every worker saves: collectives may take part in reading distributed variables.
-            self.manager.save(checkpoint_number=unit)
+            try:
+                self.manager.save(checkpoint_number=unit)
+            except (tf.errors.OpError, OSError) as exc:
+                remove_temporary_checkpoints(self.checkpoint_dir)
+                # TensorFlow's message ends with the system's reason: "...; No space left on device"
+                text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                reason = re.sub(r"\s*\[Op:\w+\]$", "", text.rsplit("; ", 1)[-1])
+                kept = (f"the latest one, {self.latest_checkpoint}, is kept"
+                        if self.latest_checkpoint else "none was saved before")
+                raise CheckpointError(
+                    f"{self.checkpoint_dir}: checkpoint {unit} could not be written ({reason}); "
+                    f"{kept}: make room and rerun the same command to resume") from None
             self.last_saved = unit
         return self.latest_checkpoint
 
@@ -223,23 +272,22 @@ class TrainingRun:
 
     @contextlib.contextmanager
     def loop(self, total: int, initial: int, desc: str, unit: str,
-             bar_total: Optional[int] = None, progress: bool = True,
-             signal_before_end: bool = False) -> Iterator[RunLoop]:
+             bar_total: Optional[int] = None, bar_unit: Optional[str] = None,
+             progress: bool = True) -> Iterator[RunLoop]:
         """The writer, the signal guard and the progress bar around a loop of ``total`` units.
 
-        ``bar_total`` counts the bar in other units than the loop (the classifier's bar counts
-        steps, its loop epochs); ``initial`` is where the bar starts. ``signal_before_end``: a
-        signal during the last unit still stops as "interrupted" (the encoder's rule).
+        ``bar_total`` and ``bar_unit`` count the bar in other units than the loop (the classifier's
+        bar counts steps, its loop epochs); ``initial`` is where the bar starts.
         """
         with self._writer() as writer, SignalGuard() as guard:
             bar = loop_bar(self.deadline, total if bar_total is None else bar_total, initial,
-                           desc + self.label, unit) if progress else SilentBar()
+                           desc + self.label, bar_unit or unit) if progress else SilentBar()
             try:
-                yield RunLoop(total, self.deadline, guard, bar, writer, self, signal_before_end)
+                yield RunLoop(total, unit, self.deadline, guard, bar, writer, self)
             except COLLECTIVE_ERRORS as exc:
                 if not self.role.distributed:
                     raise
-                where = f"{unit} {getattr(bar, 'n', '?')}"
+                where = f"{bar_unit or unit} {getattr(bar, 'n', '?')}"
                 raise worker_lost(exc, self.role, where, self.latest_checkpoint) from None
             finally:
                 bar.close()

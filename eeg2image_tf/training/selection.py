@@ -23,8 +23,8 @@ from ..errors import CheckpointError
 from ..evaluation.figures import save_tsne
 from ..evaluation.metrics import kmeans_accuracy
 from ..io_utils import atomic_write_json, atomic_write_text
-from ..runs import (CHECKPOINT_INDEX, PROJECTOR_CHECKPOINT, PROJECTOR_CONFIG, PROJECTOR_METADATA,
-                    SELECT_CONFIG_FILE, EncoderRun, load_config, read_metrics, save_config,
+from ..runs import (PROJECTOR_CHECKPOINT, PROJECTOR_CONFIG, PROJECTOR_METADATA, SELECT_CONFIG_FILE,
+                    EncoderRun, kept_checkpoints, load_config, lock_run, read_metrics, save_config,
                     write_metrics)
 from .encoder import (BEST_EPOCH_KEY, BEST_KEY, build_run_encoder, checkpoint_epoch,
                       compiled_features, load_encoder_data, make_encoder_steps)
@@ -48,17 +48,20 @@ def select_encoder(config: SelectEncoderConfig) -> dict[str, Any]:
     Returns ``{"best_checkpoint": prefix, "accuracy": float, "epoch": int, "table": [...],
     "tsne": path}``.
     """
+    config.validate()
     run = EncoderRun(Path(config.run))
     run_dir = run.dir
     train_config = load_config(EncoderTrainConfig, run_dir)
     checkpoint_dir = run.checkpoints
-    state = tf.train.get_checkpoint_state(str(checkpoint_dir))
-    prefixes = list(state.all_model_checkpoint_paths) if state is not None else []
-    if not prefixes:
-        raise CheckpointError(f"{checkpoint_dir}: no checkpoints listed; train the encoder first")
-    save_config(config, run_dir, SELECT_CONFIG_FILE)
-
+    # The checkpoints by their files, not by TensorFlow's index file (runs.checkpoints).
+    try:
+        prefixes = [prefix for _, prefix in kept_checkpoints(checkpoint_dir)]
+    except CheckpointError:
+        raise CheckpointError(f"{checkpoint_dir}: no checkpoints; train the encoder first") from None
     data = load_encoder_data(train_config.data, train_config.normalisation)
+    # One writer of the run at a time (released on an error too).
+    lock = lock_run(run_dir)
+    save_config(config, run_dir, SELECT_CONFIG_FILE)
     _, num_samples, num_channels = data.x_test.shape
     encoder = build_run_encoder(train_config, num_samples, num_channels)
     # Only the encoder is needed: the optimizer slots and epoch stored beside it are left unread.
@@ -69,11 +72,9 @@ def select_encoder(config: SelectEncoderConfig) -> dict[str, Any]:
                                             jit=train_config.jit)
 
     def features_of(prefix: str) -> np.ndarray:
-        if not tf.io.gfile.exists(prefix + ".index"):
-            raise CheckpointError(f"{prefix}: listed in {checkpoint_dir / CHECKPOINT_INDEX} but missing")
         try:
             reader.read(prefix).assert_existing_objects_matched().expect_partial()
-        except (AssertionError, ValueError, tf.errors.OpError) as exc:
+        except (AssertionError, ValueError, IndexError, tf.errors.OpError) as exc:
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise CheckpointError(f"{prefix}: not an encoder checkpoint of this run ({first_line})") \
                 from None
@@ -108,6 +109,7 @@ def select_encoder(config: SelectEncoderConfig) -> dict[str, Any]:
                     "encoder/kmeans_acc_by_checkpoint": {row["checkpoint"]: row["kmeans_accuracy"]
                                                          for row in table}})
     write_metrics(run_dir, metrics)
+    lock.release()
 
     width = max([len("checkpoint")] + [len(Path(row["checkpoint"]).name) for row in table])
     print(f"{'checkpoint':<{width}}  {'epoch':>6}  k-means accuracy")

@@ -24,12 +24,12 @@ from typing import Any, Callable, Optional, Sequence
 
 from ..config import (PROFILES, CurveConfig, EncoderTrainConfig, EvaluateConfig, ExportConfig,
                       GanTrainConfig, GenerateConfig, ImageClassifierConfig, PipelineConfig,
-                      SelectEncoderConfig, unwrap_optional)
-from ..data import CLASS_NAMES, check_synthetic_images, write_synthetic_set
+                      PrepareDataConfig, SelectEncoderConfig, unwrap_optional)
+from ..data import CLASS_NAMES, check_synthetic_images, check_synthetic_root, write_synthetic_set
 from ..errors import ConfigError, DataError
-from ..io_utils import atomic_write_json, read_json
+from ..io_utils import atomic_write_json, check_writable_dir, read_json
 from ..runs import (CONFIG_FILE, MANIFEST_FILE, PIPELINE_STAGES, TEST_SPLIT, TRAIN_SPLIT, PipelineRun,
-                    curve_names, prepare_run_dir)
+                    check_run_dir, curve_names, lock_run, prepare_run_dir)
 
 SYNTHETIC_SETS = ("char", "digit")
 
@@ -99,6 +99,28 @@ def stage_settings(config: PipelineConfig) -> dict[str, dict[str, Any]]:
     return settings
 
 
+def check_stage_configs(config: PipelineConfig) -> None:
+    """Refuse, before any stage runs, a stage whose settings (the profile's and ``--set-stage``'s)
+    its config does not take (:meth:`~eeg2image_tf.config.Config.validate`); the paths the
+    pipeline fills in are checked when their stage runs."""
+    settings = stage_settings(config)
+    for stage, cls in (("data", PrepareDataConfig), *_STAGE_CONFIGS.items()):
+        own = settings.get(stage, {})
+        values = {**PROFILES[config.profile].get(stage, {}), **own}
+        if values.get("precision") == "auto":
+            del values["precision"]         # made concrete when the stage runs
+        # Stand-ins for the paths (and the data stage's mode) the pipeline fills in.
+        stand_ins = {f.name: "-" for f in dataclasses.fields(cls)
+                     if f.default is dataclasses.MISSING or f.name in ("run", "out")}
+        if stage == "data":
+            stand_ins["mode"] = "synthetic"
+
+        def label(name: str, stage=stage, own=own) -> str:
+            return (f"--set-stage {stage}.{name}" if name in own else
+                    f"the {config.profile} profile's {stage}.{name}")
+        cls(**{**stand_ins, **values}).validate(label)
+
+
 def _stage_overrides(config: PipelineConfig, stage: str) -> dict[str, Any]:
     """The profile's settings of ``stage`` and ``--set-stage``'s over them, with ``precision`` made
     concrete.
@@ -145,38 +167,57 @@ def _distribution(config: PipelineConfig) -> dict[str, Any]:
 # Stages: each returns a dict of its outputs (paths, headline numbers) for pipeline.json
 # --------------------------------------------------------------------------------------------------
 
-def stage_data(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]:
-    with _exclusive_lock(Path(config.data_root) / ".prepare.lock"):
-        have_eeg = paths.data_pkl.exists()
-        have_images = (paths.images / TRAIN_SPLIT).is_dir() and (paths.images / TEST_SPLIT).is_dir()
-        if have_eeg and have_images:
-            if config.set in SYNTHETIC_SETS:
-                # A data root built by an older renderer must not be trained on silently.
-                for split in (TRAIN_SPLIT, TEST_SPLIT):
-                    check_synthetic_images(paths.images / split, CLASS_NAMES[config.set])
-            return {"data": str(paths.data_pkl), "images": str(paths.images), "prepared": False}
-        if config.set not in SYNTHETIC_SETS:
-            missing = paths.data_pkl if not have_eeg else paths.images
-            raise DataError(f"{missing}: not found; the '{config.set}' set has no built-in version, "
-                            "place the ThoughtViz files there (see data/README.md)")
-        print(f"[pipeline] preparing the built-in '{config.set}' set in {config.data_root}")
-        write_synthetic_set(config.data_root, set_name=config.set, seed=config.seed,
-                            **_stage_overrides(config, "data"))
-    return {"data": str(paths.data_pkl), "images": str(paths.images), "prepared": True}
+def data_to_prepare(config: PipelineConfig, paths: PipelineRun) -> bool:
+    """Whether the data stage writes the built-in set; writes nothing.
+
+    False when the set is there (a built-in one checked to be the current renderer's, so that an
+    older one is not trained on silently); True when the built-in set may be written. Else the
+    stage's one-line refusal: a set without a built-in version is missing, or the data root holds
+    files the built-in set did not write (a user's ``data.pkl`` without its images: never replaced).
+    """
+    have_eeg = paths.data_pkl.exists()
+    have_images = (paths.images / TRAIN_SPLIT).is_dir() and (paths.images / TEST_SPLIT).is_dir()
+    if have_eeg and have_images:
+        if config.set in SYNTHETIC_SETS:
+            for split in (TRAIN_SPLIT, TEST_SPLIT):
+                check_synthetic_images(paths.images / split, CLASS_NAMES[config.set])
+        return False
+    if config.set not in SYNTHETIC_SETS:
+        missing = paths.data_pkl if not have_eeg else paths.images
+        raise DataError(f"{missing}: not found; the '{config.set}' set has no built-in version, "
+                        "place the ThoughtViz files there (see data/README.md)")
+    check_synthetic_root(config.data_root, config.set, "--data-root")
+    return True
 
 
-def stage_encoder(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]:
+def stage_data(config: PipelineConfig, paths: PipelineRun,
+               force: bool = False) -> dict[str, Any]:
+    prepared = False
+    if data_to_prepare(config, paths):
+        # Pipelines sharing a data root: one writes the set, the others then find it there.
+        with _exclusive_lock(Path(config.data_root) / ".prepare.lock"):
+            if data_to_prepare(config, paths):
+                print(f"[pipeline] preparing the built-in '{config.set}' set in {config.data_root}")
+                write_synthetic_set(config.data_root, set_name=config.set, seed=config.seed,
+                                    flag="--data-root", **_stage_overrides(config, "data"))
+                prepared = True
+    return {"data": str(paths.data_pkl), "images": str(paths.images), "prepared": prepared}
+
+
+def stage_encoder(config: PipelineConfig, paths: PipelineRun,
+                  force: bool = False) -> dict[str, Any]:
     # Imported when the stage runs (module docstring).
     from ..training.encoder import train_encoder
 
     encoder_config = EncoderTrainConfig(data=str(paths.data_pkl), run=str(paths.encoder_run.dir),
                                         seed=config.seed, **_distribution(config),
                                         **_stage_overrides(config, "encoder"))
-    result = train_encoder(encoder_config)
+    result = train_encoder(encoder_config, force=force)
     return {"run": str(paths.encoder_run.dir), **_headline(result)}
 
 
-def stage_select(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]:
+def stage_select(config: PipelineConfig, paths: PipelineRun,
+                 force: bool = False) -> dict[str, Any]:
     # Imported when the stage runs (module docstring).
     from ..training.selection import select_encoder
 
@@ -187,18 +228,20 @@ def stage_select(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]:
             "tsne": str(paths.encoder_run.tsne)}
 
 
-def stage_classifier(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]:
+def stage_classifier(config: PipelineConfig, paths: PipelineRun,
+                     force: bool = False) -> dict[str, Any]:
     # Imported when the stage runs (module docstring).
     from ..training.image_classifier import train_image_classifier
 
     classifier_config = ImageClassifierConfig(images=str(paths.images), run=str(paths.classifier_run.dir),
                                               seed=config.seed, **_distribution(config),
                                               **_stage_overrides(config, "classifier"))
-    result = train_image_classifier(classifier_config)
+    result = train_image_classifier(classifier_config, force=force)
     return {"run": str(paths.classifier_run.dir), **_headline(result)}
 
 
-def stage_gan(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]:
+def stage_gan(config: PipelineConfig, paths: PipelineRun,
+              force: bool = False) -> dict[str, Any]:
     # Imported when the stage runs (module docstring).
     from ..training.gan import train_gan
 
@@ -206,22 +249,24 @@ def stage_gan(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]:
                                 encoder=str(paths.encoder_run.dir), run=str(paths.gan_run.dir),
                                 seed=config.seed, **_distribution(config),
                                 **_stage_overrides(config, "gan"))
-    result = train_gan(gan_config)
+    result = train_gan(gan_config, force=force)
     return {"run": str(paths.gan_run.dir), "samples": str(paths.gan_run.latest_sample),
             "precision": gan_config.precision, **_headline(result)}
 
 
-def stage_generate(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]:
+def stage_generate(config: PipelineConfig, paths: PipelineRun,
+                   force: bool = False) -> dict[str, Any]:
     # Imported when the stage runs (module docstring).
     from ..generation import generate_from_run
 
     generate_config = GenerateConfig(run=str(paths.gan_run.dir), out=str(paths.generated),
                                      seed=config.seed, **_stage_overrides(config, "generate"))
-    generate_from_run(generate_config)
+    generate_from_run(generate_config, force=force)
     return {"out": str(paths.generated), "manifest": str(paths.generated / MANIFEST_FILE)}
 
 
-def stage_evaluate(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]:
+def stage_evaluate(config: PipelineConfig, paths: PipelineRun,
+                   force: bool = False) -> dict[str, Any]:
     # Imported when the stage runs (module docstring).
     from ..evaluation import evaluate_run
 
@@ -235,7 +280,8 @@ def stage_evaluate(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]
             **_headline(result)}
 
 
-def stage_curve(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]:
+def stage_curve(config: PipelineConfig, paths: PipelineRun,
+                force: bool = False) -> dict[str, Any]:
     """The conditional-accuracy curve over the GAN's kept checkpoints, in profiles that ask for it."""
     if "curve" not in PROFILES[config.profile] and "curve" not in stage_settings(config):
         return {"skipped": f"the {config.profile} profile draws no curve "
@@ -250,7 +296,8 @@ def stage_curve(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]:
             "figure": result["figure"], **_headline(result)}
 
 
-def stage_export(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]:
+def stage_export(config: PipelineConfig, paths: PipelineRun,
+                 force: bool = False) -> dict[str, Any]:
     # Imported when the stage runs (module docstring).
     from ..serving.export import export_from_run
 
@@ -259,7 +306,7 @@ def stage_export(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]:
 
 
 # Paired with runs.PIPELINE_STAGES, the names pipeline.json records.
-STAGES: tuple[tuple[str, Callable[[PipelineConfig, PipelineRun], dict[str, Any]]], ...] = tuple(zip(
+STAGES: tuple[tuple[str, Callable[[PipelineConfig, PipelineRun, bool], dict[str, Any]]], ...] = tuple(zip(
     PIPELINE_STAGES, (stage_data, stage_encoder, stage_select, stage_classifier, stage_gan,
                       stage_generate, stage_evaluate, stage_curve, stage_export)))
 
@@ -281,7 +328,15 @@ def _headline(result: Any) -> dict[str, Any]:
 
 def load_state(run_dir: Path) -> dict[str, Any]:
     path = PipelineRun(Path(run_dir)).state
-    return read_json(path) if path.exists() else {"stages": {}}
+    state = read_json(path) if path.exists() else {}
+    state.setdefault("stages", {})
+    return state
+
+
+def _unfinished(state: dict[str, Any], stages: Optional[Sequence[str]]) -> list[str]:
+    """The stages to run, in order: those asked for (all by default) not done yet."""
+    return [name for name, _ in STAGES if (stages is None or name in stages)
+            and not state["stages"].get(name, {}).get("done")]
 
 
 # With --strategy multiworker every worker runs these stages together (the data stage each for
@@ -351,23 +406,26 @@ def run_pipeline(config: PipelineConfig, force: bool = False,
     :class:`_Workers`); the chief writes the run directory, which the others must see at the same
     path. Another worker's returned state has ``"worker"`` (its task) and the stages it ran.
     """
-    if config.profile not in PROFILES:
-        raise ConfigError(f"unknown profile {config.profile!r}: use {', '.join(PROFILES)}")
-    stage_settings(config)          # a wrong --set-stage fails before any stage runs
+    config.validate()
+    check_stage_configs(config)     # a wrong --set-stage fails before any stage runs
     workers = _Workers(config)
+    paths = PipelineRun.from_config(config)
     if workers.chief:
+        check_writable_dir(config.run, "--run")
+        check_run_dir(config, config.run, force)
+        if "data" in _unfinished(load_state(paths.dir), stages):
+            data_to_prepare(config, paths)          # refused before the run is written
+        # One writer of the pipeline's run at a time; its stages lock their own folders too.
+        lock = lock_run(config.run)
         prepare_run_dir(config, config.run, force=force)
     workers.wait("the chief prepared the run directory")
-    paths = PipelineRun.from_config(config)
     if not workers.chief and not (paths.dir / CONFIG_FILE).exists():
         raise ConfigError(f"{paths.dir}: {workers.role.label} cannot see the chief's run directory; a "
                           "multi-worker pipeline needs it on storage every worker sees at the same "
                           "path")
     state = load_state(paths.dir)
     state_path = paths.state
-    state.setdefault("stages", {})
-    todo = [name for name, _ in STAGES if (stages is None or name in stages)
-            and not state["stages"].get(name, {}).get("done")]
+    todo = _unfinished(state, stages)
     workers.agree(sum(1 << index for index, name in enumerate(PIPELINE_STAGES) if name in todo),
                   "--stages differs between them, or they read different pipeline.json files")
     ran: list[str] = []
@@ -383,7 +441,7 @@ def run_pipeline(config: PipelineConfig, force: bool = False,
         if workers.chief or name in EVERY_WORKER_STAGES:
             print(f"[pipeline] {workers.label}{name}: starting")
             stage_start = time.monotonic()
-            outputs = stage(config, paths)
+            outputs = stage(config, paths, force)
             seconds = time.monotonic() - stage_start
             ran.append(name)
             if workers.chief:
@@ -403,6 +461,7 @@ def run_pipeline(config: PipelineConfig, force: bool = False,
         return {"worker": workers.role.label, "ran": ran, "stages": {}}
     state["last_run_seconds"] = round(time.monotonic() - started, 1)
     atomic_write_json(state_path, state)
+    lock.release()
     return state
 
 

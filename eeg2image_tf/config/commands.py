@@ -1,30 +1,22 @@
-"""Typed, frozen configurations for every command and their profiles, their JSON round trip, and the
-command lines derived from them.
+"""Typed, frozen configurations for every command, and the pipeline's profiles.
 
-Each command builds its parser with :func:`command_parser` (a flag per field of its dataclass, by
-``add_config_arguments``), parses its arguments into the dataclass with :func:`parse_config` and
-hands it to library functions, which save it as the run's ``config.json``
-(:func:`eeg2image_tf.runs.prepare_run_dir`). Defaults are the original code's hyper-parameters.
-
-A run directory remembers the config that created it. Rerunning into it with a different config is
-refused (:class:`~eeg2image_tf.errors.ConfigError`) unless ``--force``, except for the fields a class
-lists in ``RESUMABLE_FIELDS`` (lengths and budgets), which may grow so that training can be extended.
+Each command parses its arguments into its dataclass (:mod:`.cli`) and hands it to library
+functions, which save it as the run's ``config.json`` (:func:`eeg2image_tf.runs.prepare_run_dir`).
+Defaults are the original code's hyper-parameters. What values a field may hold, and how a config
+is recorded and compared, every class has from :class:`~.base.Config`; a class states here only what
+is its own (fields that must agree, ``RESUMABLE_FIELDS``, ...).
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import os
-import types
-import typing
-from typing import Any, ClassVar, Optional, Sequence, TypeVar
+from typing import Any, ClassVar, Optional
 
-from .errors import ConfigError
+from ..errors import ConfigError
+from .base import Config, flag_of
+from .rules import NOT_EMPTY, PRECISIONS, Rule, at_least, one_of
 
-C = TypeVar("C")
-
-# Help of every --precision flag (the names are checked by eeg2image_tf.models.precision).
+# Help of every --precision flag (the names are checked by .rules).
 PRECISION_HELP = ("float32 (the original's arithmetic) | mixed_bfloat16 (fast on CPUs with "
                   "AVX512-BF16 or AMX, and on recent GPUs) | mixed_float16 (GPUs; losses scaled)")
 
@@ -55,7 +47,7 @@ def _collective_timeout_field():
 # --------------------------------------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
-class PrepareDataConfig:
+class PrepareDataConfig(Config):
     """``prepare_data``: ``mode`` is ``synthetic``, ``convert`` (pkl -> npz) or ``eegcvpr40`` (.pth -> set)."""
 
     mode: str
@@ -73,10 +65,23 @@ class PrepareDataConfig:
     images_per_class: int = 200          # training images per class
     test_images_per_class: int = 50
 
+    RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ()
+    LOCATION_FIELDS: ClassVar[tuple[str, ...]] = ("out",)
+    RULES = {"mode": one_of(("synthetic", "convert", "eegcvpr40")),
+             "splits": NOT_EMPTY,        # a path here, not Inception Score's split count
+             "split_num": at_least(0), "subject": at_least(0),
+             "window": Rule(lambda w: 0 <= w[0] < w[1], "START END with 0 <= START < END")}
+
+    def check_together(self) -> None:
+        if self.mode == "convert" and not self.source:
+            raise ConfigError("prepare_data: --convert needs the data.pkl to read")
+        if self.mode == "eegcvpr40" and not (self.source and self.splits):
+            raise ConfigError("prepare_data: --eegcvpr40 needs the dataset .pth and --splits")
+
 
 @dataclasses.dataclass(frozen=True)
-class EncoderTrainConfig:
-    """``train_encoder``: two stacked LSTMs, semi-hard triplet loss (docs/method.md section 3)."""
+class EncoderTrainConfig(Config):
+    """``train_encoder``: two stacked LSTMs trained with the semi-hard triplet loss (docs/method.md section 3)."""
 
     data: str
     run: str
@@ -103,7 +108,7 @@ class EncoderTrainConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class SelectEncoderConfig:
+class SelectEncoderConfig(Config):
     """``select_encoder``: k-means accuracy of every checkpoint's test features, t-SNE of the best."""
 
     run: str
@@ -116,7 +121,7 @@ class SelectEncoderConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class GanTrainConfig:
+class GanTrainConfig(Config):
     """``train_gan``: conditional DCGAN, hinge, DiffAugment, mode seeking (docs/method.md section 4)."""
 
     data: str
@@ -178,7 +183,7 @@ class GanTrainConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class ImageClassifierConfig:
+class ImageClassifierConfig(Config):
     """``train_image_classifier``: a small CNN on the real images, for conditional accuracy."""
 
     images: str
@@ -195,7 +200,7 @@ class ImageClassifierConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class GenerateConfig:
+class GenerateConfig(Config):
     """``generate``: batched per-class generation from test-set features (docs/method.md section 5).
 
     Either ``run`` (a GAN run directory: its config names data, images and encoder) or all of
@@ -220,10 +225,19 @@ class GenerateConfig:
     ema: bool = True                    # the run's weight-averaged generator when it has one
 
     RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ("batch_size", "writer_threads")
+    # ``run`` names the GAN the images come from: two GANs must not share one output folder.
+    LOCATION_FIELDS: ClassVar[tuple[str, ...]] = ("out",)
+
+    def check_together(self) -> None:
+        missing = [] if self.run else [flag_of(name) for name in ("gan", "encoder", "data")
+                                       if name not in self.given("gan", "encoder", "data")]
+        if missing:
+            raise ConfigError(f"give --run, or all of --gan, --encoder and --data "
+                              f"(missing {', '.join(missing)})")
 
 
 @dataclasses.dataclass(frozen=True)
-class EvaluateConfig:
+class EvaluateConfig(Config):
     """``evaluate``: IS/FID, conditional accuracy, encoder probes and figures of a GAN run.
 
     Without ``images_dir``, ``per_class`` images per class are generated in memory (100 by default,
@@ -251,7 +265,7 @@ class EvaluateConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class CurveConfig:
+class CurveConfig(Config):
     """``curve``: conditional accuracy and separability of every kept checkpoint of a GAN run.
 
     ``per_class`` images per class are generated in memory from each checkpoint with the same
@@ -278,7 +292,7 @@ class CurveConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class AverageConfig:
+class AverageConfig(Config):
     """``average_checkpoints``: a run in ``out`` whose generator averages ``run``'s last checkpoints."""
 
     run: str
@@ -290,7 +304,7 @@ class AverageConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class ExportConfig:
+class ExportConfig(Config):
     """``export``: SavedModel with raw EEG in and images out.
 
     Either ``run`` (a GAN run directory; its latest checkpoint, its encoder, data and normalisation)
@@ -310,12 +324,22 @@ class ExportConfig:
     num_samples: Optional[int] = None
     normalisation: Optional[str] = None
     ema: bool = True                    # the run's weight-averaged generator when it has one
+    force: bool = False                 # replace the export of another run in ``out``
 
     RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ()
 
+    def check_together(self) -> None:
+        originals = self.given("original_encoder", "original_gan")
+        if self.run and originals:
+            raise ConfigError("export: give --run, or --original-encoder with --original-gan, "
+                              "not both")
+        if not self.run and len(originals) < 2:
+            raise ConfigError("export: give --run DIR, or both --original-encoder PATH and "
+                              "--original-gan PATH")
+
 
 @dataclasses.dataclass(frozen=True)
-class ImportOriginalConfig:
+class ImportOriginalConfig(Config):
     """``import_original``: convert one of the authors' checkpoints (``encoder`` or ``gan``) to ours."""
 
     out: str
@@ -325,142 +349,9 @@ class ImportOriginalConfig:
 
     RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ()
 
-
-# --------------------------------------------------------------------------------------------------
-# JSON round trip
-# --------------------------------------------------------------------------------------------------
-
-def config_to_dict(config: Any) -> dict[str, Any]:
-    """The config as JSON would give it back (tuples as lists), so dicts compare alike."""
-    return {key: list(value) if isinstance(value, tuple) else value
-            for key, value in dataclasses.asdict(config).items()}
-
-
-def _tuple_fields(cls: type) -> tuple[str, ...]:
-    hints = typing.get_type_hints(cls)
-    return tuple(f.name for f in dataclasses.fields(cls)
-                 if typing.get_origin(unwrap_optional(hints[f.name])[0]) is tuple)
-
-
-def config_from_dict(cls: type[C], values: dict[str, Any]) -> C:
-    """Build ``cls`` from a dict; unknown keys are an error (a typo would otherwise be ignored)."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise ConfigError(f"{cls.__name__}: unknown field(s) {', '.join(unknown)}")
-    values = dict(values)
-    for name in _tuple_fields(cls):
-        if isinstance(values.get(name), list):
-            values[name] = tuple(values[name])
-    return cls(**values)
-
-
-def fill_missing_fields(cls: type, values: dict[str, Any]) -> dict[str, Any]:
-    """Give a recorded config the fields that were added to ``cls`` after it was written.
-
-    Such a field takes the value the run actually had: ``cls.LEGACY_FIELD_VALUES`` where a
-    default changed later, else the field's default (by rule the behaviour before the field
-    existed), so old runs stay resumable and loadable after upgrades.
-    """
-    legacy = getattr(cls, "LEGACY_FIELD_VALUES", {})
-    for field in dataclasses.fields(cls):
-        if field.name not in values:
-            if field.name in legacy:
-                values[field.name] = legacy[field.name]
-            elif field.default is not dataclasses.MISSING:
-                values[field.name] = field.default
-    return values
-
-
-# --------------------------------------------------------------------------------------------------
-# argparse from dataclasses
-# --------------------------------------------------------------------------------------------------
-
-def unwrap_optional(tp: Any) -> tuple[Any, bool]:
-    """``(T, True)`` for a field type ``Optional[T]`` (``T | None``), else ``(tp, False)``."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(args) == 1:
-            return args[0], True
-    return tp, False
-
-
-def add_config_arguments(parser: argparse.ArgumentParser, cls: type,
-                         skip: tuple[str, ...] = ()) -> None:
-    """Add ``--field-name`` for every field of ``cls`` (``--no-field`` too for booleans)."""
-    hints = typing.get_type_hints(cls)
-    for field in dataclasses.fields(cls):
-        if field.name in skip:
-            continue
-        tp, optional = unwrap_optional(hints[field.name])
-        flag = "--" + field.name.replace("_", "-")
-        required = field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
-        default = None if required else field.default
-        help_text = "required" if required else f"default: {default}"
-        if "help" in field.metadata:
-            help_text += f"; {field.metadata['help']}"
-        if tp is bool:
-            parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction,
-                                default=default, help=help_text)
-            continue
-        if typing.get_origin(tp) is tuple:
-            # Repeatable; None (not the default) when absent, since argparse appends in place.
-            parser.add_argument(flag, dest=field.name, action="append", default=None,
-                                metavar=field.metadata.get("metavar"), help=help_text)
-            continue
-        converter = tp if tp in (int, float, str) else str
-        if optional:
-            base = converter
-
-            def converter(text: str, _base=base):  # noqa: E306 - closure per field
-                return None if text.lower() == "none" else _base(text)
-        parser.add_argument(flag, dest=field.name, type=converter, default=default,
-                            required=required, help=help_text)
-
-
-def config_from_args(cls: type[C], args: argparse.Namespace, **overrides: Any) -> C:
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
-    for field in dataclasses.fields(cls):
-        if field.name in _tuple_fields(cls) and field.name in values:
-            given = values[field.name]
-            values[field.name] = tuple(given) if given is not None else field.default
-    values.update(overrides)
-    return cls(**values)
-
-
-def quiet_tensorflow() -> None:
-    """Silence TensorFlow's C++ start-up chatter unless the user asked for it."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
-def command_parser(command: str, description: Optional[str],
-                   config_class: Optional[type] = None) -> argparse.ArgumentParser:
-    """The parser of ``python -m eeg2image_tf.<command>``, with a flag for every field of
-    ``config_class`` (``--no-field`` too for booleans); the command adds its own extras after.
-
-    A multi-line ``description`` (a module docstring) is printed as written, a one-line one wrapped.
-    """
-    quiet_tensorflow()
-    formatter = argparse.RawDescriptionHelpFormatter if description and "\n" in description \
-        else argparse.HelpFormatter
-    parser = argparse.ArgumentParser(prog=f"python -m eeg2image_tf.{command}",
-                                     description=description, formatter_class=formatter)
-    if config_class is not None:
-        add_config_arguments(parser, config_class)
-    return parser
-
-
-def add_force(parser: argparse.ArgumentParser,
-              help_text: str = "accept a config that differs from the run's config.json") -> None:
-    parser.add_argument("--force", action="store_true", help=help_text)
-
-
-def parse_config(parser: argparse.ArgumentParser, config_class: type,
-                 argv: Sequence[str] | None):
-    """Parse ``argv``; return ``(config, args)``, the extras a command added being on ``args``."""
-    args = parser.parse_args(argv)
-    return config_from_args(config_class, args), args
+    def check_together(self) -> None:
+        if len(self.given("encoder", "gan")) != 1:
+            raise ConfigError("import_original: give exactly one of --encoder or --gan")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -468,7 +359,7 @@ def parse_config(parser: argparse.ArgumentParser, config_class: type,
 # --------------------------------------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
-class PipelineConfig:
+class PipelineConfig(Config):
     """``pipeline``: data -> encoder -> selection -> classifier -> GAN -> generation -> evaluation -> export."""
 
     run: str
@@ -494,6 +385,11 @@ class PipelineConfig:
 
     RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ("inception_graph", "inception_weights",
                                                    "strategy", "collective_timeout_s")
+    RULES = {"precision": one_of(("profile",) + PRECISIONS)}
+
+    def check_together(self) -> None:
+        if self.profile not in PROFILES:
+            raise ConfigError(f"unknown profile {self.profile!r}: use {', '.join(PROFILES)}")
 
 
 # Overrides of each stage's config per profile. ``paper`` is the original everywhere. ``demo`` fits

@@ -2,15 +2,16 @@
 
 Every command writes into a run directory. Its names are defined here and nowhere else, together
 with what is needed to use them: creating a run (:func:`prepare_run_dir`, which refuses to mix two
-configs in one run), reading its config, finding its checkpoints and the step or epoch stored in
-one, finding the image folders a run names, and opening a run of each kind (:class:`EncoderRun`,
+configs in one run, and :func:`lock_run`, which lets one process at a time write it), reading its
+config, finding its checkpoints and the step or epoch stored in one (:mod:`.checkpoints`), finding
+the image folders a run names, and opening a run of each kind (:class:`EncoderRun`,
 :class:`ClassifierRun`, :class:`GanRun`, :class:`PipelineRun`) as the paths of its parts.
 Loading the models inside a run is :mod:`eeg2image_tf.checkpoints`' business.
 
 Layouts (``<run>`` is a command's ``--run``)::
 
     every run          config.json, checkpoints/ (ckpt-<n>.index/.data-*, checkpoint,
-                       model.json), tensorboard/train/, metrics.json
+                       model.json), tensorboard/train/, metrics.json, .lock (its writer)
     encoder run        best_checkpoint.json, select_config.json, tsne.png, tensorboard/projector/
     classifier run     classes.json
     GAN run            conditions.npz, samples/step_<NNNNNN>.png and latest.png, figures/
@@ -30,27 +31,30 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import re
 from pathlib import Path
 from typing import Any, Iterator, Optional, TypeVar
 
-from .config import GanTrainConfig, config_from_dict, config_to_dict, fill_missing_fields
-from .errors import CheckpointError, ConfigError, Eeg2ImageError
-from .io_utils import atomic_write_json, read_json
+from ..config import GanTrainConfig
+from ..errors import ConfigError, Eeg2ImageError
+from ..io_utils import FolderLock, atomic_write_json, check_unlocked, read_json
+# The checkpoints of a run (checkpoints.py), part of the run-directory contract.
+from .checkpoints import (BEST_CHECKPOINT_FILE, CHECKPOINT_DIR, CHECKPOINT_INDEX, CHECKPOINT_NAME,
+                          EPOCH_COUNTER, STEP_COUNTER, TEMPORARY_SUFFIX,
+                          _read_json_as_checkpoint_error, best_checkpoint, checkpoint_number,
+                          checkpoint_prefix, checkpoint_step, is_checkpoint_dir, kept_checkpoints,
+                          latest_checkpoint_in, newest_readable_checkpoint,
+                          remove_temporary_checkpoints, settle_checkpoints, unreadable)
 
 C = TypeVar("C")
 
 # Every run
 CONFIG_FILE = "config.json"
-CHECKPOINT_DIR = "checkpoints"
-CHECKPOINT_INDEX = "checkpoint"          # CheckpointManager's index file inside CHECKPOINT_DIR
-CHECKPOINT_NAME = "ckpt"                 # checkpoints are <dir>/ckpt-<n>
+LOCK_FILE = ".lock"                      # its one writer's lock (lock_run)
 MODEL_FILE = "model.json"                # architecture sizes beside a checkpoint
 METRICS_FILE = "metrics.json"
 TENSORBOARD_DIR = "tensorboard"
 TRAIN_EVENTS = "train"                   # tensorboard/train/
 # Encoder runs
-BEST_CHECKPOINT_FILE = "best_checkpoint.json"
 SELECT_CONFIG_FILE = "select_config.json"
 TSNE_FILE = "tsne.png"
 PROJECTOR_DIR = Path(TENSORBOARD_DIR) / "projector"
@@ -78,6 +82,9 @@ GENERATE_CONFIG_FILE = "generate_config.json"
 SAVED_MODEL_FILE = "saved_model.pb"
 SIGNATURE_FILE = "signature.json"
 EXPORT_README = "README.txt"
+# Everything an export folder holds: tf.saved_model.save's entries and ours.
+EXPORT_ENTRIES = (SAVED_MODEL_FILE, "variables", "assets", "fingerprint.pb", SIGNATURE_FILE,
+                  EXPORT_README)
 # Pipeline runs: one sub-directory per stage
 PIPELINE_STATE_FILE = "pipeline.json"
 PIPELINE_ENCODER_DIR = "encoder"
@@ -93,55 +100,92 @@ IMAGES_DIR = "images"
 TRAIN_SPLIT = "train"
 TEST_SPLIT = "test"
 
-# Counters stored in our checkpoints: GAN runs count steps, encoder and classifier runs epochs.
-STEP_COUNTER = "step"
-EPOCH_COUNTER = "epoch"
-_VALUE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
-
 
 # --------------------------------------------------------------------------------------------------
 # Creating a run and reading its config
 # --------------------------------------------------------------------------------------------------
 
 def save_config(config: Any, run_dir: str | Path, filename: str = CONFIG_FILE) -> Path:
-    return atomic_write_json(Path(run_dir) / filename, config_to_dict(config))
+    return config.save(Path(run_dir) / filename)
 
 
 def load_config(cls: type[C], run_dir: str | Path, filename: str = CONFIG_FILE) -> C:
-    path = Path(run_dir) / filename
-    values = fill_missing_fields(cls, read_json(path))
-    try:
-        return config_from_dict(cls, values)
-    except (TypeError, ConfigError) as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+    return cls.load(Path(run_dir) / filename)
 
 
-def config_differences(old: dict[str, Any], new: dict[str, Any],
-                       ignore: tuple[str, ...] = ()) -> list[str]:
-    keys = sorted((set(old) | set(new)) - set(ignore))
-    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+def check_run_dir(config: Any, run_dir: str | Path, force: bool = False,
+                  filename: str = CONFIG_FILE) -> Path:
+    """Refuse, writing nothing, what :func:`prepare_run_dir` would refuse: a ``run_dir`` that is
+    not a directory, or that holds another config (:meth:`~eeg2image_tf.config.Config.check_record`)."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"{run_dir}: exists and is not a directory; choose another "
+                          f"{config.location_flag}")
+    config.check_record(run_dir / filename, force)
+    return run_dir
 
 
 def prepare_run_dir(config: Any, run_dir: str | Path, force: bool = False,
                     filename: str = CONFIG_FILE) -> Path:
-    """Create ``run_dir`` and write ``config`` into it, refusing to mix two configs in one run.
+    """Create ``run_dir`` and record ``config`` in it, refusing to mix two configs in one run.
 
     Paths in the config (``run`` itself) are compared as given; a changed resumable field
     (``RESUMABLE_FIELDS``) is accepted and the new value recorded.
     """
-    run_dir = Path(run_dir)
+    run_dir = check_run_dir(config, run_dir, force, filename)
     run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / filename
-    if path.exists() and not force:
-        old = fill_missing_fields(type(config), read_json(path))
-        ignore = tuple(getattr(config, "RESUMABLE_FIELDS", ())) + ("run",)
-        diffs = config_differences(old, config_to_dict(config), ignore)
-        if diffs:
-            raise ConfigError(
-                f"{path}: this run was made with another config ({'; '.join(diffs)}); "
-                "use a new --run directory, or --force to overwrite")
-    save_config(config, run_dir, filename)
+    config.save(run_dir / filename)
     return run_dir
+
+
+def check_output_folder(folder: str | Path, flag: str, command: str,
+                        entries: Optional[tuple[str, ...]] = None,
+                        record: Optional[str] = None) -> None:
+    """Refuse an output folder holding what ``command`` did not write, which it would mix with its
+    own files or replace: a file in its place; with ``entries``, any name outside them; with
+    ``record`` (the file ``command`` leaves in every folder it writes), any content without it.
+    Hidden names (locks, temporary files) are not counted."""
+    folder = Path(folder)
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise ConfigError(f"{folder}: exists and is not a directory; choose another {flag}")
+    names = sorted(path.name for path in folder.iterdir() if not path.name.startswith("."))
+    foreign = [name for name in names if name not in entries] if entries is not None else \
+        (names if names and record is not None and record not in names else [])
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise ConfigError(f"{folder}: holds files {command} did not write ({shown}); choose another "
+                          f"{flag}")
+
+
+def check_export_folder(out: str | Path, run: Optional[str | Path], force: bool = False) -> None:
+    """Refuse an export folder (:func:`check_output_folder`), or, unless ``force``, one holding the
+    export of another GAN run than ``run`` (None: the authors' checkpoints)."""
+    out = Path(out)
+    check_output_folder(out, "--out", "export", entries=EXPORT_ENTRIES)
+    signature = out / SIGNATURE_FILE
+    if force or not signature.is_file():
+        return
+    try:
+        recorded = read_json(signature)["provenance"].get("run")
+    except (Eeg2ImageError, KeyError, TypeError, AttributeError):
+        recorded = "an unreadable signature.json"
+    wanted = str(Path(run).resolve()) if run else None
+    if recorded != wanted:
+        raise ConfigError(f"{out}: holds the export of {recorded or 'the original checkpoints'}; "
+                          "use another --out, or --force to replace it")
+
+
+def lock_run(run_dir: str | Path, flag: str = "--run") -> FolderLock:
+    """Hold ``run_dir`` for this process's writes (created when missing): a second process that
+    would write it is refused with one line naming this one (:class:`~eeg2image_tf.io_utils.FolderLock`)."""
+    return FolderLock(Path(run_dir) / LOCK_FILE, f"use another {flag}")
+
+
+def check_run_unlocked(run_dir: str | Path, flag: str = "--run") -> None:
+    """Refuse, as :func:`lock_run` would, a run another process holds; take nothing."""
+    check_unlocked(Path(run_dir) / LOCK_FILE, f"use another {flag}")
 
 
 def read_metrics(run_dir: str | Path) -> dict[str, Any]:
@@ -157,7 +201,8 @@ def write_metrics(run_dir: str | Path, metrics: dict[str, Any]) -> Path:
 @contextlib.contextmanager
 def summary_writer(run_dir: str | Path, name: str = TRAIN_EVENTS) -> Iterator[object]:
     """A TensorBoard writer for ``<run>/tensorboard/<name>``, set as default inside the block."""
-    # Imported here, not above: see latest_checkpoint_in.
+    # Imported here, not above: this module is read by every command's --help, which must not wait
+    # for TensorFlow.
     import tensorflow as tf
 
     writer = tf.summary.create_file_writer(str(Path(run_dir) / TENSORBOARD_DIR / name))
@@ -165,130 +210,6 @@ def summary_writer(run_dir: str | Path, name: str = TRAIN_EVENTS) -> Iterator[ob
         yield writer
     writer.flush()
     writer.close()
-
-
-# --------------------------------------------------------------------------------------------------
-# Checkpoints of a run
-# --------------------------------------------------------------------------------------------------
-
-def checkpoint_number(prefix: str | Path) -> int:
-    """The number after the last ``-`` of a checkpoint prefix (``ckpt-12`` -> 12), else -1."""
-    match = re.search(r"-(\d+)$", Path(prefix).name)
-    return int(match.group(1)) if match else -1
-
-
-def is_checkpoint_dir(directory: Path) -> bool:
-    """True for a folder holding checkpoints itself (an index file or ``*.index`` files)."""
-    return (directory / CHECKPOINT_INDEX).exists() or any(directory.glob("*.index"))
-
-
-def checkpoint_prefix(path: str | Path, original: bool = False) -> str:
-    """The prefix of the checkpoint that ``path`` names as a file: itself when ``<path>.index``
-    exists (``.../ckpt-12``), else less its suffix when it is that index file (``.../ckpt-12.index``).
-
-    Else a :class:`CheckpointError` worded for our loaders, which also take a run or checkpoint
-    directory, or with ``original`` for the authors' checkpoints (a prefix or its directory).
-    """
-    path = Path(path)
-    if Path(str(path) + ".index").exists():
-        return str(path)
-    if path.suffix == ".index" and path.exists():
-        return str(path.with_suffix(""))
-    if original:
-        raise CheckpointError(f"{path}: no such checkpoint (expected a prefix with a .index file, "
-                              "or a directory holding one)")
-    raise CheckpointError(f"{path}: no such checkpoint, checkpoint directory or run directory")
-
-
-def latest_checkpoint_in(directory: str | Path) -> str:
-    """The newest checkpoint prefix in ``directory``.
-
-    The ``checkpoint`` index file decides when the prefix it names exists; a run directory that was
-    moved may hold a stale absolute path there, so otherwise the highest-numbered ``*.index`` wins.
-    """
-    # Imported here, not above: this module is read by every command's --help, which must not wait
-    # for TensorFlow.
-    import tensorflow as tf
-
-    directory = Path(directory)
-    named = tf.train.latest_checkpoint(str(directory))
-    if named is not None and Path(named + ".index").exists():
-        return named
-    candidates = sorted((path.with_suffix("") for path in directory.glob("*.index")),
-                        key=lambda prefix: (checkpoint_number(prefix), prefix.name))
-    if not candidates:
-        raise CheckpointError(f"{directory}: no checkpoint in this directory")
-    return str(candidates[-1])
-
-
-def kept_checkpoints(checkpoint_dir: str | Path) -> list[tuple[int, str]]:
-    """``(step, prefix)`` of every complete checkpoint in ``checkpoint_dir``, by step.
-
-    A checkpoint counts when both its ``.index`` and its data files exist (a crash between the two
-    renames of a save leaves an index alone). The number after the last ``-`` is the step: our
-    training loops save ``ckpt-<step>``.
-    """
-    directory = Path(checkpoint_dir)
-    if not directory.is_dir():
-        raise CheckpointError(f"{directory}: no checkpoint directory")
-    found = []
-    for index in directory.glob("*.index"):
-        prefix = index.with_suffix("")
-        step = checkpoint_number(prefix)
-        if step < 0 or not any(directory.glob(prefix.name + ".data-*")):
-            continue
-        found.append((step, str(prefix)))
-    if not found:
-        raise CheckpointError(f"{directory}: no complete checkpoints (ckpt-<step>.index + data)")
-    return sorted(found)
-
-
-def checkpoint_step(prefix: str, counters: tuple[str, ...] = (STEP_COUNTER, EPOCH_COUNTER),
-                    from_name: bool = False) -> Optional[int]:
-    """The first of ``counters`` stored in the checkpoint ``prefix`` (our loops store ``step`` or
-    ``epoch``); else, with ``from_name``, the number in its name; else None."""
-    # Imported here, not above: see latest_checkpoint_in.
-    import tensorflow as tf
-
-    reader = tf.train.load_checkpoint(prefix)
-    for counter in counters:
-        if reader.has_tensor(counter + _VALUE_SUFFIX):
-            return int(reader.get_tensor(counter + _VALUE_SUFFIX))
-    if from_name:
-        number = checkpoint_number(prefix)
-        if number < 0:
-            raise CheckpointError(f"{prefix}: no {' or '.join(counters)} variable and no number "
-                                  "in its name")
-        return number
-    return None
-
-
-def _read_json_as_checkpoint_error(path: Path) -> Any:
-    try:
-        return read_json(path)
-    except Eeg2ImageError as exc:
-        raise CheckpointError(str(exc)) from None
-
-
-def best_checkpoint(run_dir: str | Path) -> str:
-    """The prefix named by ``<run>/best_checkpoint.json``, found even if the run was moved."""
-    run_dir = Path(run_dir)
-    record_path = run_dir / BEST_CHECKPOINT_FILE
-    record = _read_json_as_checkpoint_error(record_path)
-    named = record.get("best_checkpoint") if isinstance(record, dict) else None
-    if not isinstance(named, str) or not named:
-        raise CheckpointError(f"{record_path}: no 'best_checkpoint' entry")
-    named_path = Path(named)
-    # select_encoder records a prefix inside this run's checkpoints/, as a path relative to where it
-    # ran or absolute. Looking there by name first keeps a moved or copied run pointing at its own
-    # checkpoint rather than at whatever now sits at the old path.
-    candidates = [run_dir / CHECKPOINT_DIR / named_path.name, named_path]
-    if not named_path.is_absolute():
-        candidates.append(run_dir / named_path)
-    for candidate in candidates:
-        if Path(str(candidate) + ".index").exists():
-            return str(candidate)
-    raise CheckpointError(f"{record_path}: best checkpoint {named} does not exist")
 
 
 # --------------------------------------------------------------------------------------------------
