@@ -269,7 +269,8 @@ def test_evaluate_without_networks_reports_them_unavailable(gan_run, capsys):
         assert 0.0 <= evaluation[key] <= 1.0, key
     assert evaluation["diversity_ratio"] == space["diversity_ratio"] >= 0.0
     assert evaluation["inception_precision"] is None
-    assert "precision / recall (gradient histograms)" in printed
+    assert "precision / recall (gradients)" in printed
+    assert "precision / recall (Inception)     unavailable (as above)" in printed
 
     from eeg2image_tf.evaluation.figures import read_scalars
 

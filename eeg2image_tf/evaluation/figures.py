@@ -48,7 +48,8 @@ def grid_pixel_size(rows: int, columns: int, image_height: int, image_width: int
 
 
 TITLE_HEIGHT = 28     # pixels of the title band, when a grid has a title
-PAIR_GAP = 4          # grey pixels between a generated image and its nearest training image
+PAIR_GAP = 4          # pixels between a generated image and its nearest training image (white),
+                      # and, in grey, after each pair
 
 
 def save_generated_grid(images_by_class: Sequence[np.ndarray], class_names: Sequence[str],
@@ -103,10 +104,9 @@ def save_nearest_training(generated_by_class: Sequence[np.ndarray],
     """Each generated image beside its nearest training image in a feature space, one row a class.
 
     ``generated_by_class[c]`` and ``nearest_by_class[c]`` are uint8 ``(n_c, H, W, 3)``, pair ``i``
-    of a row being generated image ``i`` and its neighbour; a grey bar of :data:`PAIR_GAP` pixels
-    joins each pair and a white column of as many pixels separates the pairs. Copies show up as
-    pairs that are the same picture; variety as pairs that differ while every neighbour is a
-    different training image.
+    of a row being generated image ``i`` and its neighbour; :data:`PAIR_GAP` white pixels part the
+    two and as many grey ones close each pair. Copies show up as pairs that are the same picture;
+    variety as pairs that differ while every neighbour is a different training image.
     """
     rows = []
     for generated, nearest in zip(generated_by_class, nearest_by_class):
@@ -115,13 +115,14 @@ def save_nearest_training(generated_by_class: Sequence[np.ndarray],
             rows.append(generated)
             continue
         count, height = generated.shape[:2]
-        gap = np.full((count, height, PAIR_GAP, 3), 128, np.uint8)
-        space_after = np.full((count, height, PAIR_GAP, 3), 255, np.uint8)
-        rows.append(np.concatenate([generated, gap, nearest, space_after], axis=2))
+        gap = np.full((count, height, PAIR_GAP, 3), 255, np.uint8)
+        bar = np.full((count, height, PAIR_GAP, 3), 128, np.uint8)
+        rows.append(np.concatenate([generated, gap, nearest, bar], axis=2))
     columns = max(len(row) for row in rows) if rows else 0
     return save_generated_grid(rows, class_names, destination, columns=max(columns, 1),
                                label_width=80,
-                               title=f"generated | nearest training image ({space} features)")
+                               title=f"pairs: generated image, its nearest training image "
+                                     f"({space} features)")
 
 
 # --------------------------------------------------------------------------------------------------

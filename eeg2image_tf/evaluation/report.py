@@ -15,18 +15,21 @@ def _score_text(section: dict[str, Any]) -> str:
     return f"{section['mean']:.3f} +- {section['std']:.3f}"
 
 
-SPACE_TITLES = {"gradient_histogram": "gradient histograms", "inception": "Inception"}
+# Short names of the feature spaces, for the table's first column.
+SPACE_TITLES = {"gradient_histogram": "gradients", "inception": "Inception"}
 
 
-def _realism_lines(realism: dict[str, Any]) -> list[str]:
+def _realism_lines(realism: dict[str, Any], inception_reason: Any) -> list[str]:
     """Precision / recall and the diversity ratio of each feature space, with the real test
     images' scores (the ceiling) beside them."""
     lines = []
     for space, section in realism.items():
         title = SPACE_TITLES.get(space, space)
         if not section.get("available"):
-            lines.append(f"  {'precision / recall (' + title + ')':<34} unavailable: "
-                         f"{section.get('reason')}")
+            reason = section.get("reason")
+            lines.append(f"  {'precision / recall (' + title + ')':<34} " +
+                         ("unavailable (as above)" if reason == inception_reason else
+                          f"unavailable: {reason}"))
             continue
         ceiling = section.get("real_test", {})
         lines.append(f"  {'precision / recall (' + title + ')':<34} "
@@ -80,7 +83,7 @@ def format_table(evaluation: dict[str, Any]) -> str:
     else:
         lines.append(f"  {'conditional accuracy':<34} unavailable: {classifier.get('reason')}")
     realism = evaluation.get("realism", {})
-    lines += _realism_lines(realism)
+    lines += _realism_lines(realism, inception.get("reason"))
     lines.append(f"  {'encoder k-means accuracy (test)':<34} {_number(encoder['kmeans_accuracy'])}")
     lines.append(f"  {'encoder kNN accuracy (test)':<34} {_number(encoder['knn_accuracy'])}")
     lines.append(f"  {'encoder linear probe (test)':<34} "
@@ -105,7 +108,7 @@ def format_table(evaluation: dict[str, Any]) -> str:
                          f"{_number(scores.get('precision')):>9} {_number(scores.get('recall')):>7} "
                          f"{_number(scores.get('diversity_ratio')):>9}")
         lines.append("  (precision, recall, diversity: gradient histograms, each class's generated "
-                     "images against its training images)")
+                     "images against its training images, k=3)")
 
     figures_info = evaluation.get("figures") or {}
     if figures_info:
