@@ -213,16 +213,16 @@ def evaluate_checkpoints(config: CurveConfig, classifier: Any = None, show_progr
         raise Eeg2ImageError(f"curve: {reason}")
     save_config(config, run_dir, filename=curve_config_name(config.average))
     reference, _ = training_folder(sources)
-    training = None if reference is None else run_pass(
-        real_chunks(reference, class_names), desc="training images",
-        feature_spaces={SPACE_NAME: gradient_histograms})
-
     settings = _settings(config, classifier_path, reference)
     curve_path = run_dir / curve_file
     done = _previous_points(curve_path, settings)
     chosen_steps = {step for step, _ in chosen}
     points = {step: point for step, point in done.items() if step in chosen_steps}
     todo = [(step, prefix) for step, prefix in chosen if step not in points]
+    # The training images' features, once for every new point (none needed when all are stored).
+    training = None if reference is None or not todo else run_pass(
+        real_chunks(reference, class_names), desc="training images",
+        feature_spaces={SPACE_NAME: gradient_histograms})
     bar = progress_bar(len(chosen), initial=len(chosen) - len(todo), desc="curve",
                        unit="ckpt") if show_progress else None
     with summary_writer(run_dir, tensorboard_name):
