@@ -208,3 +208,17 @@ def test_one_typeface_per_class_is_realistic_but_neither_covers_nor_varies(contr
 def test_blurred_or_binarised_letters_leave_the_real_manifold(controls, name, margin):
     assert controls[name]["precision"] <= controls["held_out"]["precision"] - margin
     assert controls[name]["class_precision"] <= controls["held_out"]["class_precision"] - margin
+
+
+def test_evaluation_section_without_training_images_says_why():
+    from eeg2image_tf.evaluation.images import PassResult
+    from eeg2image_tf.evaluation.sections import realism_headline, realism_section
+
+    generated = PassResult(class_index=np.zeros(5, np.int64), count=5,
+                           features={"gradient_histogram": np.eye(5)})
+    section = realism_section(generated, None, None, ("A",), "gradient_histogram", None,
+                              "the run names no image folder it trained on")
+    assert section == {"available": False, "reason": "the run names no image folder it trained on"}
+    headline = realism_headline({"gradient_histogram": section,
+                                 "inception": {"available": False, "reason": "no network"}})
+    assert set(headline.values()) == {None} and "inception_recall" in headline

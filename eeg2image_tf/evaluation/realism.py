@@ -46,8 +46,9 @@ BLOCK_CLIP = 0.2
 # so a block with less than a tenth of such an edge (JPEG ringing on a white background, faint
 # noise) keeps a small vector instead of being blown up to unit length.
 STABILISER = 0.1
-# Rows of distances computed at once: the memory of one block is BLOCK_ROWS x N float64.
-BLOCK_ROWS = 1024
+# Rows of distances computed at once: a block and its temporaries take about 3 x BLOCK_ROWS x N
+# float64 (600 MB against 50,000 images).
+BLOCK_ROWS = 512
 SPACE_NAME = "gradient_histogram"
 
 
