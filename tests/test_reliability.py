@@ -210,8 +210,8 @@ CASES = {
     "generate into another run's images names --out": Case(
         ("generate", "--run", "{gan_run}", "--out", "{generated}"),
         "use a new --out directory, or --force to overwrite"),
-    "an abbreviated flag": Case(("prepare_data", "--synthetic", "--images", "3", "--out",
-                                 "{new_run}"), "unrecognized arguments: --images 3"),
+    "an abbreviated flag": Case(("prepare_data", "--synthetic", "--images-per", "3", "--out",
+                                 "{new_run}"), "unrecognized arguments: --images-per 3"),
 }
 
 
@@ -243,7 +243,7 @@ def test_bad_input_is_one_line_and_changes_nothing(world, name, capsys):
 
 # Each command's required flags, and the start of one of its longer flags.
 ABBREVIATED = {
-    "prepare_data": (["--synthetic"], "--images"),
+    "prepare_data": (["--synthetic"], "--images-per"),
     "train_encoder": (["--data", "d", "--run", "r"], "--epoch"),
     "select_encoder": (["--run", "r"], "--n-cluster"),
     "train_image_classifier": (["--images", "i", "--run", "r"], "--image-siz"),
