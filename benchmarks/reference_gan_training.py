@@ -5,14 +5,14 @@ file with the reference interpreter that ``../shared/reference/setup.sh`` builds
 
     /tmp/eeg2image-ref/venv/bin/python benchmarks/reference_gan_training.py \
         --code /tmp/eeg2image-ref/code --shared work/shared_inputs.npz --out work/reference \
-        --iterations 250 500 1000 --batch-size 16
+        --iterations 250 500 1000 --batch-size 16 --seed 45
 
 It imports only TensorFlow, numpy and the authors' ``model.py`` (``DCGAN``, ``dist_train_step``)
 from ``--code``, and trains as their ``train.py`` does: a ``MirroredStrategy`` on one device, the
 TF 2.8 Adam (TF 2.15's legacy Adam) at 3e-4, beta_1 0.2, beta_2 0.5 for each network, latents drawn
-inside ``dist_train_step``, ``tf.random.set_seed(45)``, batches from a ``tf.data`` shuffle with a
-buffer of twice the batch (their ``load_complete_data``; the last, smaller batch of an epoch
-included). What differs from their script is only the input side: the conditions are the
+inside ``dist_train_step``, ``tf.random.set_seed(45)`` (another with ``--seed``), batches from a
+``tf.data`` shuffle with a buffer of twice the batch (their ``load_complete_data``; the last,
+smaller batch of an epoch included). What differs from their script is only the input side: the conditions are the
 features of OUR encoder and the images the same paired bank as ours (``--shared``), so both
 trainings see the same data; their script computes features with its own TripleNet.
 
@@ -39,14 +39,15 @@ def main(argv=None) -> int:
     parser.add_argument("--iterations", type=int, nargs="+", required=True)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--latent-dim", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=45, help="tf.random and numpy (their 45)")
     args = parser.parse_args(argv)
 
     sys.path.insert(0, os.path.abspath(args.code))
     import tensorflow as tf
     from model import DCGAN, dist_train_step     # the authors' code, as their train.py imports it
 
-    tf.random.set_seed(45)
-    np.random.seed(45)
+    tf.random.set_seed(args.seed)
+    np.random.seed(args.seed)
     shared = np.load(args.shared)
     conditions = shared["conditions"].astype(np.float32)
     images = shared["images"][shared["image_index"]]          # one fixed image per trial

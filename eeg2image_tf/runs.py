@@ -14,9 +14,10 @@ Layouts (``<run>`` is a command's ``--run``)::
     encoder run        best_checkpoint.json, select_config.json, tsne.png, tensorboard/projector/
     classifier run     classes.json
     GAN run            conditions.npz, samples/step_<NNNNNN>.png and latest.png, figures/
-                       (generated_grid.png, loss_curves.png, tsne.png, conditional_curve.png),
-                       curve.json and curve_config.json (curve_avg<k>.json, ... with --average k),
-                       tensorboard/curve/
+                       (generated_grid.png, loss_curves.png, tsne.png, nearest_training.png,
+                       conditional_curve.png), curve.json and curve_config.json
+                       (curve_avg<k>.json, ... with --average k), tensorboard/curve/,
+                       tensorboard/eval/
     averaged GAN run   config.json, checkpoints/, average.json
     generated images   <Class>/<Class>_<k>.jpg, manifest.csv, generate_config.json
     SavedModel         saved_model.pb, variables/, signature.json, README.txt
@@ -65,10 +66,12 @@ LATEST_SAMPLE = "latest.png"
 FIGURES_DIR = "figures"
 GRID_FILE = "generated_grid.png"
 LOSS_CURVES_FILE = "loss_curves.png"
+NEAREST_TRAINING_FILE = "nearest_training.png"   # generated images beside their nearest training ones
 CURVE_FILE = "curve.json"
 CURVE_CONFIG_FILE = "curve_config.json"
 CURVE_FIGURE = "conditional_curve.png"
 CURVE_EVENTS = "curve"                   # tensorboard/curve/
+EVAL_EVENTS = "eval"                     # tensorboard/eval/: evaluate's headline numbers
 AVERAGE_FILE = "average.json"
 # Generated image folders
 MANIFEST_FILE = "manifest.csv"

@@ -1,6 +1,9 @@
-"""The benchmarks' own pieces: the plain reference loss they time alongside ours, and the report."""
+"""The benchmarks' own pieces: the plain reference loss they time alongside ours, the report, and
+the training comparison's scores, summary and arguments."""
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import pytest
@@ -92,3 +95,60 @@ def test_suite_times_the_chosen_mixed_mode(monkeypatch, tmp_path):
     assert ("gan", "mixed_float16") in seen and ("gen", "mixed_float16") in seen
     assert ("gan", None) in seen and ("gen", None) in seen            # the float32 default rows
     assert not any(precision == "mixed_bfloat16" for _, precision in seen)
+
+
+# --------------------------------------------------------------------------------------------------
+# Training against the authors': the scores, the seeds' summary, the table, the arguments
+# --------------------------------------------------------------------------------------------------
+
+def test_training_comparison_scores_realism_beside_the_classifier():
+    from benchmarks.training_vs_original import score
+    from eeg2image_tf.data.synthetic import render_character
+    from eeg2image_tf.evaluation.realism import gradient_histograms
+
+    class FirstClass:
+        """Names class 0 for every image; its features are the images' mean colours."""
+
+        def features_and_probs(self, images):
+            probs = np.zeros((len(images), 2))
+            probs[:, 0] = 1.0
+            return images.mean(axis=(1, 2)), probs
+
+    rng = np.random.default_rng(0)
+    bank = np.stack([render_character(letter, rng, size=32) for letter in "AH" for _ in range(8)])
+    labels = np.repeat([0, 1], 8)
+    scores = score(bank, labels, FirstClass(), ("A", "H"), (gradient_histograms(bank), labels))
+    assert scores["conditional_accuracy"] == 0.5
+    # The bank's own images (through JPEG quality 95) lie in the bank's manifold and vary as it does.
+    assert scores["precision"] >= 0.9 and scores["recall"] >= 0.9
+    assert scores["diversity_ratio"] == pytest.approx(1.0, abs=0.1)
+
+
+def test_training_comparison_summarises_seeds_and_tabulates_their_means():
+    from benchmarks.training_vs_original import format_table, summarise
+
+    by_seed = {"45": {"conditional_accuracy": 0.5, "precision": 0.1, "recall": None},
+               "46": {"conditional_accuracy": 0.7, "precision": 0.3, "recall": None}}
+    summary = summarise(by_seed)
+    assert summary["conditional_accuracy"] == pytest.approx({"mean": 0.6, "half_range": 0.1})
+    assert summary["precision"] == pytest.approx({"mean": 0.2, "half_range": 0.1})
+    assert "recall" not in summary and "diversity_ratio" not in summary
+    table = format_table({"seeds": [45, 46], "classes": 10,
+                          "sides": {"authors": {"250": {"summary": summary}},
+                                    "ours_as_run": {"250": {"summary": summary}}}})
+    assert table.startswith("| iteration | authors | ours_as_run |")
+    assert "| 250 | 0.600 ±0.100 / 0.200 ±0.100 / n/a / n/a |" in table
+    assert "mean over seeds 45, 46" in table and "chance accuracy 0.100" in table
+
+
+@pytest.mark.parametrize("extra, message", [(["--iterations", "250", "2500"],
+                                             r"must lie in 1\.\.2000"),
+                                            (["--seeds", "45", "45"], "must differ")])
+def test_training_comparison_refuses_bad_milestones_and_seeds(tmp_path, capsys, extra, message):
+    from benchmarks.training_vs_original import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--encoder", "e", "--classifier", "c", "--out", str(tmp_path / "out"), *extra])
+    assert exit_info.value.code == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not (tmp_path / "out").exists()

@@ -115,6 +115,8 @@ def test_curve_points_match_evaluate_and_a_rerun_adds_only_new_checkpoints(tmp_p
     assert blank["conditional_accuracy"] == pytest.approx(1.0 / len(CLASS_NAMES))
     assert blank["per_class_accuracy"] == {"Apple": 1.0, "Car": 0.0, "Dog": 0.0}
     assert blank["images"] == 12 and blank["checkpoint"] == "ckpt-100"
+    # Flat images have no gradient: one point of the feature space, whose k-NN balls have radius 0.
+    assert blank["recall"] == 0.0 and blank["diversity_ratio"] == 0.0
 
     # The newest point is what evaluate reports for the run (its latest checkpoint), same settings.
     evaluation = evaluate_run(EvaluateConfig(run=str(run), per_class=4, batch_size=5,
@@ -124,6 +126,9 @@ def test_curve_points_match_evaluate_and_a_rerun_adds_only_new_checkpoints(tmp_p
     assert newest["conditional_accuracy"] == pytest.approx(evaluation["conditional_accuracy"])
     assert newest["conditional_separability"] == pytest.approx(
         evaluation["conditional_separability"])
+    for key in ("precision", "recall", "diversity_ratio"):
+        assert newest[key] == pytest.approx(evaluation[key]), key
+        assert record[f"last_{key}"] == newest[key]
     assert record["last_step"] == 200 and record["chance"] == pytest.approx(1 / 3)
 
     stored = json.loads((run / "curve.json").read_text())
@@ -134,6 +139,9 @@ def test_curve_points_match_evaluate_and_a_rerun_adds_only_new_checkpoints(tmp_p
     scalars = read_scalars(run / "tensorboard" / "curve")
     steps, values = scalars["curve/conditional_accuracy"]
     assert list(steps) == [100, 200] and values[0] == pytest.approx(1 / 3)
+    steps, values = scalars["curve/diversity_ratio"]
+    assert list(steps) == [100, 200] and values[0] == 0.0
+    assert stored["settings"]["realism_reference"] == str((paths["images"] / "train").resolve())
 
     # More training: only the new checkpoint is evaluated; the old points are kept as they were.
     _save_checkpoints(run, steps=[300], blank=set())

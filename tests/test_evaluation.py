@@ -133,7 +133,7 @@ def test_format_table_reports_unavailable_metrics():
     table = format_table(evaluation)
     assert "Inception Score" in table and "unavailable: no Inception network given" in table
     assert "0.500" in table and "0.250" in table and "g.png" in table
-    assert "loss_curves     not made: no events" in table
+    assert "loss_curves      not made: no events" in table
 
 
 # --------------------------------------------------------------------------------------------------
@@ -225,7 +225,8 @@ def test_evaluate_without_networks_reports_them_unavailable(gan_run, capsys):
     import cv2
 
     from eeg2image_tf.evaluate import main
-    from eeg2image_tf.runs import GRID_FILE, LOSS_CURVES_FILE, TSNE_FILE
+    from eeg2image_tf.evaluation.figures import PAIR_GAP, TITLE_HEIGHT
+    from eeg2image_tf.runs import GRID_FILE, LOSS_CURVES_FILE, NEAREST_TRAINING_FILE, TSNE_FILE
 
     run = gan_run["run"]
     (run / "metrics.json").write_text(json.dumps({"gan": {"steps": 1}}))
@@ -254,8 +255,35 @@ def test_evaluate_without_networks_reports_them_unavailable(gan_run, capsys):
     for key in ("kmeans_accuracy", "knn_accuracy", "linear_probe_accuracy"):
         assert 0.0 <= evaluation["encoder"][key] <= 1.0
 
+    # Realism needs no network: gradient histograms against the 9 training images, the 9 test
+    # images scored the same way; per class, 3 training images give no k-NN radius for k = 3.
+    realism = evaluation["realism"]
+    assert realism["inception"]["available"] is False
+    space = realism["gradient_histogram"]
+    assert space["available"] and space["k"] == 3 and space["feature_dim"] == 1764
+    assert space["real_count"] == 9 and space["generated_count"] == 12
+    assert space["reference"] == str(gan_run["images"] / "train")
+    assert all(not scores["available"] for scores in space["per_class"].values())
+    assert space["real_test"]["available"] and space["real_test"]["generated_count"] == 9
+    for key in ("precision", "recall", "real_test_precision", "real_test_recall"):
+        assert 0.0 <= evaluation[key] <= 1.0, key
+    assert evaluation["diversity_ratio"] == space["diversity_ratio"] >= 0.0
+    assert evaluation["inception_precision"] is None
+    assert "precision / recall (gradient histograms)" in printed
+
+    from eeg2image_tf.evaluation.figures import read_scalars
+
+    logged = read_scalars(run / "tensorboard" / "eval")
+    assert {"eval/precision", "eval/recall", "eval/diversity_ratio"} <= set(logged)
+    assert "eval/conditional_accuracy" not in logged and "eval/inception_precision" not in logged
+    steps, values = logged["eval/precision"]
+    assert steps.tolist() == [1] and values[0] == pytest.approx(evaluation["precision"])
+
     figures = run / "figures"
     assert cv2.imread(str(figures / GRID_FILE)).shape == (3 * 128, 160 + 8 * 128, 3)
+    # Four pairs a row: generated, a grey bar, its nearest training image, a white gap.
+    assert cv2.imread(str(figures / NEAREST_TRAINING_FILE)).shape == \
+        (TITLE_HEIGHT + 3 * 128, 80 + 4 * (2 * 128 + 2 * PAIR_GAP), 3)
     assert (figures / LOSS_CURVES_FILE).stat().st_size > 0
     assert evaluation["figures"]["loss_curve_tags"] == ["gan/d_hinge", "gan/g_total"]
     assert (figures / TSNE_FILE).read_bytes() == tsne_source.read_bytes()   # copied, not recomputed
@@ -279,8 +307,9 @@ def test_evaluate_with_backend_and_classifier_fills_the_metrics(gan_run, tmp_pat
     evaluation = evaluate_run(config, inception_backend=backend, classifier=StubClassifier(),
                               show_progress=False, echo=None)
 
-    # The backend saw uint8 0-255 images at 128x128: 12 generated, then the 9 real test images.
-    assert sum(shape[0] for shape, _ in backend.calls) == 12 + 9
+    # The backend saw uint8 0-255 images at 128x128: 12 generated, the 9 real test images, then
+    # the 9 training images (the reference of precision and recall).
+    assert sum(shape[0] for shape, _ in backend.calls) == 12 + 9 + 9
     assert all(shape[1:] == (128, 128, 3) and dtype == np.uint8 for shape, dtype in backend.calls)
 
     sources = load_generation_sources(run=run)
@@ -308,6 +337,22 @@ def test_evaluate_with_backend_and_classifier_fills_the_metrics(gan_run, tmp_pat
     assert classifier["real_accuracy"] == 1.0   # real test images carry their class colour
     assert 0.0 <= classifier["conditional_separability"] <= 1.0
 
+    # Precision and recall are those of the images' features against the training images'.
+    from eeg2image_tf.evaluation.images import real_chunks
+    from eeg2image_tf.evaluation.realism import gradient_histograms, realism_scores
+
+    training = list(real_chunks(gan_run["images"] / "train", CLASS_NAMES))
+    training_images = np.concatenate([chunk.images for chunk in training])
+    training_labels = np.concatenate([chunk.class_index for chunk in training])
+    for space, features in (("gradient_histogram", gradient_histograms),
+                            ("inception", lambda x: StubInception().compute(x)[0])):
+        expected_scores = realism_scores(features(training_images), training_labels,
+                                         features(expected.images), expected.class_index,
+                                         CLASS_NAMES)
+        for key in ("precision", "recall", "diversity_ratio"):
+            assert evaluation["realism"][space][key] == pytest.approx(expected_scores[key]), key
+    assert evaluation["inception_recall"] == evaluation["realism"]["inception"]["recall"]
+
     # Files written by generate give the very same numbers as the in-memory images.
     generate_from_run(GenerateConfig(run=run, out=str(tmp_path / "generated"), per_class=4,
                                      seed=3), show_progress=False)
@@ -319,6 +364,8 @@ def test_evaluate_with_backend_and_classifier_fills_the_metrics(gan_run, tmp_pat
     assert from_folder["inception_score"]["mean"] == inception["mean"]
     assert from_folder["fid"] == evaluation["fid"]
     assert from_folder["conditional_accuracy"] == evaluation["conditional_accuracy"]
+    for key in ("precision", "recall", "diversity_ratio", "inception_precision"):
+        assert from_folder[key] == evaluation[key], key
     assert from_folder["generated"]["source"] == str(tmp_path / "generated")
 
 

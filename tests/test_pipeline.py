@@ -68,6 +68,11 @@ def test_smoke_pipeline_runs_every_stage_then_skips_them(tmp_path, capsys):
     assert state["stages"]["curve"]["last_step"] == 2
     assert (run / "gan" / "figures" / "conditional_curve.png").exists()
     assert "best conditional accuracy seen" in out
+    # Precision and recall against the 8 training images a class, with the test images' ceiling.
+    evaluate = state["stages"]["evaluate"]
+    for key in ("precision", "recall", "real_test_precision", "real_test_recall"):
+        assert 0.0 <= evaluate[key] <= 1.0, key
+    assert f"precision / recall / diversity  : {evaluate['precision']:.3f}" in out
     accuracy = state["stages"]["select_encoder"]["kmeans_accuracy"]
     assert 0.0 <= accuracy <= 1.0
     assert "EEG2Image pipeline summary" in out and f"tensorboard --logdir {run}" in out

@@ -1,6 +1,7 @@
-"""Evaluation: metrics (:mod:`.metrics`), Inception backends (:mod:`.inception`), the images an
-evaluation reads (:mod:`.images`), its sections (:mod:`.sections`) and run (:mod:`.run`), the
-printed table (:mod:`.report`), figures (:mod:`.figures`) and the checkpoint curve (:mod:`.curve`).
+"""Evaluation: metrics (:mod:`.metrics`), realism and variety (:mod:`.realism`: precision, recall,
+diversity), Inception backends (:mod:`.inception`), the images an evaluation reads
+(:mod:`.images`), its sections (:mod:`.sections`) and run (:mod:`.run`), the printed table
+(:mod:`.report`), figures (:mod:`.figures`) and the checkpoint curve (:mod:`.curve`).
 
 Nothing here imports the training loops; they import :mod:`.metrics` and :mod:`.figures`.
 """

@@ -4,12 +4,16 @@ For each checkpoint of a GAN run (newest last), ``per_class`` images per class a
 memory from the same test conditions and the same latents, passed through JPEG like generated files,
 and read by the image classifier: **conditional accuracy** (does the classifier name the class of
 the conditioning EEG?) and **conditional separability** (k-means accuracy of the classifier's
-features against that class; high once the classes look different, before they look right).
+features against that class; high once the classes look different, before they look right); and,
+when the run's training images are there, **precision**, **recall** and the **diversity ratio** of
+the images against them in the gradient-histogram space (:mod:`.realism`; do they look like real
+letters, and as varied?).
 
 Outputs in the GAN run: ``curve.json`` (settings and one point per checkpoint, rewritten atomically
 after each point, so an interruption loses at most the point in progress), ``figures/
-conditional_curve.png``, and TensorBoard scalars ``curve/conditional_accuracy`` and
-``curve/conditional_separability`` under ``tensorboard/curve`` (logged once per new point).
+conditional_curve.png``, and TensorBoard scalars ``curve/conditional_accuracy``,
+``curve/conditional_separability``, ``curve/precision``, ``curve/recall`` and
+``curve/diversity_ratio`` under ``tensorboard/curve`` (logged once per new point).
 
 With ``average`` k > 1 each point's generator is the weight average of the k kept checkpoints
 ending at it (:func:`~eeg2image_tf.checkpoints.average_gan`); that curve goes to
@@ -37,9 +41,12 @@ from ..models import precision as precisions
 from ..runs import (GanRun, curve_config_name, curve_names, kept_checkpoints, save_config,
                     summary_writer)
 from .figures import new_figure
-from .images import generated_chunks, run_pass
+from .images import PassResult, generated_chunks, real_chunks, run_pass, training_folder
 from .metrics import conditional_separability, per_class_accuracy
+from .realism import K_NEAREST, SPACE_NAME, gradient_histograms, realism_scores
 from .sections import align_classifier, load_classifier_or_reason
+
+REALISM_KEYS = ("precision", "recall", "diversity_ratio")
 
 
 def every_kth(checkpoints: Sequence[tuple[int, str]], every: int) -> list[tuple[int, str]]:
@@ -54,31 +61,42 @@ def every_kth(checkpoints: Sequence[tuple[int, str]], every: int) -> list[tuple[
 
 def checkpoint_metrics(sources, classifier, class_names: Sequence[str], per_class: int,
                        batch_size: int, seed: int, jpeg_quality: Optional[int],
-                       precision: str) -> dict[str, Any]:
-    """Conditional accuracy, separability and per-class accuracy of ``sources.generator``."""
+                       precision: str, training: Optional[PassResult] = None) -> dict[str, Any]:
+    """Conditional accuracy, separability and per-class accuracy of ``sources.generator``; with
+    ``training`` (a pass over the training images with gradient histograms) also precision, recall
+    and the diversity ratio against them (None where the sets are too small)."""
     chunks = generated_chunks(sources, per_class, batch_size, seed, jpeg_quality,
                               precision=precision)
-    result = run_pass(chunks, classifier=classifier, desc="curve")
+    spaces = {SPACE_NAME: gradient_histograms} if training is not None else None
+    result = run_pass(chunks, classifier=classifier, desc="curve", feature_spaces=spaces)
     labels = result.class_index
     predictions = result.classifier_probs.argmax(axis=1)
-    return {
+    metrics = {
         "conditional_accuracy": float(np.mean(predictions == labels)),
         "conditional_separability": conditional_separability(
             result.classifier_features, labels, n_clusters=len(class_names)),
         "per_class_accuracy": per_class_accuracy(predictions, labels, class_names),
         "images": int(result.count),
     }
+    if training is not None:
+        scores = realism_scores(training.features[SPACE_NAME], training.class_index,
+                                result.features[SPACE_NAME], labels, class_names, K_NEAREST)
+        metrics.update({key: scores.get(key) for key in REALISM_KEYS})
+    return metrics
 
 
 _SETTING_DEFAULTS = {"average": 1, "ema": True}
 
 
-def _settings(config, classifier_path: Optional[Path]) -> dict[str, Any]:
-    """The fields a point's numbers depend on; points made otherwise are not reused."""
+def _settings(config, classifier_path: Optional[Path],
+              reference: Optional[Path]) -> dict[str, Any]:
+    """The fields a point's numbers depend on; points made otherwise are not reused (a curve stored
+    before points had precision and recall has no ``realism_reference`` and is recomputed)."""
     return {"per_class": config.per_class, "seed": config.seed,
             "jpeg_quality": config.jpeg_quality, "precision": config.precision,
             "classifier": str(classifier_path.resolve()) if classifier_path else "<given>",
-            "average": config.average, "ema": config.ema}
+            "average": config.average, "ema": config.ema,
+            "realism_reference": str(reference.resolve()) if reference else None}
 
 
 class _WindowedGenerators:
@@ -132,10 +150,12 @@ def _previous_points(path: Path, settings: dict[str, Any]) -> dict[int, dict[str
 
 def save_curve_figure(points: Sequence[dict[str, Any]], destination: str | Path,
                       chance: float, title: str = "") -> Path:
-    """Conditional accuracy and separability against the training step, with the chance level."""
+    """Conditional accuracy and separability against the training step, with the chance level;
+    beside it precision, recall and the diversity ratio when the points have them."""
     steps = [p["step"] for p in points]
-    figure = new_figure(6.4, 3.6)
-    axes = figure.add_subplot(1, 1, 1)
+    realism = [key for key in REALISM_KEYS if any(p.get(key) is not None for p in points)]
+    figure = new_figure(6.4 * (2 if realism else 1), 3.6)
+    axes = figure.add_subplot(1, 2 if realism else 1, 1)
     axes.plot(steps, [p["conditional_accuracy"] for p in points], "o-", label="conditional accuracy")
     axes.plot(steps, [p["conditional_separability"] for p in points], "s-",
               label="conditional separability")
@@ -144,7 +164,22 @@ def save_curve_figure(points: Sequence[dict[str, Any]], destination: str | Path,
     axes.set_ylim(0.0, 1.0)
     axes.grid(alpha=0.3)
     axes.legend(loc="upper left", fontsize="small")
-    if title:
+    if realism:
+        right = figure.add_subplot(1, 2, 2)
+        for key, marker in zip(realism, "o^s"):
+            known = [(p["step"], p[key]) for p in points if p.get(key) is not None]
+            right.plot([s for s, _ in known], [v for _, v in known], marker + "-",
+                       label=key.replace("_", " "))
+        right.axhline(1.0, color="grey", linestyle=":", label="real images' diversity")
+        right.set_xlabel("GAN iteration")
+        right.set_ylim(0.0, max(1.05, *(p.get(key) or 0.0 for p in points for key in realism)))
+        right.grid(alpha=0.3)
+        right.legend(loc="upper left", fontsize="small")
+        right.set_title("against the training images (gradient histograms, k=3)",
+                        fontsize="medium")
+    if title and realism:
+        figure.suptitle(title, fontsize="medium")
+    elif title:
         axes.set_title(title, fontsize="medium")
     figure.tight_layout()
     return atomic_savefig(figure, destination, dpi=100)
@@ -177,8 +212,12 @@ def evaluate_checkpoints(config: CurveConfig, classifier: Any = None, show_progr
     if classifier is None:
         raise Eeg2ImageError(f"curve: {reason}")
     save_config(config, run_dir, filename=curve_config_name(config.average))
+    reference, _ = training_folder(sources)
+    training = None if reference is None else run_pass(
+        real_chunks(reference, class_names), desc="training images",
+        feature_spaces={SPACE_NAME: gradient_histograms})
 
-    settings = _settings(config, classifier_path)
+    settings = _settings(config, classifier_path, reference)
     curve_path = run_dir / curve_file
     done = _previous_points(curve_path, settings)
     chosen_steps = {step for step, _ in chosen}
@@ -193,7 +232,7 @@ def evaluate_checkpoints(config: CurveConfig, classifier: Any = None, show_progr
             metrics = checkpoint_metrics(dataclasses.replace(sources, generator=generator),
                                          classifier, class_names, config.per_class,
                                          config.batch_size, config.seed, config.jpeg_quality,
-                                         config.precision)
+                                         config.precision, training)
             points[step] = {"step": step, "checkpoint": Path(prefix).name, **metrics,
                             "seconds": round(time.monotonic() - started, 1)}
             if config.average > 1:
@@ -201,6 +240,9 @@ def evaluate_checkpoints(config: CurveConfig, classifier: Any = None, show_progr
             tf.summary.scalar("curve/conditional_accuracy", metrics["conditional_accuracy"], step)
             tf.summary.scalar("curve/conditional_separability",
                               metrics["conditional_separability"], step)
+            for key in REALISM_KEYS:
+                if metrics.get(key) is not None:
+                    tf.summary.scalar(f"curve/{key}", metrics[key], step)
             ordered = [points[s] for s in sorted(points)]
             atomic_write_json(curve_path, {"settings": settings, "points": ordered})
             if bar is not None:
@@ -217,7 +259,8 @@ def evaluate_checkpoints(config: CurveConfig, classifier: Any = None, show_progr
               "best_step": best["step"], "best_conditional_accuracy": best["conditional_accuracy"],
               "last_step": ordered[-1]["step"],
               "last_conditional_accuracy": ordered[-1]["conditional_accuracy"],
-              "last_conditional_separability": ordered[-1]["conditional_separability"]}
+              "last_conditional_separability": ordered[-1]["conditional_separability"],
+              **{f"last_{key}": ordered[-1].get(key) for key in REALISM_KEYS}}
     averaged = f", generator averaged over {config.average} checkpoints" \
         if config.average > 1 else ""
     figure = save_curve_figure(ordered, run.figures / figure_file, chance,
@@ -230,11 +273,18 @@ def evaluate_checkpoints(config: CurveConfig, classifier: Any = None, show_progr
 
 
 def format_curve(record: dict[str, Any]) -> str:
-    """One line per point: step, conditional accuracy, separability."""
-    lines = [f"  {'step':>7} {'cond. accuracy':>15} {'separability':>13}",
-             f"  {'-' * 7} {'-' * 15} {'-' * 13}"]
+    """One line per point: step, conditional accuracy, separability, precision, recall, diversity."""
+    lines = [f"  {'step':>7} {'cond. accuracy':>15} {'separability':>13} {'precision':>9} "
+             f"{'recall':>7} {'diversity':>9}",
+             f"  {'-' * 7} {'-' * 15} {'-' * 13} {'-' * 9} {'-' * 7} {'-' * 9}"]
+
+    def number(value: Any, width: int) -> str:
+        return f"{value:>{width}.3f}" if isinstance(value, (int, float)) else f"{'n/a':>{width}}"
+
     for point in record["points"]:
         lines.append(f"  {point['step']:>7} {point['conditional_accuracy']:>15.3f} "
-                     f"{point['conditional_separability']:>13.3f}")
+                     f"{point['conditional_separability']:>13.3f} "
+                     f"{number(point.get('precision'), 9)} {number(point.get('recall'), 7)} "
+                     f"{number(point.get('diversity_ratio'), 9)}")
     lines.append(f"  chance {record['chance']:.3f}; figure: {record['figure']}")
     return "\n".join(lines)

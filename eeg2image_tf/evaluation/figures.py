@@ -1,8 +1,9 @@
-"""Evaluation figures: a per-class grid of generated images, GAN loss curves, the encoder's t-SNE.
+"""Evaluation figures: a per-class grid of generated images, generated images beside their nearest
+training images, GAN loss curves, the encoder's t-SNE.
 
 Matplotlib runs on the Agg backend (no display needed) and every figure is written with
 :func:`~eeg2image_tf.io_utils.atomic_savefig`. The grid is laid out in pixels, so its size is exact:
-``rows * H`` by ``label_width + columns * W`` for ``H x W`` images.
+``title_height + rows * H`` by ``label_width + columns * W`` for ``H x W`` images.
 """
 
 from __future__ import annotations
@@ -41,18 +42,23 @@ def new_figure(width_inches: float, height_inches: float, dpi: int = 100):
 # --------------------------------------------------------------------------------------------------
 
 def grid_pixel_size(rows: int, columns: int, image_height: int, image_width: int,
-                    label_width: int) -> tuple[int, int]:
+                    label_width: int, title_height: int = 0) -> tuple[int, int]:
     """``(width, height)`` in pixels of :func:`save_generated_grid`'s PNG."""
-    return label_width + columns * image_width, rows * image_height
+    return label_width + columns * image_width, title_height + rows * image_height
+
+
+TITLE_HEIGHT = 28     # pixels of the title band, when a grid has a title
+PAIR_GAP = 4          # grey pixels between a generated image and its nearest training image
 
 
 def save_generated_grid(images_by_class: Sequence[np.ndarray], class_names: Sequence[str],
                         destination: str | Path, columns: int = 8,
-                        label_width: int = 160) -> Path:
+                        label_width: int = 160, title: str = "") -> Path:
     """One row per class (class name on the left), ``columns`` images per row, as a PNG.
 
     ``images_by_class[c]`` is uint8 ``(n_c, H, W, 3)`` RGB, ``n_c <= columns`` (missing cells stay
-    white). The PNG measures exactly :func:`grid_pixel_size` pixels.
+    white). A ``title`` takes a band of :data:`TITLE_HEIGHT` pixels above the images. The PNG
+    measures exactly :func:`grid_pixel_size` pixels.
     """
     if len(images_by_class) != len(class_names) or not class_names:
         raise DataError(f"{destination}: {len(images_by_class)} image rows for "
@@ -70,19 +76,52 @@ def save_generated_grid(images_by_class: Sequence[np.ndarray], class_names: Sequ
                                 f"({image.shape[:2]} and {(height, width)})")
             mosaic[r * height:(r + 1) * height, col * width:(col + 1) * width] = image
 
-    total_width, total_height = grid_pixel_size(rows, columns, height, width, label_width)
+    title_height = TITLE_HEIGHT if title else 0
+    total_width, total_height = grid_pixel_size(rows, columns, height, width, label_width,
+                                                title_height)
     figure = new_figure(total_width / GRID_DPI, total_height / GRID_DPI, dpi=GRID_DPI)
     left = label_width / total_width
-    axes = figure.add_axes((left, 0.0, 1.0 - left, 1.0))
+    images_top = 1.0 - title_height / total_height
+    axes = figure.add_axes((left, 0.0, 1.0 - left, images_top))
     axes.imshow(mosaic, interpolation="nearest", aspect="auto")
     axes.set_axis_off()
+    if title:
+        figure.text(0.5, 1.0 - 0.5 * title_height / total_height, title, ha="center",
+                    va="center", fontsize=10)
     # Font size in points from the row height in pixels, so that labels fit any image size.
     font_size = max(6.0, min(14.0, 0.18 * height * 72.0 / GRID_DPI))
     for r, name in enumerate(class_names):
-        y = 1.0 - (r + 0.5) / rows
+        y = images_top * (1.0 - (r + 0.5) / rows)
         figure.text(left - 8.0 / total_width, y, str(name), ha="right", va="center",
                     fontsize=font_size)
     return atomic_savefig(figure, destination, dpi=GRID_DPI)
+
+
+def save_nearest_training(generated_by_class: Sequence[np.ndarray],
+                          nearest_by_class: Sequence[np.ndarray], class_names: Sequence[str],
+                          destination: str | Path, space: str = "gradient-histogram") -> Path:
+    """Each generated image beside its nearest training image in a feature space, one row a class.
+
+    ``generated_by_class[c]`` and ``nearest_by_class[c]`` are uint8 ``(n_c, H, W, 3)``, pair ``i``
+    of a row being generated image ``i`` and its neighbour; a grey bar of :data:`PAIR_GAP` pixels
+    joins each pair and a white column of as many pixels separates the pairs. Copies show up as
+    pairs that are the same picture; variety as pairs that differ while every neighbour is a
+    different training image.
+    """
+    rows = []
+    for generated, nearest in zip(generated_by_class, nearest_by_class):
+        generated, nearest = np.asarray(generated), np.asarray(nearest)
+        if len(generated) == 0:
+            rows.append(generated)
+            continue
+        count, height = generated.shape[:2]
+        gap = np.full((count, height, PAIR_GAP, 3), 128, np.uint8)
+        space_after = np.full((count, height, PAIR_GAP, 3), 255, np.uint8)
+        rows.append(np.concatenate([generated, gap, nearest, space_after], axis=2))
+    columns = max(len(row) for row in rows) if rows else 0
+    return save_generated_grid(rows, class_names, destination, columns=max(columns, 1),
+                               label_width=80,
+                               title=f"generated | nearest training image ({space} features)")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The images an evaluation reads, chunk by chunk: generated in memory, from a generated folder, or
-the real test images; and one pass over them that feeds every consumer (Inception, the classifier,
-the grid), so that 50,000 images never sit in memory together.
+real images (the test images, the training images); and one pass over them that feeds every
+consumer (Inception, the classifier, feature spaces such as the gradient histograms, the grid), so
+that 50,000 images never sit in memory together.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Callable, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -17,7 +18,7 @@ from ..errors import DataError
 from ..generation import decode_jpeg, iterate_generated, jpeg_round_trip, read_manifest
 from ..io_utils import progress_bar
 from ..models.inference import to_uint8
-from ..runs import MANIFEST_FILE, TEST_SPLIT, image_split_folder
+from ..runs import MANIFEST_FILE, TEST_SPLIT, image_split_folder, training_image_folder
 
 GRID_COLUMNS = 8
 CHUNK_SIZE = 500
@@ -117,6 +118,23 @@ def real_image_folder(config, sources) -> tuple[Optional[Path], str]:
     return folder, ""
 
 
+def training_folder(sources) -> tuple[Optional[Path], str]:
+    """The images the GAN trained on (the reference of precision and recall), or None and a reason."""
+    if sources.images_root is None:
+        return None, "the run names no image folder it trained on"
+    folder = training_image_folder(sources.images_root)
+    if not folder.is_dir():
+        return None, f"{folder}: the training images are not there"
+    return folder, ""
+
+
+def real_images_at(folder: Path, indices: Sequence[int], size: int = REAL_IMAGE_SIZE) -> np.ndarray:
+    """uint8 ``(n, size, size, 3)``: the images at ``indices`` of :func:`real_chunks`' order."""
+    listing = list_image_folder(folder)
+    images = load_images([listing.paths[int(i)] for i in indices], size=size)
+    return to_uint8(images, rounding="nearest")
+
+
 def real_chunks(folder: Path, class_names: Sequence[str],
                 chunk_size: int = CHUNK_SIZE) -> Iterator[ImageChunk]:
     """Real images at the GAN's 128x128 (``data.load_images``), as uint8, with their classes."""
@@ -142,20 +160,29 @@ class PassResult:
     classifier_features: Optional[np.ndarray] = None
     classifier_probs: Optional[np.ndarray] = None
     grid: Optional[list[np.ndarray]] = None
+    features: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+
+FeatureSpace = Callable[[np.ndarray], np.ndarray]
 
 
 def run_pass(chunks: Iterator[ImageChunk], inception=None, classifier=None,
              grid_classes: Optional[int] = None, grid_columns: int = GRID_COLUMNS,
              total: Optional[int] = None, desc: str = "evaluate",
-             show_progress: bool = False) -> PassResult:
-    """Feed every chunk to the Inception backend and the classifier; keep grid samples.
+             show_progress: bool = False,
+             feature_spaces: Optional[Mapping[str, FeatureSpace]] = None) -> PassResult:
+    """Feed every chunk to the Inception backend, the classifier and the feature spaces; keep grid
+    samples.
 
     ``inception.compute(uint8 0-255) -> (pool_features, probs)``;
-    ``classifier.features_and_probs(float [-1, 1]) -> (features, probs)``.
+    ``classifier.features_and_probs(float [-1, 1]) -> (features, probs)``;
+    ``feature_spaces[name](uint8 (n, H, W, 3)) -> (n, D)``, collected in ``PassResult.features``.
     """
+    spaces = dict(feature_spaces or {})
     collected: dict[str, list[np.ndarray]] = {"class_index": [], "inception_features": [],
                                               "inception_probs": [], "classifier_features": [],
-                                              "classifier_probs": []}
+                                              "classifier_probs": [],
+                                              **{f"space:{name}": [] for name in spaces}}
     grid = [[] for _ in range(grid_classes)] if grid_classes else None
     bar = progress_bar(total, desc=desc, unit="img") if show_progress else None
     count = 0
@@ -169,6 +196,8 @@ def run_pass(chunks: Iterator[ImageChunk], inception=None, classifier=None,
             features, probs = classifier.features_and_probs(uint8_to_tanh_range(chunk.images))
             collected["classifier_features"].append(np.asarray(features, dtype=np.float32))
             collected["classifier_probs"].append(np.asarray(probs, dtype=np.float64))
+        for name, space in spaces.items():
+            collected[f"space:{name}"].append(np.asarray(space(chunk.images), dtype=np.float32))
         if grid is not None:
             for image, c in zip(chunk.images, chunk.class_index):
                 if 0 <= c < grid_classes and len(grid[c]) < grid_columns:
@@ -191,4 +220,5 @@ def run_pass(chunks: Iterator[ImageChunk], inception=None, classifier=None,
                       inception_features=joined("inception_features"),
                       inception_probs=joined("inception_probs"),
                       classifier_features=joined("classifier_features"),
-                      classifier_probs=joined("classifier_probs"), grid=grid_arrays)
+                      classifier_probs=joined("classifier_probs"), grid=grid_arrays,
+                      features={name: joined(f"space:{name}") for name in spaces})

@@ -15,6 +15,31 @@ def _score_text(section: dict[str, Any]) -> str:
     return f"{section['mean']:.3f} +- {section['std']:.3f}"
 
 
+SPACE_TITLES = {"gradient_histogram": "gradient histograms", "inception": "Inception"}
+
+
+def _realism_lines(realism: dict[str, Any]) -> list[str]:
+    """Precision / recall and the diversity ratio of each feature space, with the real test
+    images' scores (the ceiling) beside them."""
+    lines = []
+    for space, section in realism.items():
+        title = SPACE_TITLES.get(space, space)
+        if not section.get("available"):
+            lines.append(f"  {'precision / recall (' + title + ')':<34} unavailable: "
+                         f"{section.get('reason')}")
+            continue
+        ceiling = section.get("real_test", {})
+        lines.append(f"  {'precision / recall (' + title + ')':<34} "
+                     f"{_number(section['precision'])} / {_number(section['recall'])}   "
+                     f"(k={section['k']}, vs {section['real_count']} training images; real test "
+                     f"images {_number(ceiling.get('precision'))} / "
+                     f"{_number(ceiling.get('recall'))})")
+        lines.append(f"  {'diversity ratio (' + title + ')':<34} "
+                     f"{_number(section.get('diversity_ratio'))}   (real test images "
+                     f"{_number(ceiling.get('diversity_ratio'))})")
+    return lines
+
+
 def format_table(evaluation: dict[str, Any]) -> str:
     """A plain-text table of the headline numbers, per-class scores and figure paths."""
     inception = evaluation["inception_score"]
@@ -54,15 +79,20 @@ def format_table(evaluation: dict[str, Any]) -> str:
                          f"{_number(classifier['real_accuracy'])}")
     else:
         lines.append(f"  {'conditional accuracy':<34} unavailable: {classifier.get('reason')}")
+    realism = evaluation.get("realism", {})
+    lines += _realism_lines(realism)
     lines.append(f"  {'encoder k-means accuracy (test)':<34} {_number(encoder['kmeans_accuracy'])}")
     lines.append(f"  {'encoder kNN accuracy (test)':<34} {_number(encoder['knn_accuracy'])}")
     lines.append(f"  {'encoder linear probe (test)':<34} "
                  f"{_number(encoder['linear_probe_accuracy'])}")
 
     names = evaluation["class_names"]
-    if inception.get("available") or classifier.get("available"):
-        lines += ["", f"  {'class':<16} {'IS':>16} {'cond. accuracy':>15} {'classifier score':>18}"]
+    space = realism.get("gradient_histogram", {})
+    if inception.get("available") or classifier.get("available") or space.get("available"):
+        lines += ["", f"  {'class':<16} {'IS':>16} {'cond. accuracy':>15} {'classifier score':>18}"
+                      f" {'precision':>9} {'recall':>7} {'diversity':>9}"]
         for name in names:
+            scores = space.get("per_class", {}).get(name, {})
             is_text = _score_text(inception["per_class"][name]) if inception.get("available") \
                 else "n/a"
             accuracy = classifier.get("per_class_accuracy", {}).get(name) \
@@ -71,14 +101,18 @@ def format_table(evaluation: dict[str, Any]) -> str:
                 if classifier.get("available") and classifier["classifier_score"].get("available") \
                 else {}
             lines.append(f"  {name:<16} {is_text:>16} {_number(accuracy):>15} "
-                         f"{_score_text(class_score) if class_score else 'n/a':>18}")
+                         f"{_score_text(class_score) if class_score else 'n/a':>18} "
+                         f"{_number(scores.get('precision')):>9} {_number(scores.get('recall')):>7} "
+                         f"{_number(scores.get('diversity_ratio')):>9}")
+        lines.append("  (precision, recall, diversity: gradient histograms, each class's generated "
+                     "images against its training images)")
 
     figures_info = evaluation.get("figures") or {}
     if figures_info:
         lines += ["", f"  figures in {figures_info['dir']}:"]
-        for key in ("generated_grid", "loss_curves", "tsne"):
+        for key in ("generated_grid", "nearest_training", "loss_curves", "tsne"):
             if key in figures_info:
-                lines.append(f"    {key:<15} {figures_info[key]}")
+                lines.append(f"    {key:<16} {figures_info[key]}")
         for key, note in figures_info.get("notes", {}).items():
-            lines.append(f"    {key:<15} not made: {note}")
+            lines.append(f"    {key:<16} not made: {note}")
     return "\n".join(lines)

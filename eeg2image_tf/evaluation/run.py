@@ -1,4 +1,5 @@
-"""Evaluation of a GAN run: Inception Score and FID, conditional accuracy, encoder probes, figures.
+"""Evaluation of a GAN run: Inception Score and FID, realism and variety (precision, recall and
+diversity against the training images), conditional accuracy, encoder probes, figures.
 
 The images come from a folder written by ``generate`` (``--images-dir``), or are generated in memory
 (``per_class`` per class, 100 by default so that evaluation takes minutes, not the hour that the
@@ -7,9 +8,16 @@ the same ``per_class``). In-memory images go through JPEG at the ``generate`` qu
 are the pixels a folder would hold. Either way the images are processed chunk by chunk
 (:mod:`.images`).
 
-Results go into ``<run>/metrics.json`` under the key ``evaluation`` (other keys are kept) and the
-figures into ``<run>/figures/``. A metric whose network is missing is recorded as
-``{"available": false, "reason": ...}`` instead of failing the whole evaluation.
+Precision, recall and diversity (:mod:`.realism`) compare the generated images with the images the
+GAN trained on, in the gradient-histogram space always and in Inception's when a network is given;
+the real test images scored the same way give each number's ceiling. They need one more pass, over
+the training images.
+
+Results go into ``<run>/metrics.json`` under the key ``evaluation`` (other keys are kept), the
+figures into ``<run>/figures/`` and the headline numbers into TensorBoard (``eval/precision``, ...
+under ``tensorboard/eval``, at the step of the run's newest checkpoint). A metric whose network is
+missing is recorded as ``{"available": false, "reason": ...}`` instead of failing the whole
+evaluation.
 """
 
 from __future__ import annotations
@@ -19,27 +27,42 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
+import tensorflow as tf
 
 from ..checkpoints import checkpoint_has_ema
 from ..config import EvaluateConfig, config_to_dict
 from ..errors import DataError, Eeg2ImageError
 from ..generation import load_generation_sources
-from ..runs import (GRID_FILE, LOSS_CURVES_FILE, TSNE_FILE, GanRun, read_metrics, write_metrics)
-from .figures import copy_figure, save_generated_grid, save_loss_curves, save_tsne
-from .images import (GRID_COLUMNS, folder_chunks, generated_chunks, list_generated_folder,
-                     real_chunks, real_image_folder, run_pass)
+from ..runs import (EVAL_EVENTS, GRID_FILE, LOSS_CURVES_FILE, NEAREST_TRAINING_FILE, TSNE_FILE,
+                    GanRun, checkpoint_step, latest_checkpoint_in, read_metrics, summary_writer,
+                    write_metrics)
+from .figures import (copy_figure, save_generated_grid, save_loss_curves, save_nearest_training,
+                      save_tsne)
+from .images import (GRID_COLUMNS, PassResult, folder_chunks, generated_chunks,
+                     list_generated_folder, real_chunks, real_image_folder, real_images_at,
+                     run_pass, training_folder)
 from .inception import load_backend
 from .metrics import SPLIT_ORDERS, inception_score
+from .realism import SPACE_NAME, gradient_histograms, nearest_neighbours
 from .report import format_table
-from .sections import (align_classifier, classifier_section, distance_section, encoder_section,
-                       load_classifier_or_reason, score_section, unavailable)
+from .sections import (INCEPTION_SPACE, align_classifier, classifier_section, distance_section,
+                       encoder_section, load_classifier_or_reason, realism_headline,
+                       realism_section, score_section, unavailable)
 
 EVALUATION_KEY = "evaluation"
+FEATURE_SPACES = {SPACE_NAME: gradient_histograms}
+# Pairs per class in the nearest-training figure: 4 pairs are as wide as the 8-column grid.
+NEAREST_PAIRS = GRID_COLUMNS // 2
 
 
 def make_figures(config: EvaluateConfig, sources, grid: Sequence[np.ndarray],
-                 kmeans: Optional[float]) -> dict[str, Any]:
-    """Write the three figures into ``<run>/figures/``; returns their paths and any reasons."""
+                 kmeans: Optional[float],
+                 training: Optional[tuple[PassResult, Path]] = None) -> dict[str, Any]:
+    """Write the figures into ``<run>/figures/``; returns their paths and any reasons.
+
+    ``training``: the pass over the training images and their folder, for the figure of generated
+    images beside their nearest training images (not made without it).
+    """
     run = GanRun(Path(config.run), config=sources.gan_config)
     out = run.figures
     written: dict[str, Any] = {"dir": str(out)}
@@ -47,6 +70,11 @@ def make_figures(config: EvaluateConfig, sources, grid: Sequence[np.ndarray],
 
     written["generated_grid"] = str(save_generated_grid(grid, sources.class_names,
                                                         out / GRID_FILE, columns=GRID_COLUMNS))
+    if training is None:
+        notes["nearest_training"] = "no training images to compare with"
+    else:
+        written["nearest_training"] = str(save_nearest_training_figure(
+            grid, training[0], training[1], sources.class_names, out / NEAREST_TRAINING_FILE))
 
     events = run.events()
     if events.is_dir():
@@ -74,6 +102,23 @@ def make_figures(config: EvaluateConfig, sources, grid: Sequence[np.ndarray],
     if notes:
         written["notes"] = notes
     return written
+
+
+def save_nearest_training_figure(grid: Sequence[np.ndarray], training: PassResult,
+                                 folder: Path, class_names: Sequence[str], destination: Path) -> Path:
+    """The first :data:`NEAREST_PAIRS` grid images of each class beside their nearest training
+    images (any class) in the gradient-histogram space."""
+    generated = [np.asarray(row)[:NEAREST_PAIRS] for row in grid]
+    flat = [image for row in generated for image in row]
+    if not flat:
+        raise DataError(f"{destination}: no generated images to show")
+    index, _ = nearest_neighbours(gradient_histograms(np.stack(flat)), training.features[SPACE_NAME])
+    nearest = real_images_at(folder, index, size=flat[0].shape[0])
+    rows, start = [], 0
+    for row in generated:
+        rows.append(nearest[start:start + len(row)])
+        start += len(row)
+    return save_nearest_training(generated, rows, class_names, destination)
 
 
 def _headline_inception(inception: dict[str, Any], fid: dict[str, Any]) -> str:
@@ -131,7 +176,8 @@ def evaluate_run(config: EvaluateConfig, inception_backend: Any = None, classifi
         generated_info = {"source": "generated in memory", "per_class": config.per_class,
                           "count": total, "seed": config.seed, "jpeg_quality": config.jpeg_quality}
     generated = run_pass(chunks, inception_backend, classifier, grid_classes=num_classes,
-                         total=total, desc="generated images", show_progress=show_progress)
+                         total=total, desc="generated images", show_progress=show_progress,
+                         feature_spaces=FEATURE_SPACES)
     generated_info["count"] = generated.count
     generated_info["generator"] = _generator_kind(config)
     generated_info["per_class_counts"] = {name: int(np.sum(generated.class_index == c))
@@ -139,9 +185,21 @@ def evaluate_run(config: EvaluateConfig, inception_backend: Any = None, classifi
 
     real = None
     real_folder, real_reason = real_image_folder(config, sources)
-    if real_folder is not None and (inception_backend is not None or classifier is not None):
+    if real_folder is not None:
         real = run_pass(real_chunks(real_folder, class_names), inception_backend, classifier,
-                        desc="real images", show_progress=show_progress)
+                        desc="real images", show_progress=show_progress,
+                        feature_spaces=FEATURE_SPACES)
+    training = None
+    training_images, training_reason = training_folder(sources)
+    if training_images is not None:
+        training = run_pass(real_chunks(training_images, class_names), inception_backend,
+                            desc="training images", show_progress=show_progress,
+                            feature_spaces=FEATURE_SPACES)
+    realism = {SPACE_NAME: realism_section(generated, training, real, class_names, SPACE_NAME,
+                                           training_images, training_reason)}
+    realism[INCEPTION_SPACE] = unavailable(inception_reason) if inception_backend is None else \
+        realism_section(generated, training, real, class_names, INCEPTION_SPACE, training_images,
+                        training_reason)
 
     if inception_backend is None:
         inception = unavailable(inception_reason)
@@ -161,7 +219,8 @@ def evaluate_run(config: EvaluateConfig, inception_backend: Any = None, classifi
                                              classifier_path)
 
     encoder_info = encoder_section(sources, num_classes, config.seed)
-    figures_info = make_figures(config, sources, generated.grid, encoder_info["kmeans_accuracy"]) \
+    figures_info = make_figures(config, sources, generated.grid, encoder_info["kmeans_accuracy"],
+                                None if training is None else (training, training_images)) \
         if config.figures else {}
 
     evaluation: dict[str, Any] = {
@@ -171,6 +230,7 @@ def evaluate_run(config: EvaluateConfig, inception_backend: Any = None, classifi
         "fid": fid.get("value"),
         "conditional_accuracy": classifier_info.get("conditional_accuracy"),
         "conditional_separability": classifier_info.get("conditional_separability"),
+        **realism_headline(realism),
         "kmeans_accuracy": encoder_info["kmeans_accuracy"],
         "knn_accuracy": encoder_info["knn_accuracy"],
         "linear_probe_accuracy": encoder_info["linear_probe_accuracy"],
@@ -179,12 +239,14 @@ def evaluate_run(config: EvaluateConfig, inception_backend: Any = None, classifi
         "inception_score": inception,
         "frechet_inception_distance": fid,
         "classifier": classifier_info,
+        "realism": realism,
         "encoder": encoder_info,
         "figures": figures_info,
         "seconds": round(time.monotonic() - started, 1),
         "config": config_to_dict(config),
     }
     write_evaluation(config.run, evaluation)
+    log_headline(config.run, evaluation)
     if echo is not None:
         echo(format_table(evaluation))
     return evaluation
@@ -197,6 +259,26 @@ def _generator_kind(config) -> str:
     if not config.ema:
         return "trained"
     return "ema" if checkpoint_has_ema(config.run) else "trained"
+
+
+EVAL_SCALARS = ("precision", "recall", "diversity_ratio", "inception_precision",
+                "inception_recall", "inception_diversity_ratio", "conditional_accuracy",
+                "conditional_separability", "fid")
+
+
+def log_headline(run: str | Path, evaluation: dict[str, Any]) -> None:
+    """The headline numbers as TensorBoard scalars ``eval/<name>`` under ``tensorboard/eval``, at the
+    step of the run's newest checkpoint (0 when it has none, e.g. a run of original weights)."""
+    try:
+        step = checkpoint_step(latest_checkpoint_in(GanRun(Path(run)).checkpoints),
+                               from_name=True) or 0
+    except Eeg2ImageError:
+        step = 0
+    with summary_writer(run, EVAL_EVENTS):
+        for name in EVAL_SCALARS:
+            value = evaluation.get(name)
+            if isinstance(value, (int, float)) and np.isfinite(value):
+                tf.summary.scalar(f"eval/{name}", float(value), step=step)
 
 
 def write_evaluation(run: str | Path, evaluation: dict[str, Any]) -> Path:

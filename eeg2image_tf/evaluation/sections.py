@@ -1,6 +1,6 @@
-"""The sections of an evaluation: IS-style scores, Frechet distances, the encoder's probes and the
-image classifier's conditional accuracy; a metric whose network is missing is recorded as
-``{"available": false, "reason": ...}``.
+"""The sections of an evaluation: IS-style scores, Frechet distances, realism and variety
+(precision, recall, diversity), the encoder's probes and the image classifier's conditional
+accuracy; a metric whose network is missing is recorded as ``{"available": false, "reason": ...}``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,12 @@ from ..runs import GanRun
 from .images import PassResult
 from .metrics import (classifier_score, conditional_separability, frechet_distance, kmeans_accuracy,
                       knn_accuracy, linear_probe_accuracy, per_class_accuracy)
+from .realism import K_NEAREST, SPACE_NAME, realism_scores
+
+INCEPTION_SPACE = "inception"
+# What a section keeps of the held-out real images' own scores: the ceiling of each number.
+_BASELINE_KEYS = ("available", "precision", "recall", "class_precision", "class_recall",
+                  "diversity_ratio", "real_count", "generated_count", "reason")
 
 
 def unavailable(reason: str) -> dict[str, Any]:
@@ -179,3 +185,47 @@ def classifier_section(result: PassResult, real: Optional[PassResult], class_nam
         section["classifier_fid"] = quiet_frechet_distance(result.classifier_features,
                                                            real.classifier_features)
     return section
+
+
+def space_features(result: PassResult, space: str) -> Optional[np.ndarray]:
+    """The features ``(N, D)`` one pass collected in ``space`` (``"inception"`` or a feature space
+    of :func:`~.images.run_pass`), or None."""
+    if space == INCEPTION_SPACE:
+        return result.inception_features
+    return result.features.get(space)
+
+
+def realism_section(generated: PassResult, training: Optional[PassResult],
+                    held_out: Optional[PassResult], class_names: Sequence[str], space: str,
+                    reference: Optional[Path], reason: str = "") -> dict[str, Any]:
+    """Precision, recall and diversity of the generated images against the training images, in the
+    feature ``space``; ``held_out`` (the real test images) scored the same way is the ceiling.
+
+    Unavailable, with ``reason``, when there are no training images to compare with.
+    """
+    if training is None:
+        return unavailable(reason or "no training images to compare with")
+    real = space_features(training, space)
+    section = realism_scores(real, training.class_index, space_features(generated, space),
+                             generated.class_index, class_names, K_NEAREST)
+    section.update(space=space, feature_dim=int(real.shape[1]), reference=str(reference))
+    if held_out is not None and space_features(held_out, space) is not None:
+        ceiling = realism_scores(real, training.class_index, space_features(held_out, space),
+                                 held_out.class_index, class_names, K_NEAREST)
+        section["real_test"] = {key: ceiling[key] for key in _BASELINE_KEYS if key in ceiling}
+    return section
+
+
+def realism_headline(sections: dict[str, dict[str, Any]]) -> dict[str, Optional[float]]:
+    """The headline numbers of the realism sections: ``precision``, ``recall``, ``diversity_ratio``
+    in the gradient-histogram space (and ``real_test_...``, the held-out real images' scores), and
+    ``inception_precision``, ... in Inception's; None where unavailable."""
+    headline: dict[str, Optional[float]] = {}
+    for space, prefix in ((SPACE_NAME, ""), (INCEPTION_SPACE, "inception_")):
+        section = sections.get(space, {})
+        ceiling = section.get("real_test", {})
+        for key in ("precision", "recall", "diversity_ratio"):
+            headline[prefix + key] = section.get(key)
+            if not prefix:
+                headline["real_test_" + key] = ceiling.get(key)
+    return headline

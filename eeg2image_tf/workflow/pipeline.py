@@ -428,8 +428,18 @@ def summary_lines(state: dict[str, Any], config: PipelineConfig) -> list[str]:
         f"{fmt(get('gan', 'ms_per_step'))} ms ({get('gan', 'precision')})",
         f"  conditional accuracy            : {fmt(get('evaluate', 'conditional_accuracy'))}",
         f"  conditional separability        : {fmt(get('evaluate', 'conditional_separability'))}",
+        f"  precision / recall / diversity  : {fmt(get('evaluate', 'precision'))} / "
+        f"{fmt(get('evaluate', 'recall'))} / {fmt(get('evaluate', 'diversity_ratio'))} (real test "
+        f"images {fmt(get('evaluate', 'real_test_precision'))} / "
+        f"{fmt(get('evaluate', 'real_test_recall'))} / "
+        f"{fmt(get('evaluate', 'real_test_diversity_ratio'))}; gradient histograms, k=3)",
         f"  Inception Score / FID           : {get('evaluate', 'inception', 'unavailable')}",
     ]
+    if isinstance(get("evaluate", "inception_precision", None), float):
+        lines.append(f"  ... in Inception's features    : "
+                     f"{fmt(get('evaluate', 'inception_precision'))} / "
+                     f"{fmt(get('evaluate', 'inception_recall'))} / "
+                     f"{fmt(get('evaluate', 'inception_diversity_ratio'))}")
     if "best_conditional_accuracy" in stages.get("curve", {}):
         lines.append(f"  best conditional accuracy seen  : "
                      f"{fmt(get('curve', 'best_conditional_accuracy'))} at iteration "

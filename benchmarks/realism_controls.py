@@ -1,0 +1,81 @@
+"""The controls of precision, recall and diversity at the GAN's 128 x 128, on the built-in letters.
+
+    python -m benchmarks.realism_controls --train 100 --per-class 40
+
+Draws ``--train`` training letters per class of the ``char`` set (random typeface, size and
+position each, as ``prepare_data`` does) and, against them, sets of ``--per-class`` letters per
+class: held out (drawn the same way), held out through JPEG quality 95 (what ``evaluate`` reads),
+one typeface per class (ten different faces), blurred (Gaussian, ``--blur`` px) and binarised
+(threshold 128). Prints a Markdown table of precision, recall (overall and class means) and the
+diversity ratio in the gradient-histogram space (:mod:`eeg2image_tf.evaluation.realism`).
+``tests/test_realism.py`` asserts the same controls at 64 x 64 with margins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional, Sequence
+
+import cv2
+import numpy as np
+
+COLUMNS = ("precision", "recall", "class_precision", "class_recall", "diversity_ratio")
+
+
+def draw(letters: str, per_class: int, rng: np.random.Generator, size: int,
+         faces: Optional[Sequence[int]] = None) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 ``(K * per_class, size, size, 3)`` letters and their class ids."""
+    from eeg2image_tf.data.synthetic import font_paths, render_character
+
+    fonts = font_paths()
+    images = [render_character(letter, rng, size=size,
+                               font=None if faces is None else fonts[faces[c]])
+              for c, letter in enumerate(letters) for _ in range(per_class)]
+    return np.stack(images), np.repeat(np.arange(len(letters)), per_class)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--train", type=int, default=100, help="training letters per class")
+    parser.add_argument("--per-class", type=int, default=40, help="letters per class of each set")
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--blur", type=float, default=1.5, help="Gaussian sigma in pixels")
+    parser.add_argument("--seed", type=int, default=45)
+    args = parser.parse_args(argv)
+
+    from benchmarks.common import machine_line
+    from eeg2image_tf.data import CLASS_NAMES
+    from eeg2image_tf.data.synthetic import FONT_FILES
+    from eeg2image_tf.evaluation.realism import gradient_histograms, realism_scores
+    from eeg2image_tf.generation import jpeg_round_trip
+
+    letters = "".join(CLASS_NAMES["char"])
+    rng = np.random.default_rng(args.seed)
+    train, train_labels = draw(letters, args.train, rng, args.size)
+    held_out, labels = draw(letters, args.per_class, rng, args.size)
+    faces = rng.choice(len(FONT_FILES), len(letters), replace=False)
+    one_face, one_face_labels = draw(letters, args.per_class, rng, args.size, faces)
+    sets = {
+        "held out": (held_out, labels),
+        "held out, JPEG 95": (jpeg_round_trip(held_out, 95), labels),
+        "one typeface per class": (one_face, one_face_labels),
+        f"blurred (sigma {args.blur:g} px)": (
+            np.stack([cv2.GaussianBlur(image, (0, 0), args.blur) for image in held_out]), labels),
+        "binarised": (np.where(held_out > 127, 255, 0).astype(np.uint8), labels),
+    }
+    reference = gradient_histograms(train)
+    print(machine_line())
+    print(f"{args.train} training and {args.per_class} evaluated letters per class, "
+          f"{args.size} x {args.size}, seed {args.seed}\n")
+    print("| set | " + " | ".join(COLUMNS) + " |")
+    print("|---" * (len(COLUMNS) + 1) + "|")
+    for name, (images, classes) in sets.items():
+        scores = realism_scores(reference, train_labels, gradient_histograms(images), classes,
+                                tuple(letters))
+        print(f"| {name} | " + " | ".join(f"{scores[key]:.3f}" for key in COLUMNS) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
