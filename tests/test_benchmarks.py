@@ -201,3 +201,25 @@ def test_training_comparison_refuses_bad_milestones_and_seeds(tmp_path, capsys, 
     assert exit_info.value.code == 2
     assert re.search(message, capsys.readouterr().err)
     assert not (tmp_path / "out").exists()
+
+
+def test_generator_saturation_reads_the_values_tanh_receives():
+    from benchmarks.generator_saturation import kernel_norms, pre_tanh
+    from eeg2image_tf.models.gan import build_generator
+
+    generator = build_generator(latent_dim=4, condition_dim=4)
+    inputs = np.random.default_rng(0).uniform(-1, 1, size=(2, 8)).astype(np.float32)
+    # The output is linear in the last kernel: scale it so that the median value reaches 3, half
+    # the values in tanh's flat ends and half not.
+    kernel = generator.to_rgb.layer.kernel
+    kernel.assign(kernel * (3.0 / np.median(np.abs(pre_tanh(generator, inputs)))))
+    values = pre_tanh(generator, inputs)
+    assert values.shape == (2, 128, 128, 3)
+    assert 0.3 < np.mean(np.abs(values) > 3.0) < 0.7
+    np.testing.assert_allclose(np.tanh(values), np.asarray(generator(inputs, training=False)),
+                               atol=1e-5)
+    norms = kernel_norms(generator)
+    assert len(norms) == 7
+    rgb = np.asarray(kernel).reshape(-1, 3)
+    np.testing.assert_allclose(norms["sn_conv_to_rgb"], np.linalg.svd(rgb, compute_uv=False)[0],
+                               rtol=1e-5)
