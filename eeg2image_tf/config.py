@@ -50,6 +50,22 @@ def _collective_timeout_field():
         "help": "multiworker: seconds a collective waits for the other workers"})
 
 
+def _normalisation_field(default_text: str = "the one the data set records, else original"):
+    """A ``normalisation`` field: None resolves when a run starts, and the run records the result."""
+    return dataclasses.field(default=None, metadata={
+        "help": f"original (ThoughtViz: each trial divided by max/2) | zscore (per channel); "
+                f"None: {default_text}"})
+
+
+def _n_clusters_field(default_text: str = "the data set's class count"):
+    return dataclasses.field(default=None, metadata={"help": f"k-means clusters; None: {default_text}"})
+
+
+PAIRING_HELP = ("class (the original: each trial with one fixed random image of its class) | "
+                "stimulus (each trial with the image it was recorded with; sets with image_train)")
+PAIRINGS = ("class", "stimulus")
+
+
 # --------------------------------------------------------------------------------------------------
 # Per-command configs
 # --------------------------------------------------------------------------------------------------
@@ -86,11 +102,11 @@ class EncoderTrainConfig:
     max_to_keep: Optional[int] = None   # None keeps every checkpoint, as the original does
     feature_dim: int = 128
     hidden: int = 32
-    normalisation: str = "original"     # "original" (spec section 2) or "zscore"
-    n_clusters: int = 10
+    normalisation: Optional[str] = _normalisation_field()
+    n_clusters: Optional[int] = _n_clusters_field()
     kmeans_random_state: int = 45
     jit: bool = False                   # same numbers; XLA is ~2x slower here with the sort-based loss
-    unroll: bool = True                 # LSTM time steps written out: same numbers, a little faster
+    unroll: bool = True                 # LSTM steps written out (trials <= 64 samples): a little faster
     time_budget_s: Optional[float] = None  # stop (with a checkpoint) after this wall time
     strategy: str = _strategy_field()
     collective_timeout_s: float = _collective_timeout_field()
@@ -104,7 +120,7 @@ class SelectEncoderConfig:
     """``select_encoder``: k-means accuracy of every checkpoint's test features, t-SNE of the best."""
 
     run: str
-    n_clusters: int = 10
+    n_clusters: Optional[int] = _n_clusters_field("the encoder run's")
     random_state: int = 45
     tsne_perplexity: float = 40.0
     tsne_iterations: int = 700
@@ -147,7 +163,9 @@ class GanTrainConfig:
     max_to_keep: int = 3
     max_steps: Optional[int] = None     # stop after this many steps in total (None: epochs decide)
     time_budget_s: Optional[float] = None
-    normalisation: str = "original"
+    normalisation: Optional[str] = _normalisation_field(
+        "the encoder run's, else the one the data set records, else original")
+    pairing: str = dataclasses.field(default="class", metadata={"help": PAIRING_HELP})
     # Modes of the two networks in the G step. The defaults are what the authors' code ran (spec,
     # "Written versus run"): their Generator.call and Discriminator.call are tf.functions without a
     # training argument, so the first trace of each (in the D step: G with training=False, D with
@@ -309,6 +327,7 @@ class ExportConfig:
     class_set: Optional[str] = None     # digit | char | image
     num_channels: Optional[int] = None
     num_samples: Optional[int] = None
+    # the run's (an explicit one must agree); published checkpoints: the data set's, else original
     normalisation: Optional[str] = None
     ema: bool = True                    # the run's weight-averaged generator when it has one
 

@@ -90,6 +90,7 @@ EEG_FILE = "data.pkl"
 IMAGES_DIR = "images"
 TRAIN_SPLIT = "train"
 TEST_SPLIT = "test"
+VAL_SPLIT = "val"
 
 # Counters stored in our checkpoints: GAN runs count steps, encoder and classifier runs epochs.
 STEP_COUNTER = "step"
@@ -311,6 +312,19 @@ def image_split_folder(images: str | Path, split: str, sibling: bool = True) -> 
     if split == TRAIN_SPLIT and images.is_dir() and images.name == TRAIN_SPLIT:
         return images
     return None
+
+
+def stimulus_roots(images: str | Path, split: str) -> tuple[Path, ...]:
+    """Where the stimuli of a split's trials (a set's ``image_<split>``, relative paths) are looked
+    for: the run's ``split`` image folder, then the images root itself."""
+    images = Path(images)
+    root = images.parent if images.name in (TRAIN_SPLIT, TEST_SPLIT, VAL_SPLIT) else images
+    roots = [image_split_folder(images, split), root / split, root]
+    unique: list[Path] = []
+    for candidate in roots:
+        if candidate is not None and candidate not in unique:
+            unique.append(candidate)
+    return tuple(unique)
 
 
 def training_image_folder(images: str | Path) -> Path:

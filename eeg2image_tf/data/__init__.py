@@ -3,9 +3,11 @@ built-in synthetic sets (see ``docs/design.md``), and the check of a command's i
 (:mod:`.inputs`, not re-exported here: only the commands call it). Importing it does not import
 TensorFlow."""
 
-from .images import IMAGE_EXTENSIONS, ImageFolder, list_image_folder, load_image, load_images, pair_images
+from .images import (IMAGE_EXTENSIONS, ImageFolder, known_class_names, list_image_folder, load_image,
+                     load_images, pair_images, stimulus_images)
 from .pipelines import encoder_dataset, gan_dataset
-from .preprocess import PREPROCESS_METHODS, preprocess, preprocess_numpy
+from .preprocess import (PREPROCESS_METHODS, normalisation_note, preprocess, preprocess_numpy,
+                         resolve_normalisation)
 from .safe_pickle import RestrictedUnpickler, safe_load_pickle, safe_loads
 from .synthetic import (SYNTHETIC_SETS, check_synthetic_images, make_synthetic_eeg, render_character,
                         write_synthetic_set)
@@ -15,8 +17,9 @@ from .thoughtviz import (CLASS_NAMES, SPLIT_KEYS, EEGSplits, convert_to_npz, eeg
 __all__ = [
     "CLASS_NAMES", "SPLIT_KEYS", "EEGSplits", "convert_to_npz", "eeg_file", "load_thoughtviz", "save_npz",
     "RestrictedUnpickler", "safe_load_pickle", "safe_loads",
-    "PREPROCESS_METHODS", "preprocess", "preprocess_numpy",
+    "PREPROCESS_METHODS", "preprocess", "preprocess_numpy", "resolve_normalisation", "normalisation_note",
     "IMAGE_EXTENSIONS", "ImageFolder", "list_image_folder", "load_image", "load_images", "pair_images",
+    "known_class_names", "stimulus_images",
     "encoder_dataset", "gan_dataset",
     "SYNTHETIC_SETS", "check_synthetic_images", "make_synthetic_eeg", "render_character",
     "write_synthetic_set",

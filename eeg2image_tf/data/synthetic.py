@@ -31,7 +31,7 @@ import os
 import pickle
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import cv2
 import numpy as np
@@ -313,7 +313,7 @@ def _write_png(path: Path, rgb: np.ndarray) -> None:
     atomic_write_bytes(path, encoded.tobytes())
 
 
-def _image_file_name(class_name: str, index: int) -> str:
+def image_file_name(class_name: str, index: int) -> str:
     return f"{class_name}_{index:04d}.png"
 
 
@@ -354,7 +354,7 @@ def check_synthetic_images(split_root: str | os.PathLike, class_names: tuple[str
                     "folder to rebuild it, or use another data root")
 
 
-def _check_image_root(split_root: Path, class_names: tuple[str, ...]) -> None:
+def check_image_root(split_root: Path, class_names: tuple[str, ...]) -> None:
     """Refuse to mix two sets' class folders (natsort over all of them would shift class indices)
     or two renderers' images."""
     if not split_root.is_dir():
@@ -368,15 +368,17 @@ def _check_image_root(split_root: Path, class_names: tuple[str, ...]) -> None:
 
 
 def write_class_images(split_root: Path, class_names: tuple[str, ...], per_class: int,
-                       rng: np.random.Generator, set_name: str = "char") -> int:
+                       rng: np.random.Generator, set_name: str = "char",
+                       render: Optional[Callable[[str, np.random.Generator], np.ndarray]] = None) -> int:
     """Write ``per_class`` PNGs into each ``split_root/<Class>/``; remove older ones of ours beyond them.
 
-    ``set_name`` picks the renderer (:data:`RENDERERS`). ``split_root/synthetic.json`` records the
+    ``render(class_name, rng) -> RGB uint8`` draws one image; by default ``set_name`` picks it
+    (:data:`RENDERERS`). ``split_root/synthetic.json`` records the
     renderer version, written first so that an interrupted write is still recognised as ours.
     Rendering stays in this thread, in a fixed order, so the random stream (and every byte) is
     reproducible; encoding and the fsync of each atomic write overlap on a few threads.
     """
-    render = RENDERERS[set_name]
+    render = render or RENDERERS[set_name]
     split_root.mkdir(parents=True, exist_ok=True)
     atomic_write_json(split_root / SYNTHETIC_MARKER, {"renderer_version": RENDERER_VERSION,
                                                       "set": set_name})
@@ -387,11 +389,11 @@ def write_class_images(split_root: Path, class_names: tuple[str, ...], per_class
             folder.mkdir(parents=True, exist_ok=True)
             for k in range(per_class):
                 image = render(class_name, rng)
-                pending.append(pool.submit(_write_png, folder / _image_file_name(class_name, k), image))
+                pending.append(pool.submit(_write_png, folder / image_file_name(class_name, k), image))
         for future in pending:
             future.result()
     for class_name in class_names:
-        wanted = {_image_file_name(class_name, k) for k in range(per_class)}
+        wanted = {image_file_name(class_name, k) for k in range(per_class)}
         for stale in (split_root / class_name).glob(f"{class_name}_*.png"):
             if stale.name not in wanted:
                 stale.unlink()
@@ -420,7 +422,7 @@ def write_synthetic_set(out_root: str | os.PathLike, set_name: str = "char", see
     out_root = Path(out_root)
     image_roots = {split: out_root / "images" / split for split in ("train", "test")}
     for split_root in image_roots.values():
-        _check_image_root(split_root, class_names)
+        check_image_root(split_root, class_names)
 
     arrays = make_synthetic_eeg(set_name, seed=seed, n_train=n_train, n_test=n_test)
     eeg_path = out_root / "eeg" / set_name / "data.pkl"

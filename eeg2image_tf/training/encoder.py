@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any
+from typing import Any, Optional
 
 import keras
 import numpy as np
@@ -29,7 +29,8 @@ import tensorflow as tf
 
 from ..checkpoints import ENCODER_KIND, write_model_record
 from ..config import EncoderTrainConfig
-from ..data import PREPROCESS_METHODS, encoder_dataset, load_thoughtviz, preprocess
+from ..data import (encoder_dataset, load_thoughtviz, normalisation_note, preprocess,
+                    resolve_normalisation)
 from ..errors import ConfigError, DataError
 from ..evaluation.metrics import kmeans_accuracy
 from ..models import build_encoder, encoder_features
@@ -81,21 +82,34 @@ BEST_EPOCH_KEY = "encoder/kmeans_acc_best_epoch"
 
 @dataclasses.dataclass(frozen=True)
 class EncoderData:
-    """Preprocessed splits: ``x_*`` float32 ``(N, T, C)``, ``y_*`` int64 ``(N,)``."""
+    """Preprocessed splits: ``x_*`` float32 ``(N, T, C)``, ``y_*`` int64 ``(N,)``; the
+    ``normalisation`` they went through (the one asked for, else the set's) and the set's record
+    of it (None when it records none)."""
 
     x_train: np.ndarray
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
     class_names: tuple[str, ...]
+    normalisation: str = "original"
+    recorded_normalisation: Optional[str] = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
 
 
-def load_encoder_data(data_path: str, normalisation: str) -> EncoderData:
-    """Load a ThoughtViz set and preprocess both splits (spec section 2) once, up front."""
+def load_encoder_data(data_path: str, normalisation: Optional[str]) -> EncoderData:
+    """Load a set and preprocess both splits (spec section 2) once, up front.
+
+    ``normalisation`` None: the one the set records, else ``original``
+    (:func:`~eeg2image_tf.data.resolve_normalisation`).
+    """
     splits = load_thoughtviz(data_path)
+    method = resolve_normalisation(normalisation, splits.normalisation, data_path)
     try:
-        x_train = np.asarray(preprocess(splits.x_train, method=normalisation), dtype=np.float32)
-        x_test = np.asarray(preprocess(splits.x_test, method=normalisation), dtype=np.float32)
+        x_train = np.asarray(preprocess(splits.x_train, method=method), dtype=np.float32)
+        x_test = np.asarray(preprocess(splits.x_test, method=method), dtype=np.float32)
     except (DataError, ValueError) as exc:
         # preprocess names the trial; the user also needs to know which file (and split) it was in.
         raise DataError(f"{data_path}: {exc}") from None
@@ -104,15 +118,23 @@ def load_encoder_data(data_path: str, normalisation: str) -> EncoderData:
         names = tuple(str(label) for label in range(splits.num_classes))
     return EncoderData(x_train=x_train, y_train=np.asarray(splits.y_train, dtype=np.int64),
                        x_test=x_test, y_test=np.asarray(splits.y_test, dtype=np.int64),
-                       class_names=tuple(names))
+                       class_names=tuple(names), normalisation=method,
+                       recorded_normalisation=splits.normalisation)
+
+
+# Trials longer than this run their LSTMs as a loop even with ``unroll``: every written-out step is
+# traced into each compiled function, and for EEGCVPR40's 440 samples the tracing costs far more than
+# the few percent a step saves (benchmarks/encoder_step.py, docs/datasets-results.md).
+MAX_UNROLLED_SAMPLES = 64
 
 
 def build_run_encoder(config: EncoderTrainConfig, num_samples: int, num_channels: int):
     """The encoder of ``config``, built for trials of ``num_samples`` x ``num_channels``."""
     # The variables must exist before any tf.function traces the model (a variable created inside a
     # trace would be created per trace) and before a checkpoint is restored into them.
+    unroll = config.unroll and num_samples <= MAX_UNROLLED_SAMPLES
     return build_encoder(feature_dim=config.feature_dim, hidden=config.hidden,
-                         num_channels=num_channels, num_samples=num_samples, unroll=config.unroll)
+                         num_channels=num_channels, num_samples=num_samples, unroll=unroll)
 
 
 def make_encoder_steps(encoder, optimizer, margin: float, jit: bool):
@@ -232,19 +254,22 @@ def train_encoder(config: EncoderTrainConfig, force: bool = False) -> dict[str, 
     started = time.monotonic()
     if config.checkpoint_every < 1:
         raise ConfigError(f"{config.run}: checkpoint_every must be >= 1, got {config.checkpoint_every}")
-    if config.normalisation not in PREPROCESS_METHODS:
-        raise ConfigError(f"{config.run}: normalisation {config.normalisation!r} is not one of "
-                          f"{', '.join(PREPROCESS_METHODS)}")
-    run = TrainingRun(config, force, budget_s=config.time_budget_s, strategy=config.strategy)
-
-    strategy = run.strategy
-    replicas = strategy.num_replicas_in_sync
-
+    # The data first: a bad set is refused before the run directory is written, and the settings
+    # it decides (normalisation, clusters) are recorded in config.json as used.
     data = load_encoder_data(config.data, config.normalisation)
     if len(data.x_train) < config.batch_size:
         # Training batches drop the remainder, so there would be no step at all.
         raise DataError(f"{config.data}: {len(data.x_train)} training trials make no full batch of "
                         f"{config.batch_size} (lower --batch-size)")
+    note = normalisation_note(config.normalisation, data.recorded_normalisation, config.data)
+    config = dataclasses.replace(config, normalisation=data.normalisation,
+                                 n_clusters=config.n_clusters or data.num_classes)
+    run = TrainingRun(config, force, budget_s=config.time_budget_s, strategy=config.strategy)
+    if note:
+        run.log(note)
+
+    strategy = run.strategy
+    replicas = strategy.num_replicas_in_sync
     _, num_samples, num_channels = data.x_train.shape
     with strategy.scope():
         encoder = build_run_encoder(config, num_samples, num_channels)

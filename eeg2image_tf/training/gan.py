@@ -54,7 +54,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..config import GanTrainConfig
-from ..data import gan_dataset
+from ..data import gan_dataset, load_thoughtviz
 from ..errors import ConfigError, DataError
 from ..models import precision as precisions
 from ..runs import GanRun
@@ -62,7 +62,8 @@ from .augment import diff_augment
 from .common import check_finite
 from .distributed import (distribute_global_batches, on_replica_device, replica_rows,
                           sum_over_replicas)
-from .gan_data import SampleInputs, epoch_shuffle_seed, load_gan_data, sample_inputs
+from .gan_data import (SampleInputs, epoch_shuffle_seed, load_gan_data, resolve_gan_config,
+                       sample_inputs)
 from .gan_state import LOSS_SCALE_OBJECTS, GanState, build_gan_state, restore_gan_state
 from .losses import discriminator_hinge, generator_hinge, mode_seeking
 from .run import TrainingRun
@@ -393,15 +394,21 @@ def train_gan(config: GanTrainConfig, force: bool = False) -> dict:
         ``conditions_cached``.
     """
     wall_start = time.monotonic()
+    # The set first: it decides the normalisation (recorded in config.json as used) and a bad one
+    # is refused before the run directory is written.
+    splits = load_thoughtviz(config.data)
+    config, note = resolve_gan_config(config, splits)
     # The budget covers start-up and tracing too.
     run = TrainingRun(config, force, budget_s=config.time_budget_s, strategy=config.strategy)
+    if note:
+        run.log(note)
     gan_run = GanRun(run.dir)
     strategy = run.strategy
     num_replicas = strategy.num_replicas_in_sync
     _check_config(config, num_replicas)
 
     # Another worker reads the chief's cache when it sees the run directory, and writes none.
-    data = load_gan_data(config, run.dir, write_cache=run.writes)
+    data = load_gan_data(config, run.dir, write_cache=run.writes, splits=splits)
     steps_per_epoch = len(data.labels) // config.batch_size
     if steps_per_epoch == 0:
         raise DataError(f"{config.data}: {len(data.labels)} training trials, fewer than one batch "

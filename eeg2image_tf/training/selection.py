@@ -8,6 +8,7 @@ features under ``tensorboard/projector/``, and the ``encoder/kmeans_acc_best*`` 
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +55,12 @@ def select_encoder(config: SelectEncoderConfig) -> dict[str, Any]:
     prefixes = list(state.all_model_checkpoint_paths) if state is not None else []
     if not prefixes:
         raise CheckpointError(f"{checkpoint_dir}: no checkpoints listed; train the encoder first")
-    save_config(config, run_dir, SELECT_CONFIG_FILE)
-
     data = load_encoder_data(train_config.data, train_config.normalisation)
+    # The clusters of training's k-means (the set's class count unless asked otherwise), recorded
+    # as used.
+    config = dataclasses.replace(config, n_clusters=config.n_clusters or train_config.n_clusters
+                                 or data.num_classes)
+    save_config(config, run_dir, SELECT_CONFIG_FILE)
     _, num_samples, num_channels = data.x_test.shape
     encoder = build_run_encoder(train_config, num_samples, num_channels)
     # Only the encoder is needed: the optimizer slots and epoch stored beside it are left unread.
