@@ -72,11 +72,18 @@ PAIRINGS = ("class", "stimulus")
 
 @dataclasses.dataclass(frozen=True)
 class PrepareDataConfig:
-    """``prepare_data``: ``mode`` is ``synthetic`` (write a built-in set) or ``convert`` (pkl -> npz)."""
+    """``prepare_data``: ``mode`` is ``synthetic`` (write a built-in set), ``convert`` (pkl -> npz) or
+    ``eegcvpr40`` (the EEGCVPR40 release's .pth files -> ``out/eeg/<set_name>/data.npz`` and images)."""
 
     mode: str
     out: str
-    source: Optional[str] = None         # convert: the data.pkl to read
+    source: Optional[str] = None         # convert: the data.pkl; eegcvpr40: the dataset .pth
+    splits: Optional[str] = None         # eegcvpr40: the splits .pth (block_splits_by_image_*.pth)
+    split_num: int = 0                   # eegcvpr40: which split of the file
+    subject: int = 0                     # eegcvpr40: 0 = every subject, else that subject only
+    window_start: int = 20               # eegcvpr40: samples [window_start, window_end) of each trial
+    window_end: int = 460
+    images: Optional[str] = None         # eegcvpr40: ImageNet-style root of <wnid>/<name>.JPEG
     set_name: str = "char"               # synthetic: digit | char
     seed: int = 45
     n_train: int = 2500

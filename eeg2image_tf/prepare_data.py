@@ -1,10 +1,13 @@
-"""Prepare EEG data: build the synthetic sets, or convert a ThoughtViz pickle to our safe ``.npz``.
+"""Prepare EEG data: build the synthetic sets, convert a ThoughtViz pickle to our safe ``.npz``, or
+convert the EEGCVPR40 release.
 
     python -m eeg2image_tf.prepare_data --synthetic --set char --out data/
     python -m eeg2image_tf.prepare_data --convert data/eeg/char/data.pkl --out data/eeg/char/data.npz
+    python -m eeg2image_tf.prepare_data --eegcvpr40 eeg_5_95_std.pth --splits block_splits_by_image_all.pth \
+        --images imagenet/ --out data/ --set cvpr40
 
-The pickle is read with the restricted unpickler (numpy arrays and plain containers only); the
-``.npz`` holds the same keys and is read back with ``allow_pickle=False``.
+Pickles and ``.pth`` files are read with restricted unpicklers (arrays, tensors and plain containers
+only); the ``.npz`` is read back with ``allow_pickle=False``. docs/datasets.md describes the format.
 """
 
 from __future__ import annotations
@@ -15,10 +18,11 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .config import PrepareDataConfig, command_parser
-from .data import convert_to_npz, write_synthetic_set
+from .data import convert_eegcvpr40, convert_to_npz, write_synthetic_set
 from .errors import run_main
 
-DESCRIPTION = "Write the synthetic ThoughtViz-like sets, or convert data.pkl to a safe .npz."
+DESCRIPTION = ("Write the synthetic ThoughtViz-like sets, convert data.pkl to a safe .npz, or convert "
+               "the EEGCVPR40 release (.pth) to a set with its stimulus images.")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,10 +34,23 @@ def build_parser() -> argparse.ArgumentParser:
                       help="write eeg/<set>/data.pkl and images/{train,test}/<Class>/*.png under --out")
     mode.add_argument("--convert", metavar="DATA_PKL",
                       help="read a ThoughtViz data.pkl safely and write it as .npz (--out)")
+    mode.add_argument("--eegcvpr40", metavar="DATASET_PTH",
+                      help="an EEGCVPR40 dataset file (eeg_5_95_std.pth, ...): write --out/eeg/<--set>/"
+                           "data.npz and, with --images, --out/images/{train,val,test}/<wnid>/")
     parser.add_argument("--out", help="synthetic: data root (default: data); convert: the .npz to "
-                                      "write (default: beside the pickle)")
-    parser.add_argument("--set", dest="set_name", default="char",
-                        help="synthetic set: digit or char (the objects set 'image' is real data only)")
+                                      "write (default: beside the pickle); eegcvpr40: data root")
+    parser.add_argument("--set", dest="set_name", default=None,
+                        help="synthetic set: digit or char (default char; the objects set 'image' is "
+                             "real data only); eegcvpr40: the new set's name (required)")
+    cvpr = parser.add_argument_group("--eegcvpr40 (semantics of the PerceiveLab loader)")
+    cvpr.add_argument("--splits", metavar="SPLITS_PTH", help="block_splits_by_image_all.pth or _single.pth")
+    cvpr.add_argument("--split-num", type=int, default=0, help="which split of the file (default 0)")
+    cvpr.add_argument("--subject", type=int, default=0,
+                      help="0 = every subject (default), 1-6 one subject; the split's indices then "
+                           "count that subject's trials")
+    cvpr.add_argument("--window", type=int, nargs=2, default=[20, 460], metavar=("START", "END"),
+                      help="samples [START, END) of each trial (default 20 460: 440 samples)")
+    cvpr.add_argument("--images", metavar="ROOT", help="ImageNet-style root holding <wnid>/<name>.JPEG")
     parser.add_argument("--seed", type=int, default=45)
     parser.add_argument("--n-train", type=int, default=2500, help="EEG training trials")
     parser.add_argument("--n-test", type=int, default=600, help="EEG test trials")
@@ -42,9 +59,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def config_from_arguments(args: argparse.Namespace) -> PrepareDataConfig:
+def config_from_arguments(args: argparse.Namespace,
+                          parser: Optional[argparse.ArgumentParser] = None) -> PrepareDataConfig:
+    if args.eegcvpr40:
+        missing = [flag for flag, value in (("--splits", args.splits), ("--out", args.out),
+                                            ("--set", args.set_name)) if not value]
+        if missing:
+            (parser or build_parser()).error(f"--eegcvpr40 needs {', '.join(missing)}")
+        return PrepareDataConfig(mode="eegcvpr40", out=args.out, set_name=args.set_name,
+                                 source=args.eegcvpr40, splits=args.splits, split_num=args.split_num,
+                                 subject=args.subject, window_start=args.window[0],
+                                 window_end=args.window[1], images=args.images)
     if args.synthetic:
-        return PrepareDataConfig(mode="synthetic", out=args.out or "data", set_name=args.set_name,
+        return PrepareDataConfig(mode="synthetic", out=args.out or "data", set_name=args.set_name or "char",
                                  seed=args.seed, n_train=args.n_train, n_test=args.n_test,
                                  images_per_class=args.images_per_class,
                                  test_images_per_class=args.test_images_per_class)
@@ -53,8 +80,20 @@ def config_from_arguments(args: argparse.Namespace) -> PrepareDataConfig:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    config = config_from_arguments(build_parser().parse_args(argv))
-    if config.mode == "synthetic":
+    parser = build_parser()
+    config = config_from_arguments(parser.parse_args(argv), parser)
+    if config.mode == "eegcvpr40":
+        written = convert_eegcvpr40(config.source, config.splits, config.out, config.set_name,
+                                    split_num=config.split_num, subject=config.subject,
+                                    window=(config.window_start, config.window_end), images=config.images)
+        shapes = ", ".join(f"x_{part} {shape}" for part, shape in written["shapes"].items())
+        print(f"wrote {written['eeg']}: {shapes}, {written['num_classes']} classes, subject(s) "
+              f"{', '.join(map(str, written['subjects']))}")
+        if written["images"]:
+            counts = ", ".join(f"{part} {n}" for part, n in written["num_images"].items())
+            print(f"stimuli in {config.out}/images/{{{','.join(written['images'])}}}: {counts} images "
+                  f"({written['images_added']} added)")
+    elif config.mode == "synthetic":
         written = write_synthetic_set(config.out, set_name=config.set_name, seed=config.seed,
                                       n_train=config.n_train, n_test=config.n_test,
                                       images_per_class=config.images_per_class,

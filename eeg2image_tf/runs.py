@@ -22,7 +22,8 @@ Layouts (``<run>`` is a command's ``--run``)::
     SavedModel         saved_model.pb, variables/, signature.json, README.txt
     pipeline run       config.json, pipeline.json, encoder/, image_classifier/, gan/, generated/,
                        saved_model/
-    data root          eeg/<set>/data.pkl, images/train/<Class>/, images/test/<Class>/
+    data root          eeg/<set>/data.pkl (or data.npz), images/train/<Class>/, images/test/<Class>/
+                       (and images/val/<Class>/ for sets with a validation split)
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ PIPELINE_SAVED_MODEL_DIR = "saved_model"
 # The data root
 EEG_DIR = "eeg"
 EEG_FILE = "data.pkl"
+EEG_NPZ_FILE = "data.npz"                # the same set in our format (prepare_data --convert, --eegcvpr40)
 IMAGES_DIR = "images"
 TRAIN_SPLIT = "train"
 TEST_SPLIT = "test"

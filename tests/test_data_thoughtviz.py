@@ -103,6 +103,100 @@ def test_npz_with_object_array_is_refused(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------------
+# Optional keys: a validation split, stimuli, subjects, class descriptions, normalisation
+# --------------------------------------------------------------------------------------------------
+
+def make_full_set(tmp_path):
+    """A set with every optional key, as EEGSplits, written to ``tmp_path/full.npz``."""
+    arrays = make_arrays(n_train=6, n_test=4, channels=3, samples=5, classes=3)
+    rng = np.random.default_rng(1)
+    splits = EEGSplits(
+        x_train=arrays["x_train"].astype(np.float32), y_train=np.arange(6) % 3,
+        x_val=rng.normal(size=(2, 3, 5, 1)).astype(np.float32), y_val=np.array([2, 0]),
+        x_test=arrays["x_test"].astype(np.float32), y_test=np.array([1, 1, 0, 2]),
+        class_names=("n01", "n02", "n03"), class_descriptions=("dog", "cat", "bird"),
+        image_train=np.array([f"n0{c + 1}/n0{c + 1}_{i}.JPEG" for i, c in enumerate(np.arange(6) % 3)]),
+        image_val=np.array(["n03/n03_9.JPEG", "n01/n01_9.JPEG"]),
+        image_test=np.array(["n02/a.JPEG", "n02/b.JPEG", "n01/c.JPEG", "n03/d.JPEG"]),
+        subject_train=np.array([1, 2, 3, 1, 2, 3]), subject_val=np.array([4, 4]),
+        subject_test=np.array([5, 6, 5, 6]), normalisation="zscore", source="made")
+    return splits, save_npz(splits, tmp_path / "full.npz")
+
+
+def test_thoughtviz_sets_have_no_optional_fields(tmp_path):
+    splits = load_thoughtviz(write_pickle(tmp_path / "data.pkl", make_arrays()))
+    assert splits.splits == ("train", "test") and not splits.has_stimuli
+    for field in ("x_val", "y_val", "image_train", "image_val", "image_test", "subject_train",
+                  "subject_val", "subject_test", "class_descriptions", "normalisation"):
+        assert getattr(splits, field) is None, field
+
+
+def test_npz_round_trip_keeps_every_optional_field(tmp_path):
+    splits, path = make_full_set(tmp_path)
+    with np.load(path, allow_pickle=False) as archive:
+        assert archive["image_val"].dtype.kind == "U" and archive["normalisation"].shape == ()
+        assert archive["subject_test"].dtype == np.int64
+    again = load_thoughtviz(path)
+    assert again.splits == ("train", "val", "test") and again.has_stimuli
+    for field in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test", "image_train", "image_val",
+                  "image_test", "subject_train", "subject_val", "subject_test"):
+        np.testing.assert_array_equal(getattr(again, field), getattr(splits, field), err_msg=field)
+    assert again.y_val.dtype == np.int64 and again.subject_val.dtype == np.int64
+    assert again.x_val.dtype == np.float32 and again.x_val.shape == (2, 3, 5, 1)
+    assert again.class_names == ("n01", "n02", "n03")
+    assert again.class_descriptions == ("dog", "cat", "bird")
+    assert again.normalisation == "zscore"
+
+
+def test_pickled_sets_may_carry_optional_keys_as_lists(tmp_path):
+    arrays = make_arrays(n_train=10, n_test=3)
+    arrays.update(subject_train=[1] * 10, subject_test=[2, 2, 2], normalisation="original",
+                  image_train=[f"c{i % 10}/{i}.png" for i in range(10)],
+                  image_test=["c0/x.png", "c1/y.png", "c2/z.png"])
+    splits = load_thoughtviz(write_pickle(tmp_path / "data.pkl", arrays))
+    assert splits.image_test.tolist() == ["c0/x.png", "c1/y.png", "c2/z.png"]
+    assert splits.subject_train.dtype == np.int64 and splits.normalisation == "original"
+
+
+def _optional_error(tmp_path, **changes):
+    splits, path = make_full_set(tmp_path)
+    with np.load(path, allow_pickle=False) as archive:
+        arrays = {k: archive[k] for k in archive.files}
+    arrays.update(changes)
+    for key in [k for k, v in changes.items() if v is None]:
+        del arrays[key]
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, **arrays)
+    with pytest.raises(DataError) as caught:
+        load_thoughtviz(bad)
+    message = str(caught.value)
+    assert message.startswith(str(bad)) and "\n" not in message
+    return message
+
+
+@pytest.mark.parametrize("changes, expected", [
+    ({"image_val": np.array(["n01/a.JPEG"])}, "image_val has shape (1,), expected (2,)"),
+    ({"subject_train": np.arange(5)}, "subject_train has shape (5,), expected (6,)"),
+    ({"subject_test": np.array([1.0, 2.0, 3.0, 4.0])}, "subject_test has dtype float64"),
+    ({"image_test": np.arange(4)}, "image_test must be a 1-D unicode array"),
+    ({"image_test": None}, "image_train given but image_test is missing"),
+    ({"subject_val": None}, "subject_train given but subject_val is missing"),
+    ({"x_val": None, "y_val": None}, "image_val given but the set has no x_val"),
+    ({"y_val": None}, "missing key 'y_val'"),
+    ({"x_val": np.zeros((2, 4, 5, 1))}, "x_val has 4 channels"),
+    ({"y_val": np.array([0, 3])}, "y_val has label 3, expected < 3"),
+    ({"image_train": np.array(["/etc/passwd"] + ["n01/a.JPEG"] * 5)}, "image_train[0] is '/etc/passwd'"),
+    ({"image_test": np.array(["n01/a.JPEG", "../x.JPEG", "n01/b.JPEG", "n01/c.JPEG"])},
+     "image_test[1] is '../x.JPEG'"),
+    ({"class_descriptions": np.array(["dog"])}, "class_descriptions holds 1 names but the data has 3"),
+    ({"normalisation": np.array("halfmax")}, "normalisation is 'halfmax', expected one of original, zscore"),
+    ({"normalisation": np.array(["zscore"])}, "normalisation is a ndarray"),
+])
+def test_optional_keys_are_validated(tmp_path, changes, expected):
+    assert expected in _optional_error(tmp_path, **changes)
+
+
+# --------------------------------------------------------------------------------------------------
 # Hostile pickles are refused before anything runs
 # --------------------------------------------------------------------------------------------------
 

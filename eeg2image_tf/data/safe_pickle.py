@@ -63,28 +63,48 @@ def _allowed_globals() -> dict[tuple[str, str], Any]:
 
 
 class RestrictedUnpickler(pickle.Unpickler):
-    """An unpickler that only resolves the globals of :func:`_allowed_globals`.
+    """An unpickler that only resolves the globals of :meth:`allowed_globals`.
 
     ``source`` names the file in error messages. Python 2 pickles are read with ``encoding="latin1"``
     (as the original code does), which turns Python 2 ``str`` into ``str`` and leaves numpy's raw
-    array bytes intact.
+    array bytes intact. A subclass for another format overrides :meth:`allowed_globals`,
+    :attr:`admits` (the refusal message's "only ... are allowed") and, if the format has them,
+    :meth:`persistent_load`.
     """
+
+    admits = "numpy arrays and plain containers"
 
     def __init__(self, file, source: str = "<pickle>", encoding: str = "latin1"):
         super().__init__(file, encoding=encoding, fix_imports=False)
         self._source = source
-        self._allowed = _allowed_globals()
+        self._allowed = self.allowed_globals()
+
+    def allowed_globals(self) -> dict[tuple[str, str], Any]:
+        """(module, name) as written in the pickle -> the object to hand back."""
+        return _allowed_globals()
 
     def find_class(self, module: str, name: str) -> Any:
         try:
             return self._allowed[(module, name)]
         except KeyError:
             raise UnsafePickleError(
-                f"{self._source}: refused to load global '{module}.{name}' (only numpy arrays and "
-                "plain containers are allowed; nothing from this pickle was executed)") from None
+                f"{self._source}: refused to load global '{module}.{name}' (only {self.admits} are "
+                "allowed; nothing from this pickle was executed)") from None
 
     def persistent_load(self, pid: Any) -> Any:
         raise UnsafePickleError(f"{self._source}: refused persistent id {pid!r} (not a plain data pickle)")
+
+    def load_checked(self) -> Any:
+        """:meth:`load`, with every failure but :class:`UnsafePickleError` turned into one
+        :class:`DataError` line naming the source."""
+        try:
+            return self.load()
+        except DataError:
+            raise
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
+                KeyError, UnicodeDecodeError, MemoryError, OverflowError) as exc:
+            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise DataError(f"{self._source}: not a readable pickle of {self.admits} ({detail})") from None
 
 
 def safe_loads(data: bytes, source: str = "<bytes>") -> Any:
@@ -99,23 +119,19 @@ def safe_load_pickle(path: str | os.PathLike) -> Any:
     ``DataError``) as soon as the pickle asks for anything else.
     """
     path = Path(path)
+    with open_input(path) as handle:
+        return _load(handle, str(path))
+
+
+def open_input(path: Path):
+    """``open(path, "rb")``, with a missing or unreadable file as one :class:`DataError` line."""
     try:
-        handle = open(path, "rb")
+        return open(path, "rb")
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot open ({exc.strerror})") from None
-    with handle:
-        return _load(handle, str(path))
 
 
 def _load(handle, source: str) -> Any:
-    unpickler = RestrictedUnpickler(handle, source=source)
-    try:
-        return unpickler.load()
-    except UnsafePickleError:
-        raise
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
-            KeyError, UnicodeDecodeError, MemoryError) as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"{source}: not a readable pickle of numpy arrays ({detail})") from None
+    return RestrictedUnpickler(handle, source=source).load_checked()

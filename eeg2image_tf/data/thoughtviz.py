@@ -1,9 +1,22 @@
-"""The ThoughtViz EEG sets (spec section 1): safe loading, validation and our ``.npz`` format.
+"""EEG sets (spec section 1): safe loading, validation and our ``.npz`` format.
 
-A set is one dict with ``x_train``, ``y_train``, ``x_test``, ``y_test``: ``x`` float ``(N, 14, 32, 1)``
-(14 Emotiv channels by 32 samples at 128 Hz), ``y`` one-hot ``(N, 10)``. The release ships it as a
-Python 2 pickle (``data/eeg/<set>/data.pkl``); we read that with a restricted unpickler, and also read
-and write the same keys as an ``.npz`` opened with ``allow_pickle=False``.
+A set is one dict with ``x_train``, ``y_train``, ``x_test``, ``y_test``: ``x`` float ``(N, C, T, 1)``
+(ThoughtViz: 14 Emotiv channels by 32 samples at 128 Hz), ``y`` one-hot ``(N, K)`` or integer labels
+``(N,)``. ThoughtViz ships it as a Python 2 pickle (``data/eeg/<set>/data.pkl``); we read that with a
+restricted unpickler, and also read and write the same keys as an ``.npz`` opened with
+``allow_pickle=False``.
+
+Optional keys (any set may carry them; ThoughtViz has none):
+
+- ``x_val``, ``y_val``: a validation split, shaped like train and test;
+- ``image_train``, ``image_val``, ``image_test``: unicode ``(N,)``, each trial's stimulus image as a
+  path relative to the image root (``<wnid>/<name>.JPEG``); a set gives them for every split or none;
+- ``subject_train``, ``subject_val``, ``subject_test``: integer ``(N,)``, who was recorded; every
+  split or none;
+- ``class_names``: unicode ``(K,)``, one identifier per class; ``class_descriptions``: unicode
+  ``(K,)``, a readable name per class;
+- ``normalisation``: a unicode scalar naming the method of :mod:`.preprocess` the set needs
+  (``original`` for raw positive Emotiv values, ``zscore`` for zero-centred EEG).
 """
 
 from __future__ import annotations
@@ -17,6 +30,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..io_utils import atomic_path
+from .preprocess import PREPROCESS_METHODS
 from .safe_pickle import safe_load_pickle
 
 CLASS_NAMES: dict[str, tuple[str, ...]] = {
@@ -26,15 +40,27 @@ CLASS_NAMES: dict[str, tuple[str, ...]] = {
 }
 
 SPLIT_KEYS = ("x_train", "y_train", "x_test", "y_test")
+SPLITS = ("train", "val", "test")
+OPTIONAL_KEYS = ("x_val", "y_val", "image_train", "image_val", "image_test", "subject_train",
+                 "subject_val", "subject_test", "class_names", "class_descriptions", "normalisation")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class EEGSplits:
     """One EEG set, validated.
 
-    ``x_train``/``x_test``: float32 ``(N, C, T, 1)`` raw values (Emotiv units, about 4000-4600);
-    ``y_train``/``y_test``: int64 ``(N,)`` class ids in ``[0, num_classes)``; every class occurs in
-    train. ``class_names`` is ``None`` when unknown; ``source`` is the file it came from.
+    ``x_train``/``x_test`` (and ``x_val``): float32 ``(N, C, T, 1)`` values as recorded (ThoughtViz:
+    Emotiv units, about 4000-4600); ``y_*``: int64 ``(N,)`` class ids in ``[0, num_classes)``; every
+    class occurs in train. ``class_names`` is ``None`` when unknown; ``source`` is the file it came
+    from. The optional fields are ``None`` when the set does not record them:
+
+    - ``x_val``/``y_val``: a validation split;
+    - ``image_*``: unicode ``(N,)``, each trial's stimulus relative to the image root
+      (``<wnid>/<name>.JPEG``); present for every split the set has, or for none;
+    - ``subject_*``: int64 ``(N,)``, each trial's subject; every split or none;
+    - ``class_descriptions``: a readable name per class;
+    - ``normalisation``: the :data:`~.preprocess.PREPROCESS_METHODS` entry the set needs; ``None``
+      means unknown (callers keep ``"original"``).
     """
 
     x_train: np.ndarray
@@ -43,6 +69,26 @@ class EEGSplits:
     y_test: np.ndarray
     class_names: Optional[tuple[str, ...]]
     source: str
+    x_val: Optional[np.ndarray] = None
+    y_val: Optional[np.ndarray] = None
+    image_train: Optional[np.ndarray] = None
+    image_val: Optional[np.ndarray] = None
+    image_test: Optional[np.ndarray] = None
+    subject_train: Optional[np.ndarray] = None
+    subject_val: Optional[np.ndarray] = None
+    subject_test: Optional[np.ndarray] = None
+    class_descriptions: Optional[tuple[str, ...]] = None
+    normalisation: Optional[str] = None
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """The splits this set has, in the order ``train``, ``val``, ``test``."""
+        return tuple(s for s in SPLITS if getattr(self, f"x_{s}") is not None)
+
+    @property
+    def has_stimuli(self) -> bool:
+        """Whether every trial records its own stimulus image (``image_*``)."""
+        return self.image_train is not None
 
     @property
     def num_classes(self) -> int:
@@ -84,41 +130,60 @@ def load_thoughtviz(path: str | os.PathLike,
     Raises :class:`DataError` (one line naming the file, the key, expected vs found).
     """
     path = eeg_file(path)
-    if path.suffix.lower() == ".npz":
-        raw, stored_names = _read_npz(path)
-    else:
-        raw, stored_names = _read_pickle(path), None
+    raw = _read_npz(path) if path.suffix.lower() == ".npz" else _read_pickle(path)
 
     x_train, y_train, k_train = _validate_split(raw, path, "train")
-    x_test, y_test, k_test = _validate_split(raw, path, "test")
-    _check_train_test_agree(path, x_train, x_test, k_train, k_test,
-                            test_is_one_hot=np.ndim(raw["y_test"]) == 2)
+    fields: dict[str, Any] = {}
+    for split in ("val", "test"):
+        if split == "val" and "x_val" not in raw and "y_val" not in raw:
+            continue
+        x, y, k = _validate_split(raw, path, split)
+        _check_split_agrees(path, split, x_train, x, k_train, k,
+                            is_one_hot=np.ndim(raw[f"y_{split}"]) == 2)
+        fields[f"x_{split}"], fields[f"y_{split}"] = x, y
 
     missing = np.setdiff1d(np.arange(k_train), np.unique(y_train))
     if missing.size:
         raise DataError(f"{path}: y_train has no trial of class(es) {missing.tolist()} "
                         f"(expected all {k_train} classes in the training split)")
 
+    lengths = {"train": len(x_train), **{s: len(fields[f"x_{s}"]) for s in ("val", "test")
+                                         if f"x_{s}" in fields}}
+    fields.update(_per_trial_fields(raw, path, "image", lengths, _stimulus_paths))
+    fields.update(_per_trial_fields(raw, path, "subject", lengths, _subject_ids))
+    stored_names = _optional_strings(raw, path, "class_names")
     names = _resolve_class_names(path, k_train, class_names, stored_names)
-    return EEGSplits(x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
-                     class_names=names, source=str(path))
+    descriptions = _optional_strings(raw, path, "class_descriptions")
+    if descriptions is not None and len(descriptions) != k_train:
+        raise DataError(f"{path}: class_descriptions holds {len(descriptions)} names but the data has "
+                        f"{k_train} classes")
+    return EEGSplits(x_train=x_train, y_train=y_train, class_names=names, source=str(path),
+                     class_descriptions=descriptions, normalisation=_normalisation(raw, path),
+                     **fields)
 
 
-def save_npz(splits: EEGSplits, path: str | os.PathLike) -> Path:
+def save_npz(splits: EEGSplits, path: str | os.PathLike, one_hot: bool = False) -> Path:
     """Write ``splits`` as an uncompressed ``.npz`` (no pickled objects), atomically.
 
-    Keys: ``x_train``, ``y_train``, ``x_test``, ``y_test`` (integer labels) and, when known,
-    ``class_names`` as a unicode array. :func:`load_thoughtviz` reads it back unchanged.
+    Keys: ``x_*`` float32, ``y_*`` int64 labels (``one_hot``: float32 ``(N, num_classes)``, as
+    ThoughtViz's files hold them), and every optional field that is not ``None`` (strings as unicode
+    arrays, ``normalisation`` as a unicode scalar, ``subject_*`` int64). :func:`load_thoughtviz`
+    reads it back unchanged.
     """
     path = Path(path)
-    arrays: dict[str, np.ndarray] = {
-        "x_train": np.asarray(splits.x_train, np.float32),
-        "y_train": np.asarray(splits.y_train, np.int64),
-        "x_test": np.asarray(splits.x_test, np.float32),
-        "y_test": np.asarray(splits.y_test, np.int64),
-    }
-    if splits.class_names is not None:
-        arrays["class_names"] = np.array(splits.class_names, dtype=np.str_)
+    arrays: dict[str, np.ndarray] = {}
+    for split in SPLITS:
+        if getattr(splits, f"x_{split}") is not None:
+            labels = np.asarray(getattr(splits, f"y_{split}"), np.int64)
+            arrays[f"x_{split}"] = np.asarray(getattr(splits, f"x_{split}"), np.float32)
+            arrays[f"y_{split}"] = (np.eye(splits.num_classes, dtype=np.float32)[labels] if one_hot
+                                    else labels)
+        for field, dtype in ((f"image_{split}", np.str_), (f"subject_{split}", np.int64)):
+            if getattr(splits, field) is not None:
+                arrays[field] = np.asarray(getattr(splits, field), dtype)
+    for field in ("class_names", "class_descriptions", "normalisation"):
+        if getattr(splits, field) is not None:
+            arrays[field] = np.array(getattr(splits, field), dtype=np.str_)
     with atomic_path(path, suffix=".npz") as tmp:
         with open(tmp, "wb") as handle:
             # A file handle keeps numpy from appending ".npz" to the temporary name.
@@ -139,23 +204,15 @@ def _read_pickle(path: Path) -> dict[str, Any]:
     return {(k.decode("latin1") if isinstance(k, bytes) else k): v for k, v in obj.items()}
 
 
-def _read_npz(path: Path) -> tuple[dict[str, Any], Optional[tuple[str, ...]]]:
+def _read_npz(path: Path) -> dict[str, Any]:
     try:
         with np.load(path, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
+            return {name: archive[name] for name in archive.files}
     except ValueError as exc:
         # allow_pickle=False refuses object arrays with a ValueError: say so plainly.
         raise DataError(f"{path}: cannot read without unpickling objects ({exc})") from None
     except (OSError, EOFError) as exc:
         raise DataError(f"{path}: not a readable .npz archive ({exc})") from None
-    names = None
-    if "class_names" in arrays:
-        stored = arrays.pop("class_names")
-        if stored.ndim != 1 or stored.dtype.kind != "U":
-            raise DataError(f"{path}: class_names must be a 1-D unicode array, found "
-                            f"dtype {stored.dtype} shape {stored.shape}")
-        names = tuple(str(n) for n in stored)
-    return arrays, names
 
 
 # --------------------------------------------------------------------------------------------------
@@ -235,17 +292,89 @@ def _labels_from(y: np.ndarray, path: Path, key: str) -> tuple[np.ndarray, int]:
     raise DataError(f"{path}: {key} has shape {y.shape}, expected one-hot (N, K) or integer labels (N,)")
 
 
-def _check_train_test_agree(path: Path, x_train: np.ndarray, x_test: np.ndarray, k_train: int,
-                            k_test: int, test_is_one_hot: bool) -> None:
+def _check_split_agrees(path: Path, split: str, x_train: np.ndarray, x: np.ndarray, k_train: int,
+                        k: int, is_one_hot: bool) -> None:
+    """``x_<split>`` has train's channels and samples, ``y_<split>`` train's classes."""
     for axis, what in ((1, "channels"), (2, "samples")):
-        if x_train.shape[axis] != x_test.shape[axis]:
-            raise DataError(f"{path}: x_test has {x_test.shape[axis]} {what} (shape {x_test.shape}) "
+        if x_train.shape[axis] != x.shape[axis]:
+            raise DataError(f"{path}: x_{split} has {x.shape[axis]} {what} (shape {x.shape}) "
                             f"but x_train has {x_train.shape[axis]} (shape {x_train.shape})")
     # A one-hot width is the class count itself; integer labels only bound it from below.
-    if test_is_one_hot and k_test != k_train:
-        raise DataError(f"{path}: y_test is one-hot over {k_test} classes but y_train has {k_train} classes")
-    if not test_is_one_hot and k_test > k_train:
-        raise DataError(f"{path}: y_test has label {k_test - 1}, expected < {k_train} (the train classes)")
+    if is_one_hot and k != k_train:
+        raise DataError(f"{path}: y_{split} is one-hot over {k} classes but y_train has {k_train} classes")
+    if not is_one_hot and k > k_train:
+        raise DataError(f"{path}: y_{split} has label {k - 1}, expected < {k_train} (the train classes)")
+
+
+def _per_trial_fields(raw: Mapping[str, Any], path: Path, prefix: str, lengths: Mapping[str, int],
+                      convert) -> dict[str, np.ndarray]:
+    """``<prefix>_<split>`` for every split in ``lengths``, or nothing; ``convert(value, path, key)``
+    checks one array's contents. A key for a split the set lacks, or a split left out, is an error."""
+    present = [s for s in SPLITS if f"{prefix}_{s}" in raw]
+    if not present:
+        return {}
+    for split in present:
+        if split not in lengths:
+            raise DataError(f"{path}: {prefix}_{split} given but the set has no x_{split}")
+    absent = [s for s in lengths if s not in present]
+    if absent:
+        raise DataError(f"{path}: {prefix}_{present[0]} given but {prefix}_{absent[0]} is missing "
+                        f"(expected {prefix}_* for every split or for none)")
+    fields = {}
+    for split, length in lengths.items():
+        key = f"{prefix}_{split}"
+        value = convert(raw[key], path, key)
+        if value.shape != (length,):
+            raise DataError(f"{path}: {key} has shape {value.shape}, expected ({length},) "
+                            f"(one per trial of x_{split})")
+        fields[key] = value
+    return fields
+
+
+def _strings(value: Any, path: Path, key: str) -> np.ndarray:
+    array = np.asarray(value) if isinstance(value, (np.ndarray, list, tuple)) else None
+    if array is None or array.ndim != 1 or (array.dtype.kind != "U" and array.size):
+        found = (f"dtype {array.dtype} shape {array.shape}" if array is not None
+                 else f"a {type(value).__name__}")
+        raise DataError(f"{path}: {key} must be a 1-D unicode array, found {found}")
+    return array.astype(np.str_)
+
+
+def _stimulus_paths(value: Any, path: Path, key: str) -> np.ndarray:
+    paths = _strings(value, path, key)
+    for index, name in enumerate(paths.tolist()):
+        parts = name.replace("\\", "/").split("/")
+        if not name or name.startswith("/") or ".." in parts or "" in parts:
+            raise DataError(f"{path}: {key}[{index}] is {name!r}, expected a path relative to the "
+                            "image root such as '<class>/<name>.JPEG'")
+    return paths
+
+
+def _subject_ids(value: Any, path: Path, key: str) -> np.ndarray:
+    array = _as_array(value, path, key)
+    if array.ndim != 1 or array.dtype.kind not in "iu":
+        raise DataError(f"{path}: {key} has dtype {array.dtype} shape {array.shape}, expected "
+                        "integer subject ids (N,)")
+    return array.astype(np.int64)
+
+
+def _optional_strings(raw: Mapping[str, Any], path: Path, key: str) -> Optional[tuple[str, ...]]:
+    if key not in raw:
+        return None
+    return tuple(str(n) for n in _strings(raw[key], path, key))
+
+
+def _normalisation(raw: Mapping[str, Any], path: Path) -> Optional[str]:
+    if "normalisation" not in raw:
+        return None
+    value = raw["normalisation"]
+    array = np.asarray(value) if isinstance(value, (np.ndarray, str)) else None
+    method = str(array) if array is not None and array.ndim == 0 and array.dtype.kind == "U" else None
+    if method not in PREPROCESS_METHODS:
+        found = repr(method) if method is not None else f"a {type(value).__name__}"
+        raise DataError(f"{path}: normalisation is {found}, expected one of "
+                        f"{', '.join(PREPROCESS_METHODS)}")
+    return method
 
 
 def _resolve_class_names(path: Path, num_classes: int, given: Optional[Sequence[str]],
