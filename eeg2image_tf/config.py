@@ -84,7 +84,7 @@ class PrepareDataConfig:
     window_start: int = 20               # eegcvpr40: samples [window_start, window_end) of each trial
     window_end: int = 460
     images: Optional[str] = None         # eegcvpr40: ImageNet-style root of <wnid>/<name>.JPEG
-    set_name: str = "char"               # synthetic: digit | char
+    set_name: str = "char"               # synthetic: digit | char | cvpr40-synthetic
     seed: int = 45
     n_train: int = 2500
     n_test: int = 600
@@ -558,6 +558,20 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "generate": {"per_class": 2, "batch_size": 8},
         "evaluate": {},
         "curve": {"per_class": 2, "batch_size": 8},
+    },
+    # EEGCVPR40-sized trials (128 channels x 440 samples, 40 classes) with a stimulus per trial:
+    # the built-in cvpr40-synthetic set within 20 minutes of a 2-core CPU. Chosen by measurement
+    # (docs/datasets-results.md): an encoder step over 440 time steps costs ~0.6 s at batch 128.
+    "cvpr40": {
+        "encoder": {"epochs": 20, "batch_size": 128, "learning_rate": 3e-3, "checkpoint_every": 5,
+                    "time_budget_s": 240.0},
+        "select": {},
+        "classifier": {"epochs": 20},
+        "gan": {"batch_size": 16, "max_steps": 3000, "time_budget_s": 420.0,
+                "checkpoint_every": 100, "sample_every": 100, "precision": "auto",
+                "mode_seeking_weight": 0.1, "pairing": "stimulus"},
+        "generate": {"per_class": 25, "precision": "auto"},
+        "evaluate": {"precision": "auto"},
     },
     "quality": {
         "encoder": {"epochs": 150, "learning_rate": 1e-3, "checkpoint_every": 5,

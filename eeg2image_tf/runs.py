@@ -14,7 +14,8 @@ Layouts (``<run>`` is a command's ``--run``)::
     encoder run        best_checkpoint.json, select_config.json, tsne.png, tensorboard/projector/
     classifier run     classes.json
     GAN run            conditions.npz, samples/step_<NNNNNN>.png and latest.png, figures/
-                       (generated_grid.png, loss_curves.png, tsne.png, conditional_curve.png),
+                       (generated_grid.png, loss_curves.png, tsne.png, conditional_curve.png,
+                       stimuli.png),
                        curve.json and curve_config.json (curve_avg<k>.json, ... with --average k),
                        tensorboard/curve/
     averaged GAN run   config.json, checkpoints/, average.json
@@ -65,6 +66,7 @@ SAMPLES_DIR = "samples"
 LATEST_SAMPLE = "latest.png"
 FIGURES_DIR = "figures"
 GRID_FILE = "generated_grid.png"
+STIMULI_FILE = "stimuli.png"             # generated images beside each trial's stimulus
 LOSS_CURVES_FILE = "loss_curves.png"
 CURVE_FILE = "curve.json"
 CURVE_CONFIG_FILE = "curve_config.json"
@@ -512,6 +514,13 @@ class PipelineRun(Run):
     @property
     def data_pkl(self) -> Path:
         return self.data_root / EEG_DIR / self.set_name / EEG_FILE
+
+    @property
+    def eeg_data(self) -> Path:
+        """The set's EEG file: its ``data.npz`` when it has one (converted sets, the EEGCVPR40-shaped
+        built-in set), else ``data.pkl``."""
+        npz = self.data_root / EEG_DIR / self.set_name / EEG_NPZ_FILE
+        return npz if npz.exists() else self.data_pkl
 
     @property
     def images(self) -> Path:

@@ -3,6 +3,7 @@ without torch, EEG normalisation, image folders, tf.data pipelines and the built
 (see ``docs/design.md``), and the check of a command's input paths (:mod:`.inputs`, not re-exported
 here: only the commands call it). Importing it does not import TensorFlow."""
 
+from .builtin import BUILTIN_SETS, builtin_class_names, builtin_sizes, write_builtin_set
 from .eegcvpr40 import convert_eegcvpr40, read_eegcvpr40
 from .images import (IMAGE_EXTENSIONS, ImageFolder, known_class_names, list_image_folder, load_image,
                      load_images, pair_images, stimulus_images)
@@ -25,5 +26,6 @@ __all__ = [
     "known_class_names", "stimulus_images",
     "encoder_dataset", "gan_dataset",
     "SYNTHETIC_SETS", "check_synthetic_images", "make_synthetic_eeg", "render_character",
-    "write_synthetic_set",
+    "write_synthetic_set", "BUILTIN_SETS", "builtin_class_names", "builtin_sizes",
+    "write_builtin_set",
 ]

@@ -29,24 +29,21 @@ from typing import Any
 
 import numpy as np
 from natsort import natsorted
-from scipy.signal import lfilter
 
 from ..errors import DataError
+from ..runs import EEG_DIR, EEG_NPZ_FILE, IMAGES_DIR
+from .eegcvpr40 import DEFAULT_WINDOW, LENGTH_RANGE, NORMALISATION
 from .synthetic import (balanced_labels, check_image_root, image_file_name, render_character,
                         write_class_images)
-from .thoughtviz import EEGSplits, save_npz
+from .thoughtviz import SPLITS, EEGSplits, save_npz
 
 CVPR40_SET = "cvpr40-synthetic"
 NUM_CHANNELS = 128
 NUM_SUBJECTS = 6
 SAMPLE_RATE_HZ = 1000
-# The converter's window, and the lengths EEGCVPR40's loader keeps (450-600 samples); ours start
-# at the window's end, so that every trial fills it.
-WINDOW = (20, 460)
-LENGTH_RANGE = (450, 600)
+WINDOW = DEFAULT_WINDOW
+# Recordings fill the window: lengths from its end to the longest the loader keeps.
 _SIMULATED_LENGTHS = (WINDOW[1], LENGTH_RANGE[1])
-NORMALISATION = "zscore"
-SPLITS = ("train", "val", "test")
 
 # Class folder name -> the glyph its images show. Signs get word names: folder names stay plain.
 CLASS_GLYPHS: dict[str, str] = {
@@ -105,6 +102,9 @@ def _recordings(labels: np.ndarray, subjects: np.ndarray, templates: dict[str, n
 
 def _background(rng: np.random.Generator, length: int) -> np.ndarray:
     """Unit-variance AR(1) activity per channel plus a common-mode part, ``(C, length)``."""
+    # Imported here, not above: scipy is slow to import for every other user of eeg2image_tf.data.
+    from scipy.signal import lfilter
+
     burn_in = 100       # samples for the filter to forget its zero start
     innovations = rng.normal(size=(NUM_CHANNELS, length + burn_in))
     noise = lfilter([np.sqrt(1.0 - _AR_COEFFICIENT ** 2)], [1.0, -_AR_COEFFICIENT], innovations,
@@ -171,8 +171,9 @@ def make_cvpr40_synthetic(seed: int = 45, n_train: int = DEFAULT_SIZES["n_train"
         recordings = _recordings(labels, subject, templates, gain, noise, rng)
         arrays[f"x_{split}"] = window_trials(recordings, f"{source} ({split})")
         arrays[f"y_{split}"] = labels
-        arrays[f"image_{split}"] = tuple(f"{CLASS_NAMES[c]}/{image_file_name(CLASS_NAMES[c], k)}"
-                                         for c, k in zip(labels.tolist(), image.tolist()))
+        arrays[f"image_{split}"] = np.array(
+            [f"{CLASS_NAMES[c]}/{image_file_name(CLASS_NAMES[c], k)}"
+             for c, k in zip(labels.tolist(), image.tolist())], dtype=np.str_)
         arrays[f"subject_{split}"] = subject
     # Standardised per channel over the whole set, as EEGCVPR40's "_std" files.
     stacked = np.concatenate([arrays[f"x_{split}"] for split in SPLITS])
@@ -197,10 +198,10 @@ def write_cvpr40_synthetic(out_root: str | os.PathLike, seed: int = 45,
     validation). Everything is a function of ``seed``.
     """
     out_root = Path(out_root)
-    image_roots = {split: out_root / "images" / split for split in SPLITS}
+    image_roots = {split: out_root / IMAGES_DIR / split for split in SPLITS}
     for split_root in image_roots.values():
         check_image_root(split_root, CLASS_NAMES)
-    eeg_path = out_root / "eeg" / CVPR40_SET / "data.npz"
+    eeg_path = out_root / EEG_DIR / CVPR40_SET / EEG_NPZ_FILE
     splits = make_cvpr40_synthetic(seed, n_train, n_test, images_per_class, test_images_per_class,
                                    source=str(eeg_path))
     save_npz(splits, eeg_path)

@@ -8,7 +8,8 @@ are the pixels a folder would hold. Either way the images are processed chunk by
 (:mod:`.images`).
 
 Results go into ``<run>/metrics.json`` under the key ``evaluation`` (other keys are kept) and the
-figures into ``<run>/figures/``. A metric whose network is missing is recorded as
+figures into ``<run>/figures/``; a set that records subjects and stimuli adds ``per_subject`` and
+``figures/stimuli.png`` (:mod:`.trials`). A metric whose network is missing is recorded as
 ``{"available": false, "reason": ...}`` instead of failing the whole evaluation.
 """
 
@@ -24,22 +25,27 @@ from ..checkpoints import checkpoint_has_ema
 from ..config import EvaluateConfig, config_to_dict
 from ..errors import DataError, Eeg2ImageError
 from ..generation import load_generation_sources
-from ..runs import (GRID_FILE, LOSS_CURVES_FILE, TSNE_FILE, GanRun, read_metrics, write_metrics)
+from ..runs import (GRID_FILE, LOSS_CURVES_FILE, STIMULI_FILE, TSNE_FILE, GanRun, read_metrics,
+                    write_metrics)
 from .figures import copy_figure, save_generated_grid, save_loss_curves, save_tsne
-from .images import (GRID_COLUMNS, folder_chunks, generated_chunks, list_generated_folder,
-                     real_chunks, real_image_folder, run_pass)
+from .images import (GRID_COLUMNS, PassResult, folder_chunks, generated_chunks, generated_trials,
+                     list_generated_folder, real_chunks, real_image_folder, run_pass)
 from .inception import load_backend
 from .metrics import SPLIT_ORDERS, inception_score
 from .report import format_table
 from .sections import (align_classifier, classifier_section, distance_section, encoder_section,
                        load_classifier_or_reason, score_section, unavailable)
+from .trials import IMAGES_PER_STIMULUS, stimulus_figure_or_note, stimulus_trials, subject_section
 
 EVALUATION_KEY = "evaluation"
 
 
 def make_figures(config: EvaluateConfig, sources, grid: Sequence[np.ndarray],
-                 kmeans: Optional[float]) -> dict[str, Any]:
-    """Write the three figures into ``<run>/figures/``; returns their paths and any reasons."""
+                 kmeans: Optional[float], generated: Optional[PassResult] = None,
+                 trials: Sequence[int] = ()) -> dict[str, Any]:
+    """Write the figures into ``<run>/figures/`` (the stimulus figure when the set records each
+    trial's stimulus and ``generated`` kept the images of ``trials``); returns their paths and
+    any reasons."""
     run = GanRun(Path(config.run), config=sources.gan_config)
     out = run.figures
     written: dict[str, Any] = {"dir": str(out)}
@@ -47,6 +53,12 @@ def make_figures(config: EvaluateConfig, sources, grid: Sequence[np.ndarray],
 
     written["generated_grid"] = str(save_generated_grid(grid, sources.class_names,
                                                         out / GRID_FILE, columns=GRID_COLUMNS))
+    if generated is not None:
+        stimuli, reason = stimulus_figure_or_note(sources, generated, trials, out / STIMULI_FILE)
+        if stimuli is not None:
+            written["stimuli"] = str(stimuli)
+        else:
+            notes["stimuli"] = reason
 
     events = run.events()
     if events.is_dir():
@@ -119,9 +131,10 @@ def evaluate_run(config: EvaluateConfig, inception_backend: Any = None, classifi
     if classifier is not None:
         classifier, classifier_reason = align_classifier(classifier, class_names)
 
+    trials = stimulus_trials(sources)
     if config.images_dir:
         paths, labels = list_generated_folder(config.images_dir, class_names)
-        chunks = folder_chunks(paths, labels)
+        chunks = folder_chunks(paths, labels, trials=generated_trials(config.images_dir, paths))
         generated_info = {"source": str(config.images_dir), "count": len(paths)}
         total = len(paths)
     else:
@@ -131,7 +144,8 @@ def evaluate_run(config: EvaluateConfig, inception_backend: Any = None, classifi
         generated_info = {"source": "generated in memory", "per_class": config.per_class,
                           "count": total, "seed": config.seed, "jpeg_quality": config.jpeg_quality}
     generated = run_pass(chunks, inception_backend, classifier, grid_classes=num_classes,
-                         total=total, desc="generated images", show_progress=show_progress)
+                         total=total, desc="generated images", show_progress=show_progress,
+                         keep_trials=trials, per_trial=IMAGES_PER_STIMULUS)
     generated_info["count"] = generated.count
     generated_info["generator"] = _generator_kind(config)
     generated_info["per_class_counts"] = {name: int(np.sum(generated.class_index == c))
@@ -161,8 +175,10 @@ def evaluate_run(config: EvaluateConfig, inception_backend: Any = None, classifi
                                              classifier_path)
 
     encoder_info = encoder_section(sources, num_classes, config.seed)
-    figures_info = make_figures(config, sources, generated.grid, encoder_info["kmeans_accuracy"]) \
-        if config.figures else {}
+    per_subject = subject_section(sources, generated,
+                                  generated.classifier_probs if classifier is not None else None)
+    figures_info = make_figures(config, sources, generated.grid, encoder_info["kmeans_accuracy"],
+                                generated, trials) if config.figures else {}
 
     evaluation: dict[str, Any] = {
         "inception": _headline_inception(inception, fid),
@@ -180,6 +196,7 @@ def evaluate_run(config: EvaluateConfig, inception_backend: Any = None, classifi
         "frechet_inception_distance": fid,
         "classifier": classifier_info,
         "encoder": encoder_info,
+        "per_subject": per_subject,
         "figures": figures_info,
         "seconds": round(time.monotonic() - started, 1),
         "config": config_to_dict(config),

@@ -25,14 +25,11 @@ from typing import Any, Callable, Optional, Sequence
 from ..config import (PROFILES, CurveConfig, EncoderTrainConfig, EvaluateConfig, ExportConfig,
                       GanTrainConfig, GenerateConfig, ImageClassifierConfig, PipelineConfig,
                       SelectEncoderConfig, unwrap_optional)
-from ..data import CLASS_NAMES, check_synthetic_images, write_synthetic_set
+from ..data import BUILTIN_SETS, builtin_class_names, check_synthetic_images, write_builtin_set
 from ..errors import ConfigError, DataError
 from ..io_utils import atomic_write_json, read_json
 from ..runs import (CONFIG_FILE, MANIFEST_FILE, PIPELINE_STAGES, TEST_SPLIT, TRAIN_SPLIT, PipelineRun,
                     curve_names, prepare_run_dir)
-
-SYNTHETIC_SETS = ("char", "digit")
-
 
 # Stages whose config has a ``precision`` field.
 PRECISION_STAGES = ("gan", "generate", "evaluate", "curve")
@@ -147,29 +144,30 @@ def _distribution(config: PipelineConfig) -> dict[str, Any]:
 
 def stage_data(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]:
     with _exclusive_lock(Path(config.data_root) / ".prepare.lock"):
-        have_eeg = paths.data_pkl.exists()
+        have_eeg = paths.eeg_data.exists()
         have_images = (paths.images / TRAIN_SPLIT).is_dir() and (paths.images / TEST_SPLIT).is_dir()
         if have_eeg and have_images:
-            if config.set in SYNTHETIC_SETS:
+            if config.set in BUILTIN_SETS:
                 # A data root built by an older renderer must not be trained on silently.
                 for split in (TRAIN_SPLIT, TEST_SPLIT):
-                    check_synthetic_images(paths.images / split, CLASS_NAMES[config.set])
-            return {"data": str(paths.data_pkl), "images": str(paths.images), "prepared": False}
-        if config.set not in SYNTHETIC_SETS:
-            missing = paths.data_pkl if not have_eeg else paths.images
+                    check_synthetic_images(paths.images / split, builtin_class_names(config.set))
+            return {"data": str(paths.eeg_data), "images": str(paths.images), "prepared": False}
+        if config.set not in BUILTIN_SETS:
+            missing = paths.eeg_data if not have_eeg else paths.images
             raise DataError(f"{missing}: not found; the '{config.set}' set has no built-in version, "
-                            "place the ThoughtViz files there (see data/README.md)")
+                            "place its files there (ThoughtViz: data/README.md; EEGCVPR40: "
+                            "prepare_data --eegcvpr40)")
         print(f"[pipeline] preparing the built-in '{config.set}' set in {config.data_root}")
-        write_synthetic_set(config.data_root, set_name=config.set, seed=config.seed,
-                            **_stage_overrides(config, "data"))
-    return {"data": str(paths.data_pkl), "images": str(paths.images), "prepared": True}
+        write_builtin_set(config.data_root, set_name=config.set, seed=config.seed,
+                          **_stage_overrides(config, "data"))
+    return {"data": str(paths.eeg_data), "images": str(paths.images), "prepared": True}
 
 
 def stage_encoder(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]:
     # Imported when the stage runs (module docstring).
     from ..training.encoder import train_encoder
 
-    encoder_config = EncoderTrainConfig(data=str(paths.data_pkl), run=str(paths.encoder_run.dir),
+    encoder_config = EncoderTrainConfig(data=str(paths.eeg_data), run=str(paths.encoder_run.dir),
                                         seed=config.seed, **_distribution(config),
                                         **_stage_overrides(config, "encoder"))
     result = train_encoder(encoder_config)
@@ -202,7 +200,7 @@ def stage_gan(config: PipelineConfig, paths: PipelineRun) -> dict[str, Any]:
     # Imported when the stage runs (module docstring).
     from ..training.gan import train_gan
 
-    gan_config = GanTrainConfig(data=str(paths.data_pkl), images=str(paths.images / TRAIN_SPLIT),
+    gan_config = GanTrainConfig(data=str(paths.eeg_data), images=str(paths.images / TRAIN_SPLIT),
                                 encoder=str(paths.encoder_run.dir), run=str(paths.gan_run.dir),
                                 seed=config.seed, **_distribution(config),
                                 **_stage_overrides(config, "gan"))
