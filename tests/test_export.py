@@ -620,3 +620,23 @@ def test_images_to_uint8_truncates_like_numpy():
     expected = np.clip((floats * 0.5 + 0.5) * 255, 0, 255).astype(np.uint8)
     np.testing.assert_array_equal(images_to_uint8(tf.constant(floats)).numpy(), expected)
     assert expected.min() == 0 and expected.max() == 255
+
+
+def test_serve_client_refuses_trials_of_another_shape_before_loading(run_data, tmp_path, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("serve_client", EXAMPLE_CLIENT)
+    client = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(client)
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "saved_model.pb").write_bytes(b"")       # never loaded: the check comes first
+    (export / "signature.json").write_text(json.dumps({"model": {"num_channels": 128,
+                                                                 "num_samples": 440}}))
+    code = run_main(client.main, ["--model", str(export), "--data", str(run_data),
+                                  "--out", str(tmp_path / "pngs")])
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and len(error.splitlines()) == 1
+    assert error == (f"error: {run_data}: trials of {NUM_CHANNELS} channels x {NUM_SAMPLES} samples, "
+                     f"but the model at {export} takes 128 x 440")
+    assert not (tmp_path / "pngs").exists()

@@ -151,8 +151,12 @@ def _architecture_beside(prefix: str, kind: str) -> dict:
 
 def encoder_normalisation(path: str | Path) -> Optional[str]:
     """The normalisation the encoder at ``path`` (any place :func:`load_encoder` accepts) was
-    trained with, as its run's ``config.json`` records it; None when no run records one."""
-    directory = Path(resolve_checkpoint(path, ENCODER_KIND).prefix).parent
+    trained with, as its run's ``config.json`` records it; None when no run records one, or there
+    is no checkpoint there (loading it says so)."""
+    try:
+        directory = Path(resolve_checkpoint(path, ENCODER_KIND).prefix).parent
+    except CheckpointError:
+        return None
     config_path = directory.parent / CONFIG_FILE
     if directory.name != CHECKPOINT_DIR or not config_path.exists():
         return None

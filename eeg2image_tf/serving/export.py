@@ -250,13 +250,13 @@ def _sources_from_run(config: ExportConfig) -> _ExportSources:
     images = image_split_folder(gan_config.images, TRAIN_SPLIT) if gan_config.images else None
     facts = _set_facts(config, data_path, images)
 
+    # What the run trained with (recorded as used; else its encoder's, else the set's).
+    used = resolve_normalisation(gan_config.normalisation or encoder_normalisation(gan_config.encoder),
+                                 facts.normalisation, data_path)
+    normalisation = _agree("normalisation", config.normalisation, used, config_path)
     # Resolve to exact prefixes first, so that the provenance names the weights actually exported.
     gan_checkpoint = resolve_checkpoint(run, "gan").prefix
     encoder_checkpoint = resolve_checkpoint(gan_config.encoder, "encoder").prefix
-    # What the run trained with (recorded as used; older runs: their encoder's, else the set's).
-    used = resolve_normalisation(gan_config.normalisation or encoder_normalisation(encoder_checkpoint),
-                                 facts.normalisation, data_path)
-    normalisation = _agree("normalisation", config.normalisation, used, config_path)
     generator = load_gan(gan_checkpoint, ema=config.ema).generator
     encoder = load_encoder(encoder_checkpoint)
     provenance = {
