@@ -72,8 +72,7 @@ PAIRINGS = ("class", "stimulus")
 
 @dataclasses.dataclass(frozen=True)
 class PrepareDataConfig:
-    """``prepare_data``: ``mode`` is ``synthetic`` (write a built-in set), ``convert`` (pkl -> npz) or
-    ``eegcvpr40`` (the EEGCVPR40 release's .pth files -> ``out/eeg/<set_name>/data.npz`` and images)."""
+    """``prepare_data``: ``mode`` is ``synthetic``, ``convert`` (pkl -> npz) or ``eegcvpr40`` (.pth -> set)."""
 
     mode: str
     out: str
@@ -81,8 +80,7 @@ class PrepareDataConfig:
     splits: Optional[str] = None         # eegcvpr40: the splits .pth (block_splits_by_image_*.pth)
     split_num: int = 0                   # eegcvpr40: which split of the file
     subject: int = 0                     # eegcvpr40: 0 = every subject, else that subject only
-    window_start: int = 20               # eegcvpr40: samples [window_start, window_end) of each trial
-    window_end: int = 460
+    window: tuple[int, int] = (20, 460)  # eegcvpr40: samples [start, end) of each trial
     images: Optional[str] = None         # eegcvpr40: ImageNet-style root of <wnid>/<name>.JPEG
     set_name: str = "char"               # synthetic: digit | char | cvpr40-synthetic
     seed: int = 45
@@ -90,8 +88,6 @@ class PrepareDataConfig:
     n_test: int = 600
     images_per_class: int = 200          # training images per class
     test_images_per_class: int = 50
-
-    RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,16 +228,12 @@ class GenerateConfig:
     data: Optional[str] = None
     images: Optional[str] = None        # only for the class names; else the EEG set's
     per_class: int = 5000
-    # Images do not depend on it. Measured on this 2-core CPU with the fast generator call: 128
-    # images/s 204, 64: 197, 32: about 160 (end to end, JPEGs written). 256 not re-measured (earlier
-    # it spent its time in page faults of the big activations).
-    batch_size: int = 128
+    batch_size: int = 128               # images do not depend on it; the fastest measured end to end
     seed: int = 45
     jpeg_quality: int = 95
     writer_threads: int = 1             # one JPEG writer beside the generator is fastest on 2 cores
-    # float32 (the original's numbers) | mixed_bfloat16 (1.3-1.6x faster end to end here, with
-    # AVX512-BF16 or AMX; images equal to bfloat16 rounding only: see the precision module) |
-    # mixed_float16 (for GPUs)
+    # float32 (the original's numbers) | mixed_bfloat16 (faster with AVX512-BF16 or AMX; images equal
+    # to bfloat16 rounding only: see the precision module) | mixed_float16 (for GPUs)
     precision: str = _precision_field()
     ema: bool = True                    # the run's weight-averaged generator when it has one
 

@@ -77,8 +77,7 @@ def config_from_arguments(args: argparse.Namespace,
             (parser or build_parser()).error(f"--eegcvpr40 needs {', '.join(missing)}")
         return PrepareDataConfig(mode="eegcvpr40", out=args.out, set_name=args.set_name,
                                  source=args.eegcvpr40, splits=args.splits, split_num=args.split_num,
-                                 subject=args.subject, window_start=args.window[0],
-                                 window_end=args.window[1], images=args.images)
+                                 subject=args.subject, window=tuple(args.window), images=args.images)
     if args.synthetic:
         set_name = args.set_name or "char"
         sizes = {key: getattr(args, key) if getattr(args, key) is not None else default
@@ -95,7 +94,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if config.mode == "eegcvpr40":
         written = convert_eegcvpr40(config.source, config.splits, config.out, config.set_name,
                                     split_num=config.split_num, subject=config.subject,
-                                    window=(config.window_start, config.window_end), images=config.images)
+                                    window=config.window, images=config.images)
         shapes = ", ".join(f"x_{part} {shape}" for part, shape in written["shapes"].items())
         print(f"wrote {written['eeg']}: {shapes}, {written['num_classes']} classes, subject(s) "
               f"{', '.join(map(str, written['subjects']))}")

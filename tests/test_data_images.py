@@ -44,6 +44,17 @@ def test_class_index_is_natsort_order_of_folders(image_root):
     assert len(folder) == 7 and folder.num_classes == 3
 
 
+def test_a_sets_class_order_wins_when_the_folders_are_its_classes(image_root):
+    # EEGCVPR40 keeps the release's order of WordNet ids; the image folders must index classes alike.
+    folder = list_image_folder(image_root, class_names=("class10", "class1", "class2"))
+    assert folder.class_names == ("class10", "class1", "class2")
+    np.testing.assert_array_equal(folder.counts(), [2, 1, 4])
+    assert all(f"/{folder.class_names[y]}/" in p for p, y in zip(folder.paths, folder.labels))
+    # Names that are not exactly the folders (e.g. ThoughtViz's, spelt otherwise) keep natsort order.
+    for other in (("Class1", "class2", "class10"), ("class1", "class2")):
+        assert list_image_folder(image_root, class_names=other).class_names == ("class1", "class2", "class10")
+
+
 def test_missing_or_empty_root(tmp_path):
     with pytest.raises(DataError, match="image folder not found"):
         list_image_folder(tmp_path / "nowhere")

@@ -30,7 +30,7 @@ def _release(expected):
     """The dataset dict: the fixture's EEG (float32 and float64 tensors, some as transposed views into
     one shared storage, as in the release), its subjects, and two classes so that small splits hold
     every class."""
-    wnids = expected["labels"][:NUM_CLASSES].tolist()
+    wnids = _wnids(expected)
     count = len(expected["length"])
     names = [f"{wnids[_label(2 * k)]}_{100 + k}" for k in range((count + 1) // 2)]
     views = [i for i in range(count) if i % 3 == 0]
@@ -47,6 +47,12 @@ def _release(expected):
         trials.append({"eeg": tensor, "image": i // 2, "label": _label(i),
                        "subject": int(expected["subject"][i])})
     return {"dataset": trials, "labels": wnids, "images": names}
+
+
+def _wnids(expected):
+    """Two of the fixture's WordNet ids, in the opposite of their sorted order (as the release's
+    order is not sorted)."""
+    return sorted(expected["labels"][:NUM_CLASSES].tolist(), reverse=True)
 
 
 def _splits_for(lengths, seed):
@@ -120,10 +126,10 @@ def test_all_subjects_match_the_loader(release, tmp_path, capsys):
     assert set(want["train"]["y"].tolist()) == set(range(NUM_CLASSES))   # the case is not degenerate
     with np.load(path, allow_pickle=False) as archive:
         written = {key: archive[key] for key in archive.files}
-    wnids = expected["labels"][:NUM_CLASSES].tolist()
+    wnids = _wnids(expected)
     _compare(written, want, wnids)
     assert written["class_names"].tolist() == wnids                 # the file's order
-    assert written["class_descriptions"].tolist() == ["sorrel", "parachute"]
+    assert written["class_descriptions"].tolist() == ["parachute", "sorrel"]
     assert str(written["normalisation"]) == "zscore"
     splits_read = load_thoughtviz(path.parent)
     assert splits_read.splits == ("train", "val", "test") and splits_read.num_channels == 128
@@ -147,7 +153,7 @@ def test_one_subject_indexes_that_subjects_trials(release, tmp_path):
                     "--out", tmp_path / "data", "--set", "one") == 0
     with np.load(tmp_path / "data" / "eeg" / "one" / "data.npz", allow_pickle=False) as archive:
         written = {key: archive[key] for key in archive.files}
-    _compare(written, want, expected["labels"][:NUM_CLASSES].tolist())
+    _compare(written, want, _wnids(expected))
     assert set(written["subject_train"].tolist()) == {subject}
 
 
@@ -170,8 +176,12 @@ def test_stimuli_are_placed_where_the_pipeline_reads_them(release, tmp_path, cap
             assert placed.read_bytes() == (root / relative).read_bytes()
         # every class has its folder in every split, so class indices agree across splits
         assert sorted(p.name for p in (out / "images" / part).iterdir()) == sorted(written.class_names)
-    folder = list_image_folder(out / "images" / "train")
+    # The folders index classes in the set's order (the release's, not the sorted WordNet ids).
+    folder = list_image_folder(out / "images" / "train", class_names=written.class_names)
+    assert folder.class_names == written.class_names
     assert len(folder) == len(set(written.image_train.tolist()))
+    for path, label in zip(folder.paths, folder.labels):
+        assert path.split("/")[-2] == written.class_names[label]
     # A second set of the same recording shares the split folders and adds only what is missing.
     assert _convert(dataset, "--splits", splits, "--split-num", 0, "--images", root, "--out", out,
                     "--set", "other") == 0

@@ -45,9 +45,13 @@ class ImageFolder:
         return np.bincount(self.labels, minlength=self.num_classes).astype(np.int64)
 
 
-def list_image_folder(root: str | os.PathLike) -> ImageFolder:
+def list_image_folder(root: str | os.PathLike,
+                      class_names: Optional[Sequence[str]] = None) -> ImageFolder:
     """List ``root/<ClassName>/*.{jpg,jpeg,png}`` (case-insensitive suffixes; hidden entries skipped).
 
+    ``class_names``: an EEG set's classes. When the folders are exactly these names, class indices
+    follow that order (an EEGCVPR40 set keeps the release's order of WordNet ids, which is not
+    their sorted order); otherwise, and without it, natsort order of the folder names.
     Raises :class:`DataError` when ``root`` is missing, has no class folders, or holds no image.
     """
     root = Path(root)
@@ -55,6 +59,9 @@ def list_image_folder(root: str | os.PathLike) -> ImageFolder:
         raise DataError(f"{root}: image folder not found (expected {root}/<ClassName>/*.jpg)")
     class_dirs = natsorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
                            key=lambda p: p.name)
+    if class_names is not None and sorted(p.name for p in class_dirs) == sorted(class_names):
+        by_name = {p.name: p for p in class_dirs}
+        class_dirs = [by_name[name] for name in class_names]
     if not class_dirs:
         raise DataError(f"{root}: no class folders (expected {root}/<ClassName>/*.jpg)")
 
@@ -79,7 +86,7 @@ def known_class_names(folder: Optional[str | os.PathLike], set_names: Optional[S
     else the EEG set's ``set_names``, else None. Raises :class:`DataError` when their count is not
     the set's ``num_classes`` (``source`` names the set)."""
     if folder is not None:
-        names = list_image_folder(folder).class_names
+        names = list_image_folder(folder, set_names).class_names
         if len(names) != num_classes:
             raise DataError(f"{folder}: {len(names)} class folders but the EEG set has "
                             f"{num_classes} classes")

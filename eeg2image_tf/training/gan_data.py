@@ -144,7 +144,7 @@ def load_gan_data(config: GanTrainConfig, run_dir: str | os.PathLike,
     if splits is None:
         splits = load_thoughtviz(config.data)
     image_root = training_image_folder(config.images)
-    folder = list_image_folder(image_root)
+    folder = list_image_folder(image_root, class_names=splits.class_names)
     if splits.num_classes != folder.num_classes:
         raise DataError(f"{image_root}: {folder.num_classes} image classes but the EEG set "
                         f"{config.data} has {splits.num_classes}")
