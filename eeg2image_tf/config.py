@@ -50,22 +50,6 @@ def _collective_timeout_field():
         "help": "multiworker: seconds a collective waits for the other workers"})
 
 
-def _normalisation_field(default_text: str = "the one the data set records, else original"):
-    """A ``normalisation`` field: None resolves when a run starts, and the run records the result."""
-    return dataclasses.field(default=None, metadata={
-        "help": f"original (ThoughtViz: each trial divided by max/2) | zscore (per channel); "
-                f"None: {default_text}"})
-
-
-def _n_clusters_field(default_text: str = "the data set's class count"):
-    return dataclasses.field(default=None, metadata={"help": f"k-means clusters; None: {default_text}"})
-
-
-PAIRING_HELP = ("class (the original: each trial with one fixed random image of its class) | "
-                "stimulus (each trial with the image it was recorded with; sets with image_train)")
-PAIRINGS = ("class", "stimulus")
-
-
 # --------------------------------------------------------------------------------------------------
 # Per-command configs
 # --------------------------------------------------------------------------------------------------
@@ -105,8 +89,8 @@ class EncoderTrainConfig:
     max_to_keep: Optional[int] = None   # None keeps every checkpoint, as the original does
     feature_dim: int = 128
     hidden: int = 32
-    normalisation: Optional[str] = _normalisation_field()
-    n_clusters: Optional[int] = _n_clusters_field()
+    normalisation: Optional[str] = None  # original | zscore; None: the set's record, else original
+    n_clusters: Optional[int] = None    # None: the set's class count (runs record the values used)
     kmeans_random_state: int = 45
     jit: bool = False                   # same numbers; XLA is ~2x slower here with the sort-based loss
     unroll: bool = True                 # LSTM steps written out (trials <= 64 samples): a little faster
@@ -123,7 +107,7 @@ class SelectEncoderConfig:
     """``select_encoder``: k-means accuracy of every checkpoint's test features, t-SNE of the best."""
 
     run: str
-    n_clusters: Optional[int] = _n_clusters_field("the encoder run's")
+    n_clusters: Optional[int] = None    # None: the encoder run's (recorded as used)
     random_state: int = 45
     tsne_perplexity: float = 40.0
     tsne_iterations: int = 700
@@ -166,18 +150,11 @@ class GanTrainConfig:
     max_to_keep: int = 3
     max_steps: Optional[int] = None     # stop after this many steps in total (None: epochs decide)
     time_budget_s: Optional[float] = None
-    normalisation: Optional[str] = _normalisation_field(
-        "the encoder run's, else the one the data set records, else original")
-    pairing: str = dataclasses.field(default="class", metadata={"help": PAIRING_HELP})
-    # Modes of the two networks in the G step. The defaults are what the authors' code ran (spec,
-    # "Written versus run"): their Generator.call and Discriminator.call are tf.functions without a
-    # training argument, so the first trace of each (in the D step: G with training=False, D with
-    # training=True) served every later call. Checked by running their code on TF 2.15: the G step
-    # calls the same traced functions, G's with BatchNorm is_training=False and no spectral-norm
-    # update (their checkpoints agree: moving statistics still 0 and 1, sn_u untouched), D's with
-    # is_training=True (batch statistics, moving statistics updated). The spec's text (G with
-    # training=True, D with training=False in the G step) is --generator-training
-    # --no-discriminator-training-in-g-step.
+    normalisation: Optional[str] = None  # None: the encoder run's, else the set's (recorded as used)
+    pairing: str = "class"              # the original's (a random image of the class) | stimulus
+    # Modes of the two networks in the G step: by default what the authors' code ran (checked on
+    # TF 2.15; spec, "Written versus run"), the spec's text is --generator-training
+    # --no-discriminator-training-in-g-step (eeg2image_tf/training/gan.py says why).
     generator_training: bool = False
     discriminator_training_in_g_step: bool = True
     # > 0: also keep an exponential moving average of the generator's weights (not in the original),
@@ -326,8 +303,7 @@ class ExportConfig:
     class_set: Optional[str] = None     # digit | char | image
     num_channels: Optional[int] = None
     num_samples: Optional[int] = None
-    # the run's (an explicit one must agree); published checkpoints: the data set's, else original
-    normalisation: Optional[str] = None
+    normalisation: Optional[str] = None     # the run's (must agree); published checkpoints: the set's
     ema: bool = True                    # the run's weight-averaged generator when it has one
 
     RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ()
@@ -551,20 +527,6 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "evaluate": {},
         "curve": {"per_class": 2, "batch_size": 8},
     },
-    # EEGCVPR40-sized trials (128 channels x 440 samples, 40 classes) with a stimulus per trial:
-    # the built-in cvpr40-synthetic set within 20 minutes of a 2-core CPU. Chosen by measurement
-    # (docs/datasets-results.md): an encoder step over 440 time steps costs ~0.6 s at batch 128.
-    "cvpr40": {
-        "encoder": {"epochs": 20, "batch_size": 128, "learning_rate": 3e-3, "checkpoint_every": 5,
-                    "time_budget_s": 240.0},
-        "select": {},
-        "classifier": {"epochs": 20},
-        "gan": {"batch_size": 16, "max_steps": 3000, "time_budget_s": 420.0,
-                "checkpoint_every": 100, "sample_every": 100, "precision": "auto",
-                "mode_seeking_weight": 0.1, "pairing": "stimulus"},
-        "generate": {"per_class": 25, "precision": "auto"},
-        "evaluate": {"precision": "auto"},
-    },
     "quality": {
         "encoder": {"epochs": 150, "learning_rate": 1e-3, "checkpoint_every": 5,
                     "time_budget_s": 900.0},
@@ -580,3 +542,9 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "curve": {"per_class": 50, "precision": "auto"},
     },
 }
+# EEGCVPR40's shape: demo's settings where they fit, by measurement (docs/datasets-results.md).
+PROFILES["cvpr40"] = {**PROFILES["demo"], "classifier": {"epochs": 20},
+                      "encoder": {"epochs": 20, "batch_size": 128, "learning_rate": 3e-3,
+                                  "checkpoint_every": 5, "time_budget_s": 240.0},
+                      "gan": {**PROFILES["demo"]["gan"], "pairing": "stimulus"},
+                      "generate": {"per_class": 25, "precision": "auto"}}

@@ -129,8 +129,9 @@ def _split_plan(count: int, images_per_class: int, rng: np.random.Generator
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Labels ``(N,)``, each trial's image number within its class and its subject (1-6).
 
-    The ``j``-th trial of a class sees image ``j mod images_per_class`` of that class; an image's
-    successive viewings are by successive subjects, so each stimulus is seen by several subjects.
+    The ``j``-th trial of a class sees image ``j mod images_per_class`` of that class and is
+    subject ``1 + j mod 6``'s: each stimulus is seen by several subjects, every subject sees every
+    class.
     """
     labels = balanced_labels(count, len(CLASS_NAMES), rng)
     order = np.zeros(count, dtype=np.int64)
@@ -138,7 +139,7 @@ def _split_plan(count: int, images_per_class: int, rng: np.random.Generator
         members = np.flatnonzero(labels == c)
         order[members] = np.arange(members.size)
     image = order % images_per_class
-    subject = 1 + (order // images_per_class + image) % NUM_SUBJECTS
+    subject = 1 + order % NUM_SUBJECTS
     return labels, image, subject.astype(np.int64)
 
 

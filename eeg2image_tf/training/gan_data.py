@@ -15,7 +15,7 @@ from typing import Optional
 import numpy as np
 
 from ..checkpoints import encoder_normalisation, load_encoder
-from ..config import PAIRINGS, GanTrainConfig
+from ..config import GanTrainConfig
 from ..data import (EEGSplits, list_image_folder, load_images, load_thoughtviz, normalisation_note,
                     pair_images, preprocess, resolve_normalisation, stimulus_images)
 from ..errors import ConfigError, DataError
@@ -24,6 +24,7 @@ from ..models import encoder_features
 from ..runs import TENSORBOARD_DIR, TRAIN_SPLIT, GanRun, stimulus_roots, training_image_folder
 
 SAMPLE_COUNT = 16
+PAIRINGS = ("class", "stimulus")     # GanTrainConfig.pairing
 SAMPLE_LATENT_RANGE = 0.2           # the original's fixed sample latent is U(-0.2, 0.2)
 
 __all__ = ["GanData", "resolve_gan_config", "load_gan_data", "epoch_shuffle_seed", "SampleInputs",
