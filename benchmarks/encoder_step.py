@@ -115,8 +115,11 @@ def run(repeats: int = 20, batch_size: int = 256, jit: bool = False,
     else:
         seconds, _ = median_seconds(ours, repeats, warmup=3)
     ms = seconds * 1000.0
-    return {"name": "encoder_step", "batch_size": batch_size, "ms_per_step": round(ms, 2),
-            "jit": jit, "unroll": unroll, "repeats": repeats,
-            "trial": [num_samples, num_channels], "classes": num_classes,
-            "original_ms_per_step": ORIGINAL["encoder_step_ms_b256"],
-            "speedup_vs_original": round(ORIGINAL["encoder_step_ms_b256"] / ms, 2), **record_extra}
+    record = {"name": "encoder_step", "batch_size": batch_size, "ms_per_step": round(ms, 2),
+              "jit": jit, "unroll": unroll, "repeats": repeats,
+              "trial": [num_samples, num_channels], "classes": num_classes}
+    if (num_samples, num_channels, num_classes, batch_size) == (32, 14, 10, 256):
+        # The authors' step was measured at ThoughtViz's shape only.
+        record.update(original_ms_per_step=ORIGINAL["encoder_step_ms_b256"],
+                      speedup_vs_original=round(ORIGINAL["encoder_step_ms_b256"] / ms, 2))
+    return {**record, **record_extra}

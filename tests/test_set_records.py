@@ -213,21 +213,23 @@ def test_stimulus_figure_sets_each_trials_stimulus_before_its_images(recorded, t
     import cv2
 
     from eeg2image_tf.evaluation.images import PassResult
-    from eeg2image_tf.evaluation.trials import save_stimulus_figure, stimulus_trials
+    from eeg2image_tf.evaluation.trials import (STIMULUS_LABEL_WIDTH, save_stimulus_figure,
+                                                stimulus_trials)
 
     sources = _sources(recorded)
     trials = stimulus_trials(sources)
-    # One trial per class (five classes, fewer than the figure's rows): each class's first.
-    assert trials == tuple(int(t[0]) for t in sources.trials_by_class)
+    # One trial per class (five classes, fewer than the figure's rows), row r its class's r-th.
+    assert trials == tuple(int(t[row % len(t)]) for row, t in enumerate(sources.trials_by_class))
     made = {t: [np.full((128, 128, 3), 7 * t, np.uint8)] * 2 for t in trials}
     path = save_stimulus_figure(sources, PassResult(class_index=np.zeros(0), count=0,
                                                     by_trial=made), trials, tmp_path / "s.png")
     figure = cv2.imread(str(path))
-    # Rows of 128 px; the label column is 260 px wide, then the stimulus, then the two images.
-    assert figure.shape[:2] == (128 * len(trials), 260 + 4 * 128)
+    # Rows of 128 px; the label column, then the stimulus, then the two images.
+    assert figure.shape[:2] == (128 * len(trials), STIMULUS_LABEL_WIDTH + 4 * 128)
     stimulus = cv2.resize(cv2.imread(str(Path(recorded["images"]) / "test" /
                                          sources.splits.image_test[trials[1]])), (128, 128),
                           interpolation=cv2.INTER_LINEAR)
-    cell = figure[128:256, 260:388].astype(int)
+    left = STIMULUS_LABEL_WIDTH
+    cell = figure[128:256, left:left + 128].astype(int)
     assert np.abs(cell - stimulus).mean() < 4.0
-    assert np.all(figure[128:256, 388:516] == 7 * trials[1])
+    assert np.all(figure[128:256, left + 128:left + 256] == 7 * trials[1])

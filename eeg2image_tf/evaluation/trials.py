@@ -29,16 +29,19 @@ from .metrics import knn_accuracy
 # generated images shown beside each stimulus.
 STIMULUS_ROWS = 8
 IMAGES_PER_STIMULUS = 3
+STIMULUS_LABEL_WIDTH = 300     # pixels: "percent, trial 123 (subject 6)" at the grid's font size
 
 
 def stimulus_trials(sources, rows: int = STIMULUS_ROWS) -> tuple[int, ...]:
-    """The test trials of the stimulus figure: the first trial of ``rows`` classes spread evenly
-    over the classes; none when the set records no stimuli or the run names no images."""
+    """The test trials of the stimulus figure: one of each of ``rows`` classes spread evenly over
+    the classes, row ``r`` taking its class's ``r``-th trial (so that rows show several subjects);
+    none when the set records no stimuli or the run names no images."""
     if sources.splits.image_test is None or sources.images_root is None:
         return ()
     num_classes = len(sources.trials_by_class)
     classes = np.unique(np.linspace(0, num_classes - 1, min(rows, num_classes)).round().astype(int))
-    return tuple(int(sources.trials_by_class[c][0]) for c in classes)
+    return tuple(int(sources.trials_by_class[c][row % len(sources.trials_by_class[c])])
+                 for row, c in enumerate(classes))
 
 
 def save_stimulus_figure(sources, generated: PassResult, trials: Sequence[int],
@@ -59,7 +62,7 @@ def save_stimulus_figure(sources, generated: PassResult, trials: Sequence[int],
             label += f" (subject {int(splits.subject_test[trial])})"
         labels.append(label)
     return save_generated_grid(rows, labels, destination, columns=1 + IMAGES_PER_STIMULUS,
-                               label_width=260)
+                               label_width=STIMULUS_LABEL_WIDTH)
 
 
 def subject_section(sources, generated: PassResult, classifier_probs: Optional[np.ndarray]

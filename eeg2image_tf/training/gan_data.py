@@ -131,7 +131,7 @@ def load_gan_data(config: GanTrainConfig, run_dir: str | os.PathLike,
 
     ``write_cache``: write ``conditions.npz`` when the features were computed (a multi-worker run's
     other workers only read the chief's). ``splits``: the set of ``config.data`` when already
-    loaded. ``config.normalisation`` must be concrete (:func:`resolve_gan_config`).
+    loaded. ``config`` is resolved first (:func:`resolve_gan_config`) when its normalisation is None.
 
     Pairing (``config.pairing``): ``class``, the original's, gives each trial one image of its class
     from the training folder (numpy seed ``config.seed``, drawn once; the bank is the whole folder);
@@ -144,6 +144,8 @@ def load_gan_data(config: GanTrainConfig, run_dir: str | os.PathLike,
     """
     if splits is None:
         splits = load_thoughtviz(config.data)
+    if config.normalisation is None:
+        config, _ = resolve_gan_config(config, splits)
     image_root = training_image_folder(config.images)
     folder = list_image_folder(image_root, class_names=splits.class_names)
     if splits.num_classes != folder.num_classes:
