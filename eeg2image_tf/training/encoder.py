@@ -29,7 +29,7 @@ import tensorflow as tf
 
 from ..checkpoints import ENCODER_KIND, write_model_record
 from ..config import EncoderTrainConfig
-from ..data import (encoder_dataset, load_thoughtviz, normalisation_note, preprocess,
+from ..data import (EEGSplits, encoder_dataset, load_thoughtviz, normalisation_note, preprocess,
                     resolve_normalisation)
 from ..errors import ConfigError, DataError
 from ..evaluation.metrics import kmeans_accuracy
@@ -83,8 +83,7 @@ BEST_EPOCH_KEY = "encoder/kmeans_acc_best_epoch"
 @dataclasses.dataclass(frozen=True)
 class EncoderData:
     """Preprocessed splits: ``x_*`` float32 ``(N, T, C)``, ``y_*`` int64 ``(N,)``; the
-    ``normalisation`` they went through (the one asked for, else the set's) and the set's record
-    of it (None when it records none)."""
+    ``normalisation`` they went through (the one asked for, else the set's)."""
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -92,20 +91,17 @@ class EncoderData:
     y_test: np.ndarray
     class_names: tuple[str, ...]
     normalisation: str = "original"
-    recorded_normalisation: Optional[str] = None
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
 
 
-def load_encoder_data(data_path: str, normalisation: Optional[str]) -> EncoderData:
-    """Load a set and preprocess both splits (spec section 2) once, up front.
+def load_encoder_data(data_path: str, normalisation: Optional[str],
+                      splits: Optional[EEGSplits] = None) -> EncoderData:
+    """Load a set (unless ``splits`` is it already) and preprocess both splits (spec section 2)
+    once, up front.
 
     ``normalisation`` None: the one the set records, else ``original``
     (:func:`~eeg2image_tf.data.resolve_normalisation`).
     """
-    splits = load_thoughtviz(data_path)
+    splits = splits if splits is not None else load_thoughtviz(data_path)
     method = resolve_normalisation(normalisation, splits.normalisation, data_path)
     try:
         x_train = np.asarray(preprocess(splits.x_train, method=method), dtype=np.float32)
@@ -118,8 +114,7 @@ def load_encoder_data(data_path: str, normalisation: Optional[str]) -> EncoderDa
         names = tuple(str(label) for label in range(splits.num_classes))
     return EncoderData(x_train=x_train, y_train=np.asarray(splits.y_train, dtype=np.int64),
                        x_test=x_test, y_test=np.asarray(splits.y_test, dtype=np.int64),
-                       class_names=tuple(names), normalisation=method,
-                       recorded_normalisation=splits.normalisation)
+                       class_names=tuple(names), normalisation=method)
 
 
 # Trials longer than this run their LSTMs as a loop even with ``unroll``: every written-out step is
@@ -254,22 +249,27 @@ def train_encoder(config: EncoderTrainConfig, force: bool = False) -> dict[str, 
     started = time.monotonic()
     if config.checkpoint_every < 1:
         raise ConfigError(f"{config.run}: checkpoint_every must be >= 1, got {config.checkpoint_every}")
-    # The data first: a bad set is refused before the run directory is written, and the settings
-    # it decides (normalisation, clusters) are recorded in config.json as used.
-    data = load_encoder_data(config.data, config.normalisation)
-    if len(data.x_train) < config.batch_size:
+    # The set first (numpy only: a multi-worker strategy must come before TensorFlow runs): a bad
+    # one is refused before the run directory is written, and the settings it decides
+    # (normalisation, clusters) are recorded in config.json as used.
+    splits = load_thoughtviz(config.data)
+    if len(splits.x_train) < config.batch_size:
         # Training batches drop the remainder, so there would be no step at all.
-        raise DataError(f"{config.data}: {len(data.x_train)} training trials make no full batch of "
-                        f"{config.batch_size} (lower --batch-size)")
-    note = normalisation_note(config.normalisation, data.recorded_normalisation, config.data)
-    config = dataclasses.replace(config, normalisation=data.normalisation,
-                                 n_clusters=config.n_clusters or data.num_classes)
+        raise DataError(f"{config.data}: {len(splits.x_train)} training trials make no full batch "
+                        f"of {config.batch_size} (lower --batch-size)")
+    note = normalisation_note(config.normalisation, splits.normalisation, config.data)
+    config = dataclasses.replace(
+        config, normalisation=resolve_normalisation(config.normalisation, splits.normalisation,
+                                                    config.data),
+        n_clusters=config.n_clusters or splits.num_classes)
     run = TrainingRun(config, force, budget_s=config.time_budget_s, strategy=config.strategy)
     if note:
         run.log(note)
 
     strategy = run.strategy
     replicas = strategy.num_replicas_in_sync
+
+    data = load_encoder_data(config.data, config.normalisation, splits)
     _, num_samples, num_channels = data.x_train.shape
     with strategy.scope():
         encoder = build_run_encoder(config, num_samples, num_channels)

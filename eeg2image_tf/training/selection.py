@@ -59,7 +59,7 @@ def select_encoder(config: SelectEncoderConfig) -> dict[str, Any]:
     # The clusters of training's k-means (the set's class count unless asked otherwise), recorded
     # as used.
     config = dataclasses.replace(config, n_clusters=config.n_clusters or train_config.n_clusters
-                                 or data.num_classes)
+                                 or len(data.class_names))
     save_config(config, run_dir, SELECT_CONFIG_FILE)
     _, num_samples, num_channels = data.x_test.shape
     encoder = build_run_encoder(train_config, num_samples, num_channels)
