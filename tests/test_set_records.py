@@ -185,7 +185,7 @@ def _sources(recorded):
 
 def test_per_subject_section_splits_the_metrics_by_the_trials_subject(recorded):
     from eeg2image_tf.evaluation.images import PassResult
-    from eeg2image_tf.evaluation.trials import subject_section
+    from eeg2image_tf.evaluation.trials import subject_lines, subject_section
 
     sources = _sources(recorded)
     subjects = sources.splits.subject_test
@@ -204,6 +204,9 @@ def test_per_subject_section_splits_the_metrics_by_the_trials_subject(recorded):
     assert (two["generated_images"], two["conditional_accuracy"]) == (2, 0.0)
     # The class patterns are strong: the kNN on the features finds most classes for both.
     assert one["knn_accuracy"] > 0.5 and two["knn_accuracy"] > 0.5
+    rows = subject_lines(section).splitlines()
+    assert rows[3].split() == ["1", str(one["test_trials"]), f"{one['knn_accuracy']:.3f}", "1.000"]
+    assert rows[4].split()[-1] == "0.000"
     no_subjects = SimpleNamespace(**{**vars(sources), "splits": dataclasses.replace(
         sources.splits, subject_train=None, subject_test=None)})
     assert subject_section(no_subjects, generated, probs)["available"] is False

@@ -35,7 +35,8 @@ from .metrics import SPLIT_ORDERS, inception_score
 from .report import format_table
 from .sections import (align_classifier, classifier_section, distance_section, encoder_section,
                        load_classifier_or_reason, score_section, unavailable)
-from .trials import IMAGES_PER_STIMULUS, stimulus_figure_or_note, stimulus_trials, subject_section
+from .trials import (IMAGES_PER_STIMULUS, stimulus_figure_or_note, stimulus_trials, subject_lines,
+                     subject_section)
 
 EVALUATION_KEY = "evaluation"
 
@@ -204,6 +205,8 @@ def evaluate_run(config: EvaluateConfig, inception_backend: Any = None, classifi
     write_evaluation(config.run, evaluation)
     if echo is not None:
         echo(format_table(evaluation))
+        if per_subject.get("available"):
+            echo(subject_lines(per_subject))
     return evaluation
 
 

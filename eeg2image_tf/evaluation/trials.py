@@ -99,6 +99,18 @@ def subject_section(sources, generated: PassResult, classifier_probs: Optional[n
     return section
 
 
+def subject_lines(section: dict[str, Any]) -> str:
+    """The per-subject numbers of :func:`subject_section` as a small table."""
+    lines = ["", "  per subject",
+             f"  {'subject':>8}  {'test trials':>11}  {'kNN acc.':>8}  {'cond. accuracy':>14}"]
+    for subject, entry in section["subjects"].items():
+        conditional = entry.get("conditional_accuracy")
+        lines.append(f"  {subject:>8}  {entry['test_trials']:>11}  {entry['knn_accuracy']:>8.3f}  "
+                     f"{'n/a' if conditional is None else f'{conditional:.3f}':>14}")
+    lines.append(f"  chance {section['chance']:.3f}")
+    return "\n".join(lines)
+
+
 def stimulus_figure_or_note(sources, generated: PassResult, trials: Sequence[int],
                             destination: Path) -> tuple[Optional[Path], Optional[str]]:
     """:func:`save_stimulus_figure`, or the reason there is none."""
