@@ -462,9 +462,10 @@ def test_original_export_refuses_wrong_channel_count_naming_the_shape(original_e
 
     out, model = original_export
     raw = np.load(fixture_file("original_encoder_reference.npz"))["raw"][:2, :13, :, 0]
+    from eeg2image_tf.serving.module import EEG_SHAPE_HINT
+
     with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(
-            "eeg must have shape [batch, 14, 32] (raw trials of data.pkl without the trailing axis "
-            "of size 1), got] [2 13 32]")):
+            f"eeg must have shape [batch, 14, 32]{EEG_SHAPE_HINT}, got] [2 13 32]")):
         model.signatures["generate_seeded"](eeg=raw, seed=tf.constant(1, tf.int64))
     metadata = json.loads((out / "signature.json").read_text())
     assert "[batch, 14, 32]" in metadata["errors"]["wrong eeg shape"]

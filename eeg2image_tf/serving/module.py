@@ -33,8 +33,9 @@ from ..errors import CheckpointError
 from ..models.inference import images_to_uint8
 
 IMAGE_SIZE = 128
-# Said after the expected shape when an eeg input has another (and in signature.json's errors).
-EEG_SHAPE_HINT = " (raw trials of the set's x_* arrays without the trailing axis of size 1)"
+# Said after the expected shape when an eeg input has another (and in signature.json's errors); no
+# quote marks: the graph's message would escape them.
+EEG_SHAPE_HINT = " (raw trials, as in the x_* arrays of the set without their trailing axis of size 1)"
 
 
 def _shape_text(dims: Sequence[Optional[int]]) -> str:
