@@ -48,13 +48,14 @@ def cubic_triplet_semihard_loss(labels, embeddings, margin: float = 1.0):
     return tf.reduce_sum(losses * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
 
 
-def _batch(batch_size: int):
+def _batch(batch_size: int, num_samples: int = 32, num_channels: int = 14, num_classes: int = 10):
     import tensorflow as tf
 
     rng = np.random.default_rng(0)
-    # Preprocessed trials peak at 1 (docs/method.md section 2); 10 balanced classes.
-    x = tf.constant(rng.uniform(0.7, 1.0, size=(batch_size, 32, 14)).astype(np.float32))
-    y = tf.constant(rng.permutation(np.arange(batch_size) % 10).astype(np.int64))
+    # Preprocessed trials peak at 1 (docs/method.md section 2); balanced classes.
+    x = tf.constant(rng.uniform(0.7, 1.0, size=(batch_size, num_samples, num_channels))
+                    .astype(np.float32))
+    y = tf.constant(rng.permutation(np.arange(batch_size) % num_classes).astype(np.int64))
     return x, y
 
 
@@ -83,14 +84,18 @@ def _plain_step(batch_size: int):
 
 
 def run(repeats: int = 20, batch_size: int = 256, jit: bool = False, unroll: bool = True,
-        compare_plain: bool = False, compare_original: bool = False) -> dict[str, Any]:
+        compare_plain: bool = False, compare_original: bool = False, num_samples: int = 32,
+        num_channels: int = 14, num_classes: int = 10) -> dict[str, Any]:
+    """One training step's median time; ``num_samples`` x ``num_channels`` trials of ``num_classes``
+    classes (ThoughtViz's 32 x 14 x 10 by default; EEGCVPR40's windows are 440 x 128 x 40). The
+    plain Keras port and the authors' step are timed beside it at ThoughtViz's shape only."""
     import keras
 
     from eeg2image_tf.models import build_encoder
     from eeg2image_tf.training.encoder import make_encoder_steps
 
-    x, y = _batch(batch_size)
-    encoder = build_encoder(unroll=unroll)
+    x, y = _batch(batch_size, num_samples, num_channels, num_classes)
+    encoder = build_encoder(num_channels=num_channels, num_samples=num_samples, unroll=unroll)
     optimizer = keras.optimizers.Adam(3e-4)
     optimizer.build(encoder.trainable_variables)
     train_step, _, _ = make_encoder_steps(encoder, optimizer, margin=1.0, jit=jit)
@@ -98,9 +103,11 @@ def run(repeats: int = 20, batch_size: int = 256, jit: bool = False, unroll: boo
     def ours():
         return float(train_step(x, y))
 
+    thoughtviz = (num_samples, num_channels, num_classes) == (32, 14, 10)
     ms, compared = time_alongside(
-        ours, _plain_step(batch_size) if compare_plain else None,
-        "encoder_step" if compare_original else None, {"batch_size": batch_size},
+        ours, _plain_step(batch_size) if compare_plain and thoughtviz else None,
+        "encoder_step" if compare_original and thoughtviz else None, {"batch_size": batch_size},
         repeats=repeats, warmup=3, digits=2)
     return {"name": "encoder_step", "batch_size": batch_size, "ms_per_step": round(ms, 2),
-            "jit": jit, "unroll": unroll, "repeats": repeats, **compared}
+            "jit": jit, "unroll": unroll, "repeats": repeats, "trial": [num_samples, num_channels],
+            "classes": num_classes, **compared}

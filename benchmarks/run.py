@@ -33,7 +33,12 @@ def _suite(quick: bool, scratch: str, fast_precision: str = "mixed_bfloat16",
     return {
         "encoder_step": [lambda: encoder_step.run(compare_plain=True, compare_original=original),
                          lambda: encoder_step.run(unroll=False),
-                         lambda: encoder_step.run(jit=True)],
+                         lambda: encoder_step.run(jit=True),
+                         # EEGCVPR40's trials (440 steps of 128 channels, 40 classes) at the
+                         # cvpr40 profile's batch: its LSTMs run as a loop.
+                         lambda: encoder_step.run(repeats=3 if quick else 5, batch_size=128,
+                                                  unroll=False, num_samples=440, num_channels=128,
+                                                  num_classes=40)],
         "gan_step": [
             # The default (exact: split first convolution, fused BatchNorm, matrix-product and
             # Winograd convolutions), timed alternately with the plain Keras 3 model and the

@@ -1,13 +1,17 @@
 """``python -m eeg2image_tf.pipeline``: the whole method, end to end, resumable stage by stage.
 
     python -m eeg2image_tf.pipeline --set char --profile demo --run runs/demo
+    python -m eeg2image_tf.pipeline --set cvpr40-synthetic --data-root data-cvpr40 --run runs/cvpr40
 
-Stages, each in its own sub-directory of the run: data preparation (built-in synthetic set when the
-set is missing) -> ``encoder`` (train) -> selection of the best encoder checkpoint ->
+Stages, each in its own sub-directory of the run: data preparation (a built-in set, digit, char or
+cvpr40-synthetic, is written when missing; any other set is read from eeg/<set>/data.npz or
+data.pkl and images/ under --data-root) -> ``encoder`` (train) -> selection of the best encoder checkpoint ->
 ``image_classifier`` -> ``gan`` -> ``generated`` images -> evaluation (``metrics.json``, figures) ->
 the conditional-accuracy ``curve`` over the kept checkpoints (profiles that ask for it) ->
 ``saved_model``. ``pipeline.json`` records each finished stage with its outputs and wall time; a rerun
-skips finished stages, and an interrupted stage resumes from its own checkpoints.
+skips finished stages, and an interrupted stage resumes from its own checkpoints. Without
+--profile a built-in set runs with its own profile (cvpr40-synthetic: cvpr40), any other with demo;
+the profile used is printed and recorded in pipeline.json.
 """
 
 from __future__ import annotations

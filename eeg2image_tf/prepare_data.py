@@ -2,6 +2,7 @@
 convert the EEGCVPR40 release.
 
     python -m eeg2image_tf.prepare_data --synthetic --set char --out data/
+    python -m eeg2image_tf.prepare_data --synthetic --set cvpr40-synthetic --out data-cvpr40/
     python -m eeg2image_tf.prepare_data --convert data/eeg/char/data.pkl --out data/eeg/char/data.npz
     python -m eeg2image_tf.prepare_data --eegcvpr40 eeg_5_95_std.pth --splits block_splits_by_image_all.pth \
         --images imagenet/ --out data/ --set cvpr40
@@ -17,8 +18,8 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .config import PrepareDataConfig, command_parser
-from .data import convert_eegcvpr40, convert_to_npz, write_synthetic_set
+from .config import PrepareDataConfig, command_parser, flag_of
+from .data import builtin_sizes, convert_eegcvpr40, convert_to_npz, write_builtin_set
 from .errors import run_main
 
 DESCRIPTION = ("Write the synthetic ThoughtViz-like sets, convert data.pkl to a safe .npz, or convert "
@@ -31,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = command_parser("prepare_data", DESCRIPTION)
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--synthetic", action="store_true",
-                      help="write eeg/<set>/data.pkl and images/{train,test}/<Class>/*.png under --out")
+                      help="write a built-in set under --out: eeg/<set>/data.pkl (cvpr40-synthetic: "
+                           "data.npz) and images/{train,test}/<Class>/*.png (and val/)")
     mode.add_argument("--convert", metavar="DATA_PKL",
                       help="read a ThoughtViz data.pkl safely and write it as .npz (--out)")
     mode.add_argument("--eegcvpr40", metavar="DATASET_PTH",
@@ -40,8 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", help="synthetic: data root (default: data); convert: the .npz to "
                                       "write (default: beside the pickle); eegcvpr40: data root")
     parser.add_argument("--set", dest="set_name", default=None,
-                        help="synthetic set: digit or char (default char; the objects set 'image' is "
-                             "real data only); eegcvpr40: the new set's name (required)")
+                        help="synthetic set: digit, char (default; the objects set 'image' is real "
+                             "data only) or cvpr40-synthetic (EEGCVPR40's shape); eegcvpr40: the new "
+                             "set's name (required)")
     cvpr = parser.add_argument_group("--eegcvpr40 (semantics of the PerceiveLab loader)")
     cvpr.add_argument("--splits", metavar="SPLITS_PTH", help="block_splits_by_image_all.pth or _single.pth")
     cvpr.add_argument("--split-num", type=int, default=0, help="which split of the file (default 0)")
@@ -52,10 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
                       help="samples [START, END) of each trial (default 20 460: 440 samples)")
     cvpr.add_argument("--images", metavar="ROOT", help="ImageNet-style root holding <wnid>/<name>.JPEG")
     parser.add_argument("--seed", type=int, default=45)
-    parser.add_argument("--n-train", type=int, default=2500, help="EEG training trials")
-    parser.add_argument("--n-test", type=int, default=600, help="EEG test trials")
-    parser.add_argument("--images-per-class", type=int, default=200, help="training images per class")
-    parser.add_argument("--test-images-per-class", type=int, default=50, help="test images per class")
+    sizes = ", ".join(f"{name} {builtin_sizes(name)['n_train']}/{builtin_sizes(name)['n_test']}/"
+                      f"{builtin_sizes(name)['images_per_class']}/"
+                      f"{builtin_sizes(name)['test_images_per_class']}"
+                      for name in ("char", "cvpr40-synthetic"))
+    sized = parser.add_argument_group(f"--synthetic sizes (defaults, in this order: {sizes})")
+    sized.add_argument("--n-train", type=int, help="EEG training trials")
+    sized.add_argument("--n-test", type=int, help="EEG test trials (cvpr40-synthetic: validation too)")
+    sized.add_argument("--images-per-class", type=int, help="training images per class")
+    sized.add_argument("--test-images-per-class", type=int,
+                       help="test images per class (cvpr40-synthetic: validation too)")
     return parser
 
 
@@ -67,22 +76,29 @@ def config_from_arguments(args: argparse.Namespace,
         if missing:
             (parser or build_parser()).error(f"--eegcvpr40 needs {', '.join(missing)}")
         return PrepareDataConfig(mode="eegcvpr40", out=args.out, set_name=args.set_name,
-                                 source=args.eegcvpr40, splits=args.splits, split_num=args.split_num,
-                                 subject=args.subject, window=tuple(args.window), images=args.images)
+                                 source=args.eegcvpr40, splits_file=args.splits,
+                                 split_num=args.split_num, subject=args.subject,
+                                 window=tuple(args.window), images=args.images)
     if args.synthetic:
-        return PrepareDataConfig(mode="synthetic", out=args.out or "data", set_name=args.set_name or "char",
-                                 seed=args.seed, n_train=args.n_train, n_test=args.n_test,
-                                 images_per_class=args.images_per_class,
-                                 test_images_per_class=args.test_images_per_class)
+        set_name = args.set_name or "char"
+        sizes = {key: getattr(args, key) if getattr(args, key) is not None else default
+                 for key, default in builtin_sizes(set_name).items()}
+        return PrepareDataConfig(mode="synthetic", out=args.out or "data", set_name=set_name,
+                                 seed=args.seed, **sizes)
     out = args.out or str(Path(args.convert).with_suffix(".npz"))
     return PrepareDataConfig(mode="convert", out=out, source=args.convert)
 
 
+# Fields whose flag is not named after them (a bad value's error line names the flag).
+FIELD_FLAGS = {"set_name": "--set", "splits_file": "--splits"}
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
-    config = config_from_arguments(parser.parse_args(argv), parser).validate()
+    config = config_from_arguments(parser.parse_args(argv), parser).validate(
+        label=lambda name: FIELD_FLAGS.get(name, flag_of(name)))
     if config.mode == "eegcvpr40":
-        written = convert_eegcvpr40(config.source, config.splits, config.out, config.set_name,
+        written = convert_eegcvpr40(config.source, config.splits_file, config.out, config.set_name,
                                     split_num=config.split_num, subject=config.subject,
                                     window=config.window, images=config.images)
         shapes = ", ".join(f"x_{part} {shape}" for part, shape in written["shapes"].items())
@@ -93,10 +109,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"stimuli in {config.out}/images/{{{','.join(written['images'])}}}: {counts} images "
                   f"({written['images_added']} added)")
     elif config.mode == "synthetic":
-        written = write_synthetic_set(config.out, set_name=config.set_name, seed=config.seed,
-                                      n_train=config.n_train, n_test=config.n_test,
-                                      images_per_class=config.images_per_class,
-                                      test_images_per_class=config.test_images_per_class)
+        written = write_builtin_set(config.out, set_name=config.set_name, seed=config.seed,
+                                    n_train=config.n_train, n_test=config.n_test,
+                                    images_per_class=config.images_per_class,
+                                    test_images_per_class=config.test_images_per_class)
         print(f"wrote {written['eeg']}: x_train {written['x_train_shape']}, x_test "
               f"{written['x_test_shape']} (synthetic '{written['set']}', seed {written['seed']})")
         print(f"wrote {written['images_train']}: {written['num_train_images']} PNG images, "

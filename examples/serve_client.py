@@ -1,13 +1,15 @@
-"""Turn ThoughtViz EEG trials into PNG images with an exported EEG2Image SavedModel.
+"""Turn EEG trials into PNG images with an exported EEG2Image SavedModel.
 
     python examples/serve_client.py --model exports/eeg2image --data data/eeg/image/data.pkl \
         --trials 0 1 2 --seed 45 --out samples/
 
 The model needs nothing from eeg2image-tf: ``tf.saved_model.load`` and its ``generate_seeded``
-signature (raw trials ``[batch, C, T]`` + an int64 seed -> uint8 images) are all there is to it. The
-package is used here only to read ``data.pkl`` safely (a pickle can run code; ``load_thoughtviz``
-refuses anything but arrays). The same seed gives the same images on every machine, because the noise
-is drawn inside the graph with a stateless generator.
+signature (raw trials ``[batch, C, T]`` + an int64 seed -> uint8 images) are all there is to it; the
+normalisation the model was trained with runs inside it, so the trials go in as the set stores them.
+The trial shape, normalisation and class names are in the export's ``signature.json``. The package is
+used here only to read the set safely (``data.pkl``: a pickle can run code, ``load_thoughtviz``
+refuses anything but arrays; or ``data.npz``). The same seed gives the same images on every machine,
+because the noise is drawn inside the graph with a stateless generator.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from eeg2image_tf.io_utils import atomic_write_bytes
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="export directory (holds saved_model.pb)")
-    parser.add_argument("--data", required=True, help="ThoughtViz data.pkl (or .npz)")
+    parser.add_argument("--data", required=True,
+                        help="the EEG set: data.pkl, data.npz or its folder (eeg/<set>/)")
     parser.add_argument("--trials", type=int, nargs="+", default=[0, 1, 2],
                         help="trial indices in the split (default: 0 1 2)")
     parser.add_argument("--split", choices=("test", "train"), default="test")
@@ -53,13 +56,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise DataError(f"{args.data}: the {args.split} split has {len(trials)} trials; "
                         f"no trial {', '.join(map(str, bad))}")
 
+    exported = _signature(model_dir)
+    model_info = exported.get("model", {})
+    wanted = (model_info.get("num_channels"), model_info.get("num_samples"))
+    if None not in wanted and wanted != (splits.num_channels, splits.num_samples):
+        raise DataError(f"{args.data}: trials of {splits.num_channels} channels x "
+                        f"{splits.num_samples} samples, but the model at {model_dir} takes "
+                        f"{wanted[0]} x {wanted[1]}")
+
     model = tf.saved_model.load(str(model_dir))
     generate = model.signatures["generate_seeded"]
-    # data.pkl stores (N, C, T, 1); the signature takes the raw trials without the trailing axis.
+    # A set stores (N, C, T, 1); the signature takes the raw trials without the trailing axis.
     eeg = tf.constant(trials[args.trials][..., 0], tf.float32)
     outputs = generate(eeg=eeg, seed=tf.constant(args.seed, tf.int64))
 
-    class_names = splits.class_names or _exported_class_names(model_dir)
+    class_names = exported.get("class_names") or splits.class_names
     out_dir = Path(args.out)
     for index, image in zip(args.trials, outputs["images"]):
         label = int(labels[index])
@@ -70,12 +81,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _exported_class_names(model_dir: Path) -> list[str] | None:
-    """The class names recorded at export, when the data file does not name its classes."""
+def _signature(model_dir: Path) -> dict:
+    """The export's signature.json (shapes, normalisation, class names), or {} without one."""
     path = model_dir / "signature.json"
     if not path.is_file():
-        return None
-    return json.loads(path.read_text(encoding="utf-8")).get("class_names")
+        return {}
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 
@@ -129,7 +130,11 @@ def test_pipeline_config_flags():
     parser = argparse.ArgumentParser()
     add_config_arguments(parser, PipelineConfig)
     config = config_from_args(PipelineConfig, parser.parse_args(["--run", "r", "--set", "digit"]))
-    assert config.set == "digit" and config.profile == "demo"
+    # Without --profile a set runs with its own profile, else demo.
+    assert config.set == "digit" and config.profile is None and config.chosen_profile == "demo"
+    assert dataclasses.replace(config, set="cvpr40-synthetic").chosen_profile == "cvpr40"
+    assert dataclasses.replace(config, set="cvpr40-synthetic", profile="smoke").chosen_profile == \
+        "smoke"
 
 
 def test_atomic_write_keeps_old_file_on_failure(tmp_path):

@@ -462,9 +462,10 @@ def test_original_export_refuses_wrong_channel_count_naming_the_shape(original_e
 
     out, model = original_export
     raw = np.load(fixture_file("original_encoder_reference.npz"))["raw"][:2, :13, :, 0]
+    from eeg2image_tf.serving.module import EEG_SHAPE_HINT
+
     with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(
-            "eeg must have shape [batch, 14, 32] (raw trials of data.pkl without the trailing axis "
-            "of size 1), got] [2 13 32]")):
+            f"eeg must have shape [batch, 14, 32]{EEG_SHAPE_HINT}, got] [2 13 32]")):
         model.signatures["generate_seeded"](eeg=raw, seed=tf.constant(1, tf.int64))
     metadata = json.loads((out / "signature.json").read_text())
     assert "[batch, 14, 32]" in metadata["errors"]["wrong eeg shape"]
@@ -620,3 +621,23 @@ def test_images_to_uint8_truncates_like_numpy():
     expected = np.clip((floats * 0.5 + 0.5) * 255, 0, 255).astype(np.uint8)
     np.testing.assert_array_equal(images_to_uint8(tf.constant(floats)).numpy(), expected)
     assert expected.min() == 0 and expected.max() == 255
+
+
+def test_serve_client_refuses_trials_of_another_shape_before_loading(run_data, tmp_path, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("serve_client", EXAMPLE_CLIENT)
+    client = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(client)
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "saved_model.pb").write_bytes(b"")       # never loaded: the check comes first
+    (export / "signature.json").write_text(json.dumps({"model": {"num_channels": 128,
+                                                                 "num_samples": 440}}))
+    code = run_main(client.main, ["--model", str(export), "--data", str(run_data),
+                                  "--out", str(tmp_path / "pngs")])
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and len(error.splitlines()) == 1
+    assert error == (f"error: {run_data}: trials of {NUM_CHANNELS} channels x {NUM_SAMPLES} samples, "
+                     f"but the model at {export} takes 128 x 440")
+    assert not (tmp_path / "pngs").exists()

@@ -17,7 +17,7 @@ from eeg2image_tf.workflow import pipeline
 
 def test_profiles_cover_every_stage():
     stage_keys = {"encoder", "select", "classifier", "gan", "generate", "evaluate"}
-    for name in ("paper", "demo", "quality", "smoke"):
+    for name in ("paper", "demo", "quality", "smoke", "cvpr40"):
         assert stage_keys <= set(PROFILES[name]), name
         # every override names a real field of its stage's config
         if "curve" in PROFILES[name]:
@@ -89,6 +89,26 @@ def test_smoke_pipeline_runs_every_stage_then_skips_them(tmp_path, capsys):
     assert result.returncode == 2
     assert result.stderr.strip().startswith("error: ") and "another config" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_built_in_set_without_a_profile_runs_with_its_own(tmp_path, capsys):
+    sizes = ["--set-stage", "data.n_train=80", "--set-stage", "data.n_test=40",
+             "--set-stage", "data.images_per_class=2", "--set-stage", "data.test_images_per_class=1"]
+    args = ["--run", str(tmp_path / "run"), "--set", "cvpr40-synthetic", "--data-root",
+            str(tmp_path / "data"), "--stages", "data", *sizes]
+    assert pipeline_command.main(args) == 0
+    out = capsys.readouterr().out
+    assert "[pipeline] profile cvpr40 (the 'cvpr40-synthetic' set's own; --profile chooses " \
+           "another)" in out and "(cvpr40 profile, 'cvpr40-synthetic' set)" in out
+    for record in ("pipeline.json", "config.json"):
+        assert json.loads((tmp_path / "run" / record).read_text())["profile"] == "cvpr40", record
+    # Naming the profile it chose is the same run; an explicit profile wins over the set's.
+    assert pipeline_command.main(args + ["--profile", "cvpr40"]) == 0
+    capsys.readouterr()
+    args[1] = str(tmp_path / "other")
+    assert pipeline_command.main(args + ["--profile", "demo"]) == 0
+    assert "[pipeline] profile" not in capsys.readouterr().out
+    assert json.loads((tmp_path / "other" / "pipeline.json").read_text())["profile"] == "demo"
 
 
 def test_precision_resolves_per_stage(tmp_path, monkeypatch):
@@ -171,3 +191,42 @@ def test_set_stage_flag_is_repeatable_and_round_trips_through_config_json(tmp_pa
     prepare_run_dir(config, tmp_path)                # the same settings resume
     with pytest.raises(ConfigError, match="set_stage"):
         prepare_run_dir(plain, tmp_path)
+
+
+# Expected: as above, the generator barely trained makes near-identical images.
+@pytest.mark.filterwarnings("ignore:Number of distinct clusters:sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.slow
+def test_a_set_of_another_shape_runs_the_chain_with_what_it_records(tmp_path):
+    """8 channels x 20 samples, 5 unnamed classes, zero-centred with ``zscore`` recorded, a stimulus
+    and a subject per trial: every stage runs on what the set records, and the SavedModel says so."""
+    from set_records_support import CLASSES, NUM_CHANNELS, NUM_SAMPLES, write_recorded_set
+
+    data_root = tmp_path / "data"
+    recorded = write_recorded_set(data_root, "mine")
+    run = tmp_path / "run"
+    config = pipeline.PipelineConfig(
+        run=str(run), set="mine", data_root=str(data_root), profile="smoke",
+        set_stage=("gan.pairing=stimulus", "encoder.batch_size=40"))
+    state = pipeline.run_pipeline(config, stages=[name for name in pipeline.PIPELINE_STAGES
+                                                  if name != "curve"])
+    assert state["stages"]["data"]["data"] == recorded["data"]
+    for stage in ("encoder", "gan"):
+        recorded_config = json.loads((run / stage / "config.json").read_text())
+        assert recorded_config["normalisation"] == "zscore", stage
+    assert json.loads((run / "encoder" / "config.json").read_text())["n_clusters"] == len(CLASSES)
+    assert json.loads((run / "gan" / "config.json").read_text())["pairing"] == "stimulus"
+
+    evaluation = json.loads((run / "gan" / "metrics.json").read_text())["evaluation"]
+    assert set(evaluation["per_subject"]["subjects"]) == {"1", "2"}
+    assert sum(s["generated_images"] for s in evaluation["per_subject"]["subjects"].values()) == \
+        evaluation["generated"]["count"]
+    assert (run / "gan" / "figures" / "stimuli.png").is_file()
+
+    signature = json.loads((run / "saved_model" / "signature.json").read_text())
+    assert (signature["model"]["num_channels"], signature["model"]["num_samples"],
+            signature["model"]["normalisation"]) == (NUM_CHANNELS, NUM_SAMPLES, "zscore")
+    # The set names no classes: the GAN's image folders do.
+    assert signature["class_names"] == list(CLASSES)
+    eeg = signature["signatures"]["generate"]["inputs"]["eeg"]
+    assert eeg["shape"] == [None, NUM_CHANNELS, NUM_SAMPLES]
+    assert "Emotiv" not in json.dumps(signature) and "'zscore' normalisation" in eeg["range"]

@@ -17,13 +17,13 @@ from .classifier import build_classifier, load_image_classifier
 from .convert import convert_original_encoder, convert_original_gan, import_original
 from .original import OriginalGAN, load_original_encoder, load_original_gan
 from .ours import (EMA_OBJECT, ENCODER_KIND, FORMAT, GAN_KIND, LoadedGAN, ResolvedCheckpoint,
-                   checkpoint_has_ema, load_encoder, load_gan, resolve_checkpoint,
+                   checkpoint_has_ema, encoder_normalisation, load_encoder, load_gan, resolve_checkpoint,
                    save_encoder_weights, save_gan_weights, write_model_record)
 
 __all__ = [
     "EMA_OBJECT", "ENCODER_KIND", "FORMAT", "GAN_KIND", "LoadedGAN", "OriginalGAN",
     "ResolvedCheckpoint", "average_gan", "build_classifier", "checkpoint_has_ema",
-    "convert_original_encoder", "convert_original_gan", "generator_weights", "import_original",
+    "convert_original_encoder", "convert_original_gan", "encoder_normalisation", "generator_weights", "import_original",
     "kept_checkpoints", "latest_checkpoint_in", "load_encoder", "load_gan",
     "load_image_classifier", "load_original_encoder", "load_original_gan", "mean_weights",
     "resolve_checkpoint", "save_encoder_weights", "save_gan_weights", "write_averaged_run",

@@ -149,6 +149,22 @@ def _architecture_beside(prefix: str, kind: str) -> dict:
     return {}
 
 
+def encoder_normalisation(path: str | Path) -> Optional[str]:
+    """The normalisation the encoder at ``path`` (any place :func:`load_encoder` accepts) was
+    trained with, as its run's ``config.json`` records it; None when no run records one, or there
+    is no checkpoint there (loading it says so)."""
+    try:
+        directory = Path(resolve_checkpoint(path, ENCODER_KIND).prefix).parent
+    except CheckpointError:
+        return None
+    config_path = directory.parent / CONFIG_FILE
+    if directory.name != CHECKPOINT_DIR or not config_path.exists():
+        return None
+    config = _read_json(config_path)
+    method = config.get("normalisation") if isinstance(config, dict) else None
+    return method if isinstance(method, str) else None
+
+
 def resolve_checkpoint(path: str | Path, kind: str = ENCODER_KIND) -> ResolvedCheckpoint:
     """Turn a run directory, checkpoint directory or prefix into a prefix plus recorded sizes.
 

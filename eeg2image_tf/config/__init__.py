@@ -14,21 +14,21 @@ Nothing here loads TensorFlow or reads a file other than a recorded config.
 from .base import Config, config_from_dict, config_to_dict, fill_missing_fields, flag_of
 from .cli import (add_config_arguments, add_force, command_parser, config_from_args, parse_config,
                   quiet_tensorflow)
-from .commands import (COLLECTIVE_TIMEOUT_S, PRECISION_HELP, PROFILES, AverageConfig, CurveConfig,
-                       EncoderTrainConfig, EvaluateConfig, ExportConfig, GanTrainConfig,
-                       GenerateConfig, ImageClassifierConfig, ImportOriginalConfig, PipelineConfig,
-                       PrepareDataConfig, SelectEncoderConfig)
-from .rules import (AUGMENT_POLICIES, PRECISIONS, PREPROCESS_METHODS, SPLIT_ORDERS, STRATEGIES,
-                    unwrap_optional)
+from .commands import (COLLECTIVE_TIMEOUT_S, DEFAULT_PROFILE, PRECISION_HELP, PROFILES, SET_PROFILES,
+                       AverageConfig, CurveConfig, EncoderTrainConfig, EvaluateConfig, ExportConfig,
+                       GanTrainConfig, GenerateConfig, ImageClassifierConfig, ImportOriginalConfig,
+                       PipelineConfig, PrepareDataConfig, SelectEncoderConfig)
+from .rules import (AUGMENT_POLICIES, PAIRINGS, PRECISIONS, PREPROCESS_METHODS, SPLIT_ORDERS,
+                    STRATEGIES, unwrap_optional)
 
 __all__ = [
     "Config", "config_from_dict", "config_to_dict", "fill_missing_fields", "flag_of",
     "add_config_arguments", "add_force", "command_parser", "config_from_args", "parse_config",
     "quiet_tensorflow",
-    "COLLECTIVE_TIMEOUT_S", "PRECISION_HELP", "PROFILES", "AverageConfig", "CurveConfig",
+    "COLLECTIVE_TIMEOUT_S", "DEFAULT_PROFILE", "PRECISION_HELP", "PROFILES", "SET_PROFILES", "AverageConfig", "CurveConfig",
     "EncoderTrainConfig", "EvaluateConfig", "ExportConfig", "GanTrainConfig", "GenerateConfig",
     "ImageClassifierConfig", "ImportOriginalConfig", "PipelineConfig", "PrepareDataConfig",
     "SelectEncoderConfig",
-    "AUGMENT_POLICIES", "PRECISIONS", "PREPROCESS_METHODS", "SPLIT_ORDERS", "STRATEGIES",
+    "AUGMENT_POLICIES", "PAIRINGS", "PRECISIONS", "PREPROCESS_METHODS", "SPLIT_ORDERS", "STRATEGIES",
     "unwrap_optional",
 ]

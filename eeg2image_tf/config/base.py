@@ -45,6 +45,10 @@ class Config:
     LEGACY_FIELD_VALUES: ClassVar[dict[str, Any]] = {}
     # The class's own rule of a field, over FIELD_RULES.
     RULES: ClassVar[dict[str, Rule]] = {}
+    # Fields whose None leaves the value to the data (the set, the encoder run): the run records
+    # the value it used, and None matches any recorded value (the library call then compares the
+    # value it decides).
+    OPEN_FIELDS: ClassVar[tuple[str, ...]] = ()
 
     # ----------------------------------------------------------------------------------------------
     # Checks
@@ -95,7 +99,8 @@ class Config:
 
     def differences(self, recorded: dict[str, Any]) -> list[str]:
         """``"field: recorded -> self"`` for every compared field that differs."""
-        ignore = set(self.RESUMABLE_FIELDS) | set(self.LOCATION_FIELDS)
+        ignore = set(self.RESUMABLE_FIELDS) | set(self.LOCATION_FIELDS) | \
+            {name for name in self.OPEN_FIELDS if getattr(self, name) is None}
         old = fill_missing_fields(type(self), dict(recorded))
         new = config_to_dict(self)
         keys = sorted((set(old) | set(new)) - ignore)

@@ -53,12 +53,12 @@ class PrepareDataConfig(Config):
     mode: str
     out: str
     source: Optional[str] = None         # convert: the data.pkl; eegcvpr40: the dataset .pth
-    splits: Optional[str] = None         # eegcvpr40: the splits .pth (block_splits_by_image_*.pth)
+    splits_file: Optional[str] = None    # eegcvpr40 (--splits): block_splits_by_image_*.pth
     split_num: int = 0                   # eegcvpr40: which split of the file
     subject: int = 0                     # eegcvpr40: 0 = every subject, else that subject only
     window: tuple[int, int] = (20, 460)  # eegcvpr40: samples [start, end) of each trial
     images: Optional[str] = None         # eegcvpr40: ImageNet-style root of <wnid>/<name>.JPEG
-    set_name: str = "char"               # synthetic: digit | char
+    set_name: str = "char"               # synthetic: digit | char | cvpr40-synthetic
     seed: int = 45
     n_train: int = 2500
     n_test: int = 600
@@ -68,14 +68,14 @@ class PrepareDataConfig(Config):
     RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ()
     LOCATION_FIELDS: ClassVar[tuple[str, ...]] = ("out",)
     RULES = {"mode": one_of(("synthetic", "convert", "eegcvpr40")),
-             "splits": NOT_EMPTY,        # a path here, not Inception Score's split count
+             "splits_file": NOT_EMPTY,
              "split_num": at_least(0), "subject": at_least(0),
              "window": Rule(lambda w: 0 <= w[0] < w[1], "START END with 0 <= START < END")}
 
     def check_together(self) -> None:
         if self.mode == "convert" and not self.source:
             raise ConfigError("prepare_data: --convert needs the data.pkl to read")
-        if self.mode == "eegcvpr40" and not (self.source and self.splits):
+        if self.mode == "eegcvpr40" and not (self.source and self.splits_file):
             raise ConfigError("prepare_data: --eegcvpr40 needs the dataset .pth and --splits")
 
 
@@ -94,17 +94,19 @@ class EncoderTrainConfig(Config):
     max_to_keep: Optional[int] = None   # None keeps every checkpoint, as the original does
     feature_dim: int = 128
     hidden: int = 32
-    normalisation: str = "original"     # "original" (docs/method.md section 2) or "zscore"
-    n_clusters: int = 10
+    # original (docs/method.md section 2) | zscore; None: the set's record, else original
+    normalisation: Optional[str] = None
+    n_clusters: Optional[int] = None    # None: the set's class count (runs record the values used)
     kmeans_random_state: int = 45
     jit: bool = False                   # same numbers; XLA's CPU sort makes the loss slower
-    unroll: bool = True                 # LSTM time steps written out: same numbers, a little faster
+    unroll: bool = True                 # LSTM steps written out (trials <= 64 samples): a little faster
     time_budget_s: Optional[float] = None  # stop (with a checkpoint) after this wall time
     strategy: str = _strategy_field()
     collective_timeout_s: float = _collective_timeout_field()
 
     RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ("epochs", "time_budget_s", "max_to_keep", "jit",
                                                    "unroll", "strategy", "collective_timeout_s")
+    OPEN_FIELDS: ClassVar[tuple[str, ...]] = ("normalisation", "n_clusters")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,7 +114,7 @@ class SelectEncoderConfig(Config):
     """``select_encoder``: k-means accuracy of every checkpoint's test features, t-SNE of the best."""
 
     run: str
-    n_clusters: int = 10
+    n_clusters: Optional[int] = None    # None: the encoder run's (recorded as used)
     random_state: int = 45
     tsne_perplexity: float = 40.0
     tsne_iterations: int = 700
@@ -154,7 +156,10 @@ class GanTrainConfig(Config):
     max_to_keep: int = 3
     max_steps: Optional[int] = None     # stop after this many steps in total (None: epochs decide)
     time_budget_s: Optional[float] = None
-    normalisation: str = "original"
+    normalisation: Optional[str] = None  # None: the encoder run's, else the set's (recorded as used)
+    # class: the original's (a fixed random image of the trial's class) | stimulus: each trial's own
+    # recorded stimulus (a set with image_train)
+    pairing: str = "class"
     # Modes of the two networks in the G step. The defaults are what the authors' code ran
     # (docs/method.md section 7): their Generator.call and Discriminator.call are tf.functions
     # without a training argument, so the first trace of each (in the D step: G with
@@ -176,6 +181,7 @@ class GanTrainConfig(Config):
         "epochs", "max_steps", "time_budget_s", "checkpoint_every", "sample_every", "max_to_keep",
         "jit", "strategy", "collective_timeout_s", "fast_discriminator", "fused_batch_norm",
         "matmul_convs", "precision")
+    OPEN_FIELDS: ClassVar[tuple[str, ...]] = ("normalisation",)
     # Runs recorded before a field existed ran with these values (not the field's current default).
     LEGACY_FIELD_VALUES: ClassVar[dict[str, Any]] = {"generator_training": True,
                                                      "discriminator_training_in_g_step": False,
@@ -322,7 +328,7 @@ class ExportConfig(Config):
     class_set: Optional[str] = None     # digit | char | image
     num_channels: Optional[int] = None
     num_samples: Optional[int] = None
-    normalisation: Optional[str] = None
+    normalisation: Optional[str] = None     # the run's (must agree); published checkpoints: the set's
     ema: bool = True                    # the run's weight-averaged generator when it has one
     force: bool = False                 # replace the export of another run in ``out``
 
@@ -365,7 +371,9 @@ class PipelineConfig(Config):
     run: str
     set: str = "char"
     data_root: str = "data"
-    profile: str = "demo"
+    profile: Optional[str] = dataclasses.field(default=None, metadata={
+        "help": "paper | demo | quality | smoke | cvpr40; None: the set's own (cvpr40 for "
+                "cvpr40-synthetic), else demo"})
     seed: int = 45
     inception_graph: Optional[str] = None
     inception_weights: Optional[str] = None
@@ -388,8 +396,14 @@ class PipelineConfig(Config):
     RULES = {"precision": one_of(("profile",) + PRECISIONS)}
 
     def check_together(self) -> None:
-        if self.profile not in PROFILES:
+        if self.profile is not None and self.profile not in PROFILES:
             raise ConfigError(f"unknown profile {self.profile!r}: use {', '.join(PROFILES)}")
+
+    @property
+    def chosen_profile(self) -> str:
+        """The profile the stages run with: ``profile`` when given, else the set's own
+        (:data:`SET_PROFILES`), else ``demo``."""
+        return self.profile or SET_PROFILES.get(self.set, DEFAULT_PROFILE)
 
 
 # Overrides of each stage's config per profile. ``paper`` is the original everywhere. ``demo`` fits
@@ -443,3 +457,12 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "curve": {"per_class": 50, "precision": "auto"},
     },
 }
+# The profile of a pipeline without --profile: the set's own where it has one.
+DEFAULT_PROFILE = "demo"
+SET_PROFILES = {"cvpr40-synthetic": "cvpr40"}
+# EEGCVPR40's shape: demo's settings where they fit, by measurement (docs/datasets-results.md).
+PROFILES["cvpr40"] = {**PROFILES["demo"], "classifier": {"epochs": 20},
+                      "encoder": {"epochs": 20, "batch_size": 128, "learning_rate": 3e-3,
+                                  "checkpoint_every": 5, "time_budget_s": 240.0},
+                      "gan": {**PROFILES["demo"]["gan"], "pairing": "stimulus"},
+                      "generate": {"per_class": 25, "precision": "auto"}}

@@ -33,6 +33,9 @@ STRATEGIES = ("auto", "mirrored", "multiworker", "default")
 # DiffAugment policies (eeg2image_tf.training.augment.AUGMENTATIONS); a policy string names some of
 # them, comma separated ("" for none).
 AUGMENT_POLICIES = ("color", "translation", "cutout")
+# What image each training trial is paired with in the GAN (eeg2image_tf.training.gan_data):
+# the original's fixed random image of its class, or the stimulus the set records for it.
+PAIRINGS = ("class", "stimulus")
 # How the Inception Score splits its images (eeg2image_tf.evaluation.metrics).
 SPLIT_ORDERS = ("mixed", "class-sorted")
 # The image classifier's input side: its five 2x2 poolings leave one pixel of a 32 x 32 image
@@ -112,6 +115,7 @@ FIELD_RULES: dict[str, Rule] = {
     "precision": one_of(PRECISIONS),
     "normalisation": one_of(PREPROCESS_METHODS),
     "strategy": one_of(STRATEGIES),
+    "pairing": one_of(PAIRINGS),
     "policy": names_from(AUGMENT_POLICIES),
     "split_order": one_of(SPLIT_ORDERS),
 }

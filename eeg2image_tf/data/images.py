@@ -97,6 +97,24 @@ def list_split_folders(root: str | os.PathLike, splits: Sequence[str]) -> tuple[
     return folders
 
 
+def known_class_names(folder: Optional[str | os.PathLike], set_names: Optional[Sequence[str]],
+                      num_classes: int, source: str) -> Optional[tuple[str, ...]]:
+    """The class names of a run: its training image ``folder``'s (what the GAN was paired with),
+    else the EEG set's ``set_names``, else None. Raises :class:`DataError` when their count is not
+    the set's ``num_classes`` (``source`` names the set)."""
+    if folder is not None:
+        names = list_image_folder(folder, set_names).class_names
+        if len(names) != num_classes:
+            raise DataError(f"{folder}: {len(names)} class folders but the EEG set has "
+                            f"{num_classes} classes")
+        return names
+    if set_names:
+        if len(set_names) != num_classes:
+            raise DataError(f"{source}: {len(set_names)} class names for {num_classes} classes")
+        return tuple(set_names)
+    return None
+
+
 def load_image(path: str | os.PathLike, size: int = 128) -> np.ndarray:
     """Decode one image as RGB float32 ``(size, size, 3)`` in ``[-1, 1]``.
 
@@ -174,6 +192,43 @@ def pair_images(eeg_labels: Sequence[int] | np.ndarray, image_labels: Sequence[i
     for trial, label in enumerate(eeg_labels.tolist()):
         pairs[trial] = rng.choice(candidates[label], size=(1,), replace=True)[0]
     return pairs
+
+
+def stimulus_images(relative: Sequence[str], roots: Sequence[str | os.PathLike],
+                    labels: Optional[np.ndarray] = None,
+                    class_names: Optional[Sequence[str]] = None,
+                    source: str = "image_train") -> tuple[tuple[str, ...], np.ndarray]:
+    """Each trial's own stimulus image (``--pairing stimulus``), found under the first of ``roots``
+    that holds it.
+
+    ``relative[i]``: trial ``i``'s image as ``<ClassFolder>/<file>`` relative to an image root (a
+    set's ``image_*`` key). With ``labels`` and ``class_names`` (the image folder's classes), the
+    class folder of every stimulus must be the trial's class. Returns the distinct files (sorted)
+    and int64 ``(N,)`` indices of each trial's file among them. Raises :class:`DataError` (naming
+    ``source`` and the trial) for an absolute path or one leaving the root, a file not found, or a
+    stimulus of another class.
+    """
+    relative = [str(path) for path in relative]
+    names, first_trials, index = np.unique(np.asarray(relative, dtype=np.str_), return_index=True,
+                                           return_inverse=True)
+    roots = [Path(root) for root in roots]
+    found: list[str] = []
+    for name, trial in zip(names.tolist(), first_trials.tolist()):
+        parts = Path(name).parts
+        if not parts or Path(name).is_absolute() or ".." in parts:
+            raise DataError(f"{source}[{trial}] is {name!r}; expected a path inside the image "
+                            "folder, as <ClassFolder>/<file>")
+        if labels is not None and class_names is not None and len(parts) > 1:
+            wanted = class_names[int(labels[trial])]
+            if parts[0] != wanted:
+                raise DataError(f"{source}[{trial}] is {name!r}, in class folder {parts[0]!r}, but "
+                                f"the trial's label {int(labels[trial])} is class {wanted!r}")
+        path = next((root / name for root in roots if (root / name).is_file()), None)
+        if path is None:
+            raise DataError(f"{source}[{trial}]: stimulus {name!r} not found under "
+                            f"{' or '.join(str(root) for root in roots)}")
+        found.append(str(path))
+    return tuple(found), index.astype(np.int64).reshape(-1)
 
 
 def _as_labels(labels, what: str) -> np.ndarray:

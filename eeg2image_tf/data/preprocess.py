@@ -8,6 +8,10 @@ meaningless, so that is an error naming the trial.
 ``zscore``: per trial and channel, subtract the mean over time and divide by the (population)
 standard deviation; a flat channel becomes zeros. Suits zero-centred EEG.
 
+A set may record the normalisation it needs (``EEGSplits.normalisation``: EEGCVPR40's band-pass
+filtered, standardised files need ``zscore``); training, export and serving follow it unless told
+otherwise (:func:`resolve_normalisation`).
+
 ``original`` computes in float32 (bit-identical to the authors' output on the reference trials);
 ``zscore`` in float64, cast to float32 at the end. TensorFlow is imported inside the functions so
 that ``import eeg2image_tf.data`` stays cheap.
@@ -15,15 +19,40 @@ that ``import eeg2image_tf.data`` stays cheap.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
 from ..config import PREPROCESS_METHODS
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 
 _POSITIVE_HINT = ("the original normalisation needs positive raw Emotiv values; "
                   "use --normalisation zscore (method='zscore') for zero-centred EEG")
+
+
+def resolve_normalisation(requested: Optional[str], recorded: Optional[str],
+                          source: str = "the data set") -> str:
+    """The normalisation to use: ``requested`` (a command's ``--normalisation``) when given, else
+    the one the set records (``EEGSplits.normalisation``), else ``original`` (ThoughtViz's).
+
+    An explicit request wins over the set's record (the run then records what it used, and every
+    later stage follows the run); :func:`normalisation_note` words the difference for the log.
+    Raises :class:`ConfigError` for a name that is not a method.
+    """
+    method = requested or recorded or "original"
+    if method not in PREPROCESS_METHODS:
+        named = "--normalisation" if requested else f"{source} records normalisation"
+        raise ConfigError(f"{named} {method!r} is not one of {', '.join(PREPROCESS_METHODS)}")
+    return method
+
+
+def normalisation_note(requested: Optional[str], recorded: Optional[str],
+                       source: str) -> Optional[str]:
+    """One log line when an explicit ``--normalisation`` overrides the set's record, else None."""
+    if requested and recorded and requested != recorded:
+        return (f"note: {source} records normalisation {recorded!r}; using --normalisation "
+                f"{requested!r} as given")
+    return None
 
 
 def _check_method(method: str) -> None:

@@ -27,20 +27,19 @@ split of another version is refused rather than mixed (:func:`check_synthetic_im
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import cv2
 import numpy as np
 
 from ..errors import DataError, Eeg2ImageError
-from ..io_utils import (atomic_write_bytes, atomic_write_json, check_writable_dir, file_sha256,
-                        read_json)
+from ..io_utils import (atomic_path, atomic_write_bytes, atomic_write_json, check_writable_dir,
+                        file_sha256, read_json)
 from ..runs import EEG_DIR, EEG_FILE, IMAGES_DIR, TEST_SPLIT, TRAIN_SPLIT
 from .thoughtviz import CLASS_NAMES
 
@@ -317,7 +316,7 @@ def _write_png(path: Path, rgb: np.ndarray) -> None:
     atomic_write_bytes(path, encoded.tobytes())
 
 
-def _image_file_name(class_name: str, index: int) -> str:
+def image_file_name(class_name: str, index: int) -> str:
     return f"{class_name}_{index:04d}.png"
 
 
@@ -370,7 +369,7 @@ def check_synthetic_images(split_root: str | os.PathLike, class_names: tuple[str
                     "folder to rebuild it, or use another data root")
 
 
-def _check_image_root(split_root: Path, class_names: tuple[str, ...], flag: str = "--out") -> None:
+def check_image_root(split_root: Path, class_names: tuple[str, ...], flag: str = "--out") -> None:
     """Refuse to mix two sets' class folders (natsort over all of them would shift class indices)
     or two renderers' images."""
     if not split_root.is_dir():
@@ -399,32 +398,49 @@ def _recorded_digests(eeg_dir: Path) -> list[str]:
     return [recorded] if isinstance(recorded, str) else list(recorded)
 
 
-def _check_eeg_folder(eeg_dir: Path, flag: str) -> None:
-    """Refuse an EEG set folder holding what the built-in set did not write: a ``data.pkl`` that
-    is not the one its ``synthetic.json`` records (real data), or any other file (a ``data.npz``,
-    which the loaders would read instead)."""
+def _check_eeg_folder(eeg_dir: Path, flag: str, eeg_name: str = EEG_FILE) -> None:
+    """Refuse an EEG set folder holding what the built-in set did not write: an ``eeg_name`` file
+    (its ``data.pkl``, or ``data.npz``) that is not the one its ``synthetic.json`` records (real
+    data), or any other file (for ``data.pkl``, a ``data.npz``, which the loaders would read
+    instead)."""
     if not eeg_dir.exists():
         return
     if not eeg_dir.is_dir():
         raise DataError(f"{eeg_dir}: exists and is not a directory; write the built-in set to "
                         f"another {flag}")
     names = sorted(p.name for p in eeg_dir.iterdir() if not p.name.startswith("."))
-    foreign = [name for name in names if name not in (EEG_FILE, SYNTHETIC_MARKER)]
-    if EEG_FILE in names and file_sha256(eeg_dir / EEG_FILE) not in _recorded_digests(eeg_dir):
-        foreign.insert(0, EEG_FILE)
+    foreign = [name for name in names if name not in (eeg_name, SYNTHETIC_MARKER)]
+    if eeg_name in names and file_sha256(eeg_dir / eeg_name) not in _recorded_digests(eeg_dir):
+        foreign.insert(0, eeg_name)
     _refuse_foreign(eeg_dir, foreign, flag)
 
 
+def write_recorded_eeg(eeg_path: Path, write: Callable[[Path], None], set_name: str,
+                       seed: int) -> Path:
+    """Write a built-in set's EEG file with ``write(temporary path)``; its SHA-256 goes into the
+    folder's ``synthetic.json`` before the file takes its name (with the digest of the file it
+    replaces), so whatever instant a crash hits, the file there is one the record names."""
+    kept = [file_sha256(eeg_path)] if eeg_path.exists() else []
+    with atomic_path(eeg_path) as tmp:
+        write(tmp)
+        atomic_write_json(eeg_path.parent / SYNTHETIC_MARKER, {
+            "set": set_name, "seed": seed,
+            "sha256": list(dict.fromkeys([file_sha256(tmp)] + kept))})
+    return eeg_path
+
+
 def write_class_images(split_root: Path, class_names: tuple[str, ...], per_class: int,
-                       rng: np.random.Generator, set_name: str = "char") -> int:
+                       rng: np.random.Generator, set_name: str = "char",
+                       render: Optional[Callable[[str, np.random.Generator], np.ndarray]] = None) -> int:
     """Write ``per_class`` PNGs into each ``split_root/<Class>/``; remove older ones of ours beyond them.
 
-    ``set_name`` picks the renderer (:data:`RENDERERS`). ``split_root/synthetic.json`` records the
+    ``render(class_name, rng) -> RGB uint8`` draws one image; by default ``set_name`` picks it
+    (:data:`RENDERERS`). ``split_root/synthetic.json`` records the
     renderer version, written first so that an interrupted write is still recognised as ours.
     Rendering stays in this thread, in a fixed order, so the random stream (and every byte) is
     reproducible; encoding and the fsync of each atomic write overlap on a few threads.
     """
-    render = RENDERERS[set_name]
+    render = render or RENDERERS[set_name]
     split_root.mkdir(parents=True, exist_ok=True)
     atomic_write_json(split_root / SYNTHETIC_MARKER, {"renderer_version": RENDERER_VERSION,
                                                       "set": set_name})
@@ -435,11 +451,11 @@ def write_class_images(split_root: Path, class_names: tuple[str, ...], per_class
             folder.mkdir(parents=True, exist_ok=True)
             for k in range(per_class):
                 image = render(class_name, rng)
-                pending.append(pool.submit(_write_png, folder / _image_file_name(class_name, k), image))
+                pending.append(pool.submit(_write_png, folder / image_file_name(class_name, k), image))
         for future in pending:
             future.result()
     for class_name in class_names:
-        wanted = {_image_file_name(class_name, k) for k in range(per_class)}
+        wanted = {image_file_name(class_name, k) for k in range(per_class)}
         for stale in _our_image_files(split_root, (class_name,)):
             if stale.name not in wanted:
                 stale.unlink()
@@ -453,12 +469,20 @@ def write_class_images(split_root: Path, class_names: tuple[str, ...], per_class
 def check_synthetic_root(out_root: str | os.PathLike, set_name: str, flag: str = "--out") -> None:
     """Refuse, writing nothing, a data root that :func:`write_synthetic_set` may not write: not
     writable, or holding files it did not write (``flag``: the option naming ``out_root``)."""
+    check_builtin_root(out_root, set_name, _class_names(set_name), (TRAIN_SPLIT, TEST_SPLIT),
+                       EEG_FILE, flag)
+
+
+def check_builtin_root(out_root: str | os.PathLike, set_name: str, class_names: tuple[str, ...],
+                       splits: tuple[str, ...], eeg_name: str, flag: str = "--out") -> None:
+    """Refuse, writing nothing, a data root a built-in set may not be written to: not writable, or
+    holding in ``eeg/<set_name>/`` or ``images/<split>/`` (each of ``splits``) files the built-in
+    set did not write; ``eeg_name``: the set's EEG file (``data.pkl`` or ``data.npz``)."""
     out_root = Path(out_root)
-    class_names = _class_names(set_name)
     check_writable_dir(out_root, flag)
-    _check_eeg_folder(out_root / EEG_DIR / set_name, flag)
-    for split in (TRAIN_SPLIT, TEST_SPLIT):
-        _check_image_root(out_root / IMAGES_DIR / split, class_names, flag)
+    _check_eeg_folder(out_root / EEG_DIR / set_name, flag, eeg_name)
+    for split in splits:
+        check_image_root(out_root / IMAGES_DIR / split, class_names, flag)
 
 
 def write_synthetic_set(out_root: str | os.PathLike, set_name: str = "char", seed: int = 45,
@@ -489,12 +513,7 @@ def write_synthetic_set(out_root: str | os.PathLike, set_name: str = "char", see
     eeg_path = eeg_dir / EEG_FILE
     # Protocol 2, as the ThoughtViz release; our restricted unpickler reads it.
     payload = pickle.dumps(arrays, protocol=2)
-    # The record first: whatever instant a crash hits, the data.pkl there is one it names.
-    kept = [file_sha256(eeg_path)] if eeg_path.exists() else []
-    atomic_write_json(eeg_dir / SYNTHETIC_MARKER, {
-        "set": set_name, "seed": seed,
-        "sha256": list(dict.fromkeys([hashlib.sha256(payload).hexdigest()] + kept))})
-    atomic_write_bytes(eeg_path, payload)
+    write_recorded_eeg(eeg_path, lambda tmp: tmp.write_bytes(payload), set_name, seed)
 
     image_rng = np.random.default_rng([seed, SYNTHETIC_SETS.index(set_name), 1])
     counts = {split: write_class_images(image_roots[split], class_names, per_class, image_rng,

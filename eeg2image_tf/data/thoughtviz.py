@@ -177,6 +177,13 @@ def save_npz(splits: EEGSplits, path: str | os.PathLike, one_hot: bool = False) 
     reads it back unchanged.
     """
     path = Path(path)
+    with atomic_path(path, suffix=".npz") as tmp:
+        write_npz(splits, tmp, one_hot)
+    return path
+
+
+def write_npz(splits: EEGSplits, path: str | os.PathLike, one_hot: bool = False) -> None:
+    """:func:`save_npz`'s file, written in place at ``path`` (callers that make it atomic)."""
     arrays: dict[str, np.ndarray] = {}
     for split in SPLITS:
         if getattr(splits, f"x_{split}") is not None:
@@ -190,11 +197,9 @@ def save_npz(splits: EEGSplits, path: str | os.PathLike, one_hot: bool = False) 
     for field in ("class_names", "class_descriptions", "normalisation"):
         if getattr(splits, field) is not None:
             arrays[field] = np.array(getattr(splits, field), dtype=np.str_)
-    with atomic_path(path, suffix=".npz") as tmp:
-        with open(tmp, "wb") as handle:
-            # A file handle keeps numpy from appending ".npz" to the temporary name.
-            np.savez(handle, **arrays)
-    return path
+    with open(path, "wb") as handle:
+        # A file handle keeps numpy from appending ".npz" to the file name.
+        np.savez(handle, **arrays)
 
 
 # --------------------------------------------------------------------------------------------------

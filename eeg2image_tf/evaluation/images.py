@@ -27,10 +27,12 @@ REAL_IMAGE_SIZE = 128
 
 @dataclasses.dataclass(frozen=True)
 class ImageChunk:
-    """``images`` uint8 ``(n, H, W, 3)`` RGB; ``class_index`` int64 ``(n,)``."""
+    """``images`` uint8 ``(n, H, W, 3)`` RGB; ``class_index`` int64 ``(n,)``; ``source_trial`` int64
+    ``(n,)``, the test trial each generated image was conditioned on, when known."""
 
     images: np.ndarray
     class_index: np.ndarray
+    source_trial: Optional[np.ndarray] = None
 
 
 def uint8_to_tanh_range(images: np.ndarray) -> np.ndarray:
@@ -47,7 +49,7 @@ def generated_chunks(sources, per_class: int, batch_size: int, seed: int,
                                    latent_dim=sources.latent_dim, precision=precision):
         images = batch.images if jpeg_quality is None else jpeg_round_trip(batch.images,
                                                                             jpeg_quality)
-        yield ImageChunk(images=images, class_index=batch.class_index)
+        yield ImageChunk(images=images, class_index=batch.class_index, source_trial=batch.source_trial)
 
 
 def list_generated_folder(images_dir: str | Path,
@@ -85,6 +87,16 @@ def list_generated_folder(images_dir: str | Path,
     return [paths[i] for i in order], labels[order]
 
 
+def generated_trials(images_dir: str | Path, paths: Sequence[Path]) -> Optional[np.ndarray]:
+    """The test trial each of ``paths`` (files of a generated folder) was conditioned on, int64
+    ``(N,)``, from the folder's ``manifest.csv``; None without one."""
+    manifest = Path(images_dir) / MANIFEST_FILE
+    if not manifest.exists():
+        return None
+    trial_of = {(Path(images_dir) / row.file): row.source_trial for row in read_manifest(manifest)}
+    return np.array([trial_of[Path(path)] for path in paths], dtype=np.int64)
+
+
 def _read_rgb(path: Path) -> np.ndarray:
     try:
         data = path.read_bytes()
@@ -93,9 +105,10 @@ def _read_rgb(path: Path) -> np.ndarray:
     return decode_jpeg(data, name=str(path))
 
 
-def folder_chunks(paths: Sequence[Path], labels: np.ndarray,
-                  chunk_size: int = CHUNK_SIZE) -> Iterator[ImageChunk]:
-    """Decode ``paths`` chunk by chunk on a few threads (OpenCV releases the GIL)."""
+def folder_chunks(paths: Sequence[Path], labels: np.ndarray, chunk_size: int = CHUNK_SIZE,
+                  trials: Optional[np.ndarray] = None) -> Iterator[ImageChunk]:
+    """Decode ``paths`` chunk by chunk on a few threads (OpenCV releases the GIL); ``trials``: each
+    file's source trial (:func:`generated_trials`), when known."""
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
         for start in range(0, len(paths), chunk_size):
             images = list(pool.map(_read_rgb, paths[start:start + chunk_size]))
@@ -103,7 +116,8 @@ def folder_chunks(paths: Sequence[Path], labels: np.ndarray,
             if len(shapes) != 1:
                 raise DataError(f"{paths[start].parent.parent}: generated images of different "
                                 f"sizes {sorted(shapes)}")
-            yield ImageChunk(images=np.stack(images), class_index=labels[start:start + chunk_size])
+            yield ImageChunk(images=np.stack(images), class_index=labels[start:start + chunk_size],
+                             source_trial=None if trials is None else trials[start:start + chunk_size])
 
 
 def real_image_folder(config, sources) -> tuple[Optional[Path], str]:
@@ -161,6 +175,8 @@ class PassResult:
     classifier_probs: Optional[np.ndarray] = None
     grid: Optional[list[np.ndarray]] = None
     features: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    source_trial: Optional[np.ndarray] = None       # when every chunk knew its images' trials
+    by_trial: Optional[dict[int, list[np.ndarray]]] = None  # the first images of ``keep_trials``
 
 
 FeatureSpace = Callable[[np.ndarray], np.ndarray]
@@ -170,9 +186,11 @@ def run_pass(chunks: Iterator[ImageChunk], inception=None, classifier=None,
              grid_classes: Optional[int] = None, grid_columns: int = GRID_COLUMNS,
              total: Optional[int] = None, desc: str = "evaluate",
              show_progress: bool = False,
-             feature_spaces: Optional[Mapping[str, FeatureSpace]] = None) -> PassResult:
+             feature_spaces: Optional[Mapping[str, FeatureSpace]] = None,
+             keep_trials: Sequence[int] = (), per_trial: int = 3) -> PassResult:
     """Feed every chunk to the Inception backend, the classifier and the feature spaces; keep grid
-    samples.
+    samples, and the first ``per_trial`` images of each trial in ``keep_trials`` (chunks that know
+    their trials).
 
     ``inception.compute(uint8 0-255) -> (pool_features, probs)``;
     ``classifier.features_and_probs(float [-1, 1]) -> (features, probs)``;
@@ -181,9 +199,11 @@ def run_pass(chunks: Iterator[ImageChunk], inception=None, classifier=None,
     spaces = dict(feature_spaces or {})
     collected: dict[str, list[np.ndarray]] = {"class_index": [], "inception_features": [],
                                               "inception_probs": [], "classifier_features": [],
-                                              "classifier_probs": [],
+                                              "classifier_probs": [], "source_trial": [],
                                               **{f"space:{name}": [] for name in spaces}}
     grid = [[] for _ in range(grid_classes)] if grid_classes else None
+    by_trial: dict[int, list[np.ndarray]] = {int(trial): [] for trial in keep_trials}
+    trials_known = True
     bar = progress_bar(total, desc=desc, unit="img") if show_progress else None
     count = 0
     for chunk in chunks:
@@ -202,6 +222,13 @@ def run_pass(chunks: Iterator[ImageChunk], inception=None, classifier=None,
             for image, c in zip(chunk.images, chunk.class_index):
                 if 0 <= c < grid_classes and len(grid[c]) < grid_columns:
                     grid[c].append(image)
+        if chunk.source_trial is None:
+            trials_known = False
+        else:
+            collected["source_trial"].append(np.asarray(chunk.source_trial, dtype=np.int64))
+            for image, trial in zip(chunk.images, chunk.source_trial.tolist()):
+                if trial in by_trial and len(by_trial[trial]) < per_trial:
+                    by_trial[trial].append(image)
         count += len(chunk.images)
         if bar is not None:
             bar.update(len(chunk.images))
@@ -221,4 +248,6 @@ def run_pass(chunks: Iterator[ImageChunk], inception=None, classifier=None,
                       inception_probs=joined("inception_probs"),
                       classifier_features=joined("classifier_features"),
                       classifier_probs=joined("classifier_probs"), grid=grid_arrays,
-                      features={name: joined(f"space:{name}") for name in spaces})
+                      features={name: joined(f"space:{name}") for name in spaces},
+                      source_trial=joined("source_trial") if trials_known else None,
+                      by_trial=by_trial if trials_known and by_trial else None)

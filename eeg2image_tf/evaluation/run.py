@@ -15,9 +15,10 @@ the training images.
 
 Results go into ``<run>/metrics.json`` under the key ``evaluation`` (other keys are kept), the
 figures into ``<run>/figures/`` and the headline numbers into TensorBoard (``eval/precision``, ...
-under ``tensorboard/eval``, at the step of the run's newest checkpoint). A metric whose network is
-missing is recorded as ``{"available": false, "reason": ...}`` instead of failing the whole
-evaluation.
+under ``tensorboard/eval``, at the step of the run's newest checkpoint); a set that records
+subjects and stimuli adds ``per_subject`` and ``figures/stimuli.png`` (:mod:`.trials`). A metric
+whose network is missing is recorded as ``{"available": false, "reason": ...}`` instead of failing
+the whole evaluation.
 """
 
 from __future__ import annotations
@@ -33,12 +34,12 @@ from ..checkpoints import checkpoint_has_ema
 from ..config import EvaluateConfig, config_to_dict
 from ..errors import DataError
 from ..generation import load_generation_sources
-from ..runs import (EVAL_EVENTS, GRID_FILE, LOSS_CURVES_FILE, NEAREST_TRAINING_FILE, TSNE_FILE,
-                    GanRun, checkpoint_step, latest_checkpoint_in, lock_run, read_metrics,
+from ..runs import (EVAL_EVENTS, GRID_FILE, LOSS_CURVES_FILE, NEAREST_TRAINING_FILE, STIMULI_FILE,
+                    TSNE_FILE, GanRun, checkpoint_step, latest_checkpoint_in, lock_run, read_metrics,
                     summary_writer, write_metrics)
 from .figures import (copy_figure, save_generated_grid, save_loss_curves, save_nearest_training,
                       save_tsne)
-from .images import (GRID_COLUMNS, PassResult, folder_chunks, generated_chunks,
+from .images import (GRID_COLUMNS, PassResult, folder_chunks, generated_chunks, generated_trials,
                      list_generated_folder, real_chunks, real_image_folder, real_images_at,
                      run_pass, training_folder)
 from .inception import load_backend
@@ -48,6 +49,8 @@ from .report import format_table
 from .sections import (INCEPTION_SPACE, align_classifier, classifier_section, distance_section,
                        encoder_section, load_classifier_or_reason, realism_headline,
                        realism_section, score_section, unavailable)
+from .trials import (IMAGES_PER_STIMULUS, stimulus_figure_or_note, stimulus_trials, subject_lines,
+                     subject_section)
 
 EVALUATION_KEY = "evaluation"
 FEATURE_SPACES = {SPACE_NAME: gradient_histograms}
@@ -57,11 +60,14 @@ NEAREST_PAIRS = GRID_COLUMNS // 2
 
 def make_figures(config: EvaluateConfig, sources, grid: Sequence[np.ndarray],
                  kmeans: Optional[float],
-                 training: Optional[tuple[PassResult, Path]] = None) -> dict[str, Any]:
+                 training: Optional[tuple[PassResult, Path]] = None,
+                 generated: Optional[PassResult] = None, trials: Sequence[int] = ()) -> dict[str, Any]:
     """Write the figures into ``<run>/figures/``; returns their paths and any reasons.
 
     ``training``: the pass over the training images and their folder, for the figure of generated
-    images beside their nearest training images (not made without it).
+    images beside their nearest training images (not made without it). ``generated`` and
+    ``trials``: the pass that kept the images of those test trials, for the figure of each beside
+    its stimulus (made when the set records each trial's stimulus).
     """
     run = GanRun(Path(config.run), config=sources.gan_config)
     out = run.figures
@@ -75,6 +81,12 @@ def make_figures(config: EvaluateConfig, sources, grid: Sequence[np.ndarray],
     else:
         written["nearest_training"] = str(save_nearest_training_figure(
             grid, training[0], training[1], sources.class_names, out / NEAREST_TRAINING_FILE))
+    if generated is not None:
+        stimuli, reason = stimulus_figure_or_note(sources, generated, trials, out / STIMULI_FILE)
+        if stimuli is not None:
+            written["stimuli"] = str(stimuli)
+        else:
+            notes["stimuli"] = reason
 
     events = run.events()
     if events.is_dir():
@@ -162,9 +174,10 @@ def evaluate_run(config: EvaluateConfig, inception_backend: Any = None, classifi
     if classifier is not None:
         classifier, classifier_reason = align_classifier(classifier, class_names)
 
+    trials = stimulus_trials(sources)
     if config.images_dir:
         paths, labels = list_generated_folder(config.images_dir, class_names)
-        chunks = folder_chunks(paths, labels)
+        chunks = folder_chunks(paths, labels, trials=generated_trials(config.images_dir, paths))
         generated_info = {"source": str(config.images_dir), "count": len(paths)}
         total = len(paths)
     else:
@@ -175,7 +188,8 @@ def evaluate_run(config: EvaluateConfig, inception_backend: Any = None, classifi
                           "count": total, "seed": config.seed, "jpeg_quality": config.jpeg_quality}
     generated = run_pass(chunks, inception_backend, classifier, grid_classes=num_classes,
                          total=total, desc="generated images", show_progress=show_progress,
-                         feature_spaces=FEATURE_SPACES)
+                         feature_spaces=FEATURE_SPACES, keep_trials=trials,
+                         per_trial=IMAGES_PER_STIMULUS)
     generated_info["count"] = generated.count
     generated_info["generator"] = _generator_kind(config)
     generated_info["per_class_counts"] = {name: int(np.sum(generated.class_index == c))
@@ -217,9 +231,11 @@ def evaluate_run(config: EvaluateConfig, inception_backend: Any = None, classifi
                                              classifier_path)
 
     encoder_info = encoder_section(sources, num_classes, config.seed)
+    per_subject = subject_section(sources, generated,
+                                  generated.classifier_probs if classifier is not None else None)
     figures_info = make_figures(config, sources, generated.grid, encoder_info["kmeans_accuracy"],
-                                None if training is None else (training, training_images)) \
-        if config.figures else {}
+                                None if training is None else (training, training_images),
+                                generated, trials) if config.figures else {}
 
     evaluation: dict[str, Any] = {
         "inception": _headline_inception(inception, fid),
@@ -239,6 +255,7 @@ def evaluate_run(config: EvaluateConfig, inception_backend: Any = None, classifi
         "classifier": classifier_info,
         "realism": realism,
         "encoder": encoder_info,
+        "per_subject": per_subject,
         "figures": figures_info,
         "seconds": round(time.monotonic() - started, 1),
         "config": config_to_dict(config),
@@ -248,6 +265,8 @@ def evaluate_run(config: EvaluateConfig, inception_backend: Any = None, classifi
     lock.release()
     if echo is not None:
         echo(format_table(evaluation))
+        if per_subject.get("available"):
+            echo(subject_lines(per_subject))
     return evaluation
 
 

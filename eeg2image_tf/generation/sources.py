@@ -9,10 +9,10 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..checkpoints import load_encoder, load_gan
+from ..checkpoints import encoder_normalisation, load_encoder, load_gan
 from ..config import GenerateConfig
-from ..data import list_image_folder, load_thoughtviz, preprocess
-from ..errors import CheckpointError, DataError
+from ..data import known_class_names, load_thoughtviz, preprocess, resolve_normalisation
+from ..errors import CheckpointError
 from ..models import encoder_features
 from ..runs import (GENERATE_CONFIG_FILE, TRAIN_SPLIT, GanRun, check_output_folder, check_run_dir,
                     image_split_folder, lock_run, prepare_run_dir)
@@ -47,20 +47,9 @@ def generator_of(loaded) -> Any:
 
 
 def _class_names(images: Optional[str], splits, num_classes: int) -> tuple[str, ...]:
-    if images:
-        folder = image_split_folder(images, TRAIN_SPLIT)
-        if folder is not None:
-            names = tuple(list_image_folder(str(folder), splits.class_names).class_names)
-            if len(names) != num_classes:
-                raise DataError(f"{folder}: {len(names)} class folders but the EEG set has "
-                                f"{num_classes} classes")
-            return names
-    names = getattr(splits, "class_names", None)
-    if names:
-        if len(names) != num_classes:
-            raise DataError(f"{splits.source}: {len(names)} class names for {num_classes} classes")
-        return tuple(names)
-    return tuple(f"class_{c}" for c in range(num_classes))
+    folder = image_split_folder(images, TRAIN_SPLIT) if images else None
+    names = known_class_names(folder, splits.class_names, num_classes, splits.source)
+    return names if names is not None else tuple(f"class_{c}" for c in range(num_classes))
 
 
 def load_generation_sources(run: Optional[str] = None, gan: Optional[str] = None,
@@ -75,15 +64,17 @@ def load_generation_sources(run: Optional[str] = None, gan: Optional[str] = None
     checkpoint's weight-averaged generator when it holds one (``train_gan --ema-decay``).
     """
     gan_config = None
-    normalisation = "original"
     if run is not None:
         gan_config = GanRun.open(run).config
         gan = gan or run
         encoder = encoder or gan_config.encoder
         data = data or gan_config.data
         images = images or gan_config.images
-        normalisation = gan_config.normalisation
     splits = load_thoughtviz(data)
+    # The run's record, else the encoder run's, else the set's, else the original.
+    recorded = gan_config.normalisation if gan_config is not None else None
+    normalisation = resolve_normalisation(recorded or encoder_normalisation(encoder),
+                                          splits.normalisation, data)
     num_classes = splits.num_classes
     class_names = _class_names(images, splits, num_classes)
     encoder_model = load_encoder(encoder)

@@ -16,7 +16,7 @@ Layouts (``<run>`` is a command's ``--run``)::
     classifier run     classes.json
     GAN run            conditions.npz, samples/step_<NNNNNN>.png and latest.png, figures/
                        (generated_grid.png, loss_curves.png, tsne.png, nearest_training.png,
-                       conditional_curve.png), curve.json and curve_config.json
+                       stimuli.png, conditional_curve.png), curve.json and curve_config.json
                        (curve_avg<k>.json, ... with --average k), tensorboard/curve/,
                        tensorboard/eval/
     averaged GAN run   config.json, checkpoints/, average.json
@@ -70,6 +70,7 @@ SAMPLES_DIR = "samples"
 LATEST_SAMPLE = "latest.png"
 FIGURES_DIR = "figures"
 GRID_FILE = "generated_grid.png"
+STIMULI_FILE = "stimuli.png"             # generated images beside each trial's stimulus
 LOSS_CURVES_FILE = "loss_curves.png"
 NEAREST_TRAINING_FILE = "nearest_training.png"   # generated images beside their nearest training ones
 CURVE_FILE = "curve.json"
@@ -102,6 +103,7 @@ EEG_NPZ_FILE = "data.npz"                # the same set in our format (prepare_d
 IMAGES_DIR = "images"
 TRAIN_SPLIT = "train"
 TEST_SPLIT = "test"
+VAL_SPLIT = "val"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -237,6 +239,19 @@ def image_split_folder(images: str | Path, split: str, sibling: bool = True) -> 
     if split == TRAIN_SPLIT and images.is_dir() and images.name == TRAIN_SPLIT:
         return images
     return None
+
+
+def stimulus_roots(images: str | Path, split: str) -> tuple[Path, ...]:
+    """Where the stimuli of a split's trials (a set's ``image_<split>``, relative paths) are looked
+    for: the run's ``split`` image folder, then the images root itself."""
+    images = Path(images)
+    root = images.parent if images.name in (TRAIN_SPLIT, TEST_SPLIT, VAL_SPLIT) else images
+    roots = [image_split_folder(images, split), root / split, root]
+    unique: list[Path] = []
+    for candidate in roots:
+        if candidate is not None and candidate not in unique:
+            unique.append(candidate)
+    return tuple(unique)
 
 
 def training_image_folder(images: str | Path) -> Path:
@@ -422,6 +437,13 @@ class PipelineRun(Run):
     @property
     def data_pkl(self) -> Path:
         return self.data_root / EEG_DIR / self.set_name / EEG_FILE
+
+    @property
+    def eeg_data(self) -> Path:
+        """The set's EEG file: its ``data.npz`` when it has one (converted sets, the EEGCVPR40-shaped
+        built-in set), else ``data.pkl``."""
+        npz = self.data_root / EEG_DIR / self.set_name / EEG_NPZ_FILE
+        return npz if npz.exists() else self.data_pkl
 
     @property
     def images(self) -> Path:

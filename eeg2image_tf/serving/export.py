@@ -4,7 +4,8 @@ Two sources:
 
 - ``--run DIR --out DIR``: a GAN run of ``train_gan``; its latest checkpoint, the encoder named in its
   ``config.json``, its normalisation and latent size; the run's data file gives the trial shape
-  ``(C, T)`` and the class names (``--data`` overrides it).
+  ``(C, T)`` and the range of its values (``--data`` overrides it), the run's training image
+  folder (else the data file) the class names.
 - ``--original-encoder PATH --original-gan PATH --out DIR``: the authors' published checkpoints
   (docs/method.md sections 3-4), with ThoughtViz trials of 14 x 32 unless ``--data`` or
   ``--num-channels`` / ``--num-samples`` say otherwise; ``--class-set image`` records the objects
@@ -31,19 +32,20 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from .. import __version__
-from ..checkpoints import (checkpoint_has_ema, load_encoder, load_gan, load_original_encoder,
-                           load_original_gan, resolve_checkpoint)
+from ..checkpoints import (checkpoint_has_ema, encoder_normalisation, load_encoder, load_gan,
+                           load_original_encoder, load_original_gan, resolve_checkpoint)
 from ..checkpoints.original import resolve_original_checkpoint
 from ..config import ExportConfig
-from ..data import CLASS_NAMES, load_thoughtviz
+from ..data import CLASS_NAMES, known_class_names, load_thoughtviz, resolve_normalisation
 from ..errors import ConfigError
 from ..io_utils import atomic_write_json, atomic_write_text
-from ..runs import (EXPORT_ENTRIES, EXPORT_README, SIGNATURE_FILE, GanRun, check_export_folder,
-                    check_output_folder, checkpoint_step)
-from .module import IMAGE_SIZE, EEG2ImageServing
+from ..runs import (EXPORT_ENTRIES, EXPORT_README, SIGNATURE_FILE, TRAIN_SPLIT, GanRun,
+                    check_export_folder, check_output_folder, checkpoint_step, image_split_folder)
+from .module import EEG_SHAPE_HINT, IMAGE_SIZE, EEG2ImageServing
 
 # ThoughtViz trials: 14 Emotiv channels x 32 samples (250 ms at 128 Hz), docs/method.md section 1.
 DEFAULT_NUM_CHANNELS = 14
@@ -54,7 +56,8 @@ FORMAT_VERSION = 1
 
 def export_saved_model(encoder: Any, generator: Any, out_dir: str | os.PathLike, *, num_channels: int,
                        num_samples: int, latent_dim: int, normalisation: str,
-                       class_names: Optional[Sequence[str]], provenance: Mapping[str, Any]) -> Path:
+                       class_names: Optional[Sequence[str]], provenance: Mapping[str, Any],
+                       training_values: Optional[tuple[float, float]] = None) -> Path:
     """Write the SavedModel of ``encoder`` + ``generator`` with its README.txt and signature.json.
 
     Args:
@@ -68,6 +71,8 @@ def export_saved_model(encoder: Any, generator: Any, out_dir: str | os.PathLike,
         class_names: recorded in signature.json (``None`` when unknown).
         provenance: where the weights came from (run, checkpoint, encoder, step, ...); the export
             time and package versions are added.
+        training_values: 1st and 99th percentiles of the training trials' raw values, stated in
+            signature.json beside the eeg input when known.
 
     Returns:
         ``out_dir`` as a :class:`~pathlib.Path`.
@@ -76,7 +81,7 @@ def export_saved_model(encoder: Any, generator: Any, out_dir: str | os.PathLike,
     check_output_folder(out_dir, "--out", "export", entries=EXPORT_ENTRIES)
     module = EEG2ImageServing(encoder, generator, num_channels=num_channels, num_samples=num_samples,
                               latent_dim=latent_dim, normalisation=normalisation)
-    metadata = build_metadata(module, class_names, provenance)
+    metadata = build_metadata(module, class_names, provenance, training_values)
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
@@ -99,11 +104,13 @@ def export_from_run(config: ExportConfig) -> Path:
     return export_saved_model(sources.encoder, sources.generator, config.out,
                               num_channels=sources.num_channels, num_samples=sources.num_samples,
                               latent_dim=sources.latent_dim, normalisation=sources.normalisation,
-                              class_names=sources.class_names, provenance=sources.provenance)
+                              class_names=sources.class_names, provenance=sources.provenance,
+                              training_values=sources.training_values)
 
 
 def build_metadata(module: Any, class_names: Optional[Sequence[str]],
-                   provenance: Mapping[str, Any]) -> dict[str, Any]:
+                   provenance: Mapping[str, Any],
+                   training_values: Optional[tuple[float, float]] = None) -> dict[str, Any]:
     """The content of signature.json for an :class:`~eeg2image_tf.serving.module.EEG2ImageServing`."""
     shape = f"[batch, {module.num_channels}, {module.num_samples}]"
     completed = dict(provenance)
@@ -125,12 +132,12 @@ def build_metadata(module: Any, class_names: Optional[Sequence[str]],
             "noise": "uniform(-1, 1)",
         },
         "class_names": list(class_names) if class_names is not None else None,
-        "signatures": module.describe(),
+        "signatures": module.describe(training_values),
         "input_specs": ("declared with unknown rank; the graph checks every shape and fails with "
                         "InvalidArgumentError 'assertion failed: [<input> must have shape [...]"),
         "errors": {
-            "wrong eeg shape": f"assertion failed: [eeg must have shape {shape} (raw trials of "
-                               "data.pkl without the trailing axis of size 1), got] [<shape>]",
+            "wrong eeg shape": f"assertion failed: [eeg must have shape {shape}{EEG_SHAPE_HINT}, "
+                               "got] [<shape>]",
             "eeg and noise batch sizes differ": "assertion failed: [eeg and noise must have the same "
                                                 "batch size, got] [<n>] [and] [<m>]",
         },
@@ -175,7 +182,7 @@ def render_readme(metadata: Mapping[str, Any]) -> str:
         "The input specs are declared with unknown rank so that the graph itself can check every",
         "shape and say what it expected, in any client; a wrong shape fails with InvalidArgumentError:",
         f"  {metadata['errors']['wrong eeg shape']}",
-        "data.pkl stores trials as [N, C, T, 1]: drop the last axis (x[..., 0]).",
+        "A set's x_* arrays store trials as [N, C, T, 1]: drop the last axis (x[..., 0]).",
         "",
         "Use",
         "---",
@@ -212,16 +219,37 @@ class _ExportSources:
     normalisation: str
     class_names: Optional[tuple[str, ...]]
     provenance: dict[str, Any]
+    training_values: Optional[tuple[float, float]] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class _SetFacts:
+    """What an export takes from the EEG set: trial shape, class names, the normalisation it
+    records, and the 1st/99th percentiles of its training values."""
+
+    num_channels: int
+    num_samples: int
+    class_names: Optional[tuple[str, ...]]
+    normalisation: Optional[str]
+    training_values: tuple[float, float]
+
+
+# Trials whose values the signature's description summarises (a sample keeps large sets cheap).
+_VALUE_SAMPLE_TRIALS = 256
 
 
 def _sources_from_run(config: ExportConfig) -> _ExportSources:
     run = Path(config.run)
     config_path = GanRun(run).config_path
     gan_config = GanRun.open(run, named_by_run=True).config
-    normalisation = _agree("normalisation", config.normalisation, gan_config.normalisation, config_path)
     data_path = config.data or gan_config.data
-    num_channels, num_samples, class_names = _trial_shape_and_classes(config, data_path)
+    images = image_split_folder(gan_config.images, TRAIN_SPLIT) if gan_config.images else None
+    facts = _set_facts(config, data_path, images)
 
+    # What the run trained with (recorded as used; else its encoder's, else the set's).
+    used = resolve_normalisation(gan_config.normalisation or encoder_normalisation(gan_config.encoder),
+                                 facts.normalisation, data_path)
+    normalisation = _agree("normalisation", config.normalisation, used, config_path)
     # Resolve to exact prefixes first, so that the provenance names the weights actually exported.
     gan_checkpoint = resolve_checkpoint(run, "gan").prefix
     encoder_checkpoint = resolve_checkpoint(gan_config.encoder, "encoder").prefix
@@ -237,13 +265,15 @@ def _sources_from_run(config: ExportConfig) -> _ExportSources:
         "encoder_step": checkpoint_step(encoder_checkpoint),
         "data": str(data_path),
     }
-    return _ExportSources(encoder, generator, num_channels, num_samples, gan_config.latent_dim,
-                          normalisation, class_names, provenance)
+    return _ExportSources(encoder, generator, facts.num_channels, facts.num_samples,
+                          gan_config.latent_dim, normalisation, facts.class_names, provenance,
+                          facts.training_values)
 
 
 def _sources_from_original(config: ExportConfig) -> _ExportSources:
-    if config.data:
-        num_channels, num_samples, class_names = _trial_shape_and_classes(config, config.data)
+    facts = _set_facts(config, config.data) if config.data else None
+    if facts is not None:
+        num_channels, num_samples, class_names = facts.num_channels, facts.num_samples, facts.class_names
     else:
         num_channels = config.num_channels or DEFAULT_NUM_CHANNELS
         num_samples = config.num_samples or DEFAULT_NUM_SAMPLES
@@ -261,24 +291,31 @@ def _sources_from_original(config: ExportConfig) -> _ExportSources:
     }
     if config.data:
         provenance["data"] = str(config.data)
+    normalisation = resolve_normalisation(config.normalisation,
+                                          facts.normalisation if facts else None,
+                                          config.data or "the published checkpoints")
     return _ExportSources(encoder, generator, num_channels, num_samples, generator.latent_dim,
-                          config.normalisation or "original", class_names, provenance)
+                          normalisation, class_names, provenance,
+                          facts.training_values if facts else None)
 
 
-def _trial_shape_and_classes(config: ExportConfig,
-                             data_path: str | os.PathLike) -> tuple[int, int, Optional[tuple[str, ...]]]:
-    """``(C, T, class names)`` from the data file, checked against any explicit values."""
+def _set_facts(config: ExportConfig, data_path: str | os.PathLike,
+               images: Optional[Path] = None) -> _SetFacts:
+    """The set's facts, checked against any explicit values; class names from the run's training
+    image folder ``images`` when there is one (what the GAN was paired with), else the set's."""
     splits = load_thoughtviz(data_path)
     num_channels = _agree("num_channels", config.num_channels, splits.num_channels, data_path)
     num_samples = _agree("num_samples", config.num_samples, splits.num_samples, data_path)
-    class_names = splits.class_names
+    class_names = known_class_names(images, splits.class_names, splits.num_classes, str(data_path))
     if config.class_set is not None:
         named = _class_set_names(config.class_set)
         if class_names is not None and tuple(class_names) != named:
             raise ConfigError(f"{data_path}: holds the classes {', '.join(class_names)}, "
                               f"not those of --class-set {config.class_set}")
         class_names = named
-    return num_channels, num_samples, tuple(class_names) if class_names is not None else None
+    low, high = np.percentile(splits.x_train[:_VALUE_SAMPLE_TRIALS], [1.0, 99.0])
+    return _SetFacts(num_channels, num_samples, class_names, splits.normalisation,
+                     (float(low), float(high)))
 
 
 def _class_set_names(class_set: Optional[str]) -> Optional[tuple[str, ...]]:

@@ -12,13 +12,14 @@ defines the SavedModel signatures as ``tf.function`` s:
 - ``embed``: ``eeg`` -> ``features`` and the L2-normalised ``embeddings``;
 - ``generate_from_features``: ``features`` + ``noise`` -> ``images`` and ``images_float`` in [-1, 1].
 
-The preprocessing of training (``eeg2image_tf.data.preprocess``) runs inside the graph, so clients
-send the raw trials of ``data.pkl`` (without its trailing axis of size 1).
+The preprocessing of training (``eeg2image_tf.data.preprocess``, with the normalisation the run
+used) runs inside the graph, so clients send the raw trials of the set (``data.pkl`` or ``data.npz``,
+without the trailing axis of size 1).
 
 The input specs are deliberately loose (unknown rank) and every shape is checked in the graph
 instead: a loaded signature does not check static shapes against its spec, so a ``[batch, 14, 33]``
 input would otherwise run through the LSTM unnoticed and a ``[batch, 13, 32]`` one would fail deep
-inside it. The graph's check fails with ``eeg must have shape [batch, 14, 32] ..., got [...]`` in
+inside it. The graph's check fails with ``eeg must have shape [batch, C, T] ..., got [...]`` in
 every client alike (Python, ``saved_model_cli``, TF Serving).
 """
 
@@ -33,6 +34,9 @@ from ..errors import CheckpointError
 from ..models.inference import images_to_uint8
 
 IMAGE_SIZE = 128
+# Said after the expected shape when an eeg input has another (and in signature.json's errors); no
+# quote marks: the graph's message would escape them.
+EEG_SHAPE_HINT = " (raw trials, as in the x_* arrays of the set without their trailing axis of size 1)"
 
 
 def _shape_text(dims: Sequence[Optional[int]]) -> str:
@@ -80,7 +84,8 @@ class EEG2ImageServing(tf.Module):
             ``eeg2image_tf.models.EEGEncoder``.
         generator: ``generator(concat([noise, feature]) (B, latent_dim + feature_dim),
             training=False) -> (B, 128, 128, 3)`` in [-1, 1].
-        num_channels, num_samples: ``C`` and ``T`` of a raw trial (14 and 32 for ThoughtViz).
+        num_channels, num_samples: ``C`` and ``T`` of a raw trial (14 and 32 for ThoughtViz, 128 and
+            440 for EEGCVPR40).
         latent_dim: width of the noise vector (128 in the original).
         normalisation: ``eeg2image_tf.data.preprocess`` method the encoder was trained with.
 
@@ -160,8 +165,7 @@ class EEG2ImageServing(tf.Module):
     # ----------------------------------------------------------------------------------------------
 
     def _checked_eeg(self, eeg: tf.Tensor) -> tf.Tensor:
-        return require_shape(eeg, "eeg", [None, self.num_channels, self.num_samples],
-                             " (raw trials of data.pkl without the trailing axis of size 1)")
+        return require_shape(eeg, "eeg", [None, self.num_channels, self.num_samples], EEG_SHAPE_HINT)
 
     def _checked_noise(self, noise: tf.Tensor) -> tf.Tensor:
         return require_shape(noise, "noise", [None, self.latent_dim], " (U(-1, 1) in training)")
@@ -222,11 +226,12 @@ class EEG2ImageServing(tf.Module):
             "generate_from_features": self.generate_from_features.get_concrete_function(),
         }
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self, training_values: Optional[tuple[float, float]] = None) -> dict[str, Any]:
         """The signatures of this module as :func:`describe_signatures` documents them."""
         return describe_signatures(num_channels=self.num_channels, num_samples=self.num_samples,
                                    latent_dim=self.latent_dim, feature_dim=self.feature_dim,
-                                   normalisation=self.normalisation)
+                                   normalisation=self.normalisation,
+                                   training_values=training_values)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -238,20 +243,28 @@ def _tensor(dtype: str, shape: list[Optional[int]], value_range: str, descriptio
 
 
 def describe_signatures(*, num_channels: int, num_samples: int, latent_dim: int, feature_dim: int,
-                        normalisation: str) -> dict[str, Any]:
+                        normalisation: str,
+                        training_values: Optional[tuple[float, float]] = None) -> dict[str, Any]:
     """Inputs and outputs of every signature: dtype, shape (``None`` = batch), value range, meaning.
 
     ``shape`` is the shape the graph requires; the declared input specs are of unknown rank (see the
     module docstring) so ``saved_model_cli show`` prints ``unknown_rank`` for the inputs.
+    ``training_values``: the 1st and 99th percentiles of the training trials' raw values, when the
+    exporter knows them (stated beside the eeg input, in the units of the set).
     """
     if normalisation == "original":
-        eeg_range = ("raw Emotiv values, positive (about 4000-4600); each trial is divided by "
-                     "max(trial)/2 in the graph, so a trial with max <= 0 is refused")
+        eeg_range = ("raw values with a positive maximum per trial: each trial is divided by "
+                     "max(trial)/2 in the graph ('original' normalisation), so a trial with "
+                     "max <= 0 is refused")
     else:
-        eeg_range = f"any finite values (normalised per trial in the graph: {normalisation})"
+        eeg_range = (f"any finite values: each trial is normalised in the graph "
+                     f"('{normalisation}' normalisation)")
+    if training_values is not None:
+        eeg_range += (f"; the training trials' values lay in [{training_values[0]:.4g}, "
+                      f"{training_values[1]:.4g}] (1st-99th percentile)")
     eeg = _tensor("float32", [None, num_channels, num_samples], eeg_range,
-                  f"raw EEG trials: {num_channels} channels x {num_samples} samples, as in data.pkl "
-                  "without its trailing axis of size 1")
+                  f"raw EEG trials: {num_channels} channels x {num_samples} samples, as a set's "
+                  "x_* arrays hold them (N, C, T, 1) without the trailing axis of size 1")
     noise = _tensor("float32", [None, latent_dim], "[-1, 1] (training drew U(-1, 1))",
                     "latent noise, one row per trial")
     seed = _tensor("int64", [], "any int64",

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any
+from typing import Any, Optional
 
 import keras
 import numpy as np
@@ -30,7 +30,8 @@ import tensorflow as tf
 
 from ..checkpoints import ENCODER_KIND, write_model_record
 from ..config import EncoderTrainConfig
-from ..data import encoder_dataset, load_thoughtviz, preprocess
+from ..data import (EEGSplits, encoder_dataset, load_thoughtviz, normalisation_note, preprocess,
+                    resolve_normalisation)
 from ..errors import ConfigError, DataError
 from ..evaluation.metrics import kmeans_accuracy
 from ..models import build_encoder, encoder_features
@@ -82,21 +83,30 @@ BEST_EPOCH_KEY = "encoder/kmeans_acc_best_epoch"
 
 @dataclasses.dataclass(frozen=True)
 class EncoderData:
-    """Preprocessed splits: ``x_*`` float32 ``(N, T, C)``, ``y_*`` int64 ``(N,)``."""
+    """Preprocessed splits: ``x_*`` float32 ``(N, T, C)``, ``y_*`` int64 ``(N,)``; the
+    ``normalisation`` they went through (the one asked for, else the set's)."""
 
     x_train: np.ndarray
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
     class_names: tuple[str, ...]
+    normalisation: str = "original"
 
 
-def load_encoder_data(data_path: str, normalisation: str) -> EncoderData:
-    """Load a ThoughtViz set and preprocess both splits once, up front (docs/method.md section 2)."""
-    splits = load_thoughtviz(data_path)
+def load_encoder_data(data_path: str, normalisation: Optional[str],
+                      splits: Optional[EEGSplits] = None) -> EncoderData:
+    """Load a set (unless ``splits`` is it already) and preprocess both splits once, up front
+    (docs/method.md section 2).
+
+    ``normalisation`` None: the one the set records, else ``original``
+    (:func:`~eeg2image_tf.data.resolve_normalisation`).
+    """
+    splits = splits if splits is not None else load_thoughtviz(data_path)
+    method = resolve_normalisation(normalisation, splits.normalisation, data_path)
     try:
-        x_train = np.asarray(preprocess(splits.x_train, method=normalisation), dtype=np.float32)
-        x_test = np.asarray(preprocess(splits.x_test, method=normalisation), dtype=np.float32)
+        x_train = np.asarray(preprocess(splits.x_train, method=method), dtype=np.float32)
+        x_test = np.asarray(preprocess(splits.x_test, method=method), dtype=np.float32)
     except (DataError, ValueError) as exc:
         # preprocess names the trial; the user also needs to know which file (and split) it was in.
         raise DataError(f"{data_path}: {exc}") from None
@@ -105,15 +115,22 @@ def load_encoder_data(data_path: str, normalisation: str) -> EncoderData:
         names = tuple(str(label) for label in range(splits.num_classes))
     return EncoderData(x_train=x_train, y_train=np.asarray(splits.y_train, dtype=np.int64),
                        x_test=x_test, y_test=np.asarray(splits.y_test, dtype=np.int64),
-                       class_names=tuple(names))
+                       class_names=tuple(names), normalisation=method)
+
+
+# Trials longer than this run their LSTMs as a loop even with ``unroll``: every written-out step is
+# traced into each compiled function, and for EEGCVPR40's 440 samples the tracing costs far more than
+# the few percent a step saves (benchmarks/encoder_step.py, docs/datasets-results.md).
+MAX_UNROLLED_SAMPLES = 64
 
 
 def build_run_encoder(config: EncoderTrainConfig, num_samples: int, num_channels: int):
     """The encoder of ``config``, built for trials of ``num_samples`` x ``num_channels``."""
     # The variables must exist before any tf.function traces the model (a variable created inside a
     # trace would be created per trace) and before a checkpoint is restored into them.
+    unroll = config.unroll and num_samples <= MAX_UNROLLED_SAMPLES
     return build_encoder(feature_dim=config.feature_dim, hidden=config.hidden,
-                         num_channels=num_channels, num_samples=num_samples, unroll=config.unroll)
+                         num_channels=num_channels, num_samples=num_samples, unroll=unroll)
 
 
 def make_encoder_steps(encoder, optimizer, margin: float, jit: bool):
@@ -231,12 +248,23 @@ def train_encoder(config: EncoderTrainConfig, force: bool = False) -> dict[str, 
     ``stopped`` (``"completed"`` or ``"time_budget"``), ``seconds`` (wall time of this call).
     """
     started = time.monotonic()
+    # The set first (numpy only: a multi-worker strategy must come before TensorFlow runs), after
+    # the config's own checks: the settings left to it (normalisation, clusters) are recorded in
+    # config.json as used.
+    splits = load_thoughtviz(config.validate().data)
+    note = normalisation_note(config.normalisation, splits.normalisation, config.data)
+    config = dataclasses.replace(
+        config, normalisation=resolve_normalisation(config.normalisation, splits.normalisation,
+                                                    config.data),
+        n_clusters=config.n_clusters or splits.num_classes)
     run = TrainingRun(config, force, budget_s=config.time_budget_s, strategy=config.strategy)
+    if note:
+        run.log(note)
 
     strategy = run.strategy
     replicas = strategy.num_replicas_in_sync
 
-    data = load_encoder_data(config.data, config.normalisation)
+    data = load_encoder_data(config.data, config.normalisation, splits)
     if len(data.x_train) < config.batch_size:
         # Training batches drop the remainder, so there would be no step at all.
         raise DataError(f"{config.data}: {len(data.x_train)} training trials make no full batch of "

@@ -57,7 +57,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..config import GanTrainConfig
-from ..data import gan_dataset
+from ..data import gan_dataset, load_thoughtviz
 from ..errors import ConfigError, DataError
 from ..models import precision as precisions
 from ..models.matmul_conv import use_matmul_convs
@@ -66,8 +66,8 @@ from .augment import diff_augment
 from .common import check_finite
 from .distributed import (distribute_global_batches, on_replica_device, replica_rows,
                           sum_over_replicas)
-from .gan_data import (SampleInputs, epoch_shuffle_seed, load_gan_data, sample_inputs,
-                       save_conditions)
+from .gan_data import (SampleInputs, epoch_shuffle_seed, load_gan_data, resolve_gan_config,
+                       sample_inputs, save_conditions)
 from .gan_state import LOSS_SCALE_OBJECTS, GanState, build_gan_state, restore_gan_state
 from .losses import discriminator_hinge, generator_hinge, mode_seeking
 from .run import TrainingRun
@@ -384,8 +384,14 @@ def train_gan(config: GanTrainConfig, force: bool = False) -> dict:
     wall_start = time.monotonic()
     # Chosen once, by this machine's devices unless the config chose, and recorded as chosen.
     config = dataclasses.replace(config, matmul_convs=use_matmul_convs(config.matmul_convs))
+    # The set next (numpy only), after the config's own checks: it decides the normalisation
+    # (recorded in config.json as used) and a bad one is refused before the run directory is written.
+    splits = load_thoughtviz(config.validate().data)
+    config, note = resolve_gan_config(config, splits)
     # The budget covers start-up and tracing too.
     run = TrainingRun(config, force, budget_s=config.time_budget_s, strategy=config.strategy)
+    if note:
+        run.log(note)
     gan_run = GanRun(run.dir)
     strategy = run.strategy
     num_replicas = strategy.num_replicas_in_sync
@@ -393,7 +399,7 @@ def train_gan(config: GanTrainConfig, force: bool = False) -> dict:
 
     # Another worker reads the chief's cache when it sees the run directory, and writes none; the
     # chief writes it once the run is its own (track).
-    data = load_gan_data(config, run.dir, write_cache=False)
+    data = load_gan_data(config, run.dir, write_cache=False, splits=splits)
     steps_per_epoch = len(data.labels) // config.batch_size
     if steps_per_epoch == 0:
         raise DataError(f"{config.data}: {len(data.labels)} training trials, fewer than one batch "

@@ -14,19 +14,20 @@ from typing import Optional
 
 import numpy as np
 
-from ..checkpoints import load_encoder
+from ..checkpoints import encoder_normalisation, load_encoder
 from ..config import GanTrainConfig
-from ..data import list_image_folder, load_images, load_thoughtviz, pair_images, preprocess
-from ..errors import DataError
+from ..data import (EEGSplits, list_image_folder, load_images, load_thoughtviz, normalisation_note,
+                    pair_images, preprocess, resolve_normalisation, stimulus_images)
+from ..errors import ConfigError, DataError
 from ..io_utils import atomic_path
 from ..models import encoder_features
-from ..runs import TENSORBOARD_DIR, GanRun, training_image_folder
+from ..runs import TENSORBOARD_DIR, TRAIN_SPLIT, GanRun, stimulus_roots, training_image_folder
 
 SAMPLE_COUNT = 16
 SAMPLE_LATENT_RANGE = 0.2           # the original's fixed sample latent is U(-0.2, 0.2)
 
-__all__ = ["GanData", "load_gan_data", "save_conditions", "epoch_shuffle_seed", "SampleInputs",
-           "sample_inputs"]
+__all__ = ["GanData", "resolve_gan_config", "load_gan_data", "save_conditions", "epoch_shuffle_seed",
+           "SampleInputs", "sample_inputs"]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -35,7 +36,8 @@ class GanData:
 
     ``conditions`` float32 ``(N, condition_dim)``: encoder features of the training trials;
     ``labels`` int64 ``(N,)``; ``images`` float32 ``(M, 128, 128, 3)`` in ``[-1, 1]``, the image bank;
-    ``image_index`` int64 ``(N,)``: trial -> bank row (one fixed image of its class);
+    ``image_index`` int64 ``(N,)``: trial -> bank row (one fixed image of its class, or the trial's
+    own stimulus);
     ``class_names`` from the image folder; ``conditions_cached``: the features came from
     ``conditions.npz``; ``fingerprint``: what the features depend on (the cache's key).
     """
@@ -100,25 +102,68 @@ def _read_cached_conditions(path: Path, fingerprint: str, num_trials: int) -> Op
     return conditions if conditions.shape[0] == num_trials else None
 
 
+def resolve_gan_config(config: GanTrainConfig, splits: EEGSplits) -> tuple[GanTrainConfig, Optional[str]]:
+    """``config`` with its normalisation made concrete, and a note for the log (or None).
+
+    ``normalisation`` None: the encoder run's (the features must come from the inputs the encoder
+    learned), else the set's record, else ``original``; an explicit one that differs from the
+    encoder run's is refused. ``--pairing stimulus`` needs a set that records each trial's image.
+    Raises :class:`ConfigError` (one line).
+    """
+    if config.pairing == "stimulus" and splits.image_train is None:
+        raise ConfigError(f"{config.data}: records no stimulus image per trial (no image_train); "
+                          "--pairing stimulus needs one, use --pairing class")
+    trained_on = encoder_normalisation(config.encoder)
+    if config.normalisation and trained_on and config.normalisation != trained_on:
+        raise ConfigError(f"{config.encoder}: the encoder was trained on {trained_on!r}-normalised "
+                          f"trials; --normalisation {config.normalisation!r} would give it other "
+                          "inputs (leave the flag out)")
+    method = resolve_normalisation(config.normalisation or trained_on, splits.normalisation,
+                                   config.data)
+    note = normalisation_note(config.normalisation, splits.normalisation, config.data)
+    return dataclasses.replace(config, normalisation=method), note
+
+
 def load_gan_data(config: GanTrainConfig, run_dir: str | os.PathLike,
-                  write_cache: bool = True) -> GanData:
+                  write_cache: bool = True, splits: Optional[EEGSplits] = None) -> GanData:
     """Load EEG and images, pair them, and get the conditions (from the cache or the encoder).
 
     ``write_cache``: write ``conditions.npz`` when the features were computed (else
     :func:`save_conditions` does it later; a multi-worker run's other workers only read the chief's).
+    ``splits``: the set of ``config.data`` when already loaded. ``config`` is resolved first
+    (:func:`resolve_gan_config`) when its normalisation is None.
 
-    Raises :class:`DataError` when the EEG set and the image folder disagree on the class count or
-    the encoder's feature size differs from ``config.condition_dim``.
+    Pairing (``config.pairing``): ``class``, the original's, gives each trial one image of its class
+    from the training folder (numpy seed ``config.seed``, drawn once; the bank is the whole folder);
+    ``stimulus`` gives each trial the image the set records for it (``image_train``; the bank is
+    those images).
+
+    Raises :class:`DataError` when the EEG set and the image folder disagree on the class count,
+    a stimulus is missing or of another class, or the encoder's feature size differs from
+    ``config.condition_dim``.
     """
-    splits = load_thoughtviz(config.data)
+    if splits is None:
+        splits = load_thoughtviz(config.data)
+    if config.normalisation is None:
+        config, _ = resolve_gan_config(config, splits)
     image_root = training_image_folder(config.images)
     folder = list_image_folder(image_root, class_names=splits.class_names)
     if splits.num_classes != folder.num_classes:
         raise DataError(f"{image_root}: {folder.num_classes} image classes but the EEG set "
                         f"{config.data} has {splits.num_classes}")
     labels = np.asarray(splits.y_train, dtype=np.int64)
-    image_index = pair_images(labels, folder.labels, seed=config.seed, class_names=folder.class_names)
-    images = load_images(folder.paths)
+    if config.pairing == "stimulus":
+        try:
+            paths, image_index = stimulus_images(splits.image_train,
+                                                 stimulus_roots(config.images, TRAIN_SPLIT),
+                                                 labels, folder.class_names, source="image_train")
+        except DataError as exc:
+            raise DataError(f"{config.data}: {exc}") from None
+    else:
+        paths = folder.paths
+        image_index = pair_images(labels, folder.labels, seed=config.seed,
+                                  class_names=folder.class_names)
+    images = load_images(paths)
 
     cache_path = GanRun(Path(run_dir)).conditions
     fingerprint = _conditions_fingerprint(config, len(labels))

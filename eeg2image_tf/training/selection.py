@@ -10,6 +10,7 @@ features under ``tensorboard/projector/``, and the ``encoder/kmeans_acc_best*`` 
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,10 @@ def select_encoder(config: SelectEncoderConfig) -> dict[str, Any]:
     except CheckpointError:
         raise CheckpointError(f"{checkpoint_dir}: no checkpoints; train the encoder first") from None
     data = load_encoder_data(train_config.data, train_config.normalisation)
+    # The clusters of training's k-means (the set's class count unless asked otherwise), recorded
+    # as used.
+    config = dataclasses.replace(config, n_clusters=config.n_clusters or train_config.n_clusters
+                                 or len(data.class_names))
     # One writer of the run at a time (released on an error too).
     lock = lock_run(run_dir)
     save_config(config, run_dir, SELECT_CONFIG_FILE)

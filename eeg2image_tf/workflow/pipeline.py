@@ -22,17 +22,15 @@ import typing
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from ..config import (PROFILES, CurveConfig, EncoderTrainConfig, EvaluateConfig, ExportConfig,
-                      GanTrainConfig, GenerateConfig, ImageClassifierConfig, PipelineConfig,
-                      PrepareDataConfig, SelectEncoderConfig, unwrap_optional)
-from ..data import CLASS_NAMES, check_synthetic_images, check_synthetic_root, write_synthetic_set
+from ..config import (PROFILES, SET_PROFILES, CurveConfig, EncoderTrainConfig, EvaluateConfig,
+                      ExportConfig, GanTrainConfig, GenerateConfig, ImageClassifierConfig,
+                      PipelineConfig, PrepareDataConfig, SelectEncoderConfig, unwrap_optional)
+from ..data import (BUILTIN_SETS, builtin_class_names, check_builtin_set_root, check_synthetic_images,
+                    write_builtin_set)
 from ..errors import ConfigError, DataError
 from ..io_utils import atomic_write_json, check_writable_dir, read_json
 from ..runs import (CONFIG_FILE, MANIFEST_FILE, PIPELINE_STAGES, TEST_SPLIT, TRAIN_SPLIT, PipelineRun,
                     check_run_dir, curve_names, lock_run, prepare_run_dir)
-
-SYNTHETIC_SETS = ("char", "digit")
-
 
 # Stages whose config has a ``precision`` field.
 PRECISION_STAGES = ("gan", "generate", "evaluate", "curve")
@@ -106,7 +104,7 @@ def check_stage_configs(config: PipelineConfig) -> None:
     settings = stage_settings(config)
     for stage, cls in (("data", PrepareDataConfig), *_STAGE_CONFIGS.items()):
         own = settings.get(stage, {})
-        values = {**PROFILES[config.profile].get(stage, {}), **own}
+        values = {**PROFILES[config.chosen_profile].get(stage, {}), **own}
         if values.get("precision") == "auto":
             del values["precision"]         # made concrete when the stage runs
         # Stand-ins for the paths (and the data stage's mode) the pipeline fills in.
@@ -117,7 +115,7 @@ def check_stage_configs(config: PipelineConfig) -> None:
 
         def label(name: str, stage=stage, own=own) -> str:
             return (f"--set-stage {stage}.{name}" if name in own else
-                    f"the {config.profile} profile's {stage}.{name}")
+                    f"the {config.chosen_profile} profile's {stage}.{name}")
         cls(**{**stand_ins, **values}).validate(label)
 
 
@@ -129,7 +127,7 @@ def _stage_overrides(config: PipelineConfig, stage: str) -> dict[str, Any]:
     float32; ``--precision`` other than ``profile`` overrides the profile in every such stage (a
     stage's own ``--set-stage STAGE.precision=...`` wins over both).
     """
-    overrides = dict(PROFILES[config.profile].get(stage, {}))
+    overrides = dict(PROFILES[config.chosen_profile].get(stage, {}))
     own = stage_settings(config).get(stage, {})
     if stage not in PRECISION_STAGES and "precision" not in own:
         overrides.update(own)
@@ -175,18 +173,19 @@ def data_to_prepare(config: PipelineConfig, paths: PipelineRun) -> bool:
     stage's one-line refusal: a set without a built-in version is missing, or the data root holds
     files the built-in set did not write (a user's ``data.pkl`` without its images: never replaced).
     """
-    have_eeg = paths.data_pkl.exists()
+    have_eeg = paths.eeg_data.exists()
     have_images = (paths.images / TRAIN_SPLIT).is_dir() and (paths.images / TEST_SPLIT).is_dir()
     if have_eeg and have_images:
-        if config.set in SYNTHETIC_SETS:
+        if config.set in BUILTIN_SETS:
             for split in (TRAIN_SPLIT, TEST_SPLIT):
-                check_synthetic_images(paths.images / split, CLASS_NAMES[config.set])
+                check_synthetic_images(paths.images / split, builtin_class_names(config.set))
         return False
-    if config.set not in SYNTHETIC_SETS:
-        missing = paths.data_pkl if not have_eeg else paths.images
+    if config.set not in BUILTIN_SETS:
+        missing = paths.eeg_data if not have_eeg else paths.images
         raise DataError(f"{missing}: not found; the '{config.set}' set has no built-in version, "
-                        "place the ThoughtViz files there (see data/README.md)")
-    check_synthetic_root(config.data_root, config.set, "--data-root")
+                        "place its files there (ThoughtViz: data/README.md; EEGCVPR40: "
+                        "prepare_data --eegcvpr40)")
+    check_builtin_set_root(config.data_root, config.set, "--data-root")
     return True
 
 
@@ -198,10 +197,10 @@ def stage_data(config: PipelineConfig, paths: PipelineRun,
         with _exclusive_lock(Path(config.data_root) / ".prepare.lock"):
             if data_to_prepare(config, paths):
                 print(f"[pipeline] preparing the built-in '{config.set}' set in {config.data_root}")
-                write_synthetic_set(config.data_root, set_name=config.set, seed=config.seed,
-                                    flag="--data-root", **_stage_overrides(config, "data"))
+                write_builtin_set(config.data_root, set_name=config.set, seed=config.seed,
+                                  flag="--data-root", **_stage_overrides(config, "data"))
                 prepared = True
-    return {"data": str(paths.data_pkl), "images": str(paths.images), "prepared": prepared}
+    return {"data": str(paths.eeg_data), "images": str(paths.images), "prepared": prepared}
 
 
 def stage_encoder(config: PipelineConfig, paths: PipelineRun,
@@ -209,7 +208,7 @@ def stage_encoder(config: PipelineConfig, paths: PipelineRun,
     # Imported when the stage runs (module docstring).
     from ..training.encoder import train_encoder
 
-    encoder_config = EncoderTrainConfig(data=str(paths.data_pkl), run=str(paths.encoder_run.dir),
+    encoder_config = EncoderTrainConfig(data=str(paths.eeg_data), run=str(paths.encoder_run.dir),
                                         seed=config.seed, **_distribution(config),
                                         **_stage_overrides(config, "encoder"))
     result = train_encoder(encoder_config, force=force)
@@ -245,7 +244,7 @@ def stage_gan(config: PipelineConfig, paths: PipelineRun,
     # Imported when the stage runs (module docstring).
     from ..training.gan import train_gan
 
-    gan_config = GanTrainConfig(data=str(paths.data_pkl), images=str(paths.images / TRAIN_SPLIT),
+    gan_config = GanTrainConfig(data=str(paths.eeg_data), images=str(paths.images / TRAIN_SPLIT),
                                 encoder=str(paths.encoder_run.dir), run=str(paths.gan_run.dir),
                                 seed=config.seed, **_distribution(config),
                                 **_stage_overrides(config, "gan"))
@@ -283,8 +282,8 @@ def stage_evaluate(config: PipelineConfig, paths: PipelineRun,
 def stage_curve(config: PipelineConfig, paths: PipelineRun,
                 force: bool = False) -> dict[str, Any]:
     """The conditional-accuracy curve over the GAN's kept checkpoints, in profiles that ask for it."""
-    if "curve" not in PROFILES[config.profile] and "curve" not in stage_settings(config):
-        return {"skipped": f"the {config.profile} profile draws no curve "
+    if "curve" not in PROFILES[config.chosen_profile] and "curve" not in stage_settings(config):
+        return {"skipped": f"the {config.chosen_profile} profile draws no curve "
                            "(python -m eeg2image_tf.curve does)"}
     # Imported when the stage runs (module docstring).
     from ..evaluation import evaluate_checkpoints
@@ -407,6 +406,11 @@ def run_pipeline(config: PipelineConfig, force: bool = False,
     path. Another worker's returned state has ``"worker"`` (its task) and the stages it ran.
     """
     config.validate()
+    if config.profile is None:
+        # Recorded as chosen (config.json, pipeline.json): a rerun naming it is the same run.
+        config = dataclasses.replace(config, profile=config.chosen_profile)
+        why = f"the '{config.set}' set's own" if config.set in SET_PROFILES else "the default"
+        print(f"[pipeline] profile {config.profile} ({why}; --profile chooses another)")
     check_stage_configs(config)     # a wrong --set-stage fails before any stage runs
     workers = _Workers(config)
     paths = PipelineRun.from_config(config)
@@ -424,6 +428,7 @@ def run_pipeline(config: PipelineConfig, force: bool = False,
                           "multi-worker pipeline needs it on storage every worker sees at the same "
                           "path")
     state = load_state(paths.dir)
+    state["profile"] = config.profile
     state_path = paths.state
     todo = _unfinished(state, stages)
     workers.agree(sum(1 << index for index, name in enumerate(PIPELINE_STAGES) if name in todo),
@@ -480,7 +485,7 @@ def summary_lines(state: dict[str, Any], config: PipelineConfig) -> list[str]:
 
     lines = [
         "",
-        f"EEG2Image pipeline summary ({config.profile} profile, '{config.set}' set)",
+        f"EEG2Image pipeline summary ({config.chosen_profile} profile, '{config.set}' set)",
         f"  encoder k-means accuracy (test) : {fmt(get('select_encoder', 'kmeans_accuracy'))}",
         f"  image classifier test accuracy  : {fmt(get('image_classifier', 'test_accuracy'))}",
         f"  GAN iterations                  : {get('gan', 'step')} at "
