@@ -207,6 +207,32 @@ def test_generator_training_false_reproduces_the_originals_frozen_generator_stat
         assert changed == variable.trainable, variable.path
 
 
+def test_generator_spectral_norm_bounds_the_as_run_generators_kernels_and_keeps_its_statistics(fresh):
+    """``generator_spectral_norm=True`` with the as-run generator: the G step divides every kernel by
+    its power-iteration estimate of the largest singular value (so the stored kernels' norms are
+    close to 1 before the optimizer's small update) while BatchNorm's moving statistics stay 0 and 1."""
+    state, config, batch = fresh
+    G = state.generator
+    wrappers = [*G.upsampling_convs, G.to_rgb]
+    for wrapper in wrappers:   # well above 1, as the as-run generator's kernels grow in training
+        wrapper.layer.kernel.assign(wrapper.layer.kernel * 50.0)
+    statistics = {v.path: v.numpy().copy() for v in G.weights if _is_moving_statistic(v)}
+    draws = step_randomness(config.seed, 0, 0, BATCH, LATENT)
+    for _ in range(3):   # power iterations converge from the stored u over successive steps
+        _steps(state, config, generator_training=False, generator_spectral_norm=True,
+               mode_seeking_weight=0.0).generator_update(
+            batch["conditions"], draws.z1, draws.z2, draws.augment_seeds)
+    for wrapper in wrappers:
+        kernel = wrapper.layer.kernel.numpy()
+        # The matrix the wrapper normalises: the kernel flattened over all axes but the last.
+        sigma = np.linalg.svd(kernel.reshape(-1, kernel.shape[-1]), compute_uv=False)[0]
+        # 50x the initial norm before; after, within the power iteration's estimate plus one step
+        assert 0.5 < sigma < 2.0, (wrapper.name, sigma)
+    for variable in G.weights:
+        if _is_moving_statistic(variable):
+            np.testing.assert_array_equal(variable.numpy(), statistics[variable.path])
+
+
 def test_discriminator_training_in_g_step_uses_batch_statistics_per_call_as_the_original_ran(fresh):
     """``discriminator_training_in_g_step=True``: the authors' code as run (their D's traced
     function has BatchNorm is_training=True in the G step too). Each of the two calls normalises by

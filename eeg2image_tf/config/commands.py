@@ -171,6 +171,11 @@ class GanTrainConfig(Config):
     # --generator-training --no-discriminator-training-in-g-step.
     generator_training: bool = False
     discriminator_training_in_g_step: bool = True
+    # Not in the original: with the as-run generator, still run its spectral normalisation in its
+    # step (BatchNorm stays on moving statistics). Nothing else bounds the as-run generator's
+    # layers, whose gains grow until tanh saturates (docs/realism-experiments.md). Implied by
+    # --generator-training.
+    generator_spectral_norm: bool = False
     # > 0: also keep an exponential moving average of the generator's weights (not in the original),
     # ema = decay * ema + (1 - decay) * weights after every generator update; BatchNorm statistics
     # are copied. Samples, generate, evaluate, curve and export use it when a run has one (--no-ema:

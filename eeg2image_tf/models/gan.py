@@ -170,16 +170,20 @@ class Generator(keras.Model):
             negative_slope=float(self.activation.negative_slope),
             to_rgb=self.to_rgb.layer)
 
-    def call(self, inputs, training=False):
+    def call(self, inputs, training=False, spectral_norm=None):
+        """``spectral_norm``: whether the spectral normalisation runs its training step (one power
+        iteration, the kernel overwritten by ``W / sigma``); None: as ``training``. True with
+        ``training=False`` bounds every layer's gain while BatchNorm keeps its moving statistics."""
+        sn_training = training if spectral_norm is None else spectral_norm
         if inputs.shape[-1] is not None and inputs.shape[-1] != self.input_dim:
             # A reshape would silently fold a wrong-sized input into another batch size.
             raise ValueError(f"generator input has {inputs.shape[-1]} features; expected "
                              f"latent_dim + condition_dim = {self.input_dim}")
         x = ops.reshape(inputs, (-1, 1, 1, self.input_dim))
-        x = self.activation(self.upsampling_convs[0](x, training=training))
+        x = self.activation(self.upsampling_convs[0](x, training=sn_training))
         for conv, norm in zip(self.upsampling_convs[1:], self.norms):
-            x = self.activation(norm(conv(x, training=training), training=training))
-        return ops.cast(ops.tanh(self.to_rgb(x, training=training)), "float32")
+            x = self.activation(norm(conv(x, training=sn_training), training=training))
+        return ops.cast(ops.tanh(self.to_rgb(x, training=sn_training)), "float32")
 
     def get_config(self):
         return {**super().get_config(), "latent_dim": self.latent_dim,

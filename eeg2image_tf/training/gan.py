@@ -168,7 +168,7 @@ class GanSteps:
                  policy: str = "color,translation", mode_seeking_weight: float = 1.0, seed: int = 45,
                  global_batch_size: Optional[int] = None, num_replicas: int = 1,
                  generator_training: bool = True, discriminator_training_in_g_step: bool = False,
-                 ema_generator=None, ema_decay: float = 0.0):
+                 generator_spectral_norm: bool = False, ema_generator=None, ema_decay: float = 0.0):
         self.generator = generator
         self.discriminator = discriminator
         self.g_optimizer = g_optimizer
@@ -181,6 +181,8 @@ class GanSteps:
         # False reproduces what the authors' code actually ran (see GanTrainConfig.generator_training):
         # G's BatchNorm on moving statistics and no spectral-norm update in the G step.
         self.generator_training = bool(generator_training)
+        # Spectral normalisation in G's step without batch statistics (GanTrainConfig).
+        self.generator_spectral_norm = bool(generator_spectral_norm) or self.generator_training
         # True is what the authors' code ran (GanTrainConfig): D on batch statistics in the G step
         # too, each of the two calls with its own, its moving statistics updated by both.
         self.discriminator_training_in_g_step = bool(discriminator_training_in_g_step)
@@ -229,8 +231,10 @@ class GanSteps:
         inputs_2 = tf.concat([z2, conditions], axis=-1)
         variables = self.generator.trainable_variables
         with tf.GradientTape() as tape:
-            f1 = self.generator(inputs_1, training=self.generator_training)
-            f2 = self.generator(inputs_2, training=self.generator_training)
+            f1 = self.generator(inputs_1, training=self.generator_training,
+                                spectral_norm=self.generator_spectral_norm)
+            f2 = self.generator(inputs_2, training=self.generator_training,
+                                spectral_norm=self.generator_spectral_norm)
             augmented_1 = self._augment(f1, augment_seeds[AUGMENT_F1], rows)
             augmented_2 = self._augment(f2, augment_seeds[AUGMENT_F2], rows)
             if self.discriminator_training_in_g_step:
@@ -412,6 +416,7 @@ def train_gan(config: GanTrainConfig, force: bool = False) -> dict:
                      mode_seeking_weight=config.mode_seeking_weight, seed=config.seed,
                      global_batch_size=config.batch_size, num_replicas=num_replicas,
                      generator_training=config.generator_training,
+                     generator_spectral_norm=config.generator_spectral_norm,
                      discriminator_training_in_g_step=config.discriminator_training_in_g_step,
                      ema_generator=state.generator_ema, ema_decay=config.ema_decay)
     train_step = steps.make_train_step(strategy, jit=config.jit)
