@@ -244,9 +244,11 @@ def test_generator_block_one_knows_its_dead_border():
 
 
 def _visible_gpu(monkeypatch, present: bool) -> None:
-    from eeg2image_tf.models import precision
+    from eeg2image_tf.models import matmul_conv, precision
 
+    # Both homes of the name: the device query and the module that chooses by it.
     monkeypatch.setattr(precision, "gpu_present", lambda: present)
+    monkeypatch.setattr(matmul_conv, "gpu_present", lambda: present)
 
 
 @pytest.mark.parametrize("gpu", [False, True])

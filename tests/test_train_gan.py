@@ -441,17 +441,17 @@ def test_ema_follows_its_recursion_resumes_exactly_and_is_what_loaders_return(ti
 @pytest.mark.slow
 def test_the_devices_choice_of_matmul_convs_is_recorded_in_config_json(tiny_set, tmp_path,
                                                                       monkeypatch):
-    from eeg2image_tf.models import precision
+    from eeg2image_tf.models import matmul_conv
     from eeg2image_tf.training.gan import train_gan
 
     def recorded() -> bool:
         return json.loads((tmp_path / "run" / "config.json").read_text())["matmul_convs"]
 
-    monkeypatch.setattr(precision, "gpu_present", lambda: True)
+    monkeypatch.setattr(matmul_conv, "gpu_present", lambda: True)
     assert train_gan(_config(tiny_set, tmp_path / "run", max_steps=1))["step"] == 1
     assert recorded() is False
     # The finished run rerun on a CPU: accepted, and recorded as this machine chose.
-    monkeypatch.setattr(precision, "gpu_present", lambda: False)
+    monkeypatch.setattr(matmul_conv, "gpu_present", lambda: False)
     assert train_gan(_config(tiny_set, tmp_path / "run", max_steps=1))["step"] == 1
     assert recorded() is True
     # The flag wins over the device.

@@ -39,7 +39,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from . import precision as precisions
+from .precision import gpu_present
 
 # Largest input (pixels) that a MatmulConv2DTranspose computes as a matrix product. In the GAN
 # iteration the 1x1 and 4x4 inputs gain most and 8x8 a little; from 16x16 on TensorFlow's own
@@ -59,7 +59,7 @@ def use_matmul_convs(choice: Optional[bool] = None) -> bool:
     """
     if choice is not None:
         return bool(choice)
-    return not precisions.gpu_present()
+    return not gpu_present()
 
 
 def _leading_padding(kernel_size: int, stride: int) -> int:
