@@ -50,18 +50,32 @@ def _imports(path: Path) -> set[str]:
     return found
 
 
+def _named_packages(path: Path) -> set[str]:
+    """The packages ``path`` names in a relative ``from ... import`` (``from . import x``)."""
+    name = _module_name(path)
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    named = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level and not node.module:
+            named.add(package.rsplit(".", node.level - 1)[0] if node.level > 1 else package)
+    return named
+
+
 def _graph() -> dict[str, set[str]]:
     modules = {_module_name(path): path for path in PACKAGE.rglob("*.py")}
     graph = {}
     for name, path in modules.items():
         targets = set()
+        named = _named_packages(path)
         for target in _imports(path):
-            # Importing a.b.c runs a/__init__ and a/b/__init__ first: arrows to those packages too
-            # (except the importer's own packages, which are being imported already).
+            # Importing a.b.c runs a/__init__ and a/b/__init__ first: arrows to those packages too.
+            # The importer's own packages are being imported already, so an arrow to one of them
+            # comes only from naming it ("from . import x" reads the package x is looked up in,
+            # and what its __init__ imports must not need the importer).
             parts = target.split(".")
             for end in range(2, len(parts) + 1):
                 parent = ".".join(parts[:end])
-                if not (name + ".").startswith(parent + "."):
+                if not (name + ".").startswith(parent + ".") or parent in named:
                     targets.add(parent)
         graph[name] = {target for target in targets if target in modules and target != name}
     return graph

@@ -103,6 +103,25 @@ def test_gan_takes_the_encoder_runs_normalisation_and_refuses_another(recorded, 
         resolve_gan_config(dataclasses.replace(config, normalisation="original"), splits)
 
 
+def test_settling_a_gan_config_makes_every_choice_before_anything_is_written(recorded,
+                                                                             encoder_run, tmp_path):
+    from eeg2image_tf.training.gan_data import settle_gan_config
+
+    run = tmp_path / "gan"
+    config = GanTrainConfig(data=recorded["data"], images=recorded["images"],
+                            encoder=str(encoder_run), run=str(run), condition_dim=FEATURE_DIM)
+    assert config.matmul_convs is None and config.normalisation is None
+    settled = settle_gan_config(config)
+    # What config.json will record: no field left for the loop to decide.
+    assert isinstance(settled.config.matmul_convs, bool)
+    assert settled.config.normalisation == "zscore" and settled.note is None
+    assert settled.splits.x_train.shape == load_thoughtviz(recorded["data"]).x_train.shape
+    assert not run.exists()
+    with pytest.raises(ConfigError, match="trained on 'zscore'-normalised trials"):
+        settle_gan_config(dataclasses.replace(config, normalisation="original"))
+    assert not run.exists()
+
+
 # --------------------------------------------------------------------------------------------------
 # Stimuli
 # --------------------------------------------------------------------------------------------------

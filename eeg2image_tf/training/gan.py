@@ -57,16 +57,14 @@ import numpy as np
 import tensorflow as tf
 
 from ..config import GanTrainConfig
-from ..data import gan_dataset, load_thoughtviz
+from ..data import gan_dataset
 from ..errors import ConfigError, DataError
-from ..models import precision as precisions
-from ..models.matmul_conv import use_matmul_convs
 from ..runs import GanRun
 from .augment import diff_augment
 from .common import check_finite
 from .distributed import (distribute_global_batches, on_replica_device, replica_rows,
                           sum_over_replicas)
-from .gan_data import (SampleInputs, epoch_shuffle_seed, load_gan_data, resolve_gan_config,
+from .gan_data import (SampleInputs, epoch_shuffle_seed, load_gan_data, settle_gan_config,
                        sample_inputs, save_conditions)
 from .gan_state import LOSS_SCALE_OBJECTS, GanState, build_gan_state, restore_gan_state
 from .losses import discriminator_hinge, generator_hinge, mode_seeking
@@ -377,8 +375,9 @@ def train_gan(config: GanTrainConfig, force: bool = False) -> dict:
     epochs, or earlier when ``config.time_budget_s`` runs out (with a checkpoint). SIGINT/SIGTERM save
     a checkpoint and raise :class:`~eeg2image_tf.errors.TrainingInterrupted`; a NaN/Inf loss
     raises :class:`~eeg2image_tf.errors.TrainingDivergedError` and keeps the last good checkpoint.
-    ``config.matmul_convs`` None is this machine's choice
-    (:func:`~eeg2image_tf.models.matmul_conv.use_matmul_convs`), recorded in ``config.json``.
+    Every choice ``config`` leaves open (the matrix-product convolutions, the normalisation) is
+    made first (:func:`~eeg2image_tf.training.gan_data.settle_gan_config`) and recorded in
+    ``config.json`` as made.
 
     Returns:
         ``step``, ``epoch`` (float), ``stopped`` (``"completed"`` or ``"time_budget"``), the last
@@ -386,24 +385,21 @@ def train_gan(config: GanTrainConfig, force: bool = False) -> dict:
         ``conditions_cached``.
     """
     wall_start = time.monotonic()
-    # Chosen once, by this machine's devices unless the config chose, and recorded as chosen.
-    config = dataclasses.replace(config, matmul_convs=use_matmul_convs(config.matmul_convs))
-    # The set next (numpy only), after the config's own checks: it decides the normalisation
-    # (recorded in config.json as used) and a bad one is refused before the run directory is written.
-    splits = load_thoughtviz(config.validate().data)
-    config, note = resolve_gan_config(config, splits)
+    # Every choice is made here, before the run directory is written; from here on the run reads
+    # only the settled config (recorded in config.json as used).
+    settled = settle_gan_config(config)
+    config = settled.config
     # The budget covers start-up and tracing too.
     run = TrainingRun(config, force, budget_s=config.time_budget_s, strategy=config.strategy)
-    if note:
-        run.log(note)
+    if settled.note:
+        run.log(settled.note)
     gan_run = GanRun(run.dir)
     strategy = run.strategy
     num_replicas = strategy.num_replicas_in_sync
-    precisions.warn_if_slow(config.precision, stacklevel=3)
 
     # Another worker reads the chief's cache when it sees the run directory, and writes none; the
     # chief writes it once the run is its own (track).
-    data = load_gan_data(config, run.dir, write_cache=False, splits=splits)
+    data = load_gan_data(config, run.dir, write_cache=False, splits=settled.splits)
     steps_per_epoch = len(data.labels) // config.batch_size
     if steps_per_epoch == 0:
         raise DataError(f"{config.data}: {len(data.labels)} training trials, fewer than one batch "
