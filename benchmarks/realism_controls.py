@@ -6,9 +6,12 @@ Draws ``--train`` training letters per class of the ``char`` set (random typefac
 position each, as ``prepare_data`` does) and, against them, sets of ``--per-class`` letters per
 class: held out (drawn the same way), held out through JPEG quality 95 (what ``evaluate`` reads),
 one typeface per class (ten different faces), blurred (Gaussian, ``--blur`` px) and binarised
-(threshold 128). Prints a Markdown table of precision, recall (overall and class means) and the
-diversity ratio in the gradient-histogram space (:mod:`eeg2image_tf.evaluation.realism`).
-``tests/test_realism.py`` asserts the same controls at 64 x 64 with margins.
+(threshold 128). With ``--distortions``, also the held-out letters under small geometric changes
+(shifted, rotated, scaled, strokes thinner or bolder, outlines wavering): how far from the real
+letters an image may be drawn and still count as one. Prints a Markdown table of precision, recall
+(overall and class means) and the diversity ratio in the gradient-histogram space
+(:mod:`eeg2image_tf.evaluation.realism`). ``tests/test_realism.py`` asserts the first controls at
+64 x 64 with margins.
 """
 
 from __future__ import annotations
@@ -35,6 +38,62 @@ def draw(letters: str, per_class: int, rng: np.random.Generator, size: int,
     return np.stack(images), np.repeat(np.arange(len(letters)), per_class)
 
 
+def _affine(image: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    size = image.shape[0]
+    return cv2.warpAffine(image, np.asarray(matrix, np.float32), (size, size),
+                          flags=cv2.INTER_LINEAR, borderValue=(255, 255, 255))
+
+
+def shifted(image: np.ndarray, pixels: float) -> np.ndarray:
+    """``image`` moved ``pixels`` right and down, white coming in."""
+    return _affine(image, [[1, 0, pixels], [0, 1, pixels]])
+
+
+def rotated(image: np.ndarray, degrees: float, scale: float = 1.0) -> np.ndarray:
+    """``image`` rotated ``degrees`` anticlockwise and scaled ``scale`` about its centre."""
+    centre = image.shape[0] / 2
+    return _affine(image, cv2.getRotationMatrix2D((centre, centre), degrees, scale))
+
+
+def wavering(image: np.ndarray, amplitude: float, rng: np.random.Generator,
+             smoothness: float = 8.0) -> np.ndarray:
+    """``image`` resampled through a smooth random displacement of at most ``amplitude`` pixels
+    (Gaussian-smoothed noise, ``smoothness`` px): outlines that waver as a drawn stroke does."""
+    size = image.shape[0]
+    grid = np.arange(size, dtype=np.float32)
+    columns, rows = np.meshgrid(grid, grid)
+    moved = []
+    for base in (columns, rows):
+        field = cv2.GaussianBlur(rng.normal(size=(size, size)).astype(np.float32), (0, 0),
+                                 smoothness)
+        moved.append(base + field * (amplitude / max(float(np.abs(field).max()), 1e-9)))
+    return cv2.remap(image, moved[0], moved[1], cv2.INTER_LINEAR, borderValue=(255, 255, 255))
+
+
+def distorted_sets(held_out: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """The held-out letters under each small geometric change (names say how much)."""
+    size = held_out.shape[1]
+    step = size / 128       # the changes are given for 128 x 128 and scale with the image
+    stroke = np.ones((3, 3), np.uint8)
+
+    def each(change) -> np.ndarray:
+        return np.stack([change(image) for image in held_out])
+
+    return {
+        f"shifted {2 * step:g} px": each(lambda image: shifted(image, 2 * step)),
+        f"shifted {4 * step:g} px": each(lambda image: shifted(image, 4 * step)),
+        f"shifted {8 * step:g} px": each(lambda image: shifted(image, 8 * step)),
+        "rotated 5 degrees": each(lambda image: rotated(image, 5)),
+        "scaled 0.9": each(lambda image: rotated(image, 0, 0.9)),
+        "scaled 1.1": each(lambda image: rotated(image, 0, 1.1)),
+        "strokes thinner (3 x 3)": each(lambda image: cv2.dilate(image, stroke)),
+        "strokes bolder (3 x 3)": each(lambda image: cv2.erode(image, stroke)),
+        f"outlines wavering {1.5 * step:g} px": each(lambda image: wavering(image, 1.5 * step, rng)),
+        f"outlines wavering {3 * step:g} px": each(lambda image: wavering(image, 3 * step, rng)),
+        f"outlines wavering {6 * step:g} px": each(lambda image: wavering(image, 6 * step, rng)),
+    }
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train", type=int, default=100, help="training letters per class")
@@ -42,6 +101,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--blur", type=float, default=1.5, help="Gaussian sigma in pixels")
     parser.add_argument("--seed", type=int, default=45)
+    parser.add_argument("--distortions", action="store_true",
+                        help="also the held-out letters under small geometric changes")
     args = parser.parse_args(argv)
 
     from benchmarks.common import machine_line
@@ -64,6 +125,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             np.stack([cv2.GaussianBlur(image, (0, 0), args.blur) for image in held_out]), labels),
         "binarised": (np.where(held_out > 127, 255, 0).astype(np.uint8), labels),
     }
+    if args.distortions:
+        sets.update({name: (images, labels)
+                     for name, images in distorted_sets(held_out, rng).items()})
     reference = gradient_histograms(train)
     print(machine_line())
     print(f"{args.train} training and {args.per_class} evaluated letters per class, "

@@ -223,3 +223,28 @@ def test_generator_saturation_reads_the_values_tanh_receives():
     rgb = np.asarray(kernel).reshape(-1, 3)
     np.testing.assert_allclose(norms["sn_conv_to_rgb"], np.linalg.svd(rgb, compute_uv=False)[0],
                                rtol=1e-5)
+
+
+def test_realism_distortions_move_a_letter_as_their_names_say():
+    from benchmarks.realism_controls import distorted_sets, rotated, shifted, wavering
+
+    image = np.full((64, 64, 3), 255, np.uint8)
+    image[20:24, 30:34] = 0                         # a 4 x 4 dark square
+    moved = shifted(image, 4)
+    assert (moved[24:28, 34:38] == 0).all() and (moved[20:24, 30:34] != 0).any()
+    # Half a turn about the centre (32, 32) sends pixel x to 64 - x.
+    turned = rotated(image, 180)
+    assert (turned[41:45, 31:35] < 128).all()
+
+    def dark_centre(picture: np.ndarray) -> np.ndarray:
+        rows, columns = np.nonzero(picture[..., 0] < 128)
+        return np.array([rows.mean(), columns.mean()])
+
+    rng = np.random.default_rng(0)
+    for amplitude in (1.0, 3.0):
+        drift = np.abs(dark_centre(wavering(image, amplitude, rng)) - dark_centre(image))
+        assert drift.max() <= amplitude + 0.5
+    sets = distorted_sets(np.stack([image, image]), rng)
+    assert len(sets) == 11
+    assert all(images.shape == (2, 64, 64, 3) and images.dtype == np.uint8
+               for images in sets.values())
