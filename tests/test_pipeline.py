@@ -172,6 +172,25 @@ def test_set_stage_refuses_what_it_cannot_apply(tmp_path, setting, message):
     assert not (tmp_path / "run").exists()        # refused before any stage ran
 
 
+@pytest.mark.parametrize("set_name, profile, setting, message", [
+    # The smoke profile's 8 images per class need 320 trials of the 40-class set, it gives 200.
+    ("cvpr40-synthetic", "smoke", None, r"cvpr40-synthetic: --n-train/--images-per-class 200/8; "
+     r".* \(the smoke profile's data sizes; --set-stage data.FIELD=VALUE changes them\)"),
+    ("char", "smoke", "data.n_train=5", r"synthetic char: n_train=5, n_test=100; expected "
+     r"n_train >= 10"),
+])
+def test_built_in_set_sizes_its_rule_refuses_leave_nothing_behind(tmp_path, set_name, profile,
+                                                                  setting, message):
+    from eeg2image_tf.config import PipelineConfig
+
+    config = PipelineConfig(run=str(tmp_path / "run"), data_root=str(tmp_path / "data"),
+                            set=set_name, profile=profile,
+                            set_stage=(setting,) if setting else ())
+    with pytest.raises(DataError, match=message):
+        pipeline.run_pipeline(config)
+    assert list(tmp_path.iterdir()) == []           # neither the run nor the data root
+
+
 def test_set_stage_flag_is_repeatable_and_round_trips_through_config_json(tmp_path):
     import argparse
 

@@ -4,7 +4,7 @@ without torch, EEG normalisation, image folders, tf.data pipelines and the built
 here: only the commands call it). Importing it does not import TensorFlow."""
 
 from .builtin import (BUILTIN_SETS, builtin_class_names, builtin_sizes, check_builtin_set_root,
-                      write_builtin_set)
+                      check_builtin_sizes, write_builtin_set)
 from .eegcvpr40 import convert_eegcvpr40, read_eegcvpr40
 from .images import (IMAGE_EXTENSIONS, ImageFolder, known_class_names, list_image_folder,
                      list_split_folders, load_image, load_images, pair_images, stimulus_images)
@@ -28,5 +28,6 @@ __all__ = [
     "encoder_dataset", "gan_dataset",
     "SYNTHETIC_SETS", "check_synthetic_images", "check_synthetic_root", "make_synthetic_eeg",
     "render_character", "write_synthetic_set",
-    "BUILTIN_SETS", "builtin_class_names", "builtin_sizes", "check_builtin_set_root", "write_builtin_set",
+    "BUILTIN_SETS", "builtin_class_names", "builtin_sizes", "check_builtin_set_root",
+    "check_builtin_sizes", "write_builtin_set",
 ]

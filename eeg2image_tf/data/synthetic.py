@@ -126,9 +126,7 @@ def make_synthetic_eeg(set_name: str = "char", seed: int = 45, n_train: int = 25
     balanced. The same ``(set_name, seed, n_train, n_test)`` gives the same arrays.
     """
     num_classes = len(_class_names(set_name))
-    if n_train < num_classes or n_test < 1:
-        raise DataError(f"synthetic {set_name}: n_train={n_train}, n_test={n_test}; expected n_train >= "
-                        f"{num_classes} (every class in train) and n_test >= 1")
+    _check_trial_counts(set_name, n_train, n_test)
     rng = np.random.default_rng([seed, SYNTHETIC_SETS.index(set_name)])
     templates = class_templates(num_classes, rng)
     subjects = simulated_subjects(rng)
@@ -138,6 +136,23 @@ def make_synthetic_eeg(set_name: str = "char", seed: int = 45, n_train: int = 25
         arrays[f"x_{split}"] = synthetic_eeg(labels, templates, subjects, rng)
         arrays[f"y_{split}"] = np.eye(num_classes, dtype=np.float64)[labels]
     return {key: arrays[key] for key in ("x_train", "y_train", "x_test", "y_test")}
+
+
+def _check_trial_counts(set_name: str, n_train: int, n_test: int) -> None:
+    num_classes = len(_class_names(set_name))
+    if n_train < num_classes or n_test < 1:
+        raise DataError(f"synthetic {set_name}: n_train={n_train}, n_test={n_test}; expected n_train >= "
+                        f"{num_classes} (every class in train) and n_test >= 1")
+
+
+def check_synthetic_sizes(set_name: str, n_train: int, n_test: int, images_per_class: int,
+                          test_images_per_class: int) -> None:
+    """Refuse (:class:`DataError`, one line) sizes :func:`write_synthetic_set` cannot write, before
+    anything is: every class among the training trials, a test trial, an image per class."""
+    _check_trial_counts(set_name, n_train, n_test)
+    if images_per_class < 1 or test_images_per_class < 1:
+        raise DataError(f"synthetic {set_name}: images_per_class={images_per_class}, "
+                        f"test_images_per_class={test_images_per_class}; expected >= 1")
 
 
 def _class_names(set_name: str) -> tuple[str, ...]:
@@ -501,9 +516,7 @@ def write_synthetic_set(out_root: str | os.PathLike, set_name: str = "char", see
     Returns what was written (paths and counts).
     """
     class_names = _class_names(set_name)
-    if images_per_class < 1 or test_images_per_class < 1:
-        raise DataError(f"synthetic {set_name}: images_per_class={images_per_class}, "
-                        f"test_images_per_class={test_images_per_class}; expected >= 1")
+    check_synthetic_sizes(set_name, n_train, n_test, images_per_class, test_images_per_class)
     out_root = Path(out_root)
     check_synthetic_root(out_root, set_name, flag)
     eeg_dir = out_root / EEG_DIR / set_name

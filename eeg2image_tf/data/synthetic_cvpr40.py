@@ -143,6 +143,20 @@ def _split_plan(count: int, images_per_class: int, rng: np.random.Generator
     return labels, image, subject.astype(np.int64)
 
 
+def check_cvpr40_sizes(n_train: int, n_test: int, images_per_class: int,
+                       test_images_per_class: int) -> None:
+    """Refuse (:class:`DataError`, one line) sizes that leave an image without a trial: every
+    image is seen at least once, ``n_train >= 40 * images_per_class`` and
+    ``n_test >= 40 * test_images_per_class``."""
+    num_classes = len(CLASS_NAMES)
+    for trials, images, flags in ((n_train, images_per_class, "--n-train/--images-per-class"),
+                                  (n_test, test_images_per_class,
+                                   "--n-test/--test-images-per-class")):
+        if images < 1 or trials < num_classes * images:
+            raise DataError(f"{CVPR40_SET}: {flags} {trials}/{images}; expected at least one image "
+                            f"per class and a trial for each of the {num_classes} x {images} images")
+
+
 def make_cvpr40_synthetic(seed: int = 45, n_train: int = DEFAULT_SIZES["n_train"],
                           n_test: int = DEFAULT_SIZES["n_test"],
                           images_per_class: int = DEFAULT_SIZES["images_per_class"],
@@ -153,13 +167,8 @@ def make_cvpr40_synthetic(seed: int = 45, n_train: int = DEFAULT_SIZES["n_train"
     Every image is seen at least once: ``n_train >= 40 * images_per_class`` and
     ``n_test >= 40 * test_images_per_class``. The same arguments give the same arrays.
     """
+    check_cvpr40_sizes(n_train, n_test, images_per_class, test_images_per_class)
     num_classes = len(CLASS_NAMES)
-    for trials, images, flags in ((n_train, images_per_class, "--n-train/--images-per-class"),
-                                  (n_test, test_images_per_class,
-                                   "--n-test/--test-images-per-class")):
-        if images < 1 or trials < num_classes * images:
-            raise DataError(f"{CVPR40_SET}: {flags} {trials}/{images}; expected at least one image "
-                            f"per class and a trial for each of the {num_classes} x {images} images")
     rng = np.random.default_rng([seed, 40])
     templates = _templates(rng, num_classes)
     gain = rng.uniform(0.75, 1.25, size=NUM_SUBJECTS + 1)

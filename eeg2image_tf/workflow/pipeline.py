@@ -25,8 +25,8 @@ from typing import Any, Callable, Optional, Sequence
 from ..config import (PROFILES, SET_PROFILES, CurveConfig, EncoderTrainConfig, EvaluateConfig,
                       ExportConfig, GanTrainConfig, GenerateConfig, ImageClassifierConfig,
                       PipelineConfig, PrepareDataConfig, SelectEncoderConfig, unwrap_optional)
-from ..data import (BUILTIN_SETS, builtin_class_names, check_builtin_set_root, check_synthetic_images,
-                    write_builtin_set)
+from ..data import (BUILTIN_SETS, builtin_class_names, check_builtin_set_root, check_builtin_sizes,
+                    check_synthetic_images, write_builtin_set)
 from ..errors import ConfigError, DataError
 from ..io_utils import atomic_write_json, check_writable_dir, read_json
 from ..runs import (CONFIG_FILE, MANIFEST_FILE, PIPELINE_STAGES, TEST_SPLIT, TRAIN_SPLIT, PipelineRun,
@@ -165,13 +165,18 @@ def _distribution(config: PipelineConfig) -> dict[str, Any]:
 # Stages: each returns a dict of its outputs (paths, headline numbers) for pipeline.json
 # --------------------------------------------------------------------------------------------------
 
+# The data stage's settings that size a built-in set (write_builtin_set's arguments).
+SIZE_FIELDS = ("n_train", "n_test", "images_per_class", "test_images_per_class")
+
+
 def data_to_prepare(config: PipelineConfig, paths: PipelineRun) -> bool:
     """Whether the data stage writes the built-in set; writes nothing.
 
     False when the set is there (a built-in one checked to be the current renderer's, so that an
     older one is not trained on silently); True when the built-in set may be written. Else the
-    stage's one-line refusal: a set without a built-in version is missing, or the data root holds
-    files the built-in set did not write (a user's ``data.pkl`` without its images: never replaced).
+    stage's one-line refusal: a set without a built-in version is missing, the data root holds
+    files the built-in set did not write (a user's ``data.pkl`` without its images: never replaced),
+    or the profile's sizes break the set's rule.
     """
     have_eeg = paths.eeg_data.exists()
     have_images = (paths.images / TRAIN_SPLIT).is_dir() and (paths.images / TEST_SPLIT).is_dir()
@@ -186,6 +191,13 @@ def data_to_prepare(config: PipelineConfig, paths: PipelineRun) -> bool:
                         "place its files there (ThoughtViz: data/README.md; EEGCVPR40: "
                         "prepare_data --eegcvpr40)")
     check_builtin_set_root(config.data_root, config.set, "--data-root")
+    sizes = {name: value for name, value in _stage_overrides(config, "data").items()
+             if name in SIZE_FIELDS}
+    try:
+        check_builtin_sizes(config.set, **sizes)
+    except DataError as error:
+        raise DataError(f"{error} (the {config.profile or config.chosen_profile} profile's data "
+                        "sizes; --set-stage data.FIELD=VALUE changes them)") from None
     return True
 
 
