@@ -75,6 +75,24 @@ def test_encoder_run_records_the_sets_normalisation_and_class_count(encoder_run)
         check_inputs(dataclasses.replace(left_open, normalisation="original"))
 
 
+def test_settling_an_encoder_config_makes_every_choice_before_anything_is_written(recorded,
+                                                                                  tmp_path):
+    from eeg2image_tf.data import preprocess
+    from eeg2image_tf.training.encoder import settle_encoder_config
+
+    run = tmp_path / "encoder"
+    config = EncoderTrainConfig(data=recorded["data"], run=str(run), batch_size=8)
+    settled = settle_encoder_config(config)
+    assert settled.config.normalisation == "zscore" and settled.note is None
+    assert settled.config.n_clusters == len(CLASSES)
+    splits = load_thoughtviz(recorded["data"])
+    np.testing.assert_allclose(settled.data.x_train,
+                               np.asarray(preprocess(splits.x_train, method="zscore"), np.float32))
+    with pytest.raises(DataError, match=r"training trials make no full batch of 100000"):
+        settle_encoder_config(dataclasses.replace(config, batch_size=100000))
+    assert not run.exists()
+
+
 def test_long_trials_are_not_unrolled(monkeypatch):
     from eeg2image_tf.training import encoder
 

@@ -47,6 +47,8 @@ __all__ = [
     "VAL_TAG",
     "KMEANS_TAG",
     "EncoderData",
+    "SettledEncoder",
+    "settle_encoder_config",
     "load_encoder_data",
     "build_run_encoder",
     "make_encoder_steps",
@@ -116,6 +118,42 @@ def load_encoder_data(data_path: str, normalisation: Optional[str],
     return EncoderData(x_train=x_train, y_train=np.asarray(splits.y_train, dtype=np.int64),
                        x_test=x_test, y_test=np.asarray(splits.y_test, dtype=np.int64),
                        class_names=tuple(names), normalisation=method)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SettledEncoder:
+    """An encoder run's configuration with every choice made, and its data preprocessed.
+
+    ``config``: validated, ``normalisation`` and ``n_clusters`` concrete (what ``config.json``
+    records); ``data``: both splits preprocessed with that normalisation; ``note``: a line for the
+    run's log about the normalisation, or None.
+    """
+
+    config: EncoderTrainConfig
+    data: EncoderData
+    note: Optional[str]
+
+
+def settle_encoder_config(config: EncoderTrainConfig) -> SettledEncoder:
+    """Make every choice of an encoder run once, before anything is written (numpy only).
+
+    The config's own checks; the set read, and with it the normalisation (the config's, else the
+    set's record, else ``original``) and the number of k-means clusters (the set's classes); both
+    splits preprocessed; a batch size larger than the training split refused. Raises
+    :class:`ConfigError` or :class:`DataError` (one line).
+    """
+    splits = load_thoughtviz(config.validate().data)
+    note = normalisation_note(config.normalisation, splits.normalisation, config.data)
+    config = dataclasses.replace(
+        config, normalisation=resolve_normalisation(config.normalisation, splits.normalisation,
+                                                    config.data),
+        n_clusters=config.n_clusters or splits.num_classes)
+    data = load_encoder_data(config.data, config.normalisation, splits)
+    if len(data.x_train) < config.batch_size:
+        # Training batches drop the remainder, so there would be no step at all.
+        raise DataError(f"{config.data}: {len(data.x_train)} training trials make no full batch of "
+                        f"{config.batch_size} (lower --batch-size)")
+    return SettledEncoder(config=config, data=data, note=note)
 
 
 # Trials longer than this run their LSTMs as a loop even with ``unroll``: every written-out step is
@@ -248,27 +286,17 @@ def train_encoder(config: EncoderTrainConfig, force: bool = False) -> dict[str, 
     ``stopped`` (``"completed"`` or ``"time_budget"``), ``seconds`` (wall time of this call).
     """
     started = time.monotonic()
-    # The set first (numpy only: a multi-worker strategy must come before TensorFlow runs), after
-    # the config's own checks: the settings left to it (normalisation, clusters) are recorded in
-    # config.json as used.
-    splits = load_thoughtviz(config.validate().data)
-    note = normalisation_note(config.normalisation, splits.normalisation, config.data)
-    config = dataclasses.replace(
-        config, normalisation=resolve_normalisation(config.normalisation, splits.normalisation,
-                                                    config.data),
-        n_clusters=config.n_clusters or splits.num_classes)
+    # Every choice is made before the run directory is written (numpy only: a multi-worker strategy
+    # must come before TensorFlow runs); the run reads only the settled config.
+    settled = settle_encoder_config(config)
+    config, data = settled.config, settled.data
     run = TrainingRun(config, force, budget_s=config.time_budget_s, strategy=config.strategy)
-    if note:
-        run.log(note)
+    if settled.note:
+        run.log(settled.note)
 
     strategy = run.strategy
     replicas = strategy.num_replicas_in_sync
 
-    data = load_encoder_data(config.data, config.normalisation, splits)
-    if len(data.x_train) < config.batch_size:
-        # Training batches drop the remainder, so there would be no step at all.
-        raise DataError(f"{config.data}: {len(data.x_train)} training trials make no full batch of "
-                        f"{config.batch_size} (lower --batch-size)")
     _, num_samples, num_channels = data.x_train.shape
     with strategy.scope():
         encoder = build_run_encoder(config, num_samples, num_channels)
