@@ -125,12 +125,13 @@ class SettledEncoder:
     """An encoder run's configuration with every choice made, and its data preprocessed.
 
     ``config``: validated, ``normalisation`` and ``n_clusters`` concrete (what ``config.json``
-    records); ``data``: both splits preprocessed with that normalisation; ``note``: a line for the
-    run's log about the normalisation, or None.
+    records); ``splits``: the set as read (preprocessed once the run's strategy exists: the
+    preprocessing runs TensorFlow, which a multi-worker strategy must precede); ``note``: a line
+    for the run's log about the normalisation, or None.
     """
 
     config: EncoderTrainConfig
-    data: EncoderData
+    splits: EEGSplits
     note: Optional[str]
 
 
@@ -138,8 +139,8 @@ def settle_encoder_config(config: EncoderTrainConfig) -> SettledEncoder:
     """Make every choice of an encoder run once, before anything is written (numpy only).
 
     The config's own checks; the set read, and with it the normalisation (the config's, else the
-    set's record, else ``original``) and the number of k-means clusters (the set's classes); both
-    splits preprocessed; a batch size larger than the training split refused. Raises
+    set's record, else ``original``) and the number of k-means clusters (the set's classes); a
+    batch size larger than the training split refused. Raises
     :class:`ConfigError` or :class:`DataError` (one line).
     """
     splits = load_thoughtviz(config.validate().data)
@@ -148,12 +149,11 @@ def settle_encoder_config(config: EncoderTrainConfig) -> SettledEncoder:
         config, normalisation=resolve_normalisation(config.normalisation, splits.normalisation,
                                                     config.data),
         n_clusters=config.n_clusters or splits.num_classes)
-    data = load_encoder_data(config.data, config.normalisation, splits)
-    if len(data.x_train) < config.batch_size:
+    if len(splits.x_train) < config.batch_size:
         # Training batches drop the remainder, so there would be no step at all.
-        raise DataError(f"{config.data}: {len(data.x_train)} training trials make no full batch of "
-                        f"{config.batch_size} (lower --batch-size)")
-    return SettledEncoder(config=config, data=data, note=note)
+        raise DataError(f"{config.data}: {len(splits.x_train)} training trials make no full batch "
+                        f"of {config.batch_size} (lower --batch-size)")
+    return SettledEncoder(config=config, splits=splits, note=note)
 
 
 # Trials longer than this run their LSTMs as a loop even with ``unroll``: every written-out step is
@@ -289,13 +289,14 @@ def train_encoder(config: EncoderTrainConfig, force: bool = False) -> dict[str, 
     # Every choice is made before the run directory is written (numpy only: a multi-worker strategy
     # must come before TensorFlow runs); the run reads only the settled config.
     settled = settle_encoder_config(config)
-    config, data = settled.config, settled.data
+    config = settled.config
     run = TrainingRun(config, force, budget_s=config.time_budget_s, strategy=config.strategy)
     if settled.note:
         run.log(settled.note)
 
     strategy = run.strategy
     replicas = strategy.num_replicas_in_sync
+    data = load_encoder_data(config.data, config.normalisation, settled.splits)
 
     _, num_samples, num_channels = data.x_train.shape
     with strategy.scope():
