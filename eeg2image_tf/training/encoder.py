@@ -139,8 +139,7 @@ def settle_encoder_config(config: EncoderTrainConfig) -> SettledEncoder:
     """Make every choice of an encoder run once, before anything is written (numpy only).
 
     The config's own checks; the set read, and with it the normalisation (the config's, else the
-    set's record, else ``original``) and the number of k-means clusters (the set's classes); a
-    batch size larger than the training split refused. Raises
+    set's record, else ``original``) and the number of k-means clusters (the set's classes). Raises
     :class:`ConfigError` or :class:`DataError` (one line).
     """
     splits = load_thoughtviz(config.validate().data)
@@ -149,10 +148,6 @@ def settle_encoder_config(config: EncoderTrainConfig) -> SettledEncoder:
         config, normalisation=resolve_normalisation(config.normalisation, splits.normalisation,
                                                     config.data),
         n_clusters=config.n_clusters or splits.num_classes)
-    if len(splits.x_train) < config.batch_size:
-        # Training batches drop the remainder, so there would be no step at all.
-        raise DataError(f"{config.data}: {len(splits.x_train)} training trials make no full batch "
-                        f"of {config.batch_size} (lower --batch-size)")
     return SettledEncoder(config=config, splits=splits, note=note)
 
 
@@ -297,6 +292,10 @@ def train_encoder(config: EncoderTrainConfig, force: bool = False) -> dict[str, 
     strategy = run.strategy
     replicas = strategy.num_replicas_in_sync
     data = load_encoder_data(config.data, config.normalisation, settled.splits)
+    if len(data.x_train) < config.batch_size:
+        # Training batches drop the remainder, so there would be no step at all.
+        raise DataError(f"{config.data}: {len(data.x_train)} training trials make no full batch of "
+                        f"{config.batch_size} (lower --batch-size)")
 
     _, num_samples, num_channels = data.x_train.shape
     with strategy.scope():
