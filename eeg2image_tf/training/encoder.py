@@ -40,14 +40,13 @@ from . import losses
 from .common import check_finite
 from .distributed import (distribute_global_batches, gather_rows, on_replica_device,
                           replica_share)
-from .run import TrainingRun
+from .run import SettledConfig, TrainingRun
 
 __all__ = [
     "TRAIN_TAG",
     "VAL_TAG",
     "KMEANS_TAG",
     "EncoderData",
-    "SettledEncoder",
     "settle_encoder_config",
     "load_encoder_data",
     "build_run_encoder",
@@ -120,23 +119,9 @@ def load_encoder_data(data_path: str, normalisation: Optional[str],
                        class_names=tuple(names), normalisation=method)
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
-class SettledEncoder:
-    """An encoder run's configuration with every choice made, and its data preprocessed.
-
-    ``config``: validated, ``normalisation`` and ``n_clusters`` concrete (what ``config.json``
-    records); ``splits``: the set as read (preprocessed once the run's strategy exists: the
-    preprocessing runs TensorFlow, which a multi-worker strategy must precede); ``note``: a line
-    for the run's log about the normalisation, or None.
-    """
-
-    config: EncoderTrainConfig
-    splits: EEGSplits
-    note: Optional[str]
-
-
-def settle_encoder_config(config: EncoderTrainConfig) -> SettledEncoder:
-    """Make every choice of an encoder run once, before anything is written (numpy only).
+def settle_encoder_config(config: EncoderTrainConfig) -> SettledConfig:
+    """Make every choice of an encoder run once, before anything is written (numpy only; the
+    splits are preprocessed once the run's strategy exists, as preprocessing runs TensorFlow).
 
     The config's own checks; the set read, and with it the normalisation (the config's, else the
     set's record, else ``original``) and the number of k-means clusters (the set's classes). Raises
@@ -148,7 +133,7 @@ def settle_encoder_config(config: EncoderTrainConfig) -> SettledEncoder:
         config, normalisation=resolve_normalisation(config.normalisation, splits.normalisation,
                                                     config.data),
         n_clusters=config.n_clusters or splits.num_classes)
-    return SettledEncoder(config=config, splits=splits, note=note)
+    return SettledConfig(config=config, splits=splits, note=note)
 
 
 # Trials longer than this run their LSTMs as a loop even with ``unroll``: every written-out step is

@@ -24,12 +24,13 @@ from ..models import encoder_features
 from ..models import precision as precisions
 from ..models.matmul_conv import use_matmul_convs
 from ..runs import TENSORBOARD_DIR, TRAIN_SPLIT, GanRun, stimulus_roots, training_image_folder
+from .run import SettledConfig
 
 SAMPLE_COUNT = 16
 SAMPLE_LATENT_RANGE = 0.2           # the original's fixed sample latent is U(-0.2, 0.2)
 
-__all__ = ["GanData", "SettledGan", "settle_gan_config", "resolve_gan_config", "load_gan_data", "save_conditions", "epoch_shuffle_seed",
-           "SampleInputs", "sample_inputs"]
+__all__ = ["GanData", "settle_gan_config", "resolve_gan_config", "load_gan_data", "save_conditions",
+           "epoch_shuffle_seed", "SampleInputs", "sample_inputs"]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -126,22 +127,9 @@ def resolve_gan_config(config: GanTrainConfig, splits: EEGSplits) -> tuple[GanTr
     return dataclasses.replace(config, normalisation=method), note
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
-class SettledGan:
-    """A GAN run's configuration with every choice made, and the set it was made on.
-
-    ``config``: validated, ``matmul_convs`` and ``normalisation`` concrete (what ``config.json``
-    records); ``splits``: the EEG set of ``config.data``; ``note``: a line for the run's log about
-    the normalisation chosen, or None.
-    """
-
-    config: GanTrainConfig
-    splits: EEGSplits
-    note: Optional[str]
-
-
-def settle_gan_config(config: GanTrainConfig) -> SettledGan:
-    """Make every choice of a GAN run once, before anything is written (numpy only, no run dir).
+def settle_gan_config(config: GanTrainConfig) -> SettledConfig:
+    """Make every choice of a GAN run once, before anything is written (no run directory; TensorFlow
+    only lists this machine's devices).
 
     In order: the config's own checks; the precision (a slow one on this CPU is warned about);
     the matrix-product convolutions by this machine's devices when ``matmul_convs`` is None; the
@@ -153,7 +141,7 @@ def settle_gan_config(config: GanTrainConfig) -> SettledGan:
     config = dataclasses.replace(config, matmul_convs=use_matmul_convs(config.matmul_convs))
     splits = load_thoughtviz(config.data)
     config, note = resolve_gan_config(config, splits)
-    return SettledGan(config=config, splits=splits, note=note)
+    return SettledConfig(config=config, splits=splits, note=note)
 
 
 def load_gan_data(config: GanTrainConfig, run_dir: str | os.PathLike,

@@ -37,6 +37,7 @@ becomes one :class:`~.distributed.WorkerLostError` line.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 import shutil
 import sys
@@ -48,6 +49,7 @@ from typing import Any, Callable, Iterator, Optional
 import tensorflow as tf
 
 from ..config import COLLECTIVE_TIMEOUT_S
+from ..data import EEGSplits
 from ..errors import CheckpointError, ConfigError, TrainingInterrupted
 from ..io_utils import SilentBar, print_line
 from ..runs import (CHECKPOINT_DIR, check_run_dir, check_run_unlocked, lock_run, prepare_run_dir,
@@ -292,6 +294,20 @@ class TrainingRun:
             finally:
                 bar.close()
                 writer.flush()
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SettledConfig:
+    """A training run's configuration with every choice it left open made, before the run exists.
+
+    ``config``: validated, its open fields concrete (what ``config.json`` records); ``splits``: the
+    EEG set the choices were made on, as read; ``note``: a line for the run's log about the
+    normalisation chosen, or None.
+    """
+
+    config: Any
+    splits: EEGSplits
+    note: Optional[str]
 
 
 @contextlib.contextmanager

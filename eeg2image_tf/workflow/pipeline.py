@@ -25,8 +25,8 @@ from typing import Any, Callable, Optional, Sequence
 from ..config import (PROFILES, SET_PROFILES, CurveConfig, EncoderTrainConfig, EvaluateConfig,
                       ExportConfig, GanTrainConfig, GenerateConfig, ImageClassifierConfig,
                       PipelineConfig, PrepareDataConfig, SelectEncoderConfig, unwrap_optional)
-from ..data import (BUILTIN_SETS, builtin_class_names, check_builtin_set_root, check_builtin_sizes,
-                    check_synthetic_images, write_builtin_set)
+from ..data import (BUILTIN_SETS, builtin_class_names, builtin_sizes, check_builtin_set_root,
+                    check_builtin_sizes, check_synthetic_images, write_builtin_set)
 from ..errors import ConfigError, DataError
 from ..io_utils import atomic_write_json, check_writable_dir, read_json
 from ..runs import (CONFIG_FILE, MANIFEST_FILE, PIPELINE_STAGES, TEST_SPLIT, TRAIN_SPLIT, PipelineRun,
@@ -165,10 +165,6 @@ def _distribution(config: PipelineConfig) -> dict[str, Any]:
 # Stages: each returns a dict of its outputs (paths, headline numbers) for pipeline.json
 # --------------------------------------------------------------------------------------------------
 
-# The data stage's settings that size a built-in set (write_builtin_set's arguments).
-SIZE_FIELDS = ("n_train", "n_test", "images_per_class", "test_images_per_class")
-
-
 def data_to_prepare(config: PipelineConfig, paths: PipelineRun) -> bool:
     """Whether the data stage writes the built-in set; writes nothing.
 
@@ -192,11 +188,11 @@ def data_to_prepare(config: PipelineConfig, paths: PipelineRun) -> bool:
                         "prepare_data --eegcvpr40)")
     check_builtin_set_root(config.data_root, config.set, "--data-root")
     sizes = {name: value for name, value in _stage_overrides(config, "data").items()
-             if name in SIZE_FIELDS}
+             if name in builtin_sizes(config.set)}
     try:
         check_builtin_sizes(config.set, **sizes)
     except DataError as error:
-        raise DataError(f"{error} (the {config.profile or config.chosen_profile} profile's data "
+        raise DataError(f"{error} (the {config.chosen_profile} profile's data "
                         "sizes; --set-stage data.FIELD=VALUE changes them)") from None
     return True
 
