@@ -430,8 +430,8 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "classifier": {"epochs": 6},
         # The GAN gets what is left of 15 minutes once the venv and the other stages are done: on
         # the Char-Font-like set the conditional accuracy passed 0.8 after 450-700 iterations of
-        # batch 16 in the runs measured, and an iteration's cost differs twofold between this machine kind's CPUs
-        # (docs/results.md, "The demo").
+        # batch 16 in the runs measured, and an iteration's cost differs twofold between the CPUs
+        # of 2-core machines (docs/results.md, "The demo").
         "gan": {"batch_size": 16, "max_steps": 3000, "time_budget_s": 600.0,
                 "checkpoint_every": 100, "sample_every": 100, "precision": "auto",
                 "mode_seeking_weight": 0.1},
