@@ -130,14 +130,85 @@ def test_a_budget_never_raises_the_loops_total():
     plain.close()
 
 
-def test_the_run_skeleton_gives_a_budgeted_loop_its_budget_bar(tmp_path):
+def _driven_run(tmp_path, name, budget_s=None):
+    """A run over a one-variable checkpoint, started: (run, counter)."""
+    import tensorflow as tf
+
     from eeg2image_tf.config import EncoderTrainConfig
     from eeg2image_tf.training.run import TrainingRun
 
-    config = EncoderTrainConfig(data="d", run=str(tmp_path / "run"), time_budget_s=60.0)
-    run = TrainingRun(config, budget_s=config.time_budget_s)
-    with run.loop(3000, 0, desc="encoder", unit="epoch") as loop:
-        assert isinstance(loop.bar, common.BudgetBar) and "budget 60 s" in str(loop.bar)
-    unbudgeted = TrainingRun(EncoderTrainConfig(data="d", run=str(tmp_path / "other")))
-    with unbudgeted.loop(3000, 0, desc="encoder", unit="epoch") as loop:
-        assert loop.bar.total == 3000 and "budget" not in str(loop.bar)
+    config = EncoderTrainConfig(data="d", run=str(tmp_path / name), time_budget_s=budget_s)
+    run = TrainingRun(config, budget_s=budget_s)
+    counter = tf.Variable(0, dtype=tf.int64)
+    start = run.start(tf.train.Checkpoint(epoch=counter), counter, max_to_keep=None)
+    return run, counter, start
+
+
+def test_the_run_skeleton_gives_a_budgeted_loop_its_budget_bar(tmp_path):
+    bars = {}
+
+    def units(loop):
+        bars["bar"] = str(loop.bar), loop.bar
+        yield from ()
+
+    for name, budget in (("budgeted", 60.0), ("plain", None)):
+        run, _, _ = _driven_run(tmp_path, name, budget)
+        run.drive(units, total=3000, start=0, save_every=10, saved=lambda *_: None,
+                  end=lambda *_: None, desc="encoder", unit="epoch")
+        text, bar = bars.pop("bar")
+        if budget:
+            assert isinstance(bar, common.BudgetBar) and "budget 60 s" in text
+        else:
+            assert bar.total == 3000 and "budget" not in text
+
+
+def test_the_run_skeleton_saves_on_its_cadence_and_the_last_unit_and_says_why_it_stopped(tmp_path):
+    from eeg2image_tf.runs import CHECKPOINT_DIR
+
+    run, counter, start = _driven_run(tmp_path, "run")
+    assert (start.unit, start.metrics) == (0, {})
+    events = []
+
+    def units(loop):
+        for unit in range(1, 6):
+            counter.assign(unit)
+            events.append(("unit", unit, loop.save_due(unit)))
+            yield unit
+
+    stopped = run.drive(units, total=5, start=0, save_every=2,
+                        saved=lambda unit, _loop: events.append(("saved", unit, run.last_saved)),
+                        end=lambda unit, reason: events.append(("end", unit, reason)),
+                        desc="encoder", unit="epoch")
+    assert stopped == "completed"
+    assert [event for event in events if event[0] != "unit"] == [
+        ("saved", 2, 2), ("saved", 4, 4), ("saved", 5, 5), ("end", 5, "completed")]
+    assert [event[2] for event in events if event[0] == "unit"] == [False, True, False, True, True]
+    saved = sorted(path.name for path in (tmp_path / "run" / CHECKPOINT_DIR).glob("ckpt-*.index"))
+    assert saved == ["ckpt-2.index", "ckpt-4.index", "ckpt-5.index"]
+
+    # A rerun of the finished run restores unit 5 and trains, saves and records nothing anew.
+    del run
+    rerun, _, restarted = _driven_run(tmp_path, "run")
+    assert restarted.unit == 5
+    calls = []
+    assert rerun.drive(lambda loop: iter(()), total=5, start=5, save_every=2,
+                       saved=lambda *args: calls.append(args),
+                       end=lambda unit, reason: calls.append((unit, reason)),
+                       desc="encoder", unit="epoch") == "completed"
+    assert calls == [(5, "completed")]
+
+
+def test_the_run_skeleton_stops_a_loop_whose_budget_is_used_up_after_saving_its_unit(tmp_path):
+    run, counter, _ = _driven_run(tmp_path, "run", budget_s=1e-9)
+    ends = []
+
+    def units(loop):
+        for unit in range(1, 100):
+            counter.assign(unit)
+            yield unit
+
+    stopped = run.drive(units, total=99, start=0, save_every=50, saved=lambda *_: None,
+                        end=lambda unit, reason: ends.append((unit, reason)), desc="encoder",
+                        unit="epoch")
+    assert stopped == "time_budget" and ends == [(1, "time_budget")]
+    assert run.latest_checkpoint.endswith("ckpt-1")

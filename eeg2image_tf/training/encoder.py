@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import keras
 import numpy as np
@@ -291,10 +291,9 @@ def train_encoder(config: EncoderTrainConfig, force: bool = False) -> dict[str, 
         epoch_counter = tf.Variable(0, dtype=tf.int64, trainable=False, name=EPOCH_COUNTER,
                                     aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         checkpoint = tf.train.Checkpoint(encoder=encoder, optimizer=optimizer, epoch=epoch_counter)
-    run.track(checkpoint, config.max_to_keep)
+    start = run.start(checkpoint, epoch_counter, config.max_to_keep, announce=True)
     _write_architecture(run.manager.directory, config, num_channels)
-    start_epoch = int(epoch_counter.numpy())
-    run.resumed_at(start_epoch)
+    start_epoch = start.unit
 
     train_ds = encoder_dataset(data.x_train, data.y_train, config.batch_size, shuffle=True,
                                seed=config.seed)
@@ -310,19 +309,44 @@ def train_encoder(config: EncoderTrainConfig, force: bool = False) -> dict[str, 
         local_batches = train_ds
         train_ds = distribute_global_batches(strategy, lambda: local_batches, config.batch_size)
         train_step = make_distributed_train_step(encoder, optimizer, config.margin, strategy)
-    metrics = run.read_metrics()
+    metrics = dict(start.metrics)
     history: dict[str, float] = dict(metrics.get(_HISTORY_KEY, {}))
     last_losses: dict[str, float] = {"train_triplet": metrics.get(TRAIN_TAG, float("nan")),
                                      "val_triplet": metrics.get(VAL_TAG, float("nan"))}
-    run.announce_resume(start_epoch, config.epochs)
 
-    def save_checkpoint(epoch: int) -> str:
-        """Checkpoint after ``epoch`` completed epochs, score it with k-means, record everything."""
-        epoch_counter.assign(epoch)
-        path = run.save(epoch)
+    def train_epochs(loop) -> Iterator[int]:
+        for epoch in range(start_epoch + 1, config.epochs + 1):
+            epoch_started = time.monotonic()
+            step_losses = [train_step(x, y) for x, y in train_ds]
+            val_losses = [val_step(x, y) for x, y in val_ds]
+            # One host sync per epoch: the step losses stay on the device until here.
+            train_values = np.array([loss.numpy() for loss in step_losses], dtype=np.float64)
+            for step, value in enumerate(train_values, start=1):
+                check_finite({TRAIN_TAG: value}, f"epoch {epoch} step {step}", run.latest_checkpoint)
+            val_value = float(np.mean([loss.numpy() for loss in val_losses]))
+            check_finite({VAL_TAG: val_value}, f"epoch {epoch} (validation)", run.latest_checkpoint)
+            last_losses.update(train_triplet=float(train_values.mean()) if len(train_values) else
+                               float("nan"), val_triplet=val_value)
+            tf.summary.scalar(TRAIN_TAG, last_losses["train_triplet"], step=epoch)
+            tf.summary.scalar(VAL_TAG, val_value, step=epoch)
+            loop.bar.set_postfix(train=f"{last_losses['train_triplet']:.4f}", val=f"{val_value:.4f}",
+                                 refresh=False)
+            loop.bar.update(1)
+            epoch_counter.assign(epoch)
+            if epoch == start_epoch + 1 and not loop.save_due(epoch):
+                # The progress bar is sparse in logs; one early line shows the run is alive and
+                # how long an epoch takes (this one includes tracing and compilation).
+                run.log(f"epoch {epoch}: train {last_losses['train_triplet']:.4f}  "
+                        f"val {val_value:.4f}  ({time.monotonic() - epoch_started:.1f} s with "
+                        "compilation)")
+            yield epoch
+
+    def record(epoch: int, _loop) -> None:
+        """After ``epoch`` is checkpointed: score it with k-means, record everything."""
+        path = run.latest_checkpoint
         if not run.writes:      # the chief scores and records the checkpoint
             run.log(f"epoch {epoch}: train {last_losses['train_triplet']:.4f}  -> {path}")
-            return path
+            return
         features = compiled_features(feature_step, data.x_test, config.batch_size)
         accuracy, _ = kmeans_accuracy(features, data.y_test, n_clusters=config.n_clusters,
                                       random_state=config.kmeans_random_state)
@@ -343,46 +367,10 @@ def train_encoder(config: EncoderTrainConfig, force: bool = False) -> dict[str, 
         run.log(f"epoch {epoch}: train {last_losses['train_triplet']:.4f}  "
                 f"val {last_losses['val_triplet']:.4f}  k-means accuracy {accuracy:.4f}  "
                 f"-> {path}")
-        return path
 
-    stopped = "completed"
-
-    def finish(reason: str) -> None:
-        nonlocal stopped
-        stopped = reason
-        if run.last_saved != epoch:
-            save_checkpoint(epoch)
-
-    with run.loop(config.epochs, start_epoch, desc="encoder", unit="epoch") as loop:
-        for epoch in range(start_epoch + 1, config.epochs + 1):
-            epoch_started = time.monotonic()
-            step_losses = [train_step(x, y) for x, y in train_ds]
-            val_losses = [val_step(x, y) for x, y in val_ds]
-            # One host sync per epoch: the step losses stay on the device until here.
-            train_values = np.array([loss.numpy() for loss in step_losses], dtype=np.float64)
-            for step, value in enumerate(train_values, start=1):
-                check_finite({TRAIN_TAG: value}, f"epoch {epoch} step {step}", run.latest_checkpoint)
-            val_value = float(np.mean([loss.numpy() for loss in val_losses]))
-            check_finite({VAL_TAG: val_value}, f"epoch {epoch} (validation)", run.latest_checkpoint)
-            last_losses.update(train_triplet=float(train_values.mean()) if len(train_values) else
-                               float("nan"), val_triplet=val_value)
-            tf.summary.scalar(TRAIN_TAG, last_losses["train_triplet"], step=epoch)
-            tf.summary.scalar(VAL_TAG, val_value, step=epoch)
-            loop.bar.set_postfix(train=f"{last_losses['train_triplet']:.4f}", val=f"{val_value:.4f}",
-                                 refresh=False)
-            loop.bar.update(1)
-
-            if epoch % config.checkpoint_every == 0 or epoch == config.epochs:
-                save_checkpoint(epoch)
-                loop.writer.flush()
-            elif epoch == start_epoch + 1:
-                # The progress bar is sparse in logs; one early line shows the run is alive and
-                # how long an epoch takes (this one includes tracing and compilation).
-                run.log(f"epoch {epoch}: train {last_losses['train_triplet']:.4f}  "
-                        f"val {val_value:.4f}  ({time.monotonic() - epoch_started:.1f} s with "
-                        "compilation)")
-            if loop.end_of_unit(epoch, finish):
-                break
+    stopped = run.drive(train_epochs, total=config.epochs, start=start_epoch,
+                        save_every=config.checkpoint_every, saved=record,
+                        end=lambda _epoch, _reason: None, desc="encoder", unit="epoch")
 
     return {
         "epoch": int(metrics.get(_EPOCH_KEY, run.last_saved or start_epoch)),

@@ -51,7 +51,7 @@ import collections
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -418,25 +418,22 @@ def train_gan(config: GanTrainConfig, force: bool = False) -> dict:
     train_step = steps.make_train_step(strategy, jit=config.jit)
     # Samples show what generate and evaluate will use: the average when the run keeps one.
     sampler = state.generator_ema if state.generator_ema is not None else state.generator
-    run.track(state.checkpoint, config.max_to_keep,
-              restore=lambda _checkpoint, manager: restore_gan_state(state, manager))
+    start = run.start(state.checkpoint, state.step, config.max_to_keep,
+                      restore=lambda _checkpoint, manager: restore_gan_state(state, manager))
     if run.writes and not data.conditions_cached:
         save_conditions(data, run.dir)
     samples = sample_inputs(config, data)
 
-    step = int(state.step.numpy())
-    start_step = step
-    # A rerun of a finished run saves and draws nothing new.
-    run.resumed_at(step)
+    step = start_step = start.unit
     last_sample = step if gan_run.sample(step).exists() else None
-    previous = run.read_metrics()
-    earlier_wall_time = float(previous.get("total_wall_time_s", 0.0)) if start_step else 0.0
-    losses: dict[str, float] = dict(previous.get("losses", {})) if start_step else {}
+    previous = start.metrics if start_step else {}
+    earlier_wall_time = float(previous.get("total_wall_time_s", 0.0))
+    losses: dict[str, float] = dict(previous.get("losses", {}))
     step_times: list[float] = []
     # Wall clock from the end of this run's first (tracing) step: steps plus checkpoints, samples
     # and summaries, i.e. what a step costs in the run's time.
     loop_clock: dict[str, float] = {}
-    saturation = SaturationCounter.from_metrics(previous if start_step else {})
+    saturation = SaturationCounter.from_metrics(previous)
     stopped = "completed"
 
     def write_metrics() -> dict:
@@ -466,16 +463,9 @@ def train_gan(config: GanTrainConfig, force: bool = False) -> dict:
         for name, value in {**losses, **state.loss_scale_values, **saturation.summaries()}.items():
             tf.summary.scalar(name, value, step=step)
 
-    def finish(reason: str) -> None:
-        nonlocal stopped
-        stopped = reason
-        if step % SCALARS_EVERY_STEPS:
-            write_scalars()
-        run.save(step)
-        write_metrics()
-
-    with run.loop(total_steps, step, desc="gan", unit="step") as loop:
-        while step < total_steps and stopped == "completed":
+    def train_steps(loop) -> Iterator[int]:
+        nonlocal step, losses, last_sample
+        while step < total_steps:
             epoch, position = divmod(step, steps_per_epoch)
 
             def epoch_batches(epoch=epoch, position=position):
@@ -503,19 +493,29 @@ def train_gan(config: GanTrainConfig, force: bool = False) -> dict:
                                      refresh=False)
                 if step % SCALARS_EVERY_STEPS == 0:
                     write_scalars()
-                if step % config.checkpoint_every == 0:
-                    run.save(step)
-                    write_metrics()
                 if step % config.sample_every == 0 and run.writes:
                     _write_samples(sampler, samples, gan_run, step)
                     last_sample = step
-                if loop.end_of_unit(step, finish):
-                    break
-        loop.writer.flush()
-        checkpoint_path = run.save(step)
-        if last_sample != step and run.writes:
+                yield step
+                if step >= total_steps:
+                    return
+
+    final: dict[str, Any] = {}
+
+    def end(_step: int, reason: str) -> None:
+        nonlocal stopped
+        stopped = reason
+        if step % SCALARS_EVERY_STEPS:
+            write_scalars()
+        # After a signal the run exits at once; the samples wait for the resumed run.
+        if reason != "interrupted" and last_sample != step and run.writes:
             _write_samples(sampler, samples, gan_run, step)
-        metrics = write_metrics()
+        final.update(write_metrics())
+
+    run.drive(train_steps, total=total_steps, start=start_step,
+              save_every=config.checkpoint_every, saved=lambda _step, _loop: write_metrics(),
+              end=end, desc="gan", unit="step")
+    metrics = final
 
     return {"step": step, "epoch": metrics["epoch"], "stopped": stopped, **losses,
             "ms_per_step": metrics["ms_per_step"],
@@ -523,5 +523,5 @@ def train_gan(config: GanTrainConfig, force: bool = False) -> dict:
             "d_saturated_fraction": metrics["d_saturation"]["fraction"],
             "d_saturated_recent_fraction": metrics["d_saturation"]["recent_fraction"],
             "wall_time_s": metrics["wall_time_s"],
-            "checkpoint": checkpoint_path, "samples": str(gan_run.latest_sample),
+            "checkpoint": run.latest_checkpoint, "samples": str(gan_run.latest_sample),
             "conditions_cached": data.conditions_cached}

@@ -31,7 +31,7 @@ import math
 import time
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import keras
 import numpy as np
@@ -281,16 +281,15 @@ def train_image_classifier(config: ImageClassifierConfig, force: bool = False,
     checkpoint = tf.train.Checkpoint(classifier=classifier, optimizer=optimizer,
                                      epoch=epoch_counter, augment_rng=generator,
                                      dropout_rng=classifier.dropout.seed_generator.state)
-    run.track(checkpoint, max_to_keep=2)
+    start = run.start(checkpoint, epoch_counter, max_to_keep=2, announce=True)
     if run.writes:
         atomic_write_json(ClassifierRun(run.dir).classes, {"class_names": list(class_names),
                                                            "image_size": config.image_size})
-    start_epoch = int(epoch_counter.numpy())
-    run.resumed_at(start_epoch)
-    run.announce_resume(start_epoch, config.epochs)
+    start_epoch = start.unit
 
     train_step, eval_step = _make_steps(classifier, optimizer, generator, strategy)
-    metrics: dict[str, Any] = run.read_metrics()
+    metrics: dict[str, Any] = dict(start.metrics)
+    last_epoch: dict[str, float] = {}
 
     def record(epoch: int, train_loss: float, train_accuracy: float, summaries: bool = True) -> None:
         test_loss, predictions = _evaluate(eval_step, data.x_test, data.y_test, batch_size)
@@ -315,11 +314,7 @@ def train_image_classifier(config: ImageClassifierConfig, force: bool = False,
         run.log(f"epoch {epoch}: train loss {train_loss:.4f} accuracy {train_accuracy:.4f}  "
                 f"test loss {test_loss:.4f} accuracy {test_accuracy:.4f}")
 
-    total_steps = config.epochs * steps_per_epoch
-    initial_step = min(start_epoch, config.epochs) * steps_per_epoch
-    trained_epochs = 0
-    with run.loop(config.epochs, initial_step, desc="classifier", unit="epoch",
-                  bar_total=total_steps, bar_unit="step", progress=progress) as loop:
+    def train_epochs(loop) -> Iterator[int]:
         for epoch in range(start_epoch + 1, config.epochs + 1):
             order = np.random.default_rng([config.seed, epoch]).permutation(len(data.x_train))
             losses, correct = [], 0.0
@@ -329,24 +324,30 @@ def train_image_classifier(config: ImageClassifierConfig, force: bool = False,
                 losses.append(loss)
                 correct += float(batch_correct)
                 loop.bar.update(1)
-            train_loss = float(np.mean([float(loss) for loss in losses]))
-            check_finite({TRAIN_LOSS_TAG: train_loss}, f"epoch {epoch}", run.latest_checkpoint)
-            train_accuracy = correct / (steps_per_epoch * batch_size)
+            last_epoch["loss"] = float(np.mean([float(loss) for loss in losses]))
+            check_finite({TRAIN_LOSS_TAG: last_epoch["loss"]}, f"epoch {epoch}",
+                         run.latest_checkpoint)
+            last_epoch["accuracy"] = correct / (steps_per_epoch * batch_size)
             epoch_counter.assign(epoch)
-            run.save(epoch)
-            trained_epochs += 1
-            record(epoch, train_loss, train_accuracy)
-            loop.bar.set_postfix(loss=f"{train_loss:.3f}", test=f"{metrics['test_accuracy']:.3f}",
-                                 refresh=False)
-            loop.writer.flush()
-            # Every epoch is saved and recorded already.
-            if loop.end_of_unit(epoch, finish=lambda reason: None):
-                break
-        if trained_epochs == 0:
+            yield epoch
+
+    def saved(epoch: int, loop) -> None:
+        record(epoch, last_epoch["loss"], last_epoch["accuracy"])
+        loop.bar.set_postfix(loss=f"{last_epoch['loss']:.3f}", test=f"{metrics['test_accuracy']:.3f}",
+                             refresh=False)
+
+    def end(epoch: int, _reason: str) -> None:
+        if not last_epoch:
             # A finished run rerun as is: evaluate the checkpoint again rather than trust an old file
             # (TensorBoard already has this epoch).
-            record(start_epoch, metrics.get("train_loss", float("nan")),
+            record(epoch, metrics.get("train_loss", float("nan")),
                    metrics.get("train_accuracy", float("nan")), summaries=False)
+
+    # Every epoch is saved and recorded.
+    run.drive(train_epochs, total=config.epochs, start=start_epoch, save_every=1, saved=saved,
+              end=end, desc="classifier", unit="epoch", bar_total=config.epochs * steps_per_epoch,
+              bar_initial=min(start_epoch, config.epochs) * steps_per_epoch, bar_unit="step",
+              progress=progress)
 
     return {
         "test_accuracy": metrics["test_accuracy"],

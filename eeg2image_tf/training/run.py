@@ -8,18 +8,22 @@ same order for all three:
    anything (a run made with another config, or written by another process, is refused), and the
    seeds are set; the loop then reads its data and builds its models, so that a bad input is
    refused before the run directory is touched;
-2. :meth:`TrainingRun.track`: the run directory is locked for this process
+2. :meth:`TrainingRun.start`: the run directory is locked for this process
    (:func:`~eeg2image_tf.runs.lock_run`) and its ``config.json`` written, temporary folders of a
    save cut short are removed, the loop's ``tf.train.Checkpoint`` is managed in
    ``<run>/checkpoints`` and the newest checkpoint that reads is restored (every object written
-   is expected back; :func:`~eeg2image_tf.runs.settle_checkpoints`);
-3. :meth:`TrainingRun.loop`: inside it the TensorBoard writer of ``tensorboard/train`` is the
-   default, SIGINT/SIGTERM only set a flag, and a progress bar counts the loop's units (epochs or
-   steps; under a budget, towards what it leaves room for: :func:`.common.loop_bar`). After each unit the loop calls :meth:`RunLoop.end_of_unit`, which owns how every loop
-   ends: None to go on; else the reason to stop (``"completed"`` once the last unit is done, else
-   ``"interrupted"`` after a signal, else ``"time_budget"`` once the budget is used up), after
-   the loop's own ``finish`` has saved the unit; after a signal it then raises the
-   :class:`~eeg2image_tf.errors.TrainingInterrupted` naming the checkpoint;
+   is expected back; :func:`~eeg2image_tf.runs.settle_checkpoints`); it returns where the loop
+   starts and the run's ``metrics.json`` as it stands;
+3. :meth:`TrainingRun.drive` runs the loop to its end. The loop supplies its units as a generator
+   that trains one unit (an epoch or a step) and yields the number of units done, and two
+   callbacks: ``saved`` (what it records once a unit is checkpointed) and ``end`` (what it does
+   once the loop stops). The run owns the rest: the TensorBoard writer of ``tensorboard/train``
+   as the default, SIGINT/SIGTERM setting only a flag, a progress bar counting the units (under a
+   budget, towards what it leaves room for: :func:`.common.loop_bar`), a checkpoint every
+   ``save_every`` units and after the last, and how the loop ends: ``"completed"`` once the last
+   unit is done, else ``"interrupted"`` after a signal, else ``"time_budget"`` once the budget is
+   used up; the last unit is saved whatever the reason, and after a signal the
+   :class:`~eeg2image_tf.errors.TrainingInterrupted` naming the checkpoint is raised;
 4. :meth:`TrainingRun.save` writes a checkpoint numbered by the unit (once per unit; a save that
    fails, e.g. on a full disk, is one :class:`~eeg2image_tf.errors.CheckpointError` line and leaves
    no temporary folder), :meth:`TrainingRun.write_metrics` the run's ``metrics.json``.
@@ -62,37 +66,23 @@ from .distributed import (COLLECTIVE_ERRORS, WorkerRole, agree_on_start, agree_o
 
 
 class RunLoop:
-    """What a loop consults between its units: the bar, the signal flag, the budget, the writer."""
+    """What a loop's units consult while :meth:`TrainingRun.drive` runs them: the progress bar, the
+    TensorBoard writer (the default one already) and the checkpoint cadence."""
 
-    def __init__(self, total: int, unit: str, deadline: Deadline, guard: SignalGuard, bar, writer,
-                 run):
+    def __init__(self, total: int, unit: str, save_every: int, deadline: Deadline,
+                 guard: SignalGuard, bar, writer, run):
         self.total = total
         self.unit = unit
+        self.save_every = save_every
         self.deadline = deadline
         self.guard = guard
         self.bar = bar
         self.writer = writer
         self._run = run
 
-    def end_of_unit(self, done: int, finish: Callable[[str], Any]) -> Optional[str]:
-        """After the loop's unit ``done``: None to go on; else why it stops (the module docstring),
-        once ``finish(reason)`` has saved the unit (the loop's checkpoint and records; a unit saved
-        already need not be saved again). After a signal this raises the
-        :class:`~eeg2image_tf.errors.TrainingInterrupted` to exit with instead of returning.
-
-        On several workers this is a collective: every worker calls it after the same unit.
-        """
-        reason = self.stop_reason(done)
-        if reason is None:
-            return None
-        finish(reason)
-        self.writer.flush()
-        if reason == "interrupted":
-            raise self.interrupted(f"{self.unit} {done}")
-        if reason == "time_budget":
-            self._run.log(f"time budget of {self.deadline.budget_s:g} s used up after {self.unit} "
-                          f"{done} of {self.total}; rerun the same command to continue")
-        return reason
+    def save_due(self, done: int) -> bool:
+        """Whether unit ``done`` gets a checkpoint: every ``save_every`` units, and the last one."""
+        return done % self.save_every == 0 or done >= self.total
 
     def stop_reason(self, done: int) -> Optional[str]:
         """Why to stop after ``done`` units, or None to go on (see the module docstring).
@@ -193,13 +183,17 @@ class TrainingRun:
     # Checkpoints and metrics
     # ----------------------------------------------------------------------------------------------
 
-    def track(self, checkpoint, max_to_keep: Optional[int],
-              restore: Callable = restore_latest) -> Optional[str]:
-        """Manage ``checkpoint`` in ``<run>/checkpoints`` and restore the latest one into it.
+    def start(self, checkpoint, counter, max_to_keep: Optional[int],
+              restore: Callable = restore_latest, announce: bool = False) -> "Start":
+        """Manage ``checkpoint`` in ``<run>/checkpoints``, restore the latest one into it, and
+        return where the loop starts: ``counter`` (a variable of ``checkpoint``: the units done)
+        as restored, and the run's ``metrics.json``.
 
-        ``restore(checkpoint, manager)`` (default :func:`~.common.restore_latest`) returns the
-        restored path or None. Returns it too. Every worker restores the chief's latest checkpoint.
         The chief first locks the run directory and records its config: the run's first write.
+        ``restore(checkpoint, manager)`` (default :func:`~.common.restore_latest`) returns the
+        restored path or None. ``announce``: one stderr line when an epoch-based run resumes.
+        Every worker restores the chief's latest checkpoint, and a start where the workers
+        restored different units is refused.
         """
         if self.writes:
             if self._lock is None:
@@ -210,23 +204,17 @@ class TrainingRun:
         source = self.manager if self.writes else make_checkpoint_manager(
             checkpoint, self.dir / CHECKPOINT_DIR, max_to_keep)
         self.restored = restore(checkpoint, source)
-        return self.restored
-
-    def resumed_at(self, unit: int) -> None:
-        """Record that the restored checkpoint holds ``unit`` units (a rerun saves nothing anew).
-
-        On several workers, refuse a start where they restored different units.
-        """
+        unit = int(counter.numpy())
+        # A rerun of a finished run saves nothing anew.
         self.last_saved = unit if self.restored else None
         if self.strategy is not None:
             agree_on_start(self.strategy, self.role, unit, str(self.dir / CHECKPOINT_DIR))
-
-    def announce_resume(self, epoch: int, epochs: int) -> None:
-        """One stderr line when an epoch-based run resumes."""
-        if self.restored:
-            where = f"at epoch {epoch + 1} of {epochs}" if epoch < epochs else \
-                f"with all {epochs} epochs done"
+        if announce and self.restored:
+            total = self.config.epochs
+            where = f"at epoch {unit + 1} of {total}" if unit < total else \
+                f"with all {total} epochs done"
             print(f"resuming {self.restored} {where}", file=sys.stderr)
+        return Start(unit, self.read_metrics())
 
     @property
     def latest_checkpoint(self) -> Optional[str]:
@@ -272,20 +260,46 @@ class TrainingRun:
             return summary_writer(self.dir)
         return _default_writer(tf.summary.create_noop_writer())
 
-    @contextlib.contextmanager
-    def loop(self, total: int, initial: int, desc: str, unit: str,
-             bar_total: Optional[int] = None, bar_unit: Optional[str] = None,
-             progress: bool = True) -> Iterator[RunLoop]:
-        """The writer, the signal guard and the progress bar around a loop of ``total`` units.
+    def drive(self, units: Callable[[RunLoop], Iterator[int]], *, total: int, start: int,
+              save_every: int, saved: Callable[[int, RunLoop], Any],
+              end: Callable[[int, str], Any], desc: str, unit: str,
+              bar_total: Optional[int] = None, bar_initial: Optional[int] = None,
+              bar_unit: Optional[str] = None, progress: bool = True) -> str:
+        """Run a loop of ``total`` units from unit ``start`` to its end; return why it stopped.
 
-        ``bar_total`` and ``bar_unit`` count the bar in other units than the loop (the classifier's
-        bar counts steps, its loop epochs); ``initial`` is where the bar starts.
+        ``units(loop)`` is a generator that trains one unit at a time and yields the number of
+        units done after each (``start + 1``, ``start + 2``, ...), its counter already set. After
+        each unit the run saves a checkpoint when :meth:`RunLoop.save_due` and then calls
+        ``saved(done, loop)``; once the loop stops (the module docstring: ``"completed"``,
+        ``"interrupted"``, ``"time_budget"``) the last unit is saved (and ``saved`` called) unless
+        it is already, then ``end(done, reason)``; after a signal the
+        :class:`~eeg2image_tf.errors.TrainingInterrupted` naming the checkpoint is raised.
+        ``bar_total``, ``bar_initial`` and ``bar_unit`` count the bar in other units than the loop
+        (the classifier's bar counts steps, its loop epochs).
+
+        On several workers every worker takes each of these steps after the same unit (the stop
+        reason is agreed: :func:`~.distributed.agree_on_stop`).
         """
         with self._writer() as writer, SignalGuard() as guard:
-            bar = loop_bar(self.deadline, total if bar_total is None else bar_total, initial,
-                           desc + self.label, bar_unit or unit) if progress else SilentBar()
+            bar = loop_bar(self.deadline, total if bar_total is None else bar_total,
+                           start if bar_initial is None else bar_initial, desc + self.label,
+                           bar_unit or unit) if progress else SilentBar()
+            loop = RunLoop(total, unit, save_every, self.deadline, guard, bar, writer, self)
             try:
-                yield RunLoop(total, unit, self.deadline, guard, bar, writer, self)
+                done, stopped = start, None
+                for done in units(loop):
+                    if loop.save_due(done):
+                        self.save(done)
+                        saved(done, loop)
+                        writer.flush()
+                    stopped = loop.stop_reason(done)
+                    if stopped is not None:
+                        break
+                stopped = stopped or "completed"
+                if self.last_saved != done:
+                    self.save(done)
+                    saved(done, loop)
+                end(done, stopped)
             except COLLECTIVE_ERRORS as exc:
                 if not self.role.distributed:
                     raise
@@ -294,6 +308,21 @@ class TrainingRun:
             finally:
                 bar.close()
                 writer.flush()
+        if stopped == "interrupted":
+            raise loop.interrupted(f"{unit} {done}")
+        if stopped == "time_budget":
+            self.log(f"time budget of {self.deadline.budget_s:g} s used up after {unit} {done} of "
+                     f"{total}; rerun the same command to continue")
+        return stopped
+
+
+@dataclasses.dataclass(frozen=True)
+class Start:
+    """Where a loop starts (:meth:`TrainingRun.start`): ``unit``, the units done (0 for a new
+    run), and ``metrics``, the run's ``metrics.json`` as it stands ({} for a new run)."""
+
+    unit: int
+    metrics: dict
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
