@@ -23,7 +23,8 @@ def _iteration(batch_size: int, **options):
     import tensorflow as tf
 
     from eeg2image_tf.config import GanTrainConfig
-    from eeg2image_tf.training.gan import GanSteps, build_gan_state
+    from eeg2image_tf.training.gan_state import build_gan_state
+    from eeg2image_tf.training.gan_steps import GanSteps
 
     config = GanTrainConfig(data="-", images="-", encoder="-", run="-", batch_size=batch_size,
                             **options)

@@ -13,9 +13,9 @@ tf = pytest.importorskip("tensorflow")
 
 from eeg2image_tf.training.augment import diff_augment  # noqa: E402
 from eeg2image_tf.config import GanTrainConfig  # noqa: E402
-from eeg2image_tf.training.gan import (AUGMENT_F1, AUGMENT_F2, AUGMENT_FAKE,  # noqa: E402
-                                       AUGMENT_REAL, LOSS_NAMES, GanSteps, build_gan_state,
-                                       step_randomness)
+from eeg2image_tf.training.gan_state import build_gan_state  # noqa: E402
+from eeg2image_tf.training.gan_steps import (AUGMENT_F1, AUGMENT_F2, AUGMENT_FAKE,  # noqa: E402
+                                             AUGMENT_REAL, LOSS_NAMES, GanSteps, step_randomness)
 
 BATCH = 2
 LATENT = 128

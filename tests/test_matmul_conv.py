@@ -296,7 +296,8 @@ def test_module_thresholds_cover_the_gan_layers():
 def test_gan_iteration_with_matmul_convs_on_and_off():
     """One compiled iteration from the same variables: same losses, same updates (to rounding)."""
     from eeg2image_tf.config import GanTrainConfig
-    from eeg2image_tf.training.gan import GanSteps, build_gan_state
+    from eeg2image_tf.training.gan_state import build_gan_state
+    from eeg2image_tf.training.gan_steps import GanSteps
 
     rng = np.random.default_rng(2)
     batch = (tf.constant(rng.uniform(-0.8, 0.8, (2, 128)).astype(np.float32)),

@@ -128,7 +128,8 @@ def test_reduced_precision_generation_matches_float32_to_its_rounding():
 @pytest.mark.slow
 def test_mixed_bfloat16_train_step_updates_float32_variables():
     from eeg2image_tf.config import GanTrainConfig
-    from eeg2image_tf.training.gan import GanSteps, build_gan_state
+    from eeg2image_tf.training.gan_state import build_gan_state
+    from eeg2image_tf.training.gan_steps import GanSteps
 
     config = GanTrainConfig(data="-", images="-", encoder="-", run="-", batch_size=2,
                             precision="mixed_bfloat16")
@@ -158,8 +159,9 @@ def test_mixed_float16_scales_losses_and_skips_overflowing_steps(tmp_path):
     beside the usual objects, and a float32 checkpoint still resumes a float16 run."""
     from eeg2image_tf.config import GanTrainConfig
     from eeg2image_tf.training.common import make_checkpoint_manager
-    from eeg2image_tf.training.gan import (LOSS_SCALE_OBJECTS, GanSteps, build_gan_state,
-                                           restore_gan_state)
+    from eeg2image_tf.training.gan_state import (LOSS_SCALE_OBJECTS, build_gan_state,
+                                                 restore_gan_state)
+    from eeg2image_tf.training.gan_steps import GanSteps
 
     def config(name):
         return GanTrainConfig(data="-", images="-", encoder="-", run="-", batch_size=2,

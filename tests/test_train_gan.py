@@ -240,7 +240,8 @@ def test_resumed_run_equals_uninterrupted_run_and_writes_outputs(tiny_set, tmp_p
 def test_float32_run_resumes_in_mixed_float16_with_logged_loss_scales(tiny_set, tmp_path):
     """The precision may change on resume (RESUMABLE_FIELDS): a float16 continuation of a float32
     run starts its loss scales afresh, logs them and checkpoints them beside the usual objects."""
-    from eeg2image_tf.training.gan import LOSS_SCALE_OBJECTS, train_gan
+    from eeg2image_tf.training.gan import train_gan
+    from eeg2image_tf.training.gan_state import LOSS_SCALE_OBJECTS
 
     run = tmp_path / "run"
     train_gan(_config(tiny_set, run, max_steps=1))
