@@ -6,6 +6,8 @@ tests; every test starts from the same snapshot of all variables (models and opt
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -323,3 +325,18 @@ def test_compiled_iteration_equals_the_two_halves_in_order(fresh):
             np.testing.assert_array_equal(compiled_update, 0.0, err_msg=variable.path)
             continue
         assert np.linalg.norm(compiled_update - eager_update) / norm < 0.25, variable.path
+
+
+def test_discriminator_learning_rate_sets_only_the_discriminators_optimizer():
+    from eeg2image_tf.errors import ConfigError
+
+    base = GanTrainConfig(data="-", images="-", encoder="-", run="-", batch_size=BATCH)
+    rates = {}
+    for d_rate in (None, 1e-4):
+        state = build_gan_state(dataclasses.replace(base, discriminator_learning_rate=d_rate))
+        rates[d_rate] = (float(state.g_optimizer.learning_rate),
+                         float(state.d_optimizer.learning_rate))
+    assert rates[None] == pytest.approx((base.learning_rate, base.learning_rate))
+    assert rates[1e-4] == pytest.approx((base.learning_rate, 1e-4))
+    with pytest.raises(ConfigError, match="discriminator-learning-rate"):
+        dataclasses.replace(base, discriminator_learning_rate=0.0).validate()

@@ -133,6 +133,10 @@ class GanTrainConfig(Config):
     latent_dim: int = 128
     condition_dim: int = 128
     learning_rate: float = 3e-4
+    # Not in the original, which trains both networks at one rate: the discriminator's own, to
+    # hold it back or speed it up against the generator.
+    discriminator_learning_rate: Optional[float] = dataclasses.field(default=None, metadata={
+        "help": "the discriminator's Adam learning rate; None: --learning-rate, as the original"})
     beta_1: float = 0.2
     beta_2: float = 0.5
     batch_size: int = 128

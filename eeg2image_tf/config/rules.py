@@ -99,7 +99,8 @@ FIELD_RULES: dict[str, Rule] = {
         "splits", "every", "average", "last", "n_train", "n_test", "images_per_class",
         "test_images_per_class", "num_channels", "num_samples")},
     **{name: _SEED for name in ("seed", "random_state", "kmeans_random_state")},
-    **{name: POSITIVE for name in ("learning_rate", "collective_timeout_s", "tsne_perplexity")},
+    **{name: POSITIVE for name in (
+        "learning_rate", "discriminator_learning_rate", "collective_timeout_s", "tsne_perplexity")},
     # A budget of 0 stops after the first unit.
     **{name: at_least(0) for name in ("margin", "mode_seeking_weight", "time_budget_s")},
     **{name: _FRACTION for name in ("beta_1", "beta_2", "ema_decay")},

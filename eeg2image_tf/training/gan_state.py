@@ -73,7 +73,9 @@ def build_gan_state(config: GanTrainConfig, strategy=None) -> GanState:
         # FusedAdam: Keras 3's Adam (same numbers, variables and checkpoints) in one kernel per
         # variable, as the original's TF 2.8 Adam ran it, and faster (docs/performance.md).
         g_optimizer = FusedAdam(config.learning_rate, beta_1=config.beta_1, beta_2=config.beta_2)
-        d_optimizer = FusedAdam(config.learning_rate, beta_1=config.beta_1, beta_2=config.beta_2)
+        d_learning_rate = (config.learning_rate if config.discriminator_learning_rate is None
+                           else config.discriminator_learning_rate)
+        d_optimizer = FusedAdam(d_learning_rate, beta_1=config.beta_1, beta_2=config.beta_2)
         g_optimizer.build(generator.trainable_variables)
         d_optimizer.build(discriminator.trainable_variables)
         loss_scales = {}
