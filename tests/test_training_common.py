@@ -154,7 +154,7 @@ def test_the_run_skeleton_gives_a_budgeted_loop_its_budget_bar(tmp_path):
     for name, budget in (("budgeted", 60.0), ("plain", None)):
         run, _, _ = _driven_run(tmp_path, name, budget)
         run.drive(units, total=3000, start=0, save_every=10, saved=lambda *_: None,
-                  end=lambda *_: None, desc="encoder", unit="epoch")
+                  desc="encoder", unit="epoch")
         text, bar = bars.pop("bar")
         if budget:
             assert isinstance(bar, common.BudgetBar) and "budget 60 s" in text

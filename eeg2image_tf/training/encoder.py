@@ -369,8 +369,8 @@ def train_encoder(config: EncoderTrainConfig, force: bool = False) -> dict[str, 
                 f"-> {path}")
 
     stopped = run.drive(train_epochs, total=config.epochs, start=start_epoch,
-                        save_every=config.checkpoint_every, saved=record,
-                        end=lambda _epoch, _reason: None, desc="encoder", unit="epoch")
+                        save_every=config.checkpoint_every, saved=record, desc="encoder",
+                        unit="epoch")
 
     return {
         "epoch": int(metrics.get(_EPOCH_KEY, run.last_saved or start_epoch)),

@@ -224,7 +224,7 @@ def train_gan(config: GanTrainConfig, force: bool = False) -> dict:
                 if step >= total_steps:
                     return
 
-    final: dict[str, Any] = {}
+    metrics: dict[str, Any] = {}
 
     def end(_step: int, reason: str) -> None:
         nonlocal stopped
@@ -234,12 +234,11 @@ def train_gan(config: GanTrainConfig, force: bool = False) -> dict:
         # After a signal the run exits at once; the samples wait for the resumed run.
         if reason != "interrupted" and last_sample != step and run.writes:
             _write_samples(sampler, samples, gan_run, step)
-        final.update(write_metrics())
+        metrics.update(write_metrics())
 
     run.drive(train_steps, total=total_steps, start=start_step,
               save_every=config.checkpoint_every, saved=lambda _step, _loop: write_metrics(),
               end=end, desc="gan", unit="step")
-    metrics = final
 
     return {"step": step, "epoch": metrics["epoch"], "stopped": stopped, **losses,
             "ms_per_step": metrics["ms_per_step"],

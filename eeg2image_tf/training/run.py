@@ -261,8 +261,8 @@ class TrainingRun:
         return _default_writer(tf.summary.create_noop_writer())
 
     def drive(self, units: Callable[[RunLoop], Iterator[int]], *, total: int, start: int,
-              save_every: int, saved: Callable[[int, RunLoop], Any],
-              end: Callable[[int, str], Any], desc: str, unit: str,
+              save_every: int, saved: Callable[[int, RunLoop], Any], desc: str, unit: str,
+              end: Optional[Callable[[int, str], Any]] = None,
               bar_total: Optional[int] = None, bar_initial: Optional[int] = None,
               bar_unit: Optional[str] = None, progress: bool = True) -> str:
         """Run a loop of ``total`` units from unit ``start`` to its end; return why it stopped.
@@ -272,7 +272,7 @@ class TrainingRun:
         each unit the run saves a checkpoint when :meth:`RunLoop.save_due` and then calls
         ``saved(done, loop)``; once the loop stops (the module docstring: ``"completed"``,
         ``"interrupted"``, ``"time_budget"``) the last unit is saved (and ``saved`` called) unless
-        it is already, then ``end(done, reason)``; after a signal the
+        it is already, then ``end(done, reason)`` when given; after a signal the
         :class:`~eeg2image_tf.errors.TrainingInterrupted` naming the checkpoint is raised.
         ``bar_total``, ``bar_initial`` and ``bar_unit`` count the bar in other units than the loop
         (the classifier's bar counts steps, its loop epochs).
@@ -299,7 +299,8 @@ class TrainingRun:
                 if self.last_saved != done:
                     self.save(done)
                     saved(done, loop)
-                end(done, stopped)
+                if end is not None:
+                    end(done, stopped)
             except COLLECTIVE_ERRORS as exc:
                 if not self.role.distributed:
                     raise
