@@ -249,3 +249,23 @@ def test_a_set_of_another_shape_runs_the_chain_with_what_it_records(tmp_path):
     eeg = signature["signatures"]["generate"]["inputs"]["eeg"]
     assert eeg["shape"] == [None, NUM_CHANNELS, NUM_SAMPLES]
     assert "Emotiv" not in json.dumps(signature) and "'zscore' normalisation" in eeg["range"]
+
+
+@pytest.mark.parametrize("make_args, budget", [((), PROFILES["demo"]["gan"]["time_budget_s"]),
+                                               (("GAN_BUDGET_S=1800",), 1800.0)])
+def test_make_demo_runs_the_demo_profile_with_an_optional_gan_budget(make_args, budget):
+    import shlex
+    from pathlib import Path
+
+    from eeg2image_tf.config import command_parser, config_from_args
+
+    repo = Path(__file__).resolve().parents[1]
+    # -n prints the commands (the install's first, where it is due) without running any.
+    printed = subprocess.run(["make", "-n", "demo", "RUN=runs/x", *make_args], cwd=repo,
+                             capture_output=True, text=True, check=True).stdout
+    command = shlex.split(printed.replace("\\\n", " ").strip().splitlines()[-1])
+    argv = command[command.index("eeg2image_tf.pipeline") + 1:]
+    config = config_from_args(pipeline.PipelineConfig,
+                              command_parser("pipeline", "", pipeline.PipelineConfig).parse_args(argv))
+    assert (config.profile, config.set, config.run) == ("demo", "char", "runs/x")
+    assert pipeline._stage_overrides(config, "gan")["time_budget_s"] == budget
