@@ -257,7 +257,7 @@ def test_make_demo_runs_the_demo_profile_with_an_optional_gan_budget(make_args, 
     import shlex
     from pathlib import Path
 
-    from eeg2image_tf.config import command_parser, config_from_args
+    from eeg2image_tf.config import command_parser, parse_config
 
     repo = Path(__file__).resolve().parents[1]
     # -n prints the commands (the install's first, where it is due) without running any.
@@ -265,7 +265,7 @@ def test_make_demo_runs_the_demo_profile_with_an_optional_gan_budget(make_args, 
                              capture_output=True, text=True, check=True).stdout
     command = shlex.split(printed.replace("\\\n", " ").strip().splitlines()[-1])
     argv = command[command.index("eeg2image_tf.pipeline") + 1:]
-    config = config_from_args(pipeline.PipelineConfig,
-                              command_parser("pipeline", "", pipeline.PipelineConfig).parse_args(argv))
+    config, _ = parse_config(command_parser("pipeline", "", pipeline.PipelineConfig),
+                             pipeline.PipelineConfig, argv)
     assert (config.profile, config.set, config.run) == ("demo", "char", "runs/x")
     assert pipeline._stage_overrides(config, "gan")["time_budget_s"] == budget
