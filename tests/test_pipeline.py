@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -260,10 +261,18 @@ def test_make_demo_runs_the_demo_profile_with_an_optional_gan_budget(make_args, 
     from eeg2image_tf.config import command_parser, parse_config
 
     repo = Path(__file__).resolve().parents[1]
-    # -n prints the commands (the install's first, where it is due) without running any.
-    printed = subprocess.run(["make", "-n", "demo", "RUN=runs/x", *make_args], cwd=repo,
-                             capture_output=True, text=True, check=True).stdout
-    command = shlex.split(printed.replace("\\\n", " ").strip().splitlines()[-1])
+    # -n prints the commands (the install's first, where it is due) without running any. Under
+    # `make test` this make is a sub-make: without the parent's variables it prints no
+    # "Entering/Leaving directory" lines.
+    environment = {k: v for k, v in os.environ.items()
+                   if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
+    printed = subprocess.run(["make", "-n", "--no-print-directory", "demo", "RUN=runs/x",
+                              *make_args], cwd=repo, env=environment, capture_output=True,
+                             text=True, check=True).stdout
+    lines = [line for line in printed.replace("\\\n", " ").splitlines()
+             if "eeg2image_tf.pipeline" in line]
+    assert len(lines) == 1, printed
+    command = shlex.split(lines[0])
     argv = command[command.index("eeg2image_tf.pipeline") + 1:]
     config, _ = parse_config(command_parser("pipeline", "", pipeline.PipelineConfig),
                              pipeline.PipelineConfig, argv)
