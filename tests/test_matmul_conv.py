@@ -294,7 +294,14 @@ def test_module_thresholds_cover_the_gan_layers():
 
 @pytest.mark.slow
 def test_gan_iteration_with_matmul_convs_on_and_off():
-    """One compiled iteration from the same variables: same losses, same updates (to rounding)."""
+    """One compiled iteration from the same variables: the same losses and gradients, to rounding.
+
+    The learning rate is tiny so that D's update, which G's loss sees, is the same in both runs:
+    Adam's first step moves every weight by about the learning rate whatever its gradient's size,
+    so at the real rate a weight whose gradient is rounding noise moves by +-lr in opposite
+    directions, and G's gradients then differ by percents for a reason other than the convolutions.
+    The gradients are read from Adam's first moments, ``(1 - beta_1) * gradient`` after one step.
+    """
     from eeg2image_tf.config import GanTrainConfig
     from eeg2image_tf.training.gan_state import build_gan_state
     from eeg2image_tf.training.gan_steps import GanSteps
@@ -303,37 +310,44 @@ def test_gan_iteration_with_matmul_convs_on_and_off():
     batch = (tf.constant(rng.uniform(-0.8, 0.8, (2, 128)).astype(np.float32)),
              tf.zeros([2], tf.int64),
              tf.constant(rng.uniform(-1, 1, (2, 128, 128, 3)).astype(np.float32)))
-    results = []
+    runs = []
     initial = None
     for flag in (False, True):
         config = GanTrainConfig(data="-", images="-", encoder="-", run="-", batch_size=2,
-                                matmul_convs=flag)
+                                matmul_convs=flag, learning_rate=1e-9)
         state = build_gan_state(config)
-        variables = (list(state.generator.weights) + list(state.discriminator.weights)
-                     + list(state.g_optimizer.variables) + list(state.d_optimizer.variables))
+        models = ((state.generator, state.g_optimizer), (state.discriminator, state.d_optimizer))
+        weights = [v for model, _ in models for v in model.weights]
         if initial is None:
-            initial = [v.numpy().copy() for v in variables]
+            initial = [v.numpy().copy() for v in weights]
         else:
-            for variable, value in zip(variables, initial):
+            for variable, value in zip(weights, initial):
                 variable.assign(value)
         steps = GanSteps(state.generator, state.discriminator, state.g_optimizer,
                          state.d_optimizer, latent_dim=config.latent_dim, policy=config.policy,
                          mode_seeking_weight=config.mode_seeking_weight, seed=config.seed)
         train_step = steps.make_train_step(tf.distribute.get_strategy())
         losses = {k: float(v) for k, v in train_step(tf.constant(3, tf.int64), batch).items()}
-        results.append((losses, [v.numpy().copy() for v in variables]))
-    (plain_losses, plain_after), (fast_losses, fast_after) = results
+        trainable = {id(v) for model, _ in models for v in model.trainable_variables}
+        gradients = [optimizer._momentums[optimizer._get_variable_index(v)].numpy()
+                     / (1.0 - optimizer.beta_1)
+                     for model, optimizer in models for v in model.trainable_variables]
+        # BatchNorm's moving statistics and spectral normalisation's power-iteration vectors.
+        statistics = [v.numpy().copy() for v in weights if id(v) not in trainable]
+        runs.append((losses, gradients, statistics))
+    (plain_losses, plain_gradients, plain_statistics), (fast_losses, fast_gradients,
+                                                        fast_statistics) = runs
     for name, value in plain_losses.items():
         np.testing.assert_allclose(fast_losses[name], value, rtol=1e-4, atol=1e-5, err_msg=name)
-    # Adam's first step turns rounding-level gradient differences into lr-sized moves of some
-    # elements (test_gan_step): compare each variable's update as a whole.
-    for start, plain, fast in zip(initial, plain_after, fast_after):
-        plain_update, fast_update = plain - start, fast - start
-        norm = np.linalg.norm(plain_update)
-        if norm == 0:
-            np.testing.assert_array_equal(fast_update, 0.0)
-            continue
-        assert np.linalg.norm(fast_update - plain_update) / norm < 0.1
+    assert len(plain_gradients) == len(fast_gradients) > 0
+    # Batch-of-2 BatchNorm divides by a two-sample variance, which magnifies rounding: the measured
+    # differences reach a few 1e-3 of a gradient's norm; a wrong convolution is off by its whole norm.
+    for index, (plain, fast) in enumerate(zip(plain_gradients, fast_gradients)):
+        norm = np.linalg.norm(plain)
+        assert np.linalg.norm(fast - plain) <= 2e-2 * norm, index
+    assert any(np.linalg.norm(g) > 0 for g in plain_gradients)
+    for index, (plain, fast) in enumerate(zip(plain_statistics, fast_statistics)):
+        assert np.linalg.norm(fast - plain) <= 1e-3 * np.linalg.norm(plain) + 1e-6, index
 
 
 @pytest.mark.parametrize("size, live, stride, kernel_size",
