@@ -15,10 +15,10 @@ from benchmarks.multiworker import finish, start_workers, worker_environment, wr
 
 __all__ = ["REPO_ROOT", "LEARNING_RATE", "WORKER_TIMEOUT_S", "write_tiny_set", "worker_environment",
            "start_workers", "finish_workers", "run_workers", "run_single", "checkpoint_weights",
-           "weight_differences", "files_under", "wait_for_checkpoint", "gan_args"]
+           "weight_differences", "adam_first_moments", "files_under", "wait_for_checkpoint", "gan_args"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-LEARNING_RATE = 3e-4        # the GAN's default
+LEARNING_RATE = 3e-4        # the GAN's and the encoder's default
 WORKER_TIMEOUT_S = 600
 
 
@@ -55,6 +55,21 @@ def weight_differences(a: Path, b: Path) -> np.ndarray:
     first, second = checkpoint_weights(a), checkpoint_weights(b)
     assert first.keys() == second.keys()
     return np.concatenate([np.abs(first[key] - second[key]).ravel() for key in first])
+
+
+def adam_first_moments(prefix: Path) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each trainable variable of the checkpoint with Adam's first moment of its gradient (the
+    gradients' running mean), in the optimizer's order. Keras's Adam tracks iterations and the
+    learning rate first, then a momentum and a velocity per variable."""
+    import tensorflow as tf
+
+    reader = tf.train.load_checkpoint(str(prefix))
+    names = reader.get_variable_to_shape_map()
+    count = sum(1 for key in names if key.startswith("optimizer/_trainable_variables/"))
+    value = "/.ATTRIBUTES/VARIABLE_VALUE"
+    return [(reader.get_tensor(f"optimizer/_trainable_variables/{index}{value}"),
+             reader.get_tensor(f"optimizer/_variables/{2 + 2 * index}{value}"))
+            for index in range(count)]
 
 
 def files_under(root: Path) -> set[str]:
