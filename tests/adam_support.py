@@ -1,0 +1,44 @@
+"""Comparing two GAN iterations by what they computed rather than where Adam left the weights.
+(Not a test module: pytest collects ``test_*.py`` only.)
+
+Adam's first step moves every weight by about the learning rate whatever its gradient's size, so a
+weight whose gradient is rounding noise moves by +-lr in opposite directions in two runs that differ
+only in rounding; and G's step sees D's updated weights, so at a real learning rate G's gradients
+then differ by percents for a reason that has nothing to do with what is compared. At a tiny
+learning rate D's update is negligible, and the gradients themselves are read from Adam's first
+moments, ``(1 - beta_1) * gradient`` after one step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+TINY_LEARNING_RATE = 1e-9
+
+
+def first_step_record(state) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """After one iteration of ``state`` (a GanState): the gradients of G's then D's trainable
+    variables, and the other variables (BatchNorm's moving statistics, spectral normalisation's
+    power-iteration vectors), as arrays."""
+    pairs = ((state.generator, state.g_optimizer), (state.discriminator, state.d_optimizer))
+    gradients, others = [], []
+    for model, optimizer in pairs:
+        trainable = {id(variable) for variable in model.trainable_variables}
+        gradients += [optimizer._momentums[optimizer._get_variable_index(variable)].numpy()
+                      / (1.0 - optimizer.beta_1) for variable in model.trainable_variables]
+        others += [variable.numpy().copy() for variable in model.weights
+                   if id(variable) not in trainable]
+    return gradients, others
+
+
+def assert_same_first_step(found, expected, gradient_tolerance: float = 2e-2) -> None:
+    """Two :func:`first_step_record` results agree: each gradient within ``gradient_tolerance`` of
+    its norm, each other variable within 1e-3 of its norm (+1e-6)."""
+    (found_gradients, found_others), (expected_gradients, expected_others) = found, expected
+    assert len(found_gradients) == len(expected_gradients) > 0
+    assert any(np.linalg.norm(gradient) > 0 for gradient in expected_gradients)
+    for index, (got, want) in enumerate(zip(found_gradients, expected_gradients)):
+        assert np.linalg.norm(got - want) <= gradient_tolerance * np.linalg.norm(want), index
+    assert len(found_others) == len(expected_others)
+    for index, (got, want) in enumerate(zip(found_others, expected_others)):
+        assert np.linalg.norm(got - want) <= 1e-3 * np.linalg.norm(want) + 1e-6, index
