@@ -291,7 +291,8 @@ def train_encoder(config: EncoderTrainConfig, force: bool = False) -> dict[str, 
         epoch_counter = tf.Variable(0, dtype=tf.int64, trainable=False, name=EPOCH_COUNTER,
                                     aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         checkpoint = tf.train.Checkpoint(encoder=encoder, optimizer=optimizer, epoch=epoch_counter)
-    start = run.start(checkpoint, epoch_counter, config.max_to_keep, announce=True)
+    start = run.start(checkpoint, epoch_counter, config.max_to_keep,
+                      announce_epochs=config.epochs)
     _write_architecture(run.manager.directory, config, num_channels)
     start_epoch = start.unit
 

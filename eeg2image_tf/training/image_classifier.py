@@ -281,7 +281,8 @@ def train_image_classifier(config: ImageClassifierConfig, force: bool = False,
     checkpoint = tf.train.Checkpoint(classifier=classifier, optimizer=optimizer,
                                      epoch=epoch_counter, augment_rng=generator,
                                      dropout_rng=classifier.dropout.seed_generator.state)
-    start = run.start(checkpoint, epoch_counter, max_to_keep=2, announce=True)
+    start = run.start(checkpoint, epoch_counter, max_to_keep=2,
+                      announce_epochs=config.epochs)
     if run.writes:
         atomic_write_json(ClassifierRun(run.dir).classes, {"class_names": list(class_names),
                                                            "image_size": config.image_size})

@@ -184,14 +184,16 @@ class TrainingRun:
     # ----------------------------------------------------------------------------------------------
 
     def start(self, checkpoint, counter, max_to_keep: Optional[int],
-              restore: Callable = restore_latest, announce: bool = False) -> "Start":
+              restore: Callable = restore_latest,
+              announce_epochs: Optional[int] = None) -> "Start":
         """Manage ``checkpoint`` in ``<run>/checkpoints``, restore the latest one into it, and
         return where the loop starts: ``counter`` (a variable of ``checkpoint``: the units done)
         as restored, and the run's ``metrics.json``.
 
         The chief first locks the run directory and records its config: the run's first write.
         ``restore(checkpoint, manager)`` (default :func:`~.common.restore_latest`) returns the
-        restored path or None. ``announce``: one stderr line when an epoch-based run resumes.
+        restored path or None. ``announce_epochs``: the epochs an epoch-based run trains in all,
+        for one stderr line when it resumes.
         Every worker restores the chief's latest checkpoint, and a start where the workers
         restored different units is refused.
         """
@@ -209,8 +211,8 @@ class TrainingRun:
         self.last_saved = unit if self.restored else None
         if self.strategy is not None:
             agree_on_start(self.strategy, self.role, unit, str(self.dir / CHECKPOINT_DIR))
-        if announce and self.restored:
-            total = self.config.epochs
+        if announce_epochs is not None and self.restored:
+            total = announce_epochs
             where = f"at epoch {unit + 1} of {total}" if unit < total else \
                 f"with all {total} epochs done"
             print(f"resuming {self.restored} {where}", file=sys.stderr)
