@@ -1,5 +1,5 @@
-"""Comparing two GAN iterations by what they computed rather than where Adam left the weights.
-(Not a test module: pytest collects ``test_*.py`` only.)
+"""Comparing two training computations by what they computed rather than where Adam left the
+weights. (Not a test module: pytest collects ``test_*.py`` only.)
 
 Adam's first step moves every weight by about the learning rate whatever its gradient's size, so a
 weight whose gradient is rounding noise moves by +-lr in opposite directions in two runs that differ
@@ -10,6 +10,8 @@ moments, ``(1 - beta_1) * gradient`` after one step.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 
@@ -42,3 +44,41 @@ def assert_same_first_step(found, expected, gradient_tolerance: float = 2e-2) ->
     assert len(found_others) == len(expected_others)
     for index, (got, want) in enumerate(zip(found_others, expected_others)):
         assert np.linalg.norm(got - want) <= 1e-3 * np.linalg.norm(want) + 1e-6, index
+
+
+def adam_first_moments(prefix: Path, optimizer: str = "optimizer"
+                       ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each trainable variable of ``optimizer`` in the checkpoint ``prefix`` with Adam's first
+    moment of its gradient (the gradients' running mean), in the optimizer's order. Keras's Adam
+    tracks iterations and the learning rate first, then a momentum and a velocity per variable."""
+    import tensorflow as tf
+
+    reader = tf.train.load_checkpoint(str(prefix))
+    names = reader.get_variable_to_shape_map()
+    count = sum(1 for key in names if key.startswith(f"{optimizer}/_trainable_variables/"))
+    value = "/.ATTRIBUTES/VARIABLE_VALUE"
+    return [(reader.get_tensor(f"{optimizer}/_trainable_variables/{index}{value}"),
+             reader.get_tensor(f"{optimizer}/_variables/{2 + 2 * index}{value}"))
+            for index in range(count)]
+
+
+def assert_same_adam_training(found: Path, expected: Path, steps: int, learning_rate: float,
+                              optimizers: tuple[str, ...] = ("optimizer",)) -> None:
+    """Two checkpoints of Adam training from the same start took the same steps, to rounding.
+
+    Per optimizer: Adam's first moments within 1 % of each variable's largest; the weights within
+    1e-5 where the gradient stands clear of rounding noise (first moment at least 1 % of the
+    variable's largest). A weight whose gradient is within rounding of zero may take the opposite
+    sign in the two runs, and Adam moves it by about lr a step whatever the gradient's size, so
+    every weight is held to ``2 x steps x lr`` only.
+    """
+    for optimizer in optimizers:
+        pairs = zip(adam_first_moments(found, optimizer), adam_first_moments(expected, optimizer),
+                    strict=True)
+        for index, ((found_weights, found_moment), (weights, moment)) in enumerate(pairs):
+            where = f"{optimizer} variable {index}"
+            scale = np.abs(moment).max()
+            assert np.abs(found_moment - moment).max() <= 1e-2 * scale, where
+            apart = np.abs(found_weights - weights)
+            assert apart[np.abs(moment) >= 1e-2 * scale].max(initial=0.0) <= 1e-5, where
+            assert apart.max() <= 2 * steps * learning_rate + 1e-5, where

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from adam_support import adam_first_moments, assert_same_adam_training
 from benchmarks.multiworker import finish, start_workers, worker_environment, write_tiny_set
 
 __all__ = ["REPO_ROOT", "LEARNING_RATE", "WORKER_TIMEOUT_S", "write_tiny_set", "worker_environment",
@@ -56,39 +57,6 @@ def weight_differences(a: Path, b: Path) -> np.ndarray:
     first, second = checkpoint_weights(a), checkpoint_weights(b)
     assert first.keys() == second.keys()
     return np.concatenate([np.abs(first[key] - second[key]).ravel() for key in first])
-
-
-def adam_first_moments(prefix: Path) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Each trainable variable of the checkpoint with Adam's first moment of its gradient (the
-    gradients' running mean), in the optimizer's order. Keras's Adam tracks iterations and the
-    learning rate first, then a momentum and a velocity per variable."""
-    import tensorflow as tf
-
-    reader = tf.train.load_checkpoint(str(prefix))
-    names = reader.get_variable_to_shape_map()
-    count = sum(1 for key in names if key.startswith("optimizer/_trainable_variables/"))
-    value = "/.ATTRIBUTES/VARIABLE_VALUE"
-    return [(reader.get_tensor(f"optimizer/_trainable_variables/{index}{value}"),
-             reader.get_tensor(f"optimizer/_variables/{2 + 2 * index}{value}"))
-            for index in range(count)]
-
-
-def assert_same_adam_training(found: Path, expected: Path, steps: int, learning_rate: float) -> None:
-    """Two checkpoints of Adam training from the same start took the same steps, to rounding.
-
-    Adam's first moments (the gradients' running mean) within 1 % of each variable's largest; the
-    weights within 1e-5 where the gradient stands clear of rounding noise (first moment at least 1 %
-    of the variable's largest). A weight whose gradient is within rounding of zero may take the
-    opposite sign in the two runs, and Adam moves it by about lr a step whatever the gradient's
-    size, so every weight is held to ``2 x steps x lr`` only.
-    """
-    pairs = zip(adam_first_moments(found), adam_first_moments(expected), strict=True)
-    for index, ((found_weights, found_moment), (weights, moment)) in enumerate(pairs):
-        scale = np.abs(moment).max()
-        assert np.abs(found_moment - moment).max() <= 1e-2 * scale, index
-        apart = np.abs(found_weights - weights)
-        assert apart[np.abs(moment) >= 1e-2 * scale].max(initial=0.0) <= 1e-5, index
-        assert apart.max() <= 2 * steps * learning_rate + 1e-5, index
 
 
 def files_under(root: Path) -> set[str]:

@@ -170,6 +170,8 @@ def test_epoch_shuffle_seeds_differ_between_epochs_and_runs():
 @pytest.mark.slow
 def test_resumed_run_equals_uninterrupted_run_and_writes_outputs(tiny_set, tmp_path):
     """3 steps in one go == 1 step, then a resume to 3: step, weights, Adam state, latents, data order."""
+    from adam_support import assert_same_adam_training
+
     from eeg2image_tf.training.gan import train_gan
 
     straight = train_gan(_config(tiny_set, tmp_path / "straight"))
@@ -199,8 +201,19 @@ def test_resumed_run_equals_uninterrupted_run_and_writes_outputs(tiny_set, tmp_p
     expected = _checkpoint_values(straight["checkpoint"])
     found = _checkpoint_values(resumed["checkpoint"])
     assert expected.keys() == found.keys() and set(slots) <= set(found)
+    # The counters exactly; the arithmetic to rounding. The two runs are usually bit-equal, but
+    # TensorFlow's CPU kernels do not promise it (once, with two test workers loading the CPU,
+    # one Adam velocity differed by 8e-6 relative), and after Adam's steps a rounding difference
+    # can be a weight moved by +-lr: held as assert_same_adam_training explains. A resume that
+    # drew other latents or batches misses by whole gradients.
     for key, value in expected.items():
-        np.testing.assert_array_equal(found[key], value, err_msg=key)
+        if value.dtype.kind != "f":
+            np.testing.assert_array_equal(found[key], value, err_msg=key)
+        elif "optimizer/" not in key:       # BatchNorm statistics, power-iteration vectors
+            assert np.linalg.norm(found[key] - value) <= 1e-3 * np.linalg.norm(value) + 1e-6, key
+    assert_same_adam_training(Path(resumed["checkpoint"]), Path(straight["checkpoint"]), steps=2,
+                              learning_rate=_config(tiny_set, tmp_path).learning_rate,
+                              optimizers=("g_optimizer", "d_optimizer"))
     for key in iterations:
         assert found[key] == 3
     assert not np.array_equal(partial["step/.ATTRIBUTES/VARIABLE_VALUE"],
