@@ -11,13 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from adam_support import adam_first_moments, assert_same_adam_training
 from benchmarks.multiworker import finish, start_workers, worker_environment, write_tiny_set
 
 __all__ = ["REPO_ROOT", "LEARNING_RATE", "WORKER_TIMEOUT_S", "write_tiny_set", "worker_environment",
            "start_workers", "finish_workers", "run_workers", "run_single", "checkpoint_weights",
-           "weight_differences", "adam_first_moments", "assert_same_adam_training", "files_under",
-           "wait_for_checkpoint", "gan_args"]
+           "weight_differences", "files_under", "wait_for_checkpoint", "gan_args"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LEARNING_RATE = 3e-4        # the GAN's and the encoder's default

@@ -14,8 +14,9 @@ import json
 import numpy as np
 import pytest
 
-from multiworker_support import (LEARNING_RATE, assert_same_adam_training, checkpoint_weights,
-                                 files_under, gan_args, run_single, run_workers, write_tiny_set)
+from adam_support import assert_same_adam_training
+from multiworker_support import (LEARNING_RATE, checkpoint_weights, files_under, gan_args,
+                                 run_single, run_workers, write_tiny_set)
 
 pytestmark = pytest.mark.slow
 

@@ -9,9 +9,9 @@ import sys
 import numpy as np
 import pytest
 
-from multiworker_support import (LEARNING_RATE, REPO_ROOT, WORKER_TIMEOUT_S,
-                                 assert_same_adam_training, run_workers, weight_differences,
-                                 worker_environment)
+from adam_support import assert_same_adam_training
+from multiworker_support import (LEARNING_RATE, REPO_ROOT, WORKER_TIMEOUT_S, run_workers,
+                                 weight_differences, worker_environment)
 
 pytestmark = pytest.mark.slow
 
