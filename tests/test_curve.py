@@ -123,6 +123,9 @@ def test_curve_points_match_evaluate_and_a_rerun_adds_only_new_checkpoints(tmp_p
                                              figures=False),
                               classifier=StubClassifier(), show_progress=False, echo=None)
     newest = record["points"][1]
+    # One generator serves every point, its weights set to each checkpoint's in turn: the newest
+    # point (random kernels, varied images) is not the blank one's weights left over.
+    assert newest["diversity_ratio"] > 0.0
     assert newest["conditional_accuracy"] == pytest.approx(evaluation["conditional_accuracy"])
     assert newest["conditional_separability"] == pytest.approx(
         evaluation["conditional_separability"])

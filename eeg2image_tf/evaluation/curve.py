@@ -35,7 +35,7 @@ import tensorflow as tf
 from ..checkpoints import generator_weights, load_gan, mean_weights
 from ..config import CurveConfig
 from ..errors import CheckpointError, ConfigError, DataError, Eeg2ImageError
-from ..generation import generator_of, load_generation_sources
+from ..generation import generator_of, load_generation_sources, prepare_forward
 from ..io_utils import atomic_savefig, atomic_write_json, progress_bar, read_json
 from ..runs import (GanRun, curve_config_name, curve_names, kept_checkpoints, lock_run,
                     save_config, summary_writer)
@@ -60,12 +60,14 @@ def every_kth(checkpoints: Sequence[tuple[int, str]], every: int) -> list[tuple[
 
 def checkpoint_metrics(sources, classifier, class_names: Sequence[str], per_class: int,
                        batch_size: int, seed: int, jpeg_quality: Optional[int],
-                       precision: str, training: Optional[PassResult] = None) -> dict[str, Any]:
+                       precision: str, training: Optional[PassResult] = None,
+                       forward=None) -> dict[str, Any]:
     """Conditional accuracy, separability and per-class accuracy of ``sources.generator``; with
     ``training`` (a pass over the training images with gradient histograms) also precision, recall
-    and the diversity ratio against them (None where the sets are too small)."""
+    and the diversity ratio against them (None where the sets are too small). ``forward``: the
+    generator's forward pass made already (:func:`~eeg2image_tf.generation.prepare_forward`)."""
     chunks = generated_chunks(sources, per_class, batch_size, seed, jpeg_quality,
-                              precision=precision)
+                              precision=precision, forward=forward)
     spaces = {SPACE_NAME: gradient_histograms} if training is not None else None
     result = run_pass(chunks, classifier=classifier, desc="curve", feature_spaces=spaces)
     labels = result.class_index
@@ -99,7 +101,10 @@ def _settings(config, classifier_path: Optional[Path],
 
 
 class _WindowedGenerators:
-    """Generators of single checkpoints, or weight averages over a sliding window of them.
+    """One generator whose weights become each checkpoint's in turn, or the mean over a sliding
+    window of them, so that its forward pass is built, checked and traced once for the whole curve
+    (the fast forward reads the variables at every call: :func:`~eeg2image_tf.generation.
+    prepare_forward`).
 
     Each checkpoint is read once: the weights of the last ``average`` checkpoints are kept.
     """
@@ -110,29 +115,34 @@ class _WindowedGenerators:
         self.position = {step: k for k, (step, _) in enumerate(self.kept)}
         self.average = average
         self.cache: dict[int, list] = {}
+        self.model = None
 
     def window(self, step: int) -> list[int]:
         end = self.position[step]
         return [s for s, _ in self.kept[max(0, end - self.average + 1): end + 1]]
 
-    def generator(self, step: int):
+    def _read(self, step: int) -> list:
         prefix = self.kept[self.position[step]][1]
-        generator = generator_of(load_gan(prefix, ema=self.ema))
-        if generator is None:
+        if self.model is not None:
+            return generator_weights(prefix, ema=self.ema)
+        self.model = generator_of(load_gan(prefix, ema=self.ema))
+        if self.model is None:
             raise CheckpointError(f"{prefix}: no generator in this checkpoint")
+        return [variable.numpy() for variable in self.model.weights]
+
+    def generator(self, step: int):
         if self.average == 1:
-            return generator
-        window = self.window(step)
-        # The newest checkpoint of the window is the one just loaded: read it once.
-        self.cache[step] = [variable.numpy() for variable in generator.weights]
-        for s in window:
-            if s not in self.cache:
-                self.cache[s] = generator_weights(self.kept[self.position[s]][1], ema=self.ema)
-        for s in list(self.cache):
-            if s not in window:
-                del self.cache[s]
-        generator.set_weights(mean_weights([self.cache[s] for s in window]))
-        return generator
+            weights = self._read(step)
+        else:
+            for s in self.window(step):
+                if s not in self.cache:
+                    self.cache[s] = self._read(s)
+            for s in list(self.cache):
+                if s not in self.window(step):
+                    del self.cache[s]
+            weights = mean_weights([self.cache[s] for s in self.window(step)])
+        self.model.set_weights(weights)
+        return self.model
 
 
 def _previous_points(path: Path, settings: dict[str, Any]) -> dict[int, dict[str, Any]]:
@@ -224,14 +234,18 @@ def evaluate_checkpoints(config: CurveConfig, classifier: Any = None, show_progr
         feature_spaces={SPACE_NAME: gradient_histograms})
     bar = progress_bar(len(chosen), initial=len(chosen) - len(todo), desc="curve",
                        unit="ckpt") if show_progress else None
+    forward = None
     with summary_writer(run_dir, tensorboard_name):
         for step, prefix in todo:
             started = time.monotonic()
             generator = generators.generator(step)
+            if forward is None:
+                forward = prepare_forward(generator, sources.features_by_class, config.per_class,
+                                          config.batch_size, sources.latent_dim, config.precision)
             metrics = checkpoint_metrics(dataclasses.replace(sources, generator=generator),
                                          classifier, class_names, config.per_class,
                                          config.batch_size, config.seed, config.jpeg_quality,
-                                         config.precision, training)
+                                         config.precision, training, forward)
             points[step] = {"step": step, "checkpoint": Path(prefix).name, **metrics,
                             "seconds": round(time.monotonic() - started, 1)}
             if config.average > 1:
