@@ -2,9 +2,13 @@
 
     python -m eeg2image_tf.average_checkpoints --run runs/quality/gan --last 5 --out runs/quality/gan_avg5
     python -m eeg2image_tf.evaluate --run runs/quality/gan_avg5
+    python -m eeg2image_tf.average_checkpoints --run runs/quality/gan --step 4200 --last 1 \
+        --out runs/quality/gan_4200
 
 The generator's weights are the mean over the last ``--last`` kept checkpoints of ``--run``
-(Polyak averaging of the GAN iterates; an addition, not in the original). The new run directory
+(Polyak averaging of the GAN iterates; an addition, not in the original), ending at the checkpoint
+of step ``--step`` (default: the newest). ``--step S --last 1`` is checkpoint S alone: e.g. the
+best step of ``curve --conditions train``, a checkpoint chosen without the test set. The new run directory
 holds ``config.json``, ``checkpoints/`` and ``average.json``, and works with ``generate``,
 ``evaluate``, ``curve`` and ``export``. ``curve --average K`` shows what averaging does over training.
 """

@@ -8,6 +8,9 @@ latents for every checkpoint), read by the image classifier (``--classifier``, d
 ``<run>/../image_classifier``). Writes ``<run>/curve.json``, ``<run>/figures/conditional_curve.png``
 and TensorBoard scalars under ``<run>/tensorboard/curve``; a rerun evaluates only new checkpoints.
 Keep checkpoints for it: ``train_gan --max-to-keep`` (the quality profile keeps all).
+``--conditions train`` conditions the images on the training trials instead of the test trials
+(``<run>/curve_train.json``): its best step is a checkpoint chosen without the test set, which
+``average_checkpoints --steps`` turns into a run of its own.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from .evaluation import evaluate_checkpoints
 
     evaluate_checkpoints(config, show_progress=not args.quiet)
-    print(f"\ncurve: {config.run}/{curve_names(config.average)[0]}")
+    print(f"\ncurve: {config.run}/{curve_names(config.average, config.conditions)[0]}")
     return 0
 
 

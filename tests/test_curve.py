@@ -211,6 +211,13 @@ def test_averaged_run_and_averaged_curve(tmp_path):
     kept = kept_checkpoints(run / "checkpoints")
     weights = {step: generator_weights(prefix) for step, prefix in kept}
 
+    # One chosen checkpoint: --step with --last 1 is that checkpoint's generator.
+    chosen = tmp_path / "gan_step20"
+    record = write_averaged_run(AverageConfig(run=str(run), out=str(chosen), last=1, step=20))
+    assert record["steps"] == [20] and record["step"] == 20
+    for k, value in enumerate(load_gan(chosen).generator.get_weights()):
+        np.testing.assert_array_equal(value, weights[20][k])
+
     out = tmp_path / "gan_avg2"
     record = write_averaged_run(AverageConfig(run=str(run), out=str(out), last=2))
     assert record["steps"] == [20, 30] and record["step"] == 30
@@ -291,3 +298,69 @@ def test_curve_and_evaluate_find_the_classifier_an_earlier_evaluation_recorded(t
 
     _, reason, _ = load_classifier_or_reason(CurveConfig(run=str(run)))
     assert "no image classifier run at" in reason and str(other) in reason
+
+
+class RecordingClassifier(StubClassifier):
+    """The stub, keeping every image it is shown."""
+
+    def __init__(self):
+        self.seen: list[np.ndarray] = []
+
+    def features_and_probs(self, images):
+        self.seen.append(np.asarray(images).copy())
+        return super().features_and_probs(images)
+
+
+@pytest.mark.filterwarnings("ignore:Number of distinct clusters:sklearn.exceptions.ConvergenceWarning")
+def test_a_training_conditions_curve_is_generated_from_the_training_trials_beside_the_test_one(
+        tmp_path):
+    from eeg2image_tf.checkpoints import load_encoder, load_gan
+    from eeg2image_tf.config import CurveConfig
+    from eeg2image_tf.data import load_thoughtviz, preprocess
+    from eeg2image_tf.errors import ConfigError
+    from eeg2image_tf.evaluation.curve import evaluate_checkpoints
+    from eeg2image_tf.generation import generate_arrays
+    from eeg2image_tf.models import encoder_features
+
+    paths = make_gan_run(tmp_path, test_per_class=2, train_per_class=5)
+    run = paths["run"]
+    seen = RecordingClassifier()
+    config = CurveConfig(run=str(run), per_class=5, batch_size=5, conditions="train")
+    record = evaluate_checkpoints(config, classifier=seen, show_progress=False, echo=None)
+
+    # The images are those the newest generator makes from each class's training trials (five per
+    # class, each used once), with the curve's latents, through JPEG: computed here from the data.
+    splits = load_thoughtviz(paths["data"])
+    features = encoder_features(load_encoder(paths["encoder"]), preprocess(splits.x_train))
+    by_class = [features[splits.y_train == c] for c in range(len(CLASS_NAMES))]
+    expected = generate_arrays(load_gan(run).generator, by_class, 5, batch_size=5, seed=45,
+                               latent_dim=8, jpeg_quality=95)
+    shown = np.concatenate(seen.seen)
+    np.testing.assert_allclose(shown, expected.images.astype(np.float32) / 127.5 - 1.0, atol=1e-6)
+    # The test trials make other images (two a class, so each is used more than once).
+    test_record = evaluate_checkpoints(CurveConfig(run=str(run), per_class=5, batch_size=5),
+                                       classifier=StubClassifier(), show_progress=False, echo=None)
+
+    # Its own files beside the test curve's, each curve keeping its settings.
+    assert (run / "curve_train.json").exists() and (run / "curve.json").exists()
+    assert (run / "figures" / "conditional_curve_train.png").exists()
+    assert (run / "tensorboard" / "curve_train").is_dir()
+    assert json.loads((run / "curve_config_train.json").read_text())["conditions"] == "train"
+    assert record["settings"]["conditions"] == "train"
+    assert test_record["settings"]["conditions"] == "test"
+    assert json.loads((run / "curve_train.json").read_text())["points"] == record["points"]
+    with pytest.raises(ConfigError, match="--conditions"):
+        CurveConfig(run=str(run), conditions="validation").validate()
+
+
+def test_averaging_window_ends_at_the_chosen_step():
+    from eeg2image_tf.checkpoints.averaging import averaging_window
+    from eeg2image_tf.errors import ConfigError
+
+    kept = [(step, f"ckpt-{step}") for step in (300, 600, 900, 1200)]
+    assert averaging_window(kept, 2) == kept[2:]
+    assert averaging_window(kept, 1, step=600) == [(600, "ckpt-600")]
+    assert averaging_window(kept, 3, step=900) == kept[:3]
+    assert averaging_window(kept, 5, step=600) == kept[:2]
+    with pytest.raises(ConfigError, match=r"--step 700: .*kept: 300, 600, 900, 1200"):
+        averaging_window(kept, 1, step=700)

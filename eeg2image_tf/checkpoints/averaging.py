@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -58,8 +58,23 @@ def average_gan(paths) -> LoadedGAN:
     return newest
 
 
+def averaging_window(kept: list[tuple[int, str]], last: int,
+                     step: Optional[int] = None) -> list[tuple[int, str]]:
+    """The ``last`` entries of ``kept`` (``(step, prefix)``, oldest first) ending at ``step`` (None:
+    the newest); a :class:`ConfigError` naming the kept steps when ``step`` is not one of them."""
+    steps = [s for s, _ in kept]
+    if step is None:
+        return kept[-last:]
+    if step not in steps:
+        raise ConfigError(f"--step {step}: no kept checkpoint of that step (kept: "
+                          f"{', '.join(map(str, steps)) or 'none'})")
+    end = steps.index(step) + 1
+    return kept[max(0, end - last):end]
+
+
 def write_averaged_run(config: AverageConfig) -> dict[str, Any]:
-    """A GAN run in ``config.out`` averaging the last ``config.last`` kept checkpoints of ``config.run``.
+    """A GAN run in ``config.out`` averaging the last ``config.last`` kept checkpoints of
+    ``config.run`` that end at step ``config.step`` (None: the newest).
 
     ``config``: :class:`~eeg2image_tf.config.AverageConfig`. ``out`` gets the source run's
     ``config.json`` (with ``run`` pointing at ``out``), a weights-only checkpoint in ``checkpoints/``
@@ -73,7 +88,7 @@ def write_averaged_run(config: AverageConfig) -> dict[str, Any]:
     if GanRun(out).config_path.exists() and not force:
         raise ConfigError(f"{out}: holds a run already; pass --force to replace its checkpoint")
     source = GanRun.open(run)
-    window = kept_checkpoints(source.checkpoints)[-last:]
+    window = averaging_window(kept_checkpoints(source.checkpoints), last, config.step)
     generator, discriminator = average_gan([prefix for _, prefix in window])
     record = {"source_run": str(run), "steps": [step for step, _ in window],
               "checkpoints": [Path(prefix).name for _, prefix in window],

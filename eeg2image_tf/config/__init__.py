@@ -18,7 +18,7 @@ from .commands import (COLLECTIVE_TIMEOUT_S, DEFAULT_PROFILE, PRECISION_HELP, PR
                        AverageConfig, CurveConfig, EncoderTrainConfig, EvaluateConfig, ExportConfig,
                        GanTrainConfig, GenerateConfig, ImageClassifierConfig, ImportOriginalConfig,
                        PipelineConfig, PrepareDataConfig, SelectEncoderConfig)
-from .rules import (AUGMENT_POLICIES, PAIRINGS, PRECISIONS, PREPROCESS_METHODS, SPLIT_ORDERS,
+from .rules import (AUGMENT_POLICIES, CURVE_CONDITIONS, PAIRINGS, PRECISIONS, PREPROCESS_METHODS, SPLIT_ORDERS,
                     STRATEGIES, unwrap_optional)
 
 __all__ = [
@@ -29,6 +29,6 @@ __all__ = [
     "EncoderTrainConfig", "EvaluateConfig", "ExportConfig", "GanTrainConfig", "GenerateConfig",
     "ImageClassifierConfig", "ImportOriginalConfig", "PipelineConfig", "PrepareDataConfig",
     "SelectEncoderConfig",
-    "AUGMENT_POLICIES", "PAIRINGS", "PRECISIONS", "PREPROCESS_METHODS", "SPLIT_ORDERS", "STRATEGIES",
+    "AUGMENT_POLICIES", "CURVE_CONDITIONS", "PAIRINGS", "PRECISIONS", "PREPROCESS_METHODS", "SPLIT_ORDERS", "STRATEGIES",
     "unwrap_optional",
 ]

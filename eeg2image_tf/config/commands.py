@@ -287,6 +287,7 @@ class CurveConfig(Config):
     conditions and latents (``seed``), so the points differ only by the weights. ``every`` takes
     every k-th checkpoint (the newest always). Points already in ``<run>/curve.json`` made with the
     same settings are kept, so a rerun after more training adds only the new checkpoints.
+    ``conditions="train"`` conditions the images on the training trials instead of the test trials.
     """
 
     run: str
@@ -301,6 +302,9 @@ class CurveConfig(Config):
     jpeg_quality: int = 95
     precision: str = _precision_field()   # of the generation
     ema: bool = True                    # each checkpoint's weight-averaged generator if it has one
+    # the EEG trials that condition the images: "test", or "train" to choose a checkpoint without
+    # the test set (curve_train.json beside curve.json)
+    conditions: str = "test"
 
     # Settings that do not change a point's numbers' meaning (precision does, slightly: it is kept).
     RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ("every", "batch_size")
@@ -308,11 +312,14 @@ class CurveConfig(Config):
 
 @dataclasses.dataclass(frozen=True)
 class AverageConfig(Config):
-    """``average_checkpoints``: a run in ``out`` whose generator averages ``run``'s last checkpoints."""
+    """``average_checkpoints``: a run in ``out`` whose generator averages ``last`` kept checkpoints
+    of ``run``, ending at the one of step ``step`` (default: the newest); ``last=1`` takes that
+    checkpoint alone (e.g. the best step of ``curve --conditions train``)."""
 
     run: str
     out: str
     last: int = 5
+    step: Optional[int] = None          # the newest checkpoint averaged (None: the run's newest)
     force: bool = False                 # replace an averaged run already in ``out``
 
     RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ()

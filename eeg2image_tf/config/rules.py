@@ -36,6 +36,9 @@ AUGMENT_POLICIES = ("color", "translation", "cutout")
 # What image each training trial is paired with in the GAN (eeg2image_tf.training.gan_data):
 # the original's fixed random image of its class, or the stimulus the set records for it.
 PAIRINGS = ("class", "stimulus")
+# Which split's EEG trials condition the images a curve generates (eeg2image_tf.evaluation.curve):
+# the test trials, or the training trials (to choose a checkpoint without the test set).
+CURVE_CONDITIONS = ("test", "train")
 # How the Inception Score splits its images (eeg2image_tf.evaluation.metrics).
 SPLIT_ORDERS = ("mixed", "class-sorted")
 # The image classifier's input side: its five 2x2 poolings leave one pixel of a 32 x 32 image
@@ -97,7 +100,7 @@ FIELD_RULES: dict[str, Rule] = {
         "epochs", "batch_size", "checkpoint_every", "sample_every", "max_to_keep", "max_steps",
         "feature_dim", "hidden", "latent_dim", "condition_dim", "per_class", "writer_threads",
         "splits", "every", "average", "last", "n_train", "n_test", "images_per_class",
-        "test_images_per_class", "num_channels", "num_samples")},
+        "test_images_per_class", "num_channels", "num_samples", "step")},
     **{name: _SEED for name in ("seed", "random_state", "kmeans_random_state")},
     **{name: POSITIVE for name in (
         "learning_rate", "discriminator_learning_rate", "collective_timeout_s", "tsne_perplexity")},
@@ -117,6 +120,7 @@ FIELD_RULES: dict[str, Rule] = {
     "normalisation": one_of(PREPROCESS_METHODS),
     "strategy": one_of(STRATEGIES),
     "pairing": one_of(PAIRINGS),
+    "conditions": one_of(CURVE_CONDITIONS),
     "policy": names_from(AUGMENT_POLICIES),
     "split_order": one_of(SPLIT_ORDERS),
 }

@@ -19,6 +19,11 @@ With ``average`` k > 1 each point's generator is the weight average of the k kep
 ending at it (:func:`~eeg2image_tf.checkpoints.average_gan`); that curve goes to
 ``curve_avg<k>.json``, ``conditional_curve_avg<k>.png`` and ``tensorboard/curve_avg<k>``, beside the
 plain one, so TensorBoard overlays the two.
+
+With ``conditions="train"`` the images are conditioned on the training trials' features instead
+(:func:`~eeg2image_tf.generation.with_training_conditions`), into ``curve_train.json``,
+``conditional_curve_train.png`` and ``tensorboard/curve_train``: a curve that chooses a checkpoint
+(its ``best_step``) without looking at the test set, whose curve then reports on the choice.
 """
 
 from __future__ import annotations
@@ -35,7 +40,8 @@ import tensorflow as tf
 from ..checkpoints import generator_weights, load_gan, mean_weights
 from ..config import CurveConfig
 from ..errors import CheckpointError, ConfigError, DataError, Eeg2ImageError
-from ..generation import generator_of, load_generation_sources, prepare_forward
+from ..generation import (generator_of, load_generation_sources, prepare_forward,
+                          with_training_conditions)
 from ..io_utils import atomic_savefig, atomic_write_json, progress_bar, read_json
 from ..runs import (GanRun, curve_config_name, curve_names, kept_checkpoints, lock_run,
                     save_config, summary_writer)
@@ -86,7 +92,7 @@ def checkpoint_metrics(sources, classifier, class_names: Sequence[str], per_clas
     return metrics
 
 
-_SETTING_DEFAULTS = {"average": 1, "ema": True}
+_SETTING_DEFAULTS = {"average": 1, "ema": True, "conditions": "test"}
 
 
 def _settings(config, classifier_path: Optional[Path],
@@ -96,7 +102,7 @@ def _settings(config, classifier_path: Optional[Path],
     return {"per_class": config.per_class, "seed": config.seed,
             "jpeg_quality": config.jpeg_quality, "precision": config.precision,
             "classifier": str(classifier_path.resolve()) if classifier_path else "<given>",
-            "average": config.average, "ema": config.ema,
+            "average": config.average, "ema": config.ema, "conditions": config.conditions,
             "realism_reference": str(reference.resolve()) if reference else None}
 
 
@@ -207,20 +213,22 @@ def evaluate_checkpoints(config: CurveConfig, classifier: Any = None, show_progr
     kept = kept_checkpoints(run.checkpoints)
     chosen = every_kth(kept, config.every)
     generators = _WindowedGenerators(kept, config.average, ema=config.ema)
-    curve_file, figure_file, tensorboard_name = curve_names(config.average)
+    curve_file, figure_file, tensorboard_name = curve_names(config.average, config.conditions)
     classifier_path = None
     if classifier is None:
         classifier, reason, classifier_path = load_classifier_or_reason(config)
         if classifier is None:
             raise Eeg2ImageError(f"curve: {reason}")
     sources = load_generation_sources(run=str(run_dir), ema=config.ema)
+    if config.conditions == "train":
+        sources = with_training_conditions(sources)
     class_names = sources.class_names
     classifier, reason = align_classifier(classifier, class_names)
     if classifier is None:
         raise Eeg2ImageError(f"curve: {reason}")
     # One writer of the run's curve files at a time (released on an error too).
     lock = lock_run(run_dir)
-    save_config(config, run_dir, filename=curve_config_name(config.average))
+    save_config(config, run_dir, filename=curve_config_name(config.average, config.conditions))
     reference, _ = training_folder(sources)
     settings = _settings(config, classifier_path, reference)
     curve_path = run_dir / curve_file
@@ -277,7 +285,8 @@ def evaluate_checkpoints(config: CurveConfig, classifier: Any = None, show_progr
     averaged = f", generator averaged over {config.average} checkpoints" \
         if config.average > 1 else ""
     figure = save_curve_figure(ordered, run.figures / figure_file, chance,
-                               title=f"{run_dir}: {config.per_class} images per class{averaged}")
+                               title=f"{run_dir}: {config.per_class} images per class from "
+                                     f"{config.conditions} trials{averaged}")
     record["figure"] = str(figure)
     atomic_write_json(curve_path, record)
     lock.release()

@@ -26,8 +26,10 @@ class GenerationSources:
 
     generator: Any
     encoder: Any
-    features_by_class: tuple[np.ndarray, ...]   # (m_c, condition_dim) float32 test features
-    trials_by_class: tuple[np.ndarray, ...]     # (m_c,) int64 indices into x_test
+    # per class, the conditions (m_c, condition_dim) float32 and their (m_c,) int64 trial indices:
+    # of the test split (into x_test), or of the training split (:func:`with_training_conditions`)
+    features_by_class: tuple[np.ndarray, ...]
+    trials_by_class: tuple[np.ndarray, ...]
     test_features: np.ndarray                   # (N_test, condition_dim) float32, trial order
     class_names: tuple[str, ...]
     latent_dim: int
@@ -95,6 +97,24 @@ def load_generation_sources(run: Optional[str] = None, gan: Optional[str] = None
                              latent_dim=int(latent_dim), splits=splits,
                              normalisation=normalisation, images_root=images_root,
                              gan_config=gan_config)
+
+
+def with_training_conditions(sources: GenerationSources,
+                             feature_batch_size: int = 1024) -> GenerationSources:
+    """``sources`` conditioned on the training trials: ``features_by_class`` become the encoder's
+    features of each class's training trials and ``trials_by_class`` their indices into
+    ``x_train``. What the GAN was trained on, so images made from them judge a checkpoint without
+    the test set."""
+    splits = sources.splits
+    features = encoder_features(sources.encoder,
+                                preprocess(splits.x_train, method=sources.normalisation),
+                                source=f"{splits.source} (training split)",
+                                batch_size=feature_batch_size)
+    features_by_class, trials_by_class = group_by_class(
+        features, splits.y_train, splits.num_classes, sources.class_names,
+        source=f"{splits.source} (training set)")
+    return dataclasses.replace(sources, features_by_class=features_by_class,
+                               trials_by_class=trials_by_class)
 
 
 def generate_from_run(config: GenerateConfig, force: bool = False, show_progress: bool = True) -> GenerationManifest:

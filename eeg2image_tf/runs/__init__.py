@@ -400,17 +400,22 @@ class GanRun(Run):
         return [path, path.parent, path.parent.parent]
 
 
-def curve_names(average: int) -> tuple[str, str, str]:
-    """``(json file, figure file, TensorBoard sub-directory)`` of a curve averaging ``average``."""
-    if average == 1:
-        return CURVE_FILE, CURVE_FIGURE, CURVE_EVENTS
-    return (f"curve_avg{average}.json", f"conditional_curve_avg{average}.png",
-            f"{CURVE_EVENTS}_avg{average}")
+def _curve_suffix(average: int, conditions: str) -> str:
+    return ("" if average == 1 else f"_avg{average}") + ("" if conditions == "test" else
+                                                         f"_{conditions}")
 
 
-def curve_config_name(average: int) -> str:
+def curve_names(average: int, conditions: str = "test") -> tuple[str, str, str]:
+    """``(json file, figure file, TensorBoard sub-directory)`` of a curve averaging ``average``
+    checkpoints, its images conditioned on the ``conditions`` split's trials."""
+    suffix = _curve_suffix(average, conditions)
+    return (f"{Path(CURVE_FILE).stem}{suffix}.json", f"{Path(CURVE_FIGURE).stem}{suffix}.png",
+            f"{CURVE_EVENTS}{suffix}")
+
+
+def curve_config_name(average: int, conditions: str = "test") -> str:
     """The settings file beside :func:`curve_names`' json file."""
-    return CURVE_CONFIG_FILE if average == 1 else f"curve_config_avg{average}.json"
+    return f"{Path(CURVE_CONFIG_FILE).stem}{_curve_suffix(average, conditions)}.json"
 
 
 # The stages of a pipeline run, in order: the keys of pipeline.json's "stages".

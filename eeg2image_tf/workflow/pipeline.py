@@ -299,7 +299,8 @@ def stage_curve(config: PipelineConfig, paths: PipelineRun,
     curve_config = CurveConfig(run=str(paths.gan_run.dir), classifier=str(paths.classifier_run.dir),
                                seed=config.seed, **_stage_overrides(config, "curve"))
     result = evaluate_checkpoints(curve_config)
-    return {"curve": str(paths.gan_run.dir / curve_names(curve_config.average)[0]),
+    return {"curve": str(paths.gan_run.dir / curve_names(curve_config.average,
+                                                         curve_config.conditions)[0]),
             "figure": result["figure"], **_headline(result)}
 
 
