@@ -33,8 +33,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from .checkpoints import write_averaged_run
 
     record = write_averaged_run(config)
-    print(f"{config.out}: generator averaged over steps "
-          f"{', '.join(str(step) for step in record['steps'])} of {config.run}")
+    steps = record["steps"]
+    what = (f"the generator of step {steps[0]}" if len(steps) == 1 else
+            f"generator averaged over steps {', '.join(str(step) for step in steps)}")
+    print(f"{config.out}: {what} of {config.run}")
     return 0
 
 

@@ -217,6 +217,9 @@ def test_averaged_run_and_averaged_curve(tmp_path):
     assert record["steps"] == [20] and record["step"] == 20
     for k, value in enumerate(load_gan(chosen).generator.get_weights()):
         np.testing.assert_array_equal(value, weights[20][k])
+    with pytest.raises(ConfigError, match="--step 25: no kept checkpoint"):
+        write_averaged_run(AverageConfig(run=str(run), out=str(tmp_path / "none"), step=25))
+    assert not (tmp_path / "none").exists()
 
     out = tmp_path / "gan_avg2"
     record = write_averaged_run(AverageConfig(run=str(run), out=str(out), last=2))
