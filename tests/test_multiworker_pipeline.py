@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from adam_support import assert_same_adam_training
+from eeg2image_tf.runs import PIPELINE_STAGES
 from multiworker_support import (LEARNING_RATE, REPO_ROOT, WORKER_TIMEOUT_S, run_workers,
                                  weight_differences, worker_environment)
 
@@ -28,11 +29,12 @@ def test_pipeline_two_workers_train_together_and_the_chief_finishes(tmp_path):
     (_, chief_out, _), (_, worker_out, worker_err) = results
     assert list(scratch.iterdir()) == []
     state = json.loads((run / "pipeline.json").read_text())
-    assert all(stage["done"] for stage in state["stages"].values()) and len(state["stages"]) == 9
+    assert all(stage["done"] for stage in state["stages"].values())
+    assert len(state["stages"]) == len(PIPELINE_STAGES)
     assert "EEG2Image pipeline summary" in chief_out
     assert "[pipeline] worker 1/2: select_encoder: the chief runs it; waiting" in worker_out
-    assert "[pipeline] worker 1/2: training stages done; the chief runs generate, evaluate, curve, " \
-        "export and writes the run" in worker_out
+    assert "[pipeline] worker 1/2: training stages done; the chief runs select_gan, generate, " \
+        "evaluate, curve, export and writes the run" in worker_out
     for stage in ("encoder", "image_classifier", "gan"):
         assert f"[pipeline] worker 1/2: {stage}: finished" in worker_out
         assert len(list((run / stage / "tensorboard" / "train").glob("events*"))) == 1, stage
@@ -67,4 +69,5 @@ def test_pipeline_two_workers_train_together_and_the_chief_finishes(tmp_path):
     assert abs(metrics[0]["test_accuracy"] - metrics[1]["test_accuracy"]) <= 0.1
 
     results = run_workers("pipeline", [*common, "--run", str(run)], scratch)
-    assert all(out.count("done already, skipping") == 9 for _, out, _ in results)
+    assert all(out.count("done already, skipping") == len(PIPELINE_STAGES)
+               for _, out, _ in results)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -31,6 +32,21 @@ def test_curve_stage_is_skipped_where_the_profile_draws_none(tmp_path):
     assert "skipped" in outputs and not (tmp_path / "gan").exists()
 
 
+def test_the_latest_gan_checkpoint_serves_unless_the_pipeline_asks_for_a_choice(tmp_path):
+    demo = pipeline.PipelineConfig(run=str(tmp_path), profile="demo")
+    paths = PipelineRun.from_config(demo)
+    assert "skipped" in pipeline.stage_select_gan(demo, paths)
+    assert not (tmp_path / "gan_selected").exists()
+    assert pipeline.served_gan_run(demo, paths).dir == tmp_path / "gan"
+    asked = dataclasses.replace(demo, set_stage=("select_gan.per_class=10",))
+    assert pipeline.served_gan_run(asked, paths).dir == tmp_path / "gan_selected"
+    assert pipeline.served_gan_run(dataclasses.replace(demo, profile="quality"),
+                                   paths).dir == tmp_path / "gan_selected"
+    # The choice is made on the training trials, whatever --set-stage says.
+    with pytest.raises(ConfigError, match="the pipeline sets select_gan.conditions itself"):
+        pipeline.stage_settings(dataclasses.replace(demo, set_stage=("select_gan.conditions=test",)))
+
+
 def test_unknown_set_without_data_is_refused(tmp_path):
     config = pipeline.PipelineConfig(run=str(tmp_path / "run"), set="image",
                                      data_root=str(tmp_path / "data"), profile="smoke")
@@ -47,6 +63,10 @@ def test_unknown_profile_is_refused(tmp_path):
 # features (conditional separability) finds fewer distinct clusters than classes.
 @pytest.mark.filterwarnings("ignore:Number of distinct clusters:sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.slow
+def evaluate_metrics_of(gan_run: Path) -> bool:
+    return "evaluation" in json.loads((gan_run / "metrics.json").read_text())
+
+
 def test_smoke_pipeline_runs_every_stage_then_skips_them(tmp_path, capsys):
     run = tmp_path / "run"
     args = ["--run", str(run), "--profile", "smoke", "--set", "char",
@@ -61,8 +81,17 @@ def test_smoke_pipeline_runs_every_stage_then_skips_them(tmp_path, capsys):
     assert (run / "gan" / "samples" / "latest.png").exists()
     assert (run / "generated" / "manifest.csv").exists()
     assert (run / "saved_model" / "saved_model.pb").exists()
-    metrics = json.loads((run / "gan" / "metrics.json").read_text())
-    assert "evaluation" in metrics
+    # The smoke profile asks for a checkpoint chosen on training conditions: the later stages use
+    # it, as a run of its own holding that checkpoint's generator.
+    selected = state["stages"]["select_gan"]
+    chosen = json.loads((run / "gan" / "curve_train.json").read_text())
+    assert selected["step"] == chosen["best_step"] in (1, 2) and selected["last_step"] == 2
+    assert json.loads((run / "gan_selected" / "average.json").read_text())["steps"] == \
+        [selected["step"]]
+    assert json.loads((run / "generated" / "generate_config.json").read_text())["run"] == \
+        str(run / "gan_selected")
+    assert evaluate_metrics_of(run / "gan_selected")
+    assert f"checkpoint evaluated            : iteration {selected['step']} of 2" in out
     # The smoke profile asks for the curve: one point per kept GAN checkpoint (steps 1 and 2).
     curve = json.loads((run / "gan" / "curve.json").read_text())
     assert [point["step"] for point in curve["points"]] == [1, 2]
@@ -236,11 +265,13 @@ def test_a_set_of_another_shape_runs_the_chain_with_what_it_records(tmp_path):
     assert json.loads((run / "encoder" / "config.json").read_text())["n_clusters"] == len(CLASSES)
     assert json.loads((run / "gan" / "config.json").read_text())["pairing"] == "stimulus"
 
-    evaluation = json.loads((run / "gan" / "metrics.json").read_text())["evaluation"]
+    # The smoke profile evaluates the checkpoint it chose, a run beside the GAN's.
+    assert state["stages"]["evaluate"]["metrics"] == str(run / "gan_selected" / "metrics.json")
+    evaluation = json.loads((run / "gan_selected" / "metrics.json").read_text())["evaluation"]
     assert set(evaluation["per_subject"]["subjects"]) == {"1", "2"}
     assert sum(s["generated_images"] for s in evaluation["per_subject"]["subjects"].values()) == \
         evaluation["generated"]["count"]
-    assert (run / "gan" / "figures" / "stimuli.png").is_file()
+    assert (run / "gan_selected" / "figures" / "stimuli.png").is_file()
 
     signature = json.loads((run / "saved_model" / "signature.json").read_text())
     assert (signature["model"]["num_channels"], signature["model"]["num_samples"],

@@ -94,6 +94,7 @@ PIPELINE_STATE_FILE = "pipeline.json"
 PIPELINE_ENCODER_DIR = "encoder"
 PIPELINE_CLASSIFIER_DIR = "image_classifier"
 PIPELINE_GAN_DIR = "gan"
+PIPELINE_SELECTED_GAN_DIR = "gan_selected"     # the checkpoint the select_gan stage chose
 PIPELINE_GENERATED_DIR = "generated"
 PIPELINE_SAVED_MODEL_DIR = "saved_model"
 # The data root
@@ -419,8 +420,8 @@ def curve_config_name(average: int, conditions: str = "test") -> str:
 
 
 # The stages of a pipeline run, in order: the keys of pipeline.json's "stages".
-PIPELINE_STAGES = ("data", "encoder", "select_encoder", "image_classifier", "gan", "generate",
-                   "evaluate", "curve", "export")
+PIPELINE_STAGES = ("data", "encoder", "select_encoder", "image_classifier", "gan", "select_gan",
+                   "generate", "evaluate", "curve", "export")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -465,6 +466,11 @@ class PipelineRun(Run):
     @property
     def gan_run(self) -> GanRun:
         return GanRun(self.dir / PIPELINE_GAN_DIR)
+
+    @property
+    def selected_gan_run(self) -> GanRun:
+        """The GAN checkpoint the ``select_gan`` stage chose, as a run of its own."""
+        return GanRun(self.dir / PIPELINE_SELECTED_GAN_DIR)
 
     @property
     def generated(self) -> Path:

@@ -22,18 +22,18 @@ import typing
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from ..config import (PROFILES, SET_PROFILES, CurveConfig, EncoderTrainConfig, EvaluateConfig,
+from ..config import (PROFILES, SET_PROFILES, AverageConfig, CurveConfig, EncoderTrainConfig, EvaluateConfig,
                       ExportConfig, GanTrainConfig, GenerateConfig, ImageClassifierConfig,
                       PipelineConfig, PrepareDataConfig, SelectEncoderConfig, unwrap_optional)
 from ..data import (BUILTIN_SETS, builtin_class_names, builtin_sizes, check_builtin_set_root,
                     check_builtin_sizes, check_synthetic_images, write_builtin_set)
 from ..errors import ConfigError, DataError
 from ..io_utils import atomic_write_json, check_writable_dir, read_json
-from ..runs import (CONFIG_FILE, MANIFEST_FILE, PIPELINE_STAGES, TEST_SPLIT, TRAIN_SPLIT, PipelineRun,
-                    check_run_dir, curve_names, lock_run, prepare_run_dir)
+from ..runs import (CONFIG_FILE, MANIFEST_FILE, PIPELINE_STAGES, TEST_SPLIT, TRAIN_SPLIT, GanRun,
+                    PipelineRun, check_run_dir, curve_names, lock_run, prepare_run_dir)
 
 # Stages whose config has a ``precision`` field.
-PRECISION_STAGES = ("gan", "generate", "evaluate", "curve")
+PRECISION_STAGES = ("gan", "select_gan", "generate", "evaluate", "curve")
 
 
 # The config class of each stage that takes settings, and the fields the pipeline itself sets
@@ -45,7 +45,10 @@ _PIPELINE_FIELDS = ("data", "images", "encoder", "run", "out", "seed", "classifi
                     "collective_timeout_s")
 _STAGE_CONFIGS = {"encoder": EncoderTrainConfig, "select": SelectEncoderConfig,
                   "classifier": ImageClassifierConfig, "gan": GanTrainConfig,
-                  "generate": GenerateConfig, "evaluate": EvaluateConfig, "curve": CurveConfig}
+                  "select_gan": CurveConfig, "generate": GenerateConfig,
+                  "evaluate": EvaluateConfig, "curve": CurveConfig}
+# Fields the pipeline sets in one stage only: select_gan chooses on the training trials.
+_PIPELINE_STAGE_FIELDS = {"select_gan": ("conditions",)}
 
 
 def _convert_setting(text: str, tp: Any, setting: str) -> Any:
@@ -88,8 +91,8 @@ def stage_settings(config: PipelineConfig) -> dict[str, dict[str, Any]]:
                      if f.name not in _PIPELINE_FIELDS}
         else:
             raise ConfigError(f"--set-stage {setting}: unknown stage {stage!r}; stages: data "
-                              "encoder select classifier gan generate evaluate curve")
-        if field in _PIPELINE_FIELDS:
+                              "encoder select classifier gan select_gan generate evaluate curve")
+        if field in _PIPELINE_FIELDS or field in _PIPELINE_STAGE_FIELDS.get(stage, ()):
             raise ConfigError(f"--set-stage {setting}: the pipeline sets {stage}.{field} itself")
         if field not in types:
             raise ConfigError(f"--set-stage {setting}: {stage} has no setting {field!r}")
@@ -261,12 +264,54 @@ def stage_gan(config: PipelineConfig, paths: PipelineRun,
             "precision": gan_config.precision, **_headline(result)}
 
 
+def _asks_for(config: PipelineConfig, stage: str) -> bool:
+    """Whether the profile or ``--set-stage`` asks for an optional stage (``select_gan``,
+    ``curve``)."""
+    return stage in PROFILES[config.chosen_profile] or stage in stage_settings(config)
+
+
+def served_gan_run(config: PipelineConfig, paths: PipelineRun) -> GanRun:
+    """The GAN run that generate, evaluate and export use: the checkpoint ``select_gan`` chose
+    where the pipeline asks for that stage, else the training run (its latest checkpoint)."""
+    return paths.selected_gan_run if _asks_for(config, "select_gan") else paths.gan_run
+
+
+def stage_select_gan(config: PipelineConfig, paths: PipelineRun,
+                     force: bool = False) -> dict[str, Any]:
+    """In profiles that ask for it: the GAN checkpoint with the best conditional accuracy on images
+    conditioned on the training trials (``curve --conditions train``, so the test set plays no
+    part in the choice), as a run of its own for the later stages (``average_checkpoints --step S
+    --last 1``; with ``average`` k > 1, the window of k checkpoints the curve scored)."""
+    if not _asks_for(config, "select_gan"):
+        return {"skipped": f"the {config.chosen_profile} profile uses the latest checkpoint "
+                           "(--set-stage select_gan.per_class=N chooses one)"}
+    # Imported when the stage runs (module docstring).
+    from ..checkpoints import write_averaged_run
+    from ..evaluation import evaluate_checkpoints
+
+    curve_config = CurveConfig(run=str(paths.gan_run.dir), classifier=str(paths.classifier_run.dir),
+                               seed=config.seed, conditions="train",
+                               **_stage_overrides(config, "select_gan"))
+    curve = evaluate_checkpoints(curve_config)
+    chosen = paths.selected_gan_run
+    # The generator the curve scored at that point: one checkpoint, or its window's average.
+    write_averaged_run(AverageConfig(run=str(paths.gan_run.dir), out=str(chosen.dir),
+                                     last=curve_config.average, step=curve["best_step"],
+                                     force=True))
+    return {"run": str(chosen.dir), "step": curve["best_step"],
+            "train_conditional_accuracy": curve["best_conditional_accuracy"],
+            "last_step": curve["last_step"],
+            "last_train_conditional_accuracy": curve["last_conditional_accuracy"],
+            "curve": str(paths.gan_run.dir / curve_names(curve_config.average, "train")[0])}
+
+
 def stage_generate(config: PipelineConfig, paths: PipelineRun,
                    force: bool = False) -> dict[str, Any]:
     # Imported when the stage runs (module docstring).
     from ..generation import generate_from_run
 
-    generate_config = GenerateConfig(run=str(paths.gan_run.dir), out=str(paths.generated),
+    generate_config = GenerateConfig(run=str(served_gan_run(config, paths).dir),
+                                     out=str(paths.generated),
                                      seed=config.seed, **_stage_overrides(config, "generate"))
     generate_from_run(generate_config, force=force)
     return {"out": str(paths.generated), "manifest": str(paths.generated / MANIFEST_FILE)}
@@ -277,20 +322,20 @@ def stage_evaluate(config: PipelineConfig, paths: PipelineRun,
     # Imported when the stage runs (module docstring).
     from ..evaluation import evaluate_run
 
+    served = served_gan_run(config, paths)
     evaluate_config = EvaluateConfig(
-        run=str(paths.gan_run.dir), images_dir=str(paths.generated),
+        run=str(served.dir), images_dir=str(paths.generated),
         classifier=str(paths.classifier_run.dir), encoder_run=str(paths.encoder_run.dir),
         inception_graph=config.inception_graph, inception_weights=config.inception_weights,
         **_stage_overrides(config, "evaluate"))
     result = evaluate_run(evaluate_config)
-    return {"metrics": str(paths.gan_run.metrics), "figures": str(paths.gan_run.figures),
-            **_headline(result)}
+    return {"metrics": str(served.metrics), "figures": str(served.figures), **_headline(result)}
 
 
 def stage_curve(config: PipelineConfig, paths: PipelineRun,
                 force: bool = False) -> dict[str, Any]:
     """The conditional-accuracy curve over the GAN's kept checkpoints, in profiles that ask for it."""
-    if "curve" not in PROFILES[config.chosen_profile] and "curve" not in stage_settings(config):
+    if not _asks_for(config, "curve"):
         return {"skipped": f"the {config.chosen_profile} profile draws no curve "
                            "(python -m eeg2image_tf.curve does)"}
     # Imported when the stage runs (module docstring).
@@ -309,14 +354,16 @@ def stage_export(config: PipelineConfig, paths: PipelineRun,
     # Imported when the stage runs (module docstring).
     from ..serving.export import export_from_run
 
-    export_from_run(ExportConfig(out=str(paths.saved_model), run=str(paths.gan_run.dir)))
+    export_from_run(ExportConfig(out=str(paths.saved_model),
+                                 run=str(served_gan_run(config, paths).dir)))
     return {"saved_model": str(paths.saved_model)}
 
 
 # Paired with runs.PIPELINE_STAGES, the names pipeline.json records.
 STAGES: tuple[tuple[str, Callable[[PipelineConfig, PipelineRun, bool], dict[str, Any]]], ...] = tuple(zip(
     PIPELINE_STAGES, (stage_data, stage_encoder, stage_select, stage_classifier, stage_gan,
-                      stage_generate, stage_evaluate, stage_curve, stage_export)))
+                      stage_select_gan, stage_generate, stage_evaluate, stage_curve,
+                      stage_export)))
 
 
 def _headline(result: Any) -> dict[str, Any]:
@@ -499,6 +546,10 @@ def summary_lines(state: dict[str, Any], config: PipelineConfig) -> list[str]:
         f"  image classifier test accuracy  : {fmt(get('image_classifier', 'test_accuracy'))}",
         f"  GAN iterations                  : {get('gan', 'step')} at "
         f"{fmt(get('gan', 'ms_per_step'))} ms ({get('gan', 'precision')})",
+        *([f"  checkpoint evaluated            : iteration {get('select_gan', 'step')} of "
+           f"{get('select_gan', 'last_step')}, chosen on training conditions (conditional "
+           f"accuracy {fmt(get('select_gan', 'train_conditional_accuracy'))} there)"]
+          if "step" in stages.get("select_gan", {}) else []),
         f"  conditional accuracy            : {fmt(get('evaluate', 'conditional_accuracy'))}",
         f"  conditional separability        : {fmt(get('evaluate', 'conditional_separability'))}",
         f"  precision / recall / diversity  : {fmt(get('evaluate', 'precision'))} / "
