@@ -8,9 +8,10 @@
 The generator's weights are the mean over the last ``--last`` kept checkpoints of ``--run``
 (Polyak averaging of the GAN iterates; an addition, not in the original), ending at the checkpoint
 of step ``--step`` (default: the newest). ``--step S --last 1`` is checkpoint S alone: e.g. the
-best step of ``curve --conditions train``, a checkpoint chosen without the test set. The new run directory
-holds ``config.json``, ``checkpoints/`` and ``average.json``, and works with ``generate``,
-``evaluate``, ``curve`` and ``export``. ``curve --average K`` shows what averaging does over training.
+best step of ``curve --conditions train``, a checkpoint chosen without the test set. The new run
+directory holds ``config.json``, ``checkpoints/`` and ``average.json``, and works with
+``generate``, ``evaluate``, ``curve`` and ``export``. ``curve --average K`` shows what averaging
+does over training.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ and TensorBoard scalars under ``<run>/tensorboard/curve``; a rerun evaluates onl
 Keep checkpoints for it: ``train_gan --max-to-keep`` (the quality profile keeps all).
 ``--conditions train`` conditions the images on the training trials instead of the test trials
 (``<run>/curve_train.json``): its best step is a checkpoint chosen without the test set, which
-``average_checkpoints --steps`` turns into a run of its own.
+``average_checkpoints --step`` turns into a run of its own.
 """
 
 from __future__ import annotations

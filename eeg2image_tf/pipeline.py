@@ -5,12 +5,13 @@
 
 Stages, each in its own sub-directory of the run: data preparation (a built-in set, digit, char or
 cvpr40-synthetic, is written when missing; any other set is read from eeg/<set>/data.npz or
-data.pkl and images/ under --data-root) -> ``encoder`` (train) -> selection of the best encoder checkpoint ->
-``image_classifier`` -> ``gan`` -> the checkpoint chosen on the training trials' conditions,
-``gan_selected`` (profiles that ask for it, e.g. quality; else the latest checkpoint is used) ->
-``generated`` images -> evaluation (``metrics.json``, figures) -> the conditional-accuracy
-``curve`` over the kept checkpoints (profiles that ask for it) -> ``saved_model``. ``pipeline.json`` records each finished stage with its outputs and wall time; a rerun
-skips finished stages, and an interrupted stage resumes from its own checkpoints. Without
+data.pkl and images/ under --data-root) -> ``encoder`` (train) -> selection of the best encoder
+checkpoint -> ``image_classifier`` -> ``gan`` -> the GAN checkpoint best on images conditioned on
+the training trials, as ``gan_selected`` (profiles that ask for it, e.g. quality; else the latest
+checkpoint serves) -> ``generated`` images -> evaluation (``metrics.json``, figures) -> the
+conditional-accuracy ``curve`` over the kept checkpoints (profiles that ask for it) ->
+``saved_model``. ``pipeline.json`` records each finished stage with its outputs and wall time; a
+rerun skips finished stages, and an interrupted stage resumes from its own checkpoints. Without
 --profile a built-in set runs with its own profile (cvpr40-synthetic: cvpr40), any other with demo;
 the profile used is printed and recorded in pipeline.json.
 """

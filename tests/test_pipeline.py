@@ -44,7 +44,8 @@ def test_the_latest_gan_checkpoint_serves_unless_the_pipeline_asks_for_a_choice(
                                    paths).dir == tmp_path / "gan_selected"
     # The choice is made on the training trials, whatever --set-stage says.
     with pytest.raises(ConfigError, match="the pipeline sets select_gan.conditions itself"):
-        pipeline.stage_settings(dataclasses.replace(demo, set_stage=("select_gan.conditions=test",)))
+        pipeline.stage_settings(dataclasses.replace(demo,
+                                                    set_stage=("select_gan.conditions=test",)))
 
 
 def test_unknown_set_without_data_is_refused(tmp_path):
@@ -91,6 +92,9 @@ def test_smoke_pipeline_runs_every_stage_then_skips_them(tmp_path, capsys):
     assert json.loads((run / "generated" / "generate_config.json").read_text())["run"] == \
         str(run / "gan_selected")
     assert evaluate_metrics_of(run / "gan_selected")
+    # Its loss curves are those of the training that made it, in the GAN run.
+    figures = json.loads((run / "gan_selected" / "metrics.json").read_text())["evaluation"]["figures"]
+    assert (run / "gan_selected" / "figures" / "loss_curves.png").exists(), figures
     assert f"checkpoint evaluated            : iteration {selected['step']} of 2" in out
     # The smoke profile asks for the curve: one point per kept GAN checkpoint (steps 1 and 2).
     curve = json.loads((run / "gan" / "curve.json").read_text())

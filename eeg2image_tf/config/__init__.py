@@ -18,8 +18,8 @@ from .commands import (COLLECTIVE_TIMEOUT_S, DEFAULT_PROFILE, PRECISION_HELP, PR
                        AverageConfig, CurveConfig, EncoderTrainConfig, EvaluateConfig, ExportConfig,
                        GanTrainConfig, GenerateConfig, ImageClassifierConfig, ImportOriginalConfig,
                        PipelineConfig, PrepareDataConfig, SelectEncoderConfig)
-from .rules import (AUGMENT_POLICIES, CURVE_CONDITIONS, PAIRINGS, PRECISIONS, PREPROCESS_METHODS, SPLIT_ORDERS,
-                    STRATEGIES, unwrap_optional)
+from .rules import (AUGMENT_POLICIES, CURVE_CONDITIONS, PAIRINGS, PRECISIONS, PREPROCESS_METHODS,
+                    SPLIT_ORDERS, STRATEGIES, unwrap_optional)
 
 __all__ = [
     "Config", "config_from_dict", "config_to_dict", "fill_missing_fields", "flag_of",
@@ -29,6 +29,7 @@ __all__ = [
     "EncoderTrainConfig", "EvaluateConfig", "ExportConfig", "GanTrainConfig", "GenerateConfig",
     "ImageClassifierConfig", "ImportOriginalConfig", "PipelineConfig", "PrepareDataConfig",
     "SelectEncoderConfig",
-    "AUGMENT_POLICIES", "CURVE_CONDITIONS", "PAIRINGS", "PRECISIONS", "PREPROCESS_METHODS", "SPLIT_ORDERS", "STRATEGIES",
+    "AUGMENT_POLICIES", "CURVE_CONDITIONS", "PAIRINGS", "PRECISIONS", "PREPROCESS_METHODS",
+    "SPLIT_ORDERS", "STRATEGIES",
     "unwrap_optional",
 ]

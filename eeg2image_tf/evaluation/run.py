@@ -88,7 +88,7 @@ def make_figures(config: EvaluateConfig, sources, grid: Sequence[np.ndarray],
         else:
             notes["stimuli"] = reason
 
-    events = run.events()
+    events = run.training_events()
     if events.is_dir():
         try:
             path, tags = save_loss_curves(events, out / LOSS_CURVES_FILE)

@@ -351,6 +351,17 @@ class GanRun(Run):
     def average_record(self) -> Path:
         return self.dir / AVERAGE_FILE
 
+    def training_events(self) -> Path:
+        """The TensorBoard events of the training that made this run's generator: its own, or for
+        a run of ``average_checkpoints`` (``average.json``) those of its source run where that is
+        still there."""
+        if self.average_record.exists():
+            record = read_json(self.average_record)
+            source = record.get("source_run") if isinstance(record, dict) else None
+            if source and (Path(source) / TENSORBOARD_DIR / TRAIN_EVENTS).is_dir():
+                return Path(source) / TENSORBOARD_DIR / TRAIN_EVENTS
+        return self.events()
+
     @property
     def images(self) -> Optional[Path]:
         """The image folder the GAN was trained on, as its config names it."""

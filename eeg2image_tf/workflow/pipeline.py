@@ -22,9 +22,10 @@ import typing
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from ..config import (PROFILES, SET_PROFILES, AverageConfig, CurveConfig, EncoderTrainConfig, EvaluateConfig,
-                      ExportConfig, GanTrainConfig, GenerateConfig, ImageClassifierConfig,
-                      PipelineConfig, PrepareDataConfig, SelectEncoderConfig, unwrap_optional)
+from ..config import (PROFILES, SET_PROFILES, AverageConfig, CurveConfig, EncoderTrainConfig,
+                      EvaluateConfig, ExportConfig, GanTrainConfig, GenerateConfig,
+                      ImageClassifierConfig, PipelineConfig, PrepareDataConfig, SelectEncoderConfig,
+                      unwrap_optional)
 from ..data import (BUILTIN_SETS, builtin_class_names, builtin_sizes, check_builtin_set_root,
                     check_builtin_sizes, check_synthetic_images, write_builtin_set)
 from ..errors import ConfigError, DataError
