@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -14,7 +15,7 @@ from eeg2image_tf import pipeline as pipeline_command
 from eeg2image_tf.config import PROFILES, CurveConfig
 from eeg2image_tf.errors import ConfigError, DataError
 from eeg2image_tf.runs import PipelineRun
-from eeg2image_tf.workflow import pipeline
+from eeg2image_tf.workflow import pipeline, stages
 
 
 def test_profiles_cover_every_stage():
@@ -28,23 +29,23 @@ def test_profiles_cover_every_stage():
 
 def test_curve_stage_is_skipped_where_the_profile_draws_none(tmp_path):
     config = pipeline.PipelineConfig(run=str(tmp_path), profile="demo")
-    outputs = pipeline.stage_curve(config, PipelineRun.from_config(config))
+    outputs = stages.stage_curve(config, PipelineRun.from_config(config))
     assert "skipped" in outputs and not (tmp_path / "gan").exists()
 
 
 def test_the_latest_gan_checkpoint_serves_unless_the_pipeline_asks_for_a_choice(tmp_path):
     demo = pipeline.PipelineConfig(run=str(tmp_path), profile="demo")
     paths = PipelineRun.from_config(demo)
-    assert "skipped" in pipeline.stage_select_gan(demo, paths)
+    assert "skipped" in stages.stage_select_gan(demo, paths)
     assert not (tmp_path / "gan_selected").exists()
-    assert pipeline.served_gan_run(demo, paths).dir == tmp_path / "gan"
+    assert stages.served_gan_run(demo, paths).dir == tmp_path / "gan"
     asked = dataclasses.replace(demo, set_stage=("select_gan.per_class=10",))
-    assert pipeline.served_gan_run(asked, paths).dir == tmp_path / "gan_selected"
-    assert pipeline.served_gan_run(dataclasses.replace(demo, profile="quality"),
+    assert stages.served_gan_run(asked, paths).dir == tmp_path / "gan_selected"
+    assert stages.served_gan_run(dataclasses.replace(demo, profile="quality"),
                                    paths).dir == tmp_path / "gan_selected"
     # The choice is made on the training trials, whatever --set-stage says.
     with pytest.raises(ConfigError, match="the pipeline sets select_gan.conditions itself"):
-        pipeline.stage_settings(dataclasses.replace(demo,
+        stages.stage_settings(dataclasses.replace(demo,
                                                     set_stage=("select_gan.conditions=test",)))
 
 
@@ -75,7 +76,7 @@ def test_smoke_pipeline_runs_every_stage_then_skips_them(tmp_path, capsys):
     assert pipeline_command.main(args) == 0
     out = capsys.readouterr().out
     state = json.loads((run / "pipeline.json").read_text())
-    assert [name for name, _ in pipeline.STAGES] == list(state["stages"])
+    assert [name for name, _ in stages.STAGES] == list(state["stages"])
     assert all(stage["done"] for stage in state["stages"].values())
     assert (tmp_path / "data" / "eeg" / "char" / "data.pkl").exists()
     assert (run / "encoder" / "best_checkpoint.json").exists()
@@ -114,7 +115,7 @@ def test_smoke_pipeline_runs_every_stage_then_skips_them(tmp_path, capsys):
     # A rerun skips every finished stage.
     assert pipeline_command.main(args) == 0
     rerun = capsys.readouterr().out
-    assert rerun.count("done already, skipping") == len(pipeline.STAGES)
+    assert rerun.count("done already, skipping") == len(stages.STAGES)
 
     # Another config into the same run is refused with one line and exit code 2.
     result = subprocess.run([sys.executable, "-m", "eeg2image_tf.pipeline", *args[:-2],
@@ -150,7 +151,7 @@ def test_precision_resolves_per_stage(tmp_path, monkeypatch):
 
     def overrides(stage, profile="demo", choice="profile"):
         config = pipeline.PipelineConfig(run=str(tmp_path), profile=profile, precision=choice)
-        return pipeline._stage_overrides(config, stage)
+        return stages._stage_overrides(config, stage)
 
     monkeypatch.setattr(precision, "bfloat16_supported", lambda: True)
     assert overrides("gan")["precision"] == "mixed_bfloat16"
@@ -175,16 +176,16 @@ def test_set_stage_overrides_one_stage_with_typed_values(tmp_path, monkeypatch):
         "gan.batch_size=16", "gan.time-budget-s=90.5", "gan.max_steps=none", "gan.ema_decay=0.99",
         "gan.generator_training=true", "encoder.epochs=3", "data.n_train=40",
         "gan.precision=auto"))
-    settings = pipeline.stage_settings(config)
+    settings = stages.stage_settings(config)
     assert settings["gan"] == {"batch_size": 16, "time_budget_s": 90.5, "max_steps": None,
                                "ema_decay": 0.99, "generator_training": True, "precision": "auto"}
     assert settings["encoder"] == {"epochs": 3} and settings["data"] == {"n_train": 40}
-    gan = pipeline._stage_overrides(config, "gan")
+    gan = stages._stage_overrides(config, "gan")
     # the profile's other settings stay; ours win; "auto" is made concrete
     assert gan["batch_size"] == 16 and gan["mode_seeking_weight"] == PROFILES["demo"]["gan"][
         "mode_seeking_weight"] and gan["precision"] == "float32" and gan["max_steps"] is None
-    assert pipeline._stage_overrides(config, "encoder")["learning_rate"] == 1e-3
-    assert pipeline._stage_overrides(config, "encoder")["epochs"] == 3
+    assert stages._stage_overrides(config, "encoder")["learning_rate"] == 1e-3
+    assert stages._stage_overrides(config, "encoder")["epochs"] == 3
 
 
 @pytest.mark.parametrize("setting, message", [
@@ -312,4 +313,4 @@ def test_make_demo_runs_the_demo_profile_with_an_optional_gan_budget(make_args, 
     config, _ = parse_config(command_parser("pipeline", "", pipeline.PipelineConfig),
                              pipeline.PipelineConfig, argv)
     assert (config.profile, config.set, config.run) == ("demo", "char", "runs/x")
-    assert pipeline._stage_overrides(config, "gan")["time_budget_s"] == budget
+    assert stages._stage_overrides(config, "gan")["time_budget_s"] == budget

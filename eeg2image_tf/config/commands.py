@@ -398,7 +398,8 @@ class PipelineConfig(Config):
     # mixed_bfloat16 | mixed_float16 for every such stage.
     precision: str = _precision_field("profile", "profile (the profile's choice) | ")
     # Settings of single stages over the profile's, each "stage.field=value" (e.g.
-    # "gan.batch_size=16", "encoder.epochs=100"); pipeline.stage_settings checks and converts them.
+    # "gan.batch_size=16", "encoder.epochs=100"); workflow.stages.stage_settings checks and
+    # converts them.
     set_stage: tuple[str, ...] = dataclasses.field(default=(), metadata={
         "metavar": "STAGE.FIELD=VALUE",
         "help": "repeatable; a stage's setting over the profile's, e.g. gan.batch_size=16 "

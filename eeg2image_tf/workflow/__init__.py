@@ -1,5 +1,7 @@
-"""The end-to-end pipeline: every stage of the method in order, resumable (:mod:`.pipeline`)."""
+"""The end-to-end pipeline: every stage of the method in order (:mod:`.stages`), resumable, run by
+:mod:`.pipeline`."""
 
-from .pipeline import STAGES, run_pipeline, summary_lines
+from .pipeline import run_pipeline, summary_lines
+from .stages import STAGES
 
 __all__ = ["STAGES", "run_pipeline", "summary_lines"]
