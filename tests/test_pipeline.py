@@ -94,8 +94,8 @@ def test_smoke_pipeline_runs_every_stage_then_skips_them(tmp_path, capsys):
         str(run / "gan_selected")
     assert evaluate_metrics_of(run / "gan_selected")
     # Its loss curves are those of the training that made it, in the GAN run.
-    figures = json.loads((run / "gan_selected" / "metrics.json").read_text())["evaluation"]["figures"]
-    assert (run / "gan_selected" / "figures" / "loss_curves.png").exists(), figures
+    evaluation = json.loads((run / "gan_selected" / "metrics.json").read_text())["evaluation"]
+    assert (run / "gan_selected" / "figures" / "loss_curves.png").exists(), evaluation["figures"]
     assert f"checkpoint evaluated            : iteration {selected['step']} of 2" in out
     # The smoke profile asks for the curve: one point per kept GAN checkpoint (steps 1 and 2).
     curve = json.loads((run / "gan" / "curve.json").read_text())
