@@ -315,6 +315,7 @@ class RecordingClassifier(StubClassifier):
 
 
 @pytest.mark.filterwarnings("ignore:Number of distinct clusters:sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.slow
 def test_a_training_conditions_curve_is_generated_from_the_training_trials_beside_the_test_one(
         tmp_path):
     from eeg2image_tf.checkpoints import load_encoder, load_gan

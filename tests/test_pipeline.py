@@ -61,14 +61,14 @@ def test_unknown_profile_is_refused(tmp_path):
         pipeline.run_pipeline(pipeline.PipelineConfig(run=str(tmp_path), profile="fastest"))
 
 
-# Expected: an untrained generator makes near-identical images, so k-means of their classifier
-# features (conditional separability) finds fewer distinct clusters than classes.
-@pytest.mark.filterwarnings("ignore:Number of distinct clusters:sklearn.exceptions.ConvergenceWarning")
-@pytest.mark.slow
 def evaluate_metrics_of(gan_run: Path) -> bool:
     return "evaluation" in json.loads((gan_run / "metrics.json").read_text())
 
 
+# Expected: an untrained generator makes near-identical images, so k-means of their classifier
+# features (conditional separability) finds fewer distinct clusters than classes.
+@pytest.mark.filterwarnings("ignore:Number of distinct clusters:sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.slow
 def test_smoke_pipeline_runs_every_stage_then_skips_them(tmp_path, capsys):
     run = tmp_path / "run"
     args = ["--run", str(run), "--profile", "smoke", "--set", "char",
