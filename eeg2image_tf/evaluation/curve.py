@@ -140,13 +140,14 @@ class _WindowedGenerators:
         if self.average == 1:
             weights = self._read(step)
         else:
-            for s in self.window(step):
+            window = self.window(step)
+            for s in window:
                 if s not in self.cache:
                     self.cache[s] = self._read(s)
             for s in list(self.cache):
-                if s not in self.window(step):
+                if s not in window:
                     del self.cache[s]
-            weights = mean_weights([self.cache[s] for s in self.window(step)])
+            weights = mean_weights([self.cache[s] for s in window])
         self.model.set_weights(weights)
         return self.model
 
