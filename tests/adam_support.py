@@ -52,11 +52,12 @@ def assert_statistics_agree(found: np.ndarray, expected: np.ndarray, where) -> N
     assert np.linalg.norm(found - expected) <= 1e-3 * np.linalg.norm(expected) + 1e-6, where
 
 
-def adam_first_moments(prefix: Path, optimizer: str = "optimizer"
-                       ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Each trainable variable of ``optimizer`` in the checkpoint ``prefix`` with Adam's first
-    moment of its gradient (the gradients' running mean), in the optimizer's order. Keras's Adam
-    tracks iterations and the learning rate first, then a momentum and a velocity per variable."""
+def adam_slots(prefix: Path, optimizer: str = "optimizer"
+               ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Each trainable variable of ``optimizer`` in the checkpoint ``prefix`` with Adam's first and
+    second moments of its gradient (running means of the gradient and of its square), in the
+    optimizer's order. Keras's Adam tracks iterations and the learning rate first, then a momentum
+    and a velocity per variable."""
     import tensorflow as tf
 
     reader = tf.train.load_checkpoint(str(prefix))
@@ -64,8 +65,49 @@ def adam_first_moments(prefix: Path, optimizer: str = "optimizer"
     count = sum(1 for key in names if key.startswith(f"{optimizer}/_trainable_variables/"))
     value = "/.ATTRIBUTES/VARIABLE_VALUE"
     return [(reader.get_tensor(f"{optimizer}/_trainable_variables/{index}{value}"),
-             reader.get_tensor(f"{optimizer}/_variables/{2 + 2 * index}{value}"))
+             reader.get_tensor(f"{optimizer}/_variables/{2 + 2 * index}{value}"),
+             reader.get_tensor(f"{optimizer}/_variables/{3 + 2 * index}{value}"))
             for index in range(count)]
+
+
+def adam_first_moments(prefix: Path, optimizer: str = "optimizer"
+                       ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each trainable variable of ``optimizer`` in the checkpoint ``prefix`` with Adam's first
+    moment of its gradient, as :func:`adam_slots`."""
+    return [(weights, momentum) for weights, momentum, _ in adam_slots(prefix, optimizer)]
+
+
+def assert_same_inputs_seen(found: Path, expected: Path, steps: int, learning_rate: float,
+                            optimizers: tuple[str, ...] = ("optimizer",),
+                            tolerance: float = 1e-3) -> None:
+    """Two checkpoints of Adam training at a learning rate too small to move the weights (such as
+    :data:`TINY_LEARNING_RATE`) from the same start fed every step the same inputs.
+
+    With the weights held still, a step's gradients depend on its inputs (batch, latents, random
+    draws) and the restored state only, so two such runs differ by kernel rounding alone (relative
+    1e-5 at most seen) rather than by rounding that a GAN's alternating updates amplify. Adam's
+    moments are decaying sums of every step's gradient and of its square: a step fed other inputs,
+    or moments lost on the way, moves them by a whole gradient times ``1 - beta``, against which
+    ``tolerance`` of each variable's moment norm is rounding. A gradient that is exactly zero in one
+    run (hinge terms that cancel) may be rounding in the other: each comparison also has a floor of
+    ``tolerance`` x 1e-3 of the optimizer's largest moment norm. The weights agree to
+    ``2 x steps x lr`` (a weight whose gradient is rounding noise may move either way) and float32
+    rounding of the start.
+    """
+    for optimizer in optimizers:
+        found_slots, expected_slots = adam_slots(found, optimizer), adam_slots(expected, optimizer)
+        assert len(found_slots) == len(expected_slots) > 0, optimizer
+        for slot, name in ((1, "momentum"), (2, "velocity")):
+            largest = max(float(np.linalg.norm(slots[slot])) for slots in expected_slots)
+            assert largest > 0, f"{optimizer} {name}: no gradient at all"
+            for index, (got, want) in enumerate(zip(found_slots, expected_slots)):
+                miss = np.linalg.norm(got[slot] - want[slot])
+                allowed = tolerance * max(float(np.linalg.norm(want[slot])), 1e-3 * largest)
+                assert miss <= allowed, f"{optimizer} variable {index} {name}: {miss:.3g} > {allowed:.3g}"
+        for index, (got, want) in enumerate(zip(found_slots, expected_slots)):
+            apart = np.abs(got[0] - want[0])
+            assert np.all(apart <= 2 * steps * learning_rate + 1e-6 * np.abs(want[0])), \
+                f"{optimizer} variable {index} weights"
 
 
 def assert_same_adam_training(found: Path, expected: Path, steps: int, learning_rate: float,
