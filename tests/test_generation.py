@@ -8,10 +8,15 @@ folders) with :func:`make_gan_run`, which ``test_evaluation`` reuses.
 from __future__ import annotations
 
 import csv
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 CLASS_NAMES = ("Apple", "Car", "Dog")
 LATENT_DIM = 6
@@ -255,6 +260,21 @@ def test_a_mixed_precision_forward_rounding_more_than_keras_own_model_is_refused
     with pytest.raises(inference.FastForwardError, match="Keras's own mixed_bfloat16 model"):
         inference.verified_fast_call(generator, 16, "mixed_bfloat16")
     assert inference.verified_fast_call(generator, 16, "float32") is not None
+
+
+def test_verifying_a_forward_per_pipeline_stage_does_not_warn_of_retracing():
+    """A pipeline verifies a mixed-precision forward three times in one process (select_gan,
+    generate, curve); TensorFlow's retracing detector is process-wide, hence a fresh process."""
+    script = textwrap.dedent("""
+        from eeg2image_tf.models import build_generator, inference
+        for _ in range(3):
+            generator = build_generator(latent_dim=8, condition_dim=8)
+            assert inference.verified_fast_call(generator, 16, "mixed_bfloat16") is not None
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=REPO_ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "retracing" not in done.stderr, done.stderr[-3000:]
 
 
 @pytest.mark.slow
