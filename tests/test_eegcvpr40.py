@@ -4,7 +4,6 @@ semantics, checked against a numpy re-implementation of that loader on the fixtu
 from __future__ import annotations
 
 import os
-import pickle
 
 import numpy as np
 import pytest

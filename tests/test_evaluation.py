@@ -292,6 +292,21 @@ def test_evaluate_without_networks_reports_them_unavailable(gan_run, capsys):
     assert str(figures / GRID_FILE) in printed
 
 
+def test_headline_scalars_of_a_run_without_checkpoints_go_to_step_0(tmp_path):
+    """A run of imported original weights has no checkpoints folder: its numbers still reach
+    TensorBoard, at step 0."""
+    from eeg2image_tf.evaluation.figures import read_scalars
+    from eeg2image_tf.evaluation.run import log_headline
+
+    run = tmp_path / "imported"
+    run.mkdir()
+    log_headline(run, {"precision": 0.25, "recall": None, "fid": float("nan")})
+    logged = read_scalars(run / "tensorboard" / "eval")
+    assert set(logged) == {"eval/precision"}
+    steps, values = logged["eval/precision"]
+    assert steps.tolist() == [0] and values.tolist() == [0.25]
+
+
 # Expected: an untrained generator makes near-identical images, so k-means of their classifier
 # features (conditional separability) finds fewer distinct clusters than classes.
 @pytest.mark.filterwarnings("ignore:Number of distinct clusters:sklearn.exceptions.ConvergenceWarning")

@@ -157,6 +157,25 @@ def test_latent_streams_are_uniform_chunk_invariant_and_per_class():
     assert not np.array_equal(LatentStreams(6, 2, 7).draw(1, 10), all_at_once)
 
 
+def test_latent_range_narrows_the_same_stream():
+    from eeg2image_tf.errors import Eeg2ImageError
+    from eeg2image_tf.generation import LatentStreams
+
+    training_range = LatentStreams(seed=5, num_classes=2, latent_dim=128).draw(1, 400)
+    # 1 is training's U(-1, 1), drawn exactly as before the option existed.
+    np.testing.assert_array_equal(LatentStreams(5, 2, 128, latent_range=1.0).draw(1, 400),
+                                  training_range)
+    narrow = LatentStreams(5, 2, 128, latent_range=0.25).draw(1, 400)
+    assert narrow.min() >= -0.25 and narrow.max() <= 0.25
+    assert abs(narrow.var() - 0.25 ** 2 / 3.0) < 0.002                  # U(-0.25, 0.25)
+    # The same draws, scaled: one image's latent keeps its direction, only its length shrinks.
+    np.testing.assert_allclose(narrow, 0.25 * training_range, atol=1e-6)
+    assert not LatentStreams(5, 2, 128, latent_range=0.0).draw(0, 3).any()
+    for bad in (-0.5, float("nan"), float("inf")):
+        with pytest.raises(Eeg2ImageError, match="latent_range"):
+            LatentStreams(5, 2, 7, latent_range=bad)
+
+
 # --------------------------------------------------------------------------------------------------
 # The fast inference path
 # --------------------------------------------------------------------------------------------------
@@ -355,6 +374,26 @@ def test_conditions_and_latents_reach_the_generator(tmp_path):
     np.testing.assert_array_equal(result.source_trial, [0, 1, 0, 0, 1, 2, 0, 0, 0])
 
 
+def test_the_latent_range_reaches_the_generator():
+    from eeg2image_tf.generation import generate_arrays
+
+    generator, features = tiny_generator(), tiny_features()
+    full = generate_arrays(generator, features, per_class=3, batch_size=4, seed=2)
+    same = generate_arrays(generator, features, per_class=3, batch_size=4, seed=2, latent_range=1.0)
+    np.testing.assert_array_equal(same.images, full.images)
+    # Without latents every image of one condition is the same picture; with them they differ.
+    fixed = generate_arrays(generator, features, per_class=3, batch_size=4, seed=2,
+                            latent_range=0.0)
+    one_condition = [np.zeros((1, f.shape[1]), np.float32) + f[:1] for f in features]
+    repeated = generate_arrays(generator, one_condition, per_class=3, batch_size=4, seed=2,
+                               latent_range=0.0)
+    varied = generate_arrays(generator, one_condition, per_class=3, batch_size=4, seed=2)
+    assert all(np.array_equal(repeated.images[3 * c], repeated.images[3 * c + i])
+               for c in range(len(features)) for i in (1, 2))
+    assert not np.array_equal(varied.images[0], varied.images[1])
+    assert not np.array_equal(fixed.images, full.images)
+
+
 def test_same_seed_same_bytes_whatever_the_batch_size_and_threads(tmp_path):
     from eeg2image_tf.generation import generate_images
 
@@ -468,6 +507,13 @@ def test_generate_cli_errors(gan_run, tmp_path, capsys):
     assert "per_class" in capsys.readouterr().err
     assert run_main(main, ["--run", str(gan_run["run"]), "--out", out, "--per-class", "1",
                            "--batch-size", "2", "--quiet"]) == 0
+    capsys.readouterr()
+    # A latent range below 0 is refused before the output folder is made.
+    refused = tmp_path / "negative"
+    assert run_main(main, ["--run", str(gan_run["run"]), "--out", str(refused),
+                           "--latent-range", "-1", "--quiet"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "--latent-range" in error and "\n" not in error and not refused.exists()
 
 
 def test_bfloat16_fast_call_serves_a_generator_trained_as_the_original_ran():

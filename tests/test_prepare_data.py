@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 from eeg2image_tf import prepare_data
 from eeg2image_tf.errors import run_main

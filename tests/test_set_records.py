@@ -5,7 +5,6 @@ evaluation), on a tiny 8-channel x 20-sample, 5-class set (tests/set_records_sup
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from types import SimpleNamespace
 

@@ -37,6 +37,14 @@ def _strategy_field():
     return dataclasses.field(default="auto", metadata={"help": _STRATEGY_HELP})
 
 
+def _latent_range_field():
+    """Generation's ``latent_range``: the latents are U(-latent_range, latent_range); training's 1
+    by default, below it the truncation trick (docs/realism-experiments.md, "The latents' range")."""
+    return dataclasses.field(default=1.0, metadata={
+        "help": "latents ~ U(-r, r); 1: training's range; below 1: the truncation trick "
+                "(nearer the typical image, less variety)"})
+
+
 def _collective_timeout_field():
     return dataclasses.field(default=COLLECTIVE_TIMEOUT_S, metadata={
         "help": "multiworker: seconds a collective waits for the other workers"})
@@ -238,6 +246,7 @@ class GenerateConfig(Config):
     # to bfloat16 rounding only: see the precision module) | mixed_float16 (for GPUs)
     precision: str = _precision_field()
     ema: bool = True                    # the run's weight-averaged generator when it has one
+    latent_range: float = _latent_range_field()
 
     RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ("batch_size", "writer_threads")
     # ``run`` names the GAN the images come from: two GANs must not share one output folder.
@@ -275,6 +284,7 @@ class EvaluateConfig(Config):
     figures: bool = True
     precision: str = _precision_field()   # of the in-memory generation
     ema: bool = True                    # the run's weight-averaged generator when it has one
+    latent_range: float = _latent_range_field()   # of the in-memory generation
 
     RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ()
 
@@ -302,6 +312,7 @@ class CurveConfig(Config):
     jpeg_quality: int = 95
     precision: str = _precision_field()   # of the generation
     ema: bool = True                    # each checkpoint's weight-averaged generator if it has one
+    latent_range: float = _latent_range_field()
     # the EEG trials that condition the images: "test", or "train" to choose a checkpoint without
     # the test set (curve_train.json beside curve.json)
     conditions: str = "test"

@@ -105,7 +105,8 @@ FIELD_RULES: dict[str, Rule] = {
     **{name: POSITIVE for name in (
         "learning_rate", "discriminator_learning_rate", "collective_timeout_s", "tsne_perplexity")},
     # A budget of 0 stops after the first unit.
-    **{name: at_least(0) for name in ("margin", "mode_seeking_weight", "time_budget_s")},
+    **{name: at_least(0) for name in (
+        "margin", "mode_seeking_weight", "time_budget_s", "latent_range")},
     **{name: _FRACTION for name in ("beta_1", "beta_2", "ema_decay")},
     **{name: NOT_EMPTY for name in (
         "data", "images", "encoder", "run", "out", "source", "gan", "original_encoder",

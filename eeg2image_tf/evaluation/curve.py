@@ -67,13 +67,14 @@ def every_kth(checkpoints: Sequence[tuple[int, str]], every: int) -> list[tuple[
 def checkpoint_metrics(sources, classifier, class_names: Sequence[str], per_class: int,
                        batch_size: int, seed: int, jpeg_quality: Optional[int],
                        precision: str, training: Optional[PassResult] = None,
-                       forward=None) -> dict[str, Any]:
+                       forward=None, latent_range: float = 1.0) -> dict[str, Any]:
     """Conditional accuracy, separability and per-class accuracy of ``sources.generator``; with
     ``training`` (a pass over the training images with gradient histograms) also precision, recall
     and the diversity ratio against them (None where the sets are too small). ``forward``: the
-    generator's forward pass made already (:func:`~eeg2image_tf.generation.prepare_forward`)."""
+    generator's forward pass made already (:func:`~eeg2image_tf.generation.prepare_forward`);
+    ``latent_range``: the latents' half-width (:class:`~eeg2image_tf.generation.LatentStreams`)."""
     chunks = generated_chunks(sources, per_class, batch_size, seed, jpeg_quality,
-                              precision=precision, forward=forward)
+                              precision=precision, forward=forward, latent_range=latent_range)
     spaces = {SPACE_NAME: gradient_histograms} if training is not None else None
     result = run_pass(chunks, classifier=classifier, desc="curve", feature_spaces=spaces)
     labels = result.class_index
@@ -92,7 +93,7 @@ def checkpoint_metrics(sources, classifier, class_names: Sequence[str], per_clas
     return metrics
 
 
-_SETTING_DEFAULTS = {"average": 1, "ema": True, "conditions": "test"}
+_SETTING_DEFAULTS = {"average": 1, "ema": True, "conditions": "test", "latent_range": 1.0}
 
 
 def _settings(config, classifier_path: Optional[Path],
@@ -103,6 +104,7 @@ def _settings(config, classifier_path: Optional[Path],
             "jpeg_quality": config.jpeg_quality, "precision": config.precision,
             "classifier": str(classifier_path.resolve()) if classifier_path else "<given>",
             "average": config.average, "ema": config.ema, "conditions": config.conditions,
+            "latent_range": config.latent_range,
             "realism_reference": str(reference.resolve()) if reference else None}
 
 
@@ -254,7 +256,8 @@ def evaluate_checkpoints(config: CurveConfig, classifier: Any = None, show_progr
             metrics = checkpoint_metrics(dataclasses.replace(sources, generator=generator),
                                          classifier, class_names, config.per_class,
                                          config.batch_size, config.seed, config.jpeg_quality,
-                                         config.precision, training, forward)
+                                         config.precision, training, forward,
+                                         config.latent_range)
             points[step] = {"step": step, "checkpoint": Path(prefix).name, **metrics,
                             "seconds": round(time.monotonic() - started, 1)}
             if config.average > 1:

@@ -41,14 +41,15 @@ def uint8_to_tanh_range(images: np.ndarray) -> np.ndarray:
 
 
 def generated_chunks(sources, per_class: int, batch_size: int, seed: int,
-                     jpeg_quality: Optional[int],
-                     precision: str = "float32", forward=None) -> Iterator[ImageChunk]:
+                     jpeg_quality: Optional[int], precision: str = "float32", forward=None,
+                     latent_range: float = 1.0) -> Iterator[ImageChunk]:
     """Images generated in memory exactly as ``generate`` would write them (class-major order).
-    ``forward``: as :func:`~eeg2image_tf.generation.iterate_generated` takes it."""
+    ``forward`` and ``latent_range``: as :func:`~eeg2image_tf.generation.iterate_generated`
+    takes them."""
     for batch in iterate_generated(sources.generator, sources.features_by_class, per_class,
                                    batch_size, seed, trials_by_class=sources.trials_by_class,
-                                   latent_dim=sources.latent_dim, precision=precision,
-                                   forward=forward):
+                                   latent_dim=sources.latent_dim, latent_range=latent_range,
+                                   precision=precision, forward=forward):
         images = batch.images if jpeg_quality is None else jpeg_round_trip(batch.images,
                                                                             jpeg_quality)
         yield ImageChunk(images=images, class_index=batch.class_index, source_trial=batch.source_trial)

@@ -32,7 +32,7 @@ import tensorflow as tf
 
 from ..checkpoints import checkpoint_has_ema
 from ..config import EvaluateConfig, config_to_dict
-from ..errors import DataError
+from ..errors import DataError, Eeg2ImageError
 from ..generation import load_generation_sources
 from ..runs import (EVAL_EVENTS, GRID_FILE, LOSS_CURVES_FILE, NEAREST_TRAINING_FILE, STIMULI_FILE,
                     TSNE_FILE, GanRun, checkpoint_step, latest_checkpoint_in, lock_run, read_metrics,
@@ -43,7 +43,7 @@ from .images import (GRID_COLUMNS, PassResult, folder_chunks, generated_chunks, 
                      list_generated_folder, real_chunks, real_image_folder, real_images_at,
                      run_pass, training_folder)
 from .inception import load_backend
-from .metrics import SPLIT_ORDERS, inception_score
+from .metrics import inception_score
 from .realism import SPACE_NAME, gradient_histograms, nearest_neighbours
 from .report import format_table
 from .sections import (INCEPTION_SPACE, align_classifier, classifier_section, distance_section,
@@ -182,10 +182,12 @@ def evaluate_run(config: EvaluateConfig, inception_backend: Any = None, classifi
         total = len(paths)
     else:
         chunks = generated_chunks(sources, config.per_class, config.batch_size, config.seed,
-                                  config.jpeg_quality, precision=config.precision)
+                                  config.jpeg_quality, precision=config.precision,
+                                  latent_range=config.latent_range)
         total = config.per_class * num_classes
         generated_info = {"source": "generated in memory", "per_class": config.per_class,
-                          "count": total, "seed": config.seed, "jpeg_quality": config.jpeg_quality}
+                          "count": total, "seed": config.seed, "jpeg_quality": config.jpeg_quality,
+                          "latent_range": config.latent_range}
     generated = run_pass(chunks, inception_backend, classifier, grid_classes=num_classes,
                          total=total, desc="generated images", show_progress=show_progress,
                          feature_spaces=FEATURE_SPACES, keep_trials=trials,

@@ -75,20 +75,25 @@ def group_by_class(features: np.ndarray, labels: np.ndarray, num_classes: int,
 
 
 class LatentStreams:
-    """One Uniform(-1, 1) stream per class, seeded by ``(seed, class_index)``.
+    """One Uniform(-latent_range, latent_range) stream per class, seeded by ``(seed, class_index)``.
 
     Drawing ``n`` then ``m`` vectors gives the same numbers as drawing ``n + m`` at once, which is
-    what makes the images independent of the batch size.
+    what makes the images independent of the batch size. ``latent_range`` 1 is training's U(-1, 1);
+    below 1 is the truncation trick (samples nearer the generator's typical output, less variety).
     """
 
-    def __init__(self, seed: int, num_classes: int, latent_dim: int):
+    def __init__(self, seed: int, num_classes: int, latent_dim: int, latent_range: float = 1.0):
+        if not np.isfinite(latent_range) or latent_range < 0:
+            raise Eeg2ImageError(f"latent_range must be a finite number >= 0, got {latent_range}")
         self.latent_dim = latent_dim
+        self.latent_range = float(latent_range)
         self._streams = [np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, c])))
                          for c in range(num_classes)]
 
     def draw(self, class_index: int, count: int) -> np.ndarray:
         """Next ``count`` latent vectors of ``class_index``: float32 ``(count, latent_dim)``."""
-        values = self._streams[class_index].uniform(-1.0, 1.0, size=(count, self.latent_dim))
+        values = self._streams[class_index].uniform(-self.latent_range, self.latent_range,
+                                                    size=(count, self.latent_dim))
         return values.astype(np.float32)
 
 
@@ -143,14 +148,14 @@ def make_uint8_forward(generator, batch_size: int, input_dim: int, fast: bool = 
 def iterate_generated(generator, features_by_class: Sequence[np.ndarray], per_class: int,
                       batch_size: int = 256, seed: int = 45, *,
                       trials_by_class: Optional[Sequence[np.ndarray]] = None,
-                      latent_dim: Optional[int] = None,
+                      latent_dim: Optional[int] = None, latent_range: float = 1.0,
                       precision: str = "float32", forward=None) -> Iterator[GeneratedBatch]:
     """Yield the generated images in class-major order, ``batch_size`` at a time (last one shorter).
 
     ``features_by_class``: per class a ``(m_c, condition_dim)`` array of conditions, cycled in order to
-    ``per_class`` images; the generator input is ``concat([z, c])`` with ``z ~ U(-1, 1)`` from
-    :class:`LatentStreams`. ``trials_by_class`` names the trial of each condition row (default: the
-    row number) for the bookkeeping. ``precision``: see :func:`make_uint8_forward`. ``forward``:
+    ``per_class`` images; the generator input is ``concat([z, c])`` with
+    ``z ~ U(-latent_range, latent_range)`` from :class:`LatentStreams`. ``trials_by_class`` names
+    the trial of each condition row (default: the row number) for the bookkeeping. ``precision``: see :func:`make_uint8_forward`. ``forward``:
     one made already by :func:`make_uint8_forward` for ``min(batch_size, total)`` rows.
     """
     _check_counts(per_class, batch_size)
@@ -163,10 +168,10 @@ def iterate_generated(generator, features_by_class: Sequence[np.ndarray], per_cl
     class_index, k, row = _plan(per_class, [f.shape[0] for f in features_by_class])
     total = class_index.size
     batch_size = _rows_per_call(per_class, len(features_by_class), batch_size)
+    streams = LatentStreams(seed, len(features_by_class), latent_dim, latent_range)
     if forward is None:
         forward = make_uint8_forward(generator, batch_size, latent_dim + condition_dim,
                                      precision=precision)
-    streams = LatentStreams(seed, len(features_by_class), latent_dim)
 
     inputs = np.zeros((batch_size, latent_dim + condition_dim), dtype=np.float32)
     for start in range(0, total, batch_size):
@@ -228,8 +233,9 @@ def _checked_features(features_by_class: Sequence[np.ndarray]) -> list[np.ndarra
 def generate_arrays(generator, features_by_class: Sequence[np.ndarray], per_class: int,
                     batch_size: int = 256, seed: int = 45, *,
                     trials_by_class: Optional[Sequence[np.ndarray]] = None,
-                    latent_dim: Optional[int] = None, jpeg_quality: Optional[int] = None,
-                    show_progress: bool = False, precision: str = "float32") -> GeneratedSet:
+                    latent_dim: Optional[int] = None, latent_range: float = 1.0,
+                    jpeg_quality: Optional[int] = None, show_progress: bool = False,
+                    precision: str = "float32") -> GeneratedSet:
     """The images :func:`generate_images` would write, in memory (uint8 RGB).
 
     With ``jpeg_quality`` the images go through JPEG encoding and decoding, so that metrics computed
@@ -240,7 +246,7 @@ def generate_arrays(generator, features_by_class: Sequence[np.ndarray], per_clas
     bar = progress_bar(total, desc="generate", unit="img") if show_progress else None
     for batch in iterate_generated(generator, features_by_class, per_class, batch_size, seed,
                                    trials_by_class=trials_by_class, latent_dim=latent_dim,
-                                   precision=precision):
+                                   latent_range=latent_range, precision=precision):
         images = batch.images
         if jpeg_quality is not None:
             images = jpeg_round_trip(images, jpeg_quality)

@@ -109,8 +109,8 @@ def generate_images(generator, features_by_class: Sequence[np.ndarray],
                     class_names: Sequence[str], out_dir: str | Path, per_class: int,
                     batch_size: int = 256, seed: int = 45, *,
                     trials_by_class: Optional[Sequence[np.ndarray]] = None,
-                    latent_dim: Optional[int] = None, jpeg_quality: int = 95,
-                    writer_threads: int = 2, show_progress: bool = True,
+                    latent_dim: Optional[int] = None, latent_range: float = 1.0,
+                    jpeg_quality: int = 95, writer_threads: int = 2, show_progress: bool = True,
                     precision: str = "float32") -> GenerationManifest:
     """Generate ``per_class`` images per class and write them as JPEG, plus ``manifest.csv``.
 
@@ -156,8 +156,8 @@ def generate_images(generator, features_by_class: Sequence[np.ndarray],
         try:
             for batch in iterate_generated(generator, features_by_class, per_class, batch_size,
                                            seed, trials_by_class=trials_by_class,
-                                           latent_dim=latent_dim, precision=precision,
-                                           forward=forward):
+                                           latent_dim=latent_dim, latent_range=latent_range,
+                                           precision=precision, forward=forward):
                 names = [image_file_name(class_names[c], int(k))
                          for c, k in zip(batch.class_index, batch.k)]
                 rows.extend(ManifestRow(file=name, class_name=class_names[c], class_index=int(c),

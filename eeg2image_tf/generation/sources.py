@@ -134,7 +134,8 @@ def generate_from_run(config: GenerateConfig, force: bool = False, show_progress
         return generate_images(sources.generator, sources.features_by_class, sources.class_names,
                                config.out, config.per_class, config.batch_size, config.seed,
                                trials_by_class=sources.trials_by_class,
-                               latent_dim=sources.latent_dim, jpeg_quality=config.jpeg_quality,
+                               latent_dim=sources.latent_dim, latent_range=config.latent_range,
+                               jpeg_quality=config.jpeg_quality,
                                writer_threads=config.writer_threads, show_progress=show_progress,
                                precision=config.precision)
 
