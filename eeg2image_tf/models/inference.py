@@ -229,12 +229,14 @@ def verified_fast_call(generator, input_dim: int, precision: str = "float32") ->
     probe = np.random.default_rng(0).uniform(-1.0, 1.0, (8, input_dim)).astype(np.float32)
     float32_model = _with_policy(generator, "float32")
     expected = np.asarray(float32_model(probe, training=False))
-    exact = call if precision == "float32" else fast_generator_call(generator, "float32")
-    # Both probes in one traced function: TensorFlow counts the traces of every closure of
+    # The float32 forward is the call itself; a mixed precision's is checked beside its float32 one.
+    forwards = (call,) if precision == "float32" else (fast_generator_call(generator, "float32"), call)
+    # The probes in one traced function: TensorFlow counts the traces of every closure of
     # fast_generator_call together, and a process that verifies a forward for each of its stages
     # (a pipeline's select_gan, generate and curve) would pass its retracing-warning threshold.
-    exact_images, fast_images = (np.asarray(images) for images in tf.function(
-        lambda inputs: (exact(inputs), call(inputs)))(probe))
+    images = [np.asarray(result) for result in tf.function(
+        lambda inputs: tuple(forward(inputs) for forward in forwards))(probe)]
+    exact_images, fast_images = images[0], images[-1]
     difference = float(np.max(np.abs(exact_images - expected)))
     if not difference <= FAST_PATH_TOLERANCE:
         raise FastForwardError(f"the fast generator forward differs from the Generator's own call "
