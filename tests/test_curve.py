@@ -129,7 +129,7 @@ def test_curve_points_match_evaluate_and_a_rerun_adds_only_new_checkpoints(tmp_p
     assert newest["conditional_accuracy"] == pytest.approx(evaluation["conditional_accuracy"])
     assert newest["conditional_separability"] == pytest.approx(
         evaluation["conditional_separability"])
-    for key in ("precision", "recall", "diversity_ratio"):
+    for key in ("precision", "recall", "diversity_ratio", "precision_distance", "recall_distance"):
         assert newest[key] == pytest.approx(evaluation[key]), key
         assert record[f"last_{key}"] == newest[key]
     assert record["last_step"] == 200 and record["chance"] == pytest.approx(1 / 3)
@@ -153,6 +153,19 @@ def test_curve_points_match_evaluate_and_a_rerun_adds_only_new_checkpoints(tmp_p
     assert [p["step"] for p in again["points"]] == [100, 200, 300]
     assert classifier.images == 4 * len(CLASS_NAMES)
     assert again["points"][:2] == record["points"]
+    assert list(read_scalars(run / "tensorboard" / "curve")["curve/precision_distance"][0]) == \
+        [100, 200, 300]
+
+    # A point stored before the manifold distances existed is scored again, and only that one.
+    stored = json.loads((run / "curve.json").read_text())
+    del stored["points"][0]["precision_distance"]
+    (run / "curve.json").write_text(json.dumps(stored))
+    classifier.images = 0
+    rescored = evaluate_checkpoints(config, classifier=classifier, show_progress=False, echo=None)
+    assert classifier.images == 4 * len(CLASS_NAMES)
+    untimed = [[{key: value for key, value in point.items() if key != "seconds"}
+                for point in result["points"]] for result in (rescored, again)]
+    assert untimed[0] == untimed[1]
 
     # Other settings make other numbers: nothing is reused.
     classifier.images = 0

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from eeg2image_tf.evaluation.realism import (
-    ORIENTATION_BINS, diversity_ratio, gradient_histograms, knn_radii, mean_pairwise_distance,
-    nearest_neighbours, precision_recall, realism_scores, within_manifold)
+    ORIENTATION_BINS, diversity_ratio, gradient_histograms, knn_radii, manifold_distances,
+    mean_pairwise_distance, nearest_neighbours, precision_recall, realism_scores, within_manifold)
 
 LINE = np.array([[0.0], [1.0], [3.0], [6.0], [10.0]])
 
@@ -50,6 +50,39 @@ def test_a_ball_holds_the_points_on_its_surface():
     queries = np.array([[14.0], [14.5], [8.0], [-1.0], [-1.5], [4.5]])
     np.testing.assert_array_equal(within_manifold(queries, LINE, radii),
                                   [True, False, True, True, False, True])
+
+
+def test_manifold_distances_on_a_line():
+    radii = knn_radii(LINE, 1)                             # 1, 1, 2, 3, 4
+    queries = np.array([[14.0], [14.5], [8.0], [-1.0], [-1.5], [4.5], [0.0]])
+    # 14: 4 from 10 (radius 4); 14.5: 4.5 / 4; 8: 2 / 4 from 10; -1: 1 / 1 from 0; -1.5: 1.5 / 1;
+    # 4.5: 1.5 / 3 from 6; 0: a ball's centre.
+    distances = manifold_distances(queries, LINE, radii)
+    np.testing.assert_allclose(distances, [1.0, 1.125, 0.5, 1.0, 1.5, 0.5, 0.0], rtol=1e-12)
+    np.testing.assert_array_equal(distances <= 1.0, within_manifold(queries, LINE, radii))
+
+
+def test_manifold_distances_of_a_zero_radius_ball():
+    reference = np.array([[0.0], [0.0], [5.0]])
+    radii = knn_radii(reference, 1)                        # 0, 0, 5
+    distances = manifold_distances(np.array([[0.0], [1.0], [20.0]]), reference, radii)
+    np.testing.assert_allclose(distances, [0.0, 0.8, 3.0], rtol=1e-12)
+
+
+def test_manifold_distances_agree_with_the_balls_and_do_not_depend_on_the_blocks(monkeypatch):
+    from eeg2image_tf.evaluation import realism
+
+    rng = np.random.default_rng(3)
+    reference, queries = rng.normal(size=(40, 5)), rng.normal(size=(33, 5)) * 1.3
+    radii = knn_radii(reference, 3)
+    whole = manifold_distances(queries, reference, radii)
+    brute = np.min(np.linalg.norm(queries[:, None] - reference[None], axis=-1) / radii, axis=1)
+    np.testing.assert_allclose(whole, brute, rtol=1e-9)
+    inside = within_manifold(queries, reference, radii)
+    assert 0 < inside.sum() < len(queries)                 # both kinds are tested
+    np.testing.assert_array_equal(whole <= 1.0, inside)
+    monkeypatch.setattr(realism, "BLOCK_ROWS", 4)
+    np.testing.assert_allclose(manifold_distances(queries, reference, radii), whole, rtol=1e-12)
 
 
 def test_precision_and_recall_of_a_known_pair_of_sets():
@@ -195,6 +228,8 @@ def test_held_out_real_letters_are_realistic_and_varied(controls):
     assert held_out["precision"] >= 0.8 and held_out["recall"] >= 0.8
     assert held_out["class_precision"] >= 0.8 and held_out["class_recall"] >= 0.8
     assert 0.9 <= held_out["diversity_ratio"] <= 1.1
+    # Most lie inside, so the medians are inside too.
+    assert held_out["precision_distance"] <= 1.0 and held_out["recall_distance"] <= 1.0
 
 
 def test_one_typeface_per_class_is_realistic_but_neither_covers_nor_varies(controls):
@@ -204,10 +239,16 @@ def test_one_typeface_per_class_is_realistic_but_neither_covers_nor_varies(contr
     assert one["diversity_ratio"] <= 0.8 and one["diversity_ratio"] <= held_out["diversity_ratio"] - 0.2
 
 
-@pytest.mark.parametrize("name, margin", [("blurred", 0.25), ("binarised", 0.4)])
-def test_blurred_or_binarised_letters_leave_the_real_manifold(controls, name, margin):
+# Margins: precision, and the median distance in radii (held-out letters lie at about 0.76 of one).
+@pytest.mark.parametrize("name, margin, distance_margin", [("blurred", 0.25, 0.15),
+                                                          ("binarised", 0.4, 0.2)])
+def test_blurred_or_binarised_letters_leave_the_real_manifold(controls, name, margin,
+                                                              distance_margin):
     assert controls[name]["precision"] <= controls["held_out"]["precision"] - margin
     assert controls[name]["class_precision"] <= controls["held_out"]["class_precision"] - margin
+    # ... and further from it: the distance sees the change, not only whether a ball is crossed.
+    assert controls[name]["precision_distance"] >= \
+        controls["held_out"]["precision_distance"] + distance_margin
 
 
 def test_evaluation_section_without_training_images_says_why():

@@ -7,13 +7,15 @@ the conditioning EEG?) and **conditional separability** (k-means accuracy of the
 features against that class; high once the classes look different, before they look right); and,
 when the run's training images are there, **precision**, **recall** and the **diversity ratio** of
 the images against them in the gradient-histogram space (:mod:`.realism`; do they look like real
-letters, and as varied?).
+letters, and as varied?), and the **manifold distances** (how far outside the real manifold the
+images lie while precision is still 0).
 
 Outputs in the GAN run: ``curve.json`` (settings and one point per checkpoint, rewritten atomically
 after each point, so an interruption loses at most the point in progress), ``figures/
 conditional_curve.png``, and TensorBoard scalars ``curve/conditional_accuracy``,
-``curve/conditional_separability``, ``curve/precision``, ``curve/recall`` and
-``curve/diversity_ratio`` under ``tensorboard/curve`` (logged once per new point).
+``curve/conditional_separability``, ``curve/precision``, ``curve/recall``,
+``curve/diversity_ratio``, ``curve/precision_distance`` and ``curve/recall_distance`` under
+``tensorboard/curve`` (logged once per new point).
 
 With ``average`` k > 1 each point's generator is the weight average of the k kept checkpoints
 ending at it (:func:`~eeg2image_tf.checkpoints.average_gan`); that curve goes to
@@ -51,7 +53,9 @@ from .metrics import conditional_separability, per_class_accuracy
 from .realism import K_NEAREST, SPACE_NAME, gradient_histograms, realism_scores
 from .sections import align_classifier, load_classifier_or_reason
 
-REALISM_KEYS = ("precision", "recall", "diversity_ratio")
+# The realism numbers a point records; the first three share the figure's second panel.
+REALISM_KEYS = ("precision", "recall", "diversity_ratio", "precision_distance", "recall_distance")
+PLOTTED_REALISM_KEYS = REALISM_KEYS[:3]
 
 
 def every_kth(checkpoints: Sequence[tuple[int, str]], every: int) -> list[tuple[int, str]]:
@@ -171,7 +175,7 @@ def save_curve_figure(points: Sequence[dict[str, Any]], destination: str | Path,
     """Conditional accuracy and separability against the training step, with the chance level;
     beside it precision, recall and the diversity ratio when the points have them."""
     steps = [p["step"] for p in points]
-    realism = [key for key in REALISM_KEYS if any(p.get(key) is not None for p in points)]
+    realism = [key for key in PLOTTED_REALISM_KEYS if any(p.get(key) is not None for p in points)]
     figure = new_figure(6.4 * (2 if realism else 1), 3.6)
     axes = figure.add_subplot(1, 2 if realism else 1, 1)
     axes.plot(steps, [p["conditional_accuracy"] for p in points], "o-", label="conditional accuracy")
@@ -237,7 +241,9 @@ def evaluate_checkpoints(config: CurveConfig, classifier: Any = None, show_progr
     curve_path = run_dir / curve_file
     done = _previous_points(curve_path, settings)
     chosen_steps = {step for step, _ in chosen}
-    points = {step: point for step, point in done.items() if step in chosen_steps}
+    # A point stored before the manifold distances existed is scored again.
+    points = {step: point for step, point in done.items() if step in chosen_steps and
+              (reference is None or "precision_distance" in point)}
     todo = [(step, prefix) for step, prefix in chosen if step not in points]
     # The training images' features, once for every new point (none needed when all are stored).
     training = None if reference is None or not todo else run_pass(
@@ -300,10 +306,11 @@ def evaluate_checkpoints(config: CurveConfig, classifier: Any = None, show_progr
 
 
 def format_curve(record: dict[str, Any]) -> str:
-    """One line per point: step, conditional accuracy, separability, precision, recall, diversity."""
+    """One line per point: step, conditional accuracy, separability, precision, recall, diversity
+    and the precision distance (the generated images' median distance to the real manifold)."""
     lines = [f"  {'step':>7} {'cond. accuracy':>15} {'separability':>13} {'precision':>9} "
-             f"{'recall':>7} {'diversity':>9}",
-             f"  {'-' * 7} {'-' * 15} {'-' * 13} {'-' * 9} {'-' * 7} {'-' * 9}"]
+             f"{'recall':>7} {'diversity':>9} {'distance':>8}",
+             f"  {'-' * 7} {'-' * 15} {'-' * 13} {'-' * 9} {'-' * 7} {'-' * 9} {'-' * 8}"]
 
     def number(value: Any, width: int) -> str:
         return f"{value:>{width}.3f}" if isinstance(value, (int, float)) else f"{'n/a':>{width}}"
@@ -312,6 +319,9 @@ def format_curve(record: dict[str, Any]) -> str:
         lines.append(f"  {point['step']:>7} {point['conditional_accuracy']:>15.3f} "
                      f"{point['conditional_separability']:>13.3f} "
                      f"{number(point.get('precision'), 9)} {number(point.get('recall'), 7)} "
-                     f"{number(point.get('diversity_ratio'), 9)}")
-    lines.append(f"  chance {record['chance']:.3f}; figure: {record['figure']}")
+                     f"{number(point.get('diversity_ratio'), 9)} "
+                     f"{number(point.get('precision_distance'), 8)}")
+    lines.append(f"  chance {record['chance']:.3f}; distance: the generated images' median "
+                 f"distance to the training images' manifold, in k-NN radii (1 or less inside); "
+                 f"figure: {record['figure']}")
     return "\n".join(lines)

@@ -9,6 +9,13 @@ real samples inside the generated manifold (does the generator cover what the re
 Both are read overall and per class (the real and generated images of one class). The two numbers
 depend on the set sizes, so compare them only at equal numbers of images.
 
+Precision is a count of images inside the manifold, so it stays at 0 while every image is outside,
+however near. The **manifold distances** say how far out: an image's distance to the real manifold
+is the smallest, over the real points, of its distance to the point over that point's radius (1 on
+the surface of the nearest ball, below 1 inside: precision is the fraction at 1 or less).
+``precision_distance`` is its median over the generated images, ``recall_distance`` the same of the
+real images against the generated manifold.
+
 The **diversity ratio** of a class is the mean pairwise feature distance among its generated
 images over that among its real images; it is averaged over the classes. 1 is the real images'
 variety; a generator that draws one shape per class stays well below it.
@@ -185,6 +192,30 @@ def within_manifold(queries: np.ndarray, reference: np.ndarray, radii: np.ndarra
     return inside
 
 
+def manifold_distances(queries: np.ndarray, reference: np.ndarray, radii: np.ndarray) -> np.ndarray:
+    """float64 ``(M,)``: for each query, ``min_j |query - reference_j| / radii[j]``, its distance to
+    the k-NN manifold in units of the balls' radii (at most 1 inside it, up to rounding on a ball's
+    surface; a ball of radius 0 counts 0 for a query at its centre, else infinity).
+
+    ``queries`` ``(M, D)``, ``reference`` ``(N, D)``, ``radii`` ``(N,)`` (from :func:`knn_radii`).
+    """
+    queries = _as_features(queries, "manifold_distances queries")
+    reference = _as_features(reference, "manifold_distances reference")
+    radii = np.asarray(radii, dtype=np.float64)
+    if radii.shape != (reference.shape[0],) or queries.shape[1] != reference.shape[1]:
+        raise ValueError(f"manifold_distances: queries {queries.shape}, reference "
+                         f"{reference.shape} and radii {radii.shape} do not match")
+    squared = np.sum(reference * reference, axis=1)
+    distances = np.empty(queries.shape[0])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for start in range(0, queries.shape[0], BLOCK_ROWS):
+            rows = _distance_rows(queries[start:start + BLOCK_ROWS], reference, squared)
+            scaled = rows / radii[None, :]
+            scaled[rows == 0.0] = 0.0           # on a zero-radius ball's centre, or any centre
+            distances[start:start + rows.shape[0]] = np.min(scaled, axis=1)
+    return distances
+
+
 def precision_recall(real: np.ndarray, generated: np.ndarray,
                      k: int = K_NEAREST) -> tuple[float, float]:
     """Improved ``(precision, recall)`` of ``generated`` ``(M, D)`` against ``real`` ``(N, D)``.
@@ -277,8 +308,9 @@ def realism_scores(real: np.ndarray, real_labels: np.ndarray, generated: np.ndar
     folder of a class the run does not know, are left out). Returns ``precision``, ``recall``
     (all images), ``class_precision`` and ``class_recall`` (means over the classes where both
     exist), ``diversity_ratio`` (mean over classes with at least 2 images on each side),
-    ``per_class`` ``{name: {...}}``, the counts and ``k``; ``available`` is False, with a
-    ``reason``, when either whole set has ``k`` images or fewer.
+    ``per_class`` ``{name: {...}}``, the counts and ``k``, and ``precision_distance`` and
+    ``recall_distance`` (all images: the medians of :func:`manifold_distances`, module docstring);
+    ``available`` is False, with a ``reason``, when either whole set has ``k`` images or fewer.
     """
     real, generated = _as_features(real, "real"), _as_features(generated, "generated")
     real_labels = np.asarray(real_labels).reshape(-1)
@@ -296,10 +328,15 @@ def realism_scores(real: np.ndarray, real_labels: np.ndarray, generated: np.ndar
         return {"available": False, **result,
                 "reason": f"{real.shape[0]} real and {generated.shape[0]} generated images: "
                           f"precision and recall need more than {k} of each"}
-    precision, recall = precision_recall(real, generated, k)
+    real_radii, generated_radii = knn_radii(real, k), knn_radii(generated, k)
+    precision = float(np.mean(within_manifold(generated, real, real_radii)))
+    recall = float(np.mean(within_manifold(real, generated, generated_radii)))
     per_class = {name: _class_scores(real[real_labels == c], generated[generated_labels == c], k)
                  for c, name in enumerate(class_names)}
     return {"available": True, **result, "precision": precision, "recall": recall,
+            "precision_distance": float(np.median(manifold_distances(generated, real, real_radii))),
+            "recall_distance": float(np.median(manifold_distances(real, generated,
+                                                                  generated_radii))),
             "class_precision": _mean_of(per_class, "precision"),
             "class_recall": _mean_of(per_class, "recall"),
             "diversity_ratio": _mean_of(per_class, "diversity_ratio"), "per_class": per_class}

@@ -40,6 +40,11 @@ def _realism_lines(realism: dict[str, Any], inception_reason: Any) -> list[str]:
         lines.append(f"  {'diversity ratio (' + title + ')':<34} "
                      f"{_number(section.get('diversity_ratio'))}   (real test images "
                      f"{_number(ceiling.get('diversity_ratio'))})")
+        lines.append(f"  {'manifold distances (' + title + ')':<34} "
+                     f"{_number(section.get('precision_distance'))} / "
+                     f"{_number(section.get('recall_distance'))}   (medians in k-NN radii, 1 or "
+                     f"less inside; real test images {_number(ceiling.get('precision_distance'))} "
+                     f"/ {_number(ceiling.get('recall_distance'))})")
     return lines
 
 

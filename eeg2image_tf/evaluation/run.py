@@ -281,8 +281,9 @@ def _generator_kind(config) -> str:
     return "ema" if checkpoint_has_ema(config.run) else "trained"
 
 
-EVAL_SCALARS = ("precision", "recall", "diversity_ratio", "inception_precision",
-                "inception_recall", "inception_diversity_ratio", "conditional_accuracy",
+EVAL_SCALARS = ("precision", "recall", "diversity_ratio", "precision_distance", "recall_distance",
+                "inception_precision", "inception_recall", "inception_diversity_ratio",
+                "inception_precision_distance", "inception_recall_distance", "conditional_accuracy",
                 "conditional_separability", "fid")
 
 

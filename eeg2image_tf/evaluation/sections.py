@@ -24,7 +24,11 @@ from .realism import K_NEAREST, SPACE_NAME, realism_scores
 INCEPTION_SPACE = "inception"
 # What a section keeps of the held-out real images' own scores: the ceiling of each number.
 _BASELINE_KEYS = ("available", "precision", "recall", "class_precision", "class_recall",
-                  "diversity_ratio", "real_count", "generated_count", "reason")
+                  "diversity_ratio", "precision_distance", "recall_distance", "real_count",
+                  "generated_count", "reason")
+# The headline numbers of a realism section (realism_headline).
+REALISM_HEADLINE_KEYS = ("precision", "recall", "diversity_ratio", "precision_distance",
+                         "recall_distance")
 
 
 def unavailable(reason: str) -> dict[str, Any]:
@@ -217,14 +221,15 @@ def realism_section(generated: PassResult, training: Optional[PassResult],
 
 
 def realism_headline(sections: dict[str, dict[str, Any]]) -> dict[str, Optional[float]]:
-    """The headline numbers of the realism sections: ``precision``, ``recall``, ``diversity_ratio``
-    in the gradient-histogram space (and ``real_test_...``, the held-out real images' scores), and
-    ``inception_precision``, ... in Inception's; None where unavailable."""
+    """The headline numbers of the realism sections: ``precision``, ``recall``, ``diversity_ratio``,
+    ``precision_distance``, ``recall_distance`` in the gradient-histogram space (and
+    ``real_test_...``, the held-out real images' scores), and ``inception_precision``, ... in
+    Inception's; None where unavailable."""
     headline: dict[str, Optional[float]] = {}
     for space, prefix in ((SPACE_NAME, ""), (INCEPTION_SPACE, "inception_")):
         section = sections.get(space, {})
         ceiling = section.get("real_test", {})
-        for key in ("precision", "recall", "diversity_ratio"):
+        for key in REALISM_HEADLINE_KEYS:
             headline[prefix + key] = section.get(key)
             if not prefix:
                 headline["real_test_" + key] = ceiling.get(key)

@@ -198,6 +198,10 @@ def summary_lines(state: dict[str, Any], config: PipelineConfig) -> list[str]:
         f"images {fmt(get('evaluate', 'real_test_precision'))} / "
         f"{fmt(get('evaluate', 'real_test_recall'))} / "
         f"{fmt(get('evaluate', 'real_test_diversity_ratio'))}; gradient histograms, k=3)",
+        f"  manifold distances              : {fmt(get('evaluate', 'precision_distance'))} / "
+        f"{fmt(get('evaluate', 'recall_distance'))} (medians in k-NN radii, 1 or less inside; "
+        f"real test images {fmt(get('evaluate', 'real_test_precision_distance'))} / "
+        f"{fmt(get('evaluate', 'real_test_recall_distance'))})",
         f"  Inception Score / FID           : {get('evaluate', 'inception', 'unavailable')}",
     ]
     if isinstance(get("evaluate", "inception_precision", None), float):
