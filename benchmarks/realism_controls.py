@@ -9,8 +9,8 @@ one typeface per class (ten different faces), blurred (Gaussian, ``--blur`` px) 
 (threshold 128). With ``--distortions``, also the held-out letters under small geometric changes
 (shifted, rotated, scaled, strokes thinner or bolder, outlines wavering): how far from the real
 letters an image may be drawn and still count as one. Prints a Markdown table of precision, recall
-(overall and class means) and the diversity ratio in the gradient-histogram space
-(:mod:`eeg2image_tf.evaluation.realism`). ``tests/test_realism.py`` asserts the first controls at
+(overall and class means), the diversity ratio and the manifold distances in the
+gradient-histogram space (:mod:`eeg2image_tf.evaluation.realism`). ``tests/test_realism.py`` asserts the first controls at
 64 x 64 with margins.
 """
 
@@ -23,7 +23,8 @@ from typing import Optional, Sequence
 import cv2
 import numpy as np
 
-COLUMNS = ("precision", "recall", "class_precision", "class_recall", "diversity_ratio")
+COLUMNS = ("precision", "recall", "class_precision", "class_recall", "diversity_ratio",
+           "precision_distance", "recall_distance")
 
 
 def draw(letters: str, per_class: int, rng: np.random.Generator, size: int,
