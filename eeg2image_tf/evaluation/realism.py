@@ -172,22 +172,31 @@ def knn_radii(features: np.ndarray, k: int = K_NEAREST) -> np.ndarray:
     return radii
 
 
+def _query_blocks(name: str, queries: np.ndarray, reference: np.ndarray, radii: np.ndarray):
+    """The checked ``(radii, blocks)`` of a query set against balls around ``reference``:
+    ``blocks`` yields ``(start, rows)``, the distances of queries ``start:start + len(rows)`` to
+    every reference point (``(rows, N)``, float64)."""
+    queries = _as_features(queries, f"{name} queries")
+    reference = _as_features(reference, f"{name} reference")
+    radii = np.asarray(radii, dtype=np.float64)
+    if radii.shape != (reference.shape[0],) or queries.shape[1] != reference.shape[1]:
+        raise ValueError(f"{name}: queries {queries.shape}, reference {reference.shape} "
+                         f"and radii {radii.shape} do not match")
+    squared = np.sum(reference * reference, axis=1)
+    blocks = ((start, _distance_rows(queries[start:start + BLOCK_ROWS], reference, squared))
+              for start in range(0, queries.shape[0], BLOCK_ROWS))
+    return radii, blocks
+
+
 def within_manifold(queries: np.ndarray, reference: np.ndarray, radii: np.ndarray) -> np.ndarray:
     """bool ``(M,)``: is query ``i`` within ``radii[j]`` of some reference point ``j``?
 
     ``queries`` ``(M, D)``, ``reference`` ``(N, D)``, ``radii`` ``(N,)`` (from :func:`knn_radii`);
     a query exactly on a ball's surface is inside.
     """
-    queries = _as_features(queries, "within_manifold queries")
-    reference = _as_features(reference, "within_manifold reference")
-    radii = np.asarray(radii, dtype=np.float64)
-    if radii.shape != (reference.shape[0],) or queries.shape[1] != reference.shape[1]:
-        raise ValueError(f"within_manifold: queries {queries.shape}, reference {reference.shape} "
-                         f"and radii {radii.shape} do not match")
-    squared = np.sum(reference * reference, axis=1)
-    inside = np.zeros(queries.shape[0], dtype=bool)
-    for start in range(0, queries.shape[0], BLOCK_ROWS):
-        rows = _distance_rows(queries[start:start + BLOCK_ROWS], reference, squared)
+    radii, blocks = _query_blocks("within_manifold", queries, reference, radii)
+    inside = np.zeros(len(queries), dtype=bool)
+    for start, rows in blocks:
         inside[start:start + rows.shape[0]] = np.any(rows <= radii[None, :], axis=1)
     return inside
 
@@ -199,17 +208,10 @@ def manifold_distances(queries: np.ndarray, reference: np.ndarray, radii: np.nda
 
     ``queries`` ``(M, D)``, ``reference`` ``(N, D)``, ``radii`` ``(N,)`` (from :func:`knn_radii`).
     """
-    queries = _as_features(queries, "manifold_distances queries")
-    reference = _as_features(reference, "manifold_distances reference")
-    radii = np.asarray(radii, dtype=np.float64)
-    if radii.shape != (reference.shape[0],) or queries.shape[1] != reference.shape[1]:
-        raise ValueError(f"manifold_distances: queries {queries.shape}, reference "
-                         f"{reference.shape} and radii {radii.shape} do not match")
-    squared = np.sum(reference * reference, axis=1)
-    distances = np.empty(queries.shape[0])
+    radii, blocks = _query_blocks("manifold_distances", queries, reference, radii)
+    distances = np.empty(len(queries))
     with np.errstate(divide="ignore", invalid="ignore"):
-        for start in range(0, queries.shape[0], BLOCK_ROWS):
-            rows = _distance_rows(queries[start:start + BLOCK_ROWS], reference, squared)
+        for start, rows in blocks:
             scaled = rows / radii[None, :]
             scaled[rows == 0.0] = 0.0           # on a zero-radius ball's centre, or any centre
             distances[start:start + rows.shape[0]] = np.min(scaled, axis=1)
