@@ -130,6 +130,13 @@ def test_realism_scores_per_class_and_unknown_labels():
     assert (per_class["a"]["precision"], per_class["a"]["recall"]) == (1.0, 1.0)
     assert (per_class["b"]["precision"], per_class["b"]["recall"]) == (0.0, 0.0)
     assert (scores["class_precision"], scores["class_recall"]) == (0.5, 0.5)
+    # Class a's generated images are its real ones (each on a ball's centre); class b's lie about
+    # 100 away from class a's real images (radii near 1) and 50 x sqrt(3) from class b's.
+    assert per_class["a"]["precision_distance"] == 0.0 == per_class["a"]["recall_distance"]
+    assert per_class["b"]["precision_distance"] > 50 and per_class["b"]["recall_distance"] > 50
+    # Overall: 30 of the 50 generated images at 0, so the median is 0; 30 of the 60 real images at
+    # 0 and 30 far, so the median (between the two halves) is far out.
+    assert scores["precision_distance"] == 0.0 and scores["recall_distance"] > 10
     assert per_class["a"]["diversity_ratio"] == pytest.approx(1.0, rel=1e-12)
     assert per_class["b"]["diversity_ratio"] == pytest.approx(0.1, rel=0.3)
     assert scores["diversity_ratio"] == pytest.approx(np.mean(

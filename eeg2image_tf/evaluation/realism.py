@@ -232,6 +232,19 @@ def precision_recall(real: np.ndarray, generated: np.ndarray,
     return precision, recall
 
 
+def manifold_scores(real: np.ndarray, generated: np.ndarray, k: int = K_NEAREST) -> dict[str, float]:
+    """``precision`` and ``recall`` (:func:`precision_recall`) and ``precision_distance`` and
+    ``recall_distance`` (the medians of :func:`manifold_distances`: generated points against the
+    real manifold, real points against the generated one) of ``generated`` ``(M, D)`` against
+    ``real`` ``(N, D)``, each set's radii computed once. Both sets need more than ``k`` points."""
+    real_radii, generated_radii = knn_radii(real, k), knn_radii(generated, k)
+    return {"precision": float(np.mean(within_manifold(generated, real, real_radii))),
+            "recall": float(np.mean(within_manifold(real, generated, generated_radii))),
+            "precision_distance": float(np.median(manifold_distances(generated, real, real_radii))),
+            "recall_distance": float(np.median(manifold_distances(real, generated,
+                                                                  generated_radii)))}
+
+
 def nearest_neighbours(queries: np.ndarray, reference: np.ndarray
                        ) -> tuple[np.ndarray, np.ndarray]:
     """For each query, the index int64 ``(M,)`` and distance float64 ``(M,)`` of its nearest
@@ -288,8 +301,7 @@ def _class_scores(real: np.ndarray, generated: np.ndarray, k: int) -> dict[str, 
         scores.update(available=False, reason=f"precision and recall need more than {k} real and "
                                                f"{k} generated images of the class")
     else:
-        scores["available"] = True
-        scores["precision"], scores["recall"] = precision_recall(real, generated, k)
+        scores.update(available=True, **manifold_scores(real, generated, k))
     if min(real.shape[0], generated.shape[0]) >= 2:
         scores["diversity_ratio"] = diversity_ratio(real, generated)
     return scores
@@ -310,8 +322,9 @@ def realism_scores(real: np.ndarray, real_labels: np.ndarray, generated: np.ndar
     folder of a class the run does not know, are left out). Returns ``precision``, ``recall``
     (all images), ``class_precision`` and ``class_recall`` (means over the classes where both
     exist), ``diversity_ratio`` (mean over classes with at least 2 images on each side),
-    ``per_class`` ``{name: {...}}``, the counts and ``k``, and ``precision_distance`` and
-    ``recall_distance`` (all images: the medians of :func:`manifold_distances`, module docstring);
+    ``per_class`` ``{name: {...}}`` (each with its class's precision, recall, distances and
+    diversity ratio), the counts and ``k``, and ``precision_distance`` and ``recall_distance``
+    (all images: the medians of :func:`manifold_distances`, module docstring);
     ``available`` is False, with a ``reason``, when either whole set has ``k`` images or fewer.
     """
     real, generated = _as_features(real, "real"), _as_features(generated, "generated")
@@ -330,15 +343,9 @@ def realism_scores(real: np.ndarray, real_labels: np.ndarray, generated: np.ndar
         return {"available": False, **result,
                 "reason": f"{real.shape[0]} real and {generated.shape[0]} generated images: "
                           f"precision and recall need more than {k} of each"}
-    real_radii, generated_radii = knn_radii(real, k), knn_radii(generated, k)
-    precision = float(np.mean(within_manifold(generated, real, real_radii)))
-    recall = float(np.mean(within_manifold(real, generated, generated_radii)))
     per_class = {name: _class_scores(real[real_labels == c], generated[generated_labels == c], k)
                  for c, name in enumerate(class_names)}
-    return {"available": True, **result, "precision": precision, "recall": recall,
-            "precision_distance": float(np.median(manifold_distances(generated, real, real_radii))),
-            "recall_distance": float(np.median(manifold_distances(real, generated,
-                                                                  generated_radii))),
+    return {"available": True, **result, **manifold_scores(real, generated, k),
             "class_precision": _mean_of(per_class, "precision"),
             "class_recall": _mean_of(per_class, "recall"),
             "diversity_ratio": _mean_of(per_class, "diversity_ratio"), "per_class": per_class}

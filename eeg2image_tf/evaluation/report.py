@@ -98,7 +98,7 @@ def format_table(evaluation: dict[str, Any]) -> str:
     space = realism.get("gradient_histogram", {})
     if inception.get("available") or classifier.get("available") or space.get("available"):
         lines += ["", f"  {'class':<16} {'IS':>16} {'cond. accuracy':>15} {'classifier score':>18}"
-                      f" {'precision':>9} {'recall':>7} {'diversity':>9}"]
+                      f" {'precision':>9} {'recall':>7} {'diversity':>9} {'distance':>8}"]
         for name in names:
             scores = space.get("per_class", {}).get(name, {})
             is_text = _score_text(inception["per_class"][name]) if inception.get("available") \
@@ -111,9 +111,11 @@ def format_table(evaluation: dict[str, Any]) -> str:
             lines.append(f"  {name:<16} {is_text:>16} {_number(accuracy):>15} "
                          f"{_score_text(class_score) if class_score else 'n/a':>18} "
                          f"{_number(scores.get('precision')):>9} {_number(scores.get('recall')):>7} "
-                         f"{_number(scores.get('diversity_ratio')):>9}")
-        lines.append("  (precision, recall, diversity: gradient histograms, each class's generated "
-                     "images against its training images, k=3)")
+                         f"{_number(scores.get('diversity_ratio')):>9} "
+                         f"{_number(scores.get('precision_distance')):>8}")
+        lines.append("  (precision, recall, diversity, distance: gradient histograms, each class's "
+                     "generated images against its training images, k=3; distance: their median "
+                     "distance to the manifold, in k-NN radii)")
 
     figures_info = evaluation.get("figures") or {}
     if figures_info:
