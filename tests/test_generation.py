@@ -384,7 +384,7 @@ def test_the_latent_range_reaches_the_generator():
     # Without latents every image of one condition is the same picture; with them they differ.
     fixed = generate_arrays(generator, features, per_class=3, batch_size=4, seed=2,
                             latent_range=0.0)
-    one_condition = [np.zeros((1, f.shape[1]), np.float32) + f[:1] for f in features]
+    one_condition = [f[:1] for f in features]
     repeated = generate_arrays(generator, one_condition, per_class=3, batch_size=4, seed=2,
                                latent_range=0.0)
     varied = generate_arrays(generator, one_condition, per_class=3, batch_size=4, seed=2)

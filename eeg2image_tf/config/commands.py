@@ -39,7 +39,8 @@ def _strategy_field():
 
 def _latent_range_field():
     """Generation's ``latent_range``: the latents are U(-latent_range, latent_range); training's 1
-    by default, below it the truncation trick (docs/realism-experiments.md, "The latents' range")."""
+    by default, below it the truncation trick (docs/realism-experiments.md, "How far outside the
+    manifold, and the latents' range")."""
     return dataclasses.field(default=1.0, metadata={
         "help": "latents ~ U(-r, r); 1: training's range; below 1: the truncation trick "
                 "(nearer the typical image, less variety)"})

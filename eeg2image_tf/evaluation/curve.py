@@ -50,12 +50,12 @@ from ..runs import (GanRun, curve_config_name, curve_names, kept_checkpoints, lo
 from .figures import new_figure
 from .images import PassResult, generated_chunks, real_chunks, run_pass, training_folder
 from .metrics import conditional_separability, per_class_accuracy
-from .realism import K_NEAREST, SPACE_NAME, gradient_histograms, realism_scores
+from .realism import HEADLINE_KEYS, K_NEAREST, SPACE_NAME, gradient_histograms, realism_scores
 from .sections import align_classifier, load_classifier_or_reason
 
-# The realism numbers a point records; the first three share the figure's second panel.
-REALISM_KEYS = ("precision", "recall", "diversity_ratio", "precision_distance", "recall_distance")
-PLOTTED_REALISM_KEYS = REALISM_KEYS[:3]
+# The realism numbers a point records; those on a 0-1 scale share the figure's second panel.
+REALISM_KEYS = HEADLINE_KEYS
+PLOTTED_REALISM_KEYS = ("precision", "recall", "diversity_ratio")
 
 
 def every_kth(checkpoints: Sequence[tuple[int, str]], every: int) -> list[tuple[int, str]]:
@@ -73,8 +73,9 @@ def checkpoint_metrics(sources, classifier, class_names: Sequence[str], per_clas
                        precision: str, training: Optional[PassResult] = None,
                        forward=None, latent_range: float = 1.0) -> dict[str, Any]:
     """Conditional accuracy, separability and per-class accuracy of ``sources.generator``; with
-    ``training`` (a pass over the training images with gradient histograms) also precision, recall
-    and the diversity ratio against them (None where the sets are too small). ``forward``: the
+    ``training`` (a pass over the training images with gradient histograms) also precision, recall,
+    the diversity ratio and the manifold distances against them (None where the sets are too
+    small). ``forward``: the
     generator's forward pass made already (:func:`~eeg2image_tf.generation.prepare_forward`);
     ``latent_range``: the latents' half-width (:class:`~eeg2image_tf.generation.LatentStreams`)."""
     chunks = generated_chunks(sources, per_class, batch_size, seed, jpeg_quality,

@@ -172,10 +172,11 @@ def knn_radii(features: np.ndarray, k: int = K_NEAREST) -> np.ndarray:
     return radii
 
 
-def _query_blocks(name: str, queries: np.ndarray, reference: np.ndarray, radii: np.ndarray):
-    """The checked ``(radii, blocks)`` of a query set against balls around ``reference``:
-    ``blocks`` yields ``(start, rows)``, the distances of queries ``start:start + len(rows)`` to
-    every reference point (``(rows, N)``, float64)."""
+def _balls(name: str, queries: np.ndarray, reference: np.ndarray, radii: np.ndarray
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Both readings of a query set against balls around ``reference`` from one pass over their
+    distances: bool ``(M,)``, inside some ball (a ball's surface counts), and float64 ``(M,)``,
+    ``min_j |query - reference_j| / radii[j]``."""
     queries = _as_features(queries, f"{name} queries")
     reference = _as_features(reference, f"{name} reference")
     radii = np.asarray(radii, dtype=np.float64)
@@ -183,9 +184,17 @@ def _query_blocks(name: str, queries: np.ndarray, reference: np.ndarray, radii: 
         raise ValueError(f"{name}: queries {queries.shape}, reference {reference.shape} "
                          f"and radii {radii.shape} do not match")
     squared = np.sum(reference * reference, axis=1)
-    blocks = ((start, _distance_rows(queries[start:start + BLOCK_ROWS], reference, squared))
-              for start in range(0, queries.shape[0], BLOCK_ROWS))
-    return radii, blocks
+    inside = np.zeros(queries.shape[0], dtype=bool)
+    distances = np.empty(queries.shape[0])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for start in range(0, queries.shape[0], BLOCK_ROWS):
+            rows = _distance_rows(queries[start:start + BLOCK_ROWS], reference, squared)
+            stop = start + rows.shape[0]
+            inside[start:stop] = np.any(rows <= radii[None, :], axis=1)
+            scaled = rows / radii[None, :]
+            scaled[rows == 0.0] = 0.0           # on a zero-radius ball's centre, or any centre
+            distances[start:stop] = np.min(scaled, axis=1)
+    return inside, distances
 
 
 def within_manifold(queries: np.ndarray, reference: np.ndarray, radii: np.ndarray) -> np.ndarray:
@@ -194,11 +203,7 @@ def within_manifold(queries: np.ndarray, reference: np.ndarray, radii: np.ndarra
     ``queries`` ``(M, D)``, ``reference`` ``(N, D)``, ``radii`` ``(N,)`` (from :func:`knn_radii`);
     a query exactly on a ball's surface is inside.
     """
-    radii, blocks = _query_blocks("within_manifold", queries, reference, radii)
-    inside = np.zeros(len(queries), dtype=bool)
-    for start, rows in blocks:
-        inside[start:start + rows.shape[0]] = np.any(rows <= radii[None, :], axis=1)
-    return inside
+    return _balls("within_manifold", queries, reference, radii)[0]
 
 
 def manifold_distances(queries: np.ndarray, reference: np.ndarray, radii: np.ndarray) -> np.ndarray:
@@ -208,14 +213,7 @@ def manifold_distances(queries: np.ndarray, reference: np.ndarray, radii: np.nda
 
     ``queries`` ``(M, D)``, ``reference`` ``(N, D)``, ``radii`` ``(N,)`` (from :func:`knn_radii`).
     """
-    radii, blocks = _query_blocks("manifold_distances", queries, reference, radii)
-    distances = np.empty(len(queries))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        for start, rows in blocks:
-            scaled = rows / radii[None, :]
-            scaled[rows == 0.0] = 0.0           # on a zero-radius ball's centre, or any centre
-            distances[start:start + rows.shape[0]] = np.min(scaled, axis=1)
-    return distances
+    return _balls("manifold_distances", queries, reference, radii)[1]
 
 
 def precision_recall(real: np.ndarray, generated: np.ndarray,
@@ -225,24 +223,28 @@ def precision_recall(real: np.ndarray, generated: np.ndarray,
     Precision: the fraction of generated points within the real k-NN manifold; recall: the fraction
     of real points within the generated one. Both sets need more than ``k`` points.
     """
-    real = _as_features(real, "precision_recall real")
-    generated = _as_features(generated, "precision_recall generated")
-    precision = float(np.mean(within_manifold(generated, real, knn_radii(real, k))))
-    recall = float(np.mean(within_manifold(real, generated, knn_radii(generated, k))))
-    return precision, recall
+    scores = manifold_scores(real, generated, k)
+    return scores["precision"], scores["recall"]
 
 
 def manifold_scores(real: np.ndarray, generated: np.ndarray, k: int = K_NEAREST) -> dict[str, float]:
     """``precision`` and ``recall`` (:func:`precision_recall`) and ``precision_distance`` and
     ``recall_distance`` (the medians of :func:`manifold_distances`: generated points against the
     real manifold, real points against the generated one) of ``generated`` ``(M, D)`` against
-    ``real`` ``(N, D)``, each set's radii computed once. Both sets need more than ``k`` points."""
-    real_radii, generated_radii = knn_radii(real, k), knn_radii(generated, k)
-    return {"precision": float(np.mean(within_manifold(generated, real, real_radii))),
-            "recall": float(np.mean(within_manifold(real, generated, generated_radii))),
-            "precision_distance": float(np.median(manifold_distances(generated, real, real_radii))),
-            "recall_distance": float(np.median(manifold_distances(real, generated,
-                                                                  generated_radii)))}
+    ``real`` ``(N, D)``: each set's radii and each direction's distances computed once. Both sets
+    need more than ``k`` points."""
+    real = _as_features(real, "real")
+    generated = _as_features(generated, "generated")
+    generated_inside, generated_out = _balls("precision", generated, real, knn_radii(real, k))
+    real_inside, real_out = _balls("recall", real, generated, knn_radii(generated, k))
+    return {"precision": float(np.mean(generated_inside)), "recall": float(np.mean(real_inside)),
+            "precision_distance": float(np.median(generated_out)),
+            "recall_distance": float(np.median(real_out))}
+
+
+# The headline numbers of a realism evaluation, in the order reports list them: what
+# manifold_scores gives and the diversity ratio.
+HEADLINE_KEYS = ("precision", "recall", "diversity_ratio", "precision_distance", "recall_distance")
 
 
 def nearest_neighbours(queries: np.ndarray, reference: np.ndarray

@@ -44,7 +44,7 @@ from .images import (GRID_COLUMNS, PassResult, folder_chunks, generated_chunks, 
                      run_pass, training_folder)
 from .inception import load_backend
 from .metrics import inception_score
-from .realism import SPACE_NAME, gradient_histograms, nearest_neighbours
+from .realism import HEADLINE_KEYS, SPACE_NAME, gradient_histograms, nearest_neighbours
 from .report import format_table
 from .sections import (INCEPTION_SPACE, align_classifier, classifier_section, distance_section,
                        encoder_section, load_classifier_or_reason, realism_headline,
@@ -281,10 +281,8 @@ def _generator_kind(config) -> str:
     return "ema" if checkpoint_has_ema(config.run) else "trained"
 
 
-EVAL_SCALARS = ("precision", "recall", "diversity_ratio", "precision_distance", "recall_distance",
-                "inception_precision", "inception_recall", "inception_diversity_ratio",
-                "inception_precision_distance", "inception_recall_distance", "conditional_accuracy",
-                "conditional_separability", "fid")
+EVAL_SCALARS = (*HEADLINE_KEYS, *(f"inception_{key}" for key in HEADLINE_KEYS),
+                "conditional_accuracy", "conditional_separability", "fid")
 
 
 def log_headline(run: str | Path, evaluation: dict[str, Any]) -> None:

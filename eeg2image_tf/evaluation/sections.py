@@ -19,16 +19,12 @@ from ..runs import GanRun
 from .images import PassResult
 from .metrics import (classifier_score, conditional_separability, frechet_distance, kmeans_accuracy,
                       knn_accuracy, linear_probe_accuracy, per_class_accuracy)
-from .realism import K_NEAREST, SPACE_NAME, realism_scores
+from .realism import HEADLINE_KEYS, K_NEAREST, SPACE_NAME, realism_scores
 
 INCEPTION_SPACE = "inception"
 # What a section keeps of the held-out real images' own scores: the ceiling of each number.
-_BASELINE_KEYS = ("available", "precision", "recall", "class_precision", "class_recall",
-                  "diversity_ratio", "precision_distance", "recall_distance", "real_count",
+_BASELINE_KEYS = ("available", *HEADLINE_KEYS, "class_precision", "class_recall", "real_count",
                   "generated_count", "reason")
-# The headline numbers of a realism section (realism_headline).
-REALISM_HEADLINE_KEYS = ("precision", "recall", "diversity_ratio", "precision_distance",
-                         "recall_distance")
 
 
 def unavailable(reason: str) -> dict[str, Any]:
@@ -229,7 +225,7 @@ def realism_headline(sections: dict[str, dict[str, Any]]) -> dict[str, Optional[
     for space, prefix in ((SPACE_NAME, ""), (INCEPTION_SPACE, "inception_")):
         section = sections.get(space, {})
         ceiling = section.get("real_test", {})
-        for key in REALISM_HEADLINE_KEYS:
+        for key in HEADLINE_KEYS:
             headline[prefix + key] = section.get(key)
             if not prefix:
                 headline["real_test_" + key] = ceiling.get(key)

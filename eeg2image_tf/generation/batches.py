@@ -155,8 +155,9 @@ def iterate_generated(generator, features_by_class: Sequence[np.ndarray], per_cl
     ``features_by_class``: per class a ``(m_c, condition_dim)`` array of conditions, cycled in order to
     ``per_class`` images; the generator input is ``concat([z, c])`` with
     ``z ~ U(-latent_range, latent_range)`` from :class:`LatentStreams`. ``trials_by_class`` names
-    the trial of each condition row (default: the row number) for the bookkeeping. ``precision``: see :func:`make_uint8_forward`. ``forward``:
-    one made already by :func:`make_uint8_forward` for ``min(batch_size, total)`` rows.
+    the trial of each condition row (default: the row number) for the bookkeeping. ``precision``:
+    see :func:`make_uint8_forward`. ``forward``: one made already by :func:`make_uint8_forward`
+    for ``min(batch_size, total)`` rows.
     """
     _check_counts(per_class, batch_size)
     features_by_class = _checked_features(features_by_class)
