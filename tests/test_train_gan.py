@@ -412,39 +412,52 @@ def test_ema_decay_outside_zero_one_is_refused(tiny_set, tmp_path):
             train_gan(_config(tiny_set, tmp_path / f"run{decay}", ema_decay=decay))
 
 
-@pytest.mark.slow
-def test_ema_follows_its_recursion_resumes_exactly_and_is_what_loaders_return(tiny_set, tmp_path):
-    from eeg2image_tf.checkpoints import checkpoint_has_ema, load_gan
-    from eeg2image_tf.training.gan import train_gan
+def _assert_ema_recursion(run: Path, decay: float) -> int:
+    """The average in ``run``'s ckpt-2 is ``decay x`` ckpt-1's average ``+ (1 - decay) x`` ckpt-2's
+    trained weights (to float32 rounding of that one multiply-add), trainable weights only;
+    BatchNorm statistics and spectral-norm vectors are copied. Returns how many trainable weights
+    lag behind the trained ones."""
+    from eeg2image_tf.checkpoints import load_gan
 
-    decay = 0.5
-    straight = train_gan(_config(tiny_set, tmp_path / "straight", max_steps=2, ema_decay=decay))
-    prefixes = [str(tmp_path / "straight" / "checkpoints" / f"ckpt-{k}") for k in (1, 2)]
-    raw = [load_gan(p, ema=False).generator for p in prefixes]
+    prefixes = [str(run / "checkpoints" / f"ckpt-{k}") for k in (1, 2)]
+    trained = load_gan(prefixes[1], ema=False).generator
     averaged = [load_gan(p).generator for p in prefixes]
-    assert checkpoint_has_ema(prefixes[1]) and straight["step"] == 2
-
     moved = 0
-    for k, variable in enumerate(raw[1].weights):
+    for k, variable in enumerate(trained.weights):
         previous, current = averaged[0].weights[k].numpy(), variable.numpy()
         found = averaged[1].weights[k].numpy()
         if variable.trainable:
             np.testing.assert_allclose(found, decay * previous + (1 - decay) * current,
-                                       rtol=1e-6, atol=1e-7, err_msg=variable.path)
+                                       rtol=1e-6, atol=1e-7, err_msg=f"{run.name} {variable.path}")
             moved += int(not np.array_equal(found, current))
-        else:   # BatchNorm statistics and spectral-norm vectors are copied
-            np.testing.assert_array_equal(found, current, err_msg=variable.path)
-    assert moved >= 7      # the seven kernels at least lag behind the trained weights
+        else:
+            np.testing.assert_array_equal(found, current, err_msg=f"{run.name} {variable.path}")
+    return moved
 
-    # Resuming restores the average too: 1 step then 1 more equals 2 in one go, bit for bit.
+
+@pytest.mark.slow
+def test_ema_follows_its_recursion_resumes_and_is_what_loaders_return(tiny_set, tmp_path):
+    """A resume restores the average from the checkpoint. Its weights are not compared with the
+    uninterrupted run's bit for bit: TensorFlow's CPU kernels may round a step's gradients
+    differently from run to run, and the GAN's updates carry that into the weights. What a lost or
+    re-initialised average would break is the recursion across the restart, which holds exactly."""
+    from eeg2image_tf.checkpoints import checkpoint_has_ema
+    from eeg2image_tf.training.gan import train_gan
+
+    decay = 0.5
+    straight = train_gan(_config(tiny_set, tmp_path / "straight", max_steps=2, ema_decay=decay))
+    assert checkpoint_has_ema(straight["checkpoint"]) and straight["step"] == 2
+    assert _assert_ema_recursion(tmp_path / "straight", decay) >= 7   # the seven kernels at least
+
+    # 1 step, then 1 more in a second process-like call: the average of ckpt-1 carries over.
     train_gan(_config(tiny_set, tmp_path / "resumed", max_steps=1, ema_decay=decay))
     resumed = train_gan(_config(tiny_set, tmp_path / "resumed", max_steps=2, ema_decay=decay))
-    expected = _checkpoint_values(straight["checkpoint"])
-    found = _checkpoint_values(resumed["checkpoint"])
-    ema_keys = [key for key in expected if key.startswith("generator_ema/")]
-    assert len(ema_keys) == len(raw[1].weights)
-    for key in ema_keys:
-        np.testing.assert_array_equal(found[key], expected[key], err_msg=key)
+    assert resumed["step"] == 2
+    assert _assert_ema_recursion(tmp_path / "resumed", decay) >= 7
+    def averaged_keys(checkpoint: str) -> set[str]:
+        return {key for key in _checkpoint_values(checkpoint) if key.startswith("generator_ema/")}
+
+    assert averaged_keys(resumed["checkpoint"]) == averaged_keys(straight["checkpoint"]) != set()
 
     # A run without an average has none; loaders then give the trained generator either way.
     plain = train_gan(_config(tiny_set, tmp_path / "plain", max_steps=1))
