@@ -191,6 +191,22 @@ def test_curve_without_a_classifier_is_a_clear_error(tmp_path):
 # Weight averaging
 # --------------------------------------------------------------------------------------------------
 
+def test_curve_figure_has_a_panel_for_each_kind_of_number_the_points_hold(tmp_path):
+    import cv2
+
+    from eeg2image_tf.evaluation.curve import save_curve_figure
+
+    base = [{"step": s, "conditional_accuracy": a, "conditional_separability": a}
+            for s, a in ((100, 0.2), (200, 0.6))]
+    realism = [{**p, "precision": 0.0, "recall": 0.1, "diversity_ratio": 0.8} for p in base]
+    # Points stored before the distances existed sit beside rescored ones: one panel more.
+    distances = [realism[0], {**realism[1], "precision_distance": 1.3, "recall_distance": 1.25}]
+    for points, panels in ((base, 1), (realism, 2), (distances, 3)):
+        figure = save_curve_figure(points, tmp_path / f"curve{panels}.png", chance=0.1, title="t")
+        height, width = cv2.imread(str(figure)).shape[:2]
+        assert (width, height) == (640 * panels, 360), panels
+
+
 def test_mean_weights_is_the_elementwise_mean_and_refuses_other_shapes():
     from eeg2image_tf.checkpoints import mean_weights
     from eeg2image_tf.errors import CheckpointError

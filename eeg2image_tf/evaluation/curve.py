@@ -56,6 +56,7 @@ from .sections import align_classifier, load_classifier_or_reason
 # The realism numbers a point records; those on a 0-1 scale share the figure's second panel.
 REALISM_KEYS = HEADLINE_KEYS
 PLOTTED_REALISM_KEYS = ("precision", "recall", "diversity_ratio")
+PLOTTED_DISTANCE_KEYS = ("precision_distance", "recall_distance")
 
 
 def every_kth(checkpoints: Sequence[tuple[int, str]], every: int) -> list[tuple[int, str]]:
@@ -174,33 +175,39 @@ def _previous_points(path: Path, settings: dict[str, Any]) -> dict[int, dict[str
 def save_curve_figure(points: Sequence[dict[str, Any]], destination: str | Path,
                       chance: float, title: str = "") -> Path:
     """Conditional accuracy and separability against the training step, with the chance level;
-    beside it precision, recall and the diversity ratio when the points have them."""
+    beside it precision, recall and the diversity ratio, and then the manifold distances (in k-NN
+    radii, 1 on the balls' surface), when the points have them. One 6.4 x 3.6 inch panel each."""
     steps = [p["step"] for p in points]
-    realism = [key for key in PLOTTED_REALISM_KEYS if any(p.get(key) is not None for p in points)]
-    figure = new_figure(6.4 * (2 if realism else 1), 3.6)
-    axes = figure.add_subplot(1, 2 if realism else 1, 1)
+
+    def present(keys: Sequence[str]) -> list[str]:
+        return [key for key in keys if any(p.get(key) is not None for p in points)]
+
+    realism, distances = present(PLOTTED_REALISM_KEYS), present(PLOTTED_DISTANCE_KEYS)
+    panels = 1 + bool(realism) + bool(distances)
+    figure = new_figure(6.4 * panels, 3.6)
+    axes = figure.add_subplot(1, panels, 1)
     axes.plot(steps, [p["conditional_accuracy"] for p in points], "o-", label="conditional accuracy")
     axes.plot(steps, [p["conditional_separability"] for p in points], "s-",
               label="conditional separability")
     axes.axhline(chance, color="grey", linestyle=":", label=f"chance ({chance:.2f})")
-    axes.set_xlabel("GAN iteration")
     axes.set_ylim(0.0, 1.0)
-    axes.grid(alpha=0.3)
-    axes.legend(loc="upper left", fontsize="small")
-    if realism:
-        right = figure.add_subplot(1, 2, 2)
-        for key, marker in zip(realism, "o^s"):
+    extra = [(realism, "real images' diversity", "against the training images (gradient "
+              "histograms, k=3)"),
+             (distances, "the balls' surface", "distance to the other set's manifold (radii)")]
+    for keys, line_label, panel_title in [entry for entry in extra if entry[0]]:
+        panel = figure.add_subplot(1, panels, 1 + len(figure.axes))
+        for key, marker in zip(keys, "o^s"):
             known = [(p["step"], p[key]) for p in points if p.get(key) is not None]
-            right.plot([s for s, _ in known], [v for _, v in known], marker + "-",
+            panel.plot([s for s, _ in known], [v for _, v in known], marker + "-",
                        label=key.replace("_", " "))
-        right.axhline(1.0, color="grey", linestyle=":", label="real images' diversity")
-        right.set_xlabel("GAN iteration")
-        right.set_ylim(0.0, max(1.05, *(p.get(key) or 0.0 for p in points for key in realism)))
-        right.grid(alpha=0.3)
-        right.legend(loc="upper left", fontsize="small")
-        right.set_title("against the training images (gradient histograms, k=3)",
-                        fontsize="medium")
-    if title and realism:
+        panel.axhline(1.0, color="grey", linestyle=":", label=line_label)
+        panel.set_ylim(0.0, max(1.05, *(p.get(key) or 0.0 for p in points for key in keys)) * 1.05)
+        panel.set_title(panel_title, fontsize="medium")
+    for panel in figure.axes:
+        panel.set_xlabel("GAN iteration")
+        panel.grid(alpha=0.3)
+        panel.legend(loc="upper left" if panel is axes else "best", fontsize="small")
+    if title and panels > 1:
         figure.suptitle(title, fontsize="medium")
     elif title:
         axes.set_title(title, fontsize="medium")
