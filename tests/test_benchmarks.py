@@ -248,3 +248,69 @@ def test_realism_distortions_move_a_letter_as_their_names_say():
     assert len(sets) == 11
     assert all(images.shape == (2, 64, 64, 3) and images.dtype == np.uint8
                for images in sets.values())
+
+
+def test_figure_cells_and_ink_fitting_keep_each_letter_where_the_names_say():
+    from benchmarks.figure_realism import FITTED, SIZE, figure_cells, fit_ink
+
+    # A 2 x 3 grid of 40 x 50 px cells, each with a dark bar at its own row and column.
+    figure = np.full((80, 150, 3), 255, np.uint8)
+    for row in range(2):
+        for column in range(3):
+            left = column * 50 + 20 + 5 * row
+            figure[row * 40 + 10:row * 40 + 30, left:left + 5] = 0
+    figure[:, ::50] = 0                             # grid lines the margin cuts away
+    cells = figure_cells(figure, rows=2, columns=3, margin=2)
+    assert cells.shape == (2, 3, SIZE, SIZE, 3) and cells.dtype == np.uint8
+    for row in range(2):
+        columns = np.nonzero(cells[row, 1, SIZE // 2, :, 0] < 128)[0]
+        # The 46 x 36 px cell is padded to a 46-px square and scaled by 128 / 46: the bar's centre
+        # (pixel 20 + 5 * row of the cell, 2 px of margin cut) moves with it.
+        assert abs(columns.mean() - ((20 + 5 * row + 0.5) * SIZE / 46 - 0.5)) < 1
+        assert (cells[row, 1, :, :2] > 200).all()  # no grid line left at the edge
+
+    fitted = fit_ink(cells[:, 1])
+    rows, columns = np.nonzero(fitted[0, ..., 0] < 128)
+    assert rows.max() - rows.min() + 1 == FITTED    # the bar is the tallest thing: 100 px tall
+    assert abs((rows.max() + rows.min()) / 2 - SIZE / 2) <= 1
+    assert abs((columns.max() + columns.min()) / 2 - SIZE / 2) <= 1
+    # The same bar elsewhere in its cell gives the same picture, up to the resampling of its edges.
+    assert np.abs(fitted[1].astype(int) - fitted[0]).max() <= 16
+    assert (fit_ink(np.full((1, SIZE, SIZE, 3), 255, np.uint8)) == 255).all()
+
+
+def test_figure_realism_scores_a_figure_against_a_folder(tmp_path, capsys):
+    import cv2
+
+    from benchmarks.figure_realism import main
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for name in ("A", "B"):
+            (tmp_path / split / name).mkdir(parents=True)
+            for index in range(6):
+                image = np.full((128, 128, 3), 255, np.uint8)
+                top, left = rng.integers(10, 60, size=2)
+                if name == "A":
+                    image[top:top + 50, left:left + 12] = 0
+                else:
+                    image[top:top + 12, left:left + 50] = 0
+                cv2.imwrite(str(tmp_path / split / name / f"{index}.png"), image)
+    figure = np.full((2 * 64, 3 * 64, 3), 255, np.uint8)
+    figure[10:50, 20:30] = 0                        # row A: vertical bars
+    figure[10:50, 84:94] = 0
+    figure[64 + 25:64 + 35, 10:50] = 0              # row B: horizontal bars
+    figure[64 + 25:64 + 35, 74:114] = 0
+    cv2.imwrite(str(tmp_path / "figure.png"), figure)
+    code = main([str(tmp_path / "figure.png"), "--rows", "2", "--columns", "3",
+                 "--real-columns", "2", "--train", str(tmp_path / "train"),
+                 "--test", str(tmp_path / "test")])
+    printed = capsys.readouterr().out
+    assert code == 0
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ")[1:] for line in printed.splitlines()
+            if line.startswith("| ") and not line.startswith("| set")}
+    assert rows["figure, generated"][0] == "4" and rows["figure, real"][0] == "2"
+    assert rows["held-out real (" + str(tmp_path / "test") + ")"][0] == "4"
+    assert main([str(tmp_path / "figure.png"), "--rows", "3", "--columns", "3",
+                 "--train", str(tmp_path / "train")]) == 2
+    assert "2 classes, the figure 3 rows" in capsys.readouterr().err
