@@ -210,7 +210,9 @@ def test_conditional_accuracy_of_real_test_images_is_the_test_accuracy(trained_r
 @pytest.mark.slow
 def test_resumed_run_equals_an_uninterrupted_one(trained_run, tmp_path):
     import dataclasses
+    import json
     import shutil
+    from pathlib import Path
 
     import tensorflow as tf
 
@@ -232,7 +234,9 @@ def test_resumed_run_equals_an_uninterrupted_one(trained_run, tmp_path):
     for after_resume, expected in zip(load_image_classifier(resumed_config.run).get_weights(),
                                       uninterrupted):
         np.testing.assert_allclose(after_resume, expected, rtol=1e-4, atol=1e-5)
-    assert resumed["test_accuracy"] == straight["test_accuracy"]
+    # Weights equal to rounding may still put one test image near a decision boundary either way.
+    num_test = json.loads((Path(config.run) / "metrics.json").read_text())["num_test"]
+    assert abs(resumed["test_accuracy"] - straight["test_accuracy"]) * num_test <= 1 + 1e-9
 
     # Rerunning a finished run trains nothing and re-evaluates the same checkpoint.
     again = train_image_classifier(resumed_config, progress=False)
