@@ -6,7 +6,8 @@
 Each checkpoint's generator makes ``--per-class`` images per class in memory (same conditions and
 latents for every checkpoint), read by the image classifier (``--classifier``, default
 ``<run>/../image_classifier``). Writes ``<run>/curve.json``, ``<run>/figures/conditional_curve.png``
-and TensorBoard scalars under ``<run>/tensorboard/curve``; a rerun evaluates only new checkpoints.
+and TensorBoard scalars under ``<run>/tensorboard/curve``; a rerun evaluates only new checkpoints
+(also after the run is moved or copied together with its classifier and training images).
 Keep checkpoints for it: ``train_gan --max-to-keep`` (the quality profile keeps all).
 ``--conditions train`` conditions the images on the training trials instead of the test trials
 (``<run>/curve_train.json``): its best step is a checkpoint chosen without the test set, which

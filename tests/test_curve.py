@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -144,7 +145,7 @@ def test_curve_points_match_evaluate_and_a_rerun_adds_only_new_checkpoints(tmp_p
     assert list(steps) == [100, 200] and values[0] == pytest.approx(1 / 3)
     steps, values = scalars["curve/diversity_ratio"]
     assert list(steps) == [100, 200] and values[0] == 0.0
-    assert stored["settings"]["realism_reference"] == str((paths["images"] / "train").resolve())
+    assert stored["settings"]["realism_reference"] == "../images/train"    # beside the run
 
     # More training: only the new checkpoint is evaluated; the old points are kept as they were.
     _save_checkpoints(run, steps=[300], blank=set())
@@ -174,6 +175,23 @@ def test_curve_points_match_evaluate_and_a_rerun_adds_only_new_checkpoints(tmp_p
     assert [p["step"] for p in other["points"]] == [100, 300]
     assert classifier.images == 2 * 2 * len(CLASS_NAMES)
 
+    # The run moved together with its images (its config naming them at the new place): the points
+    # stay valid and are reused. A copy of the run alone, still reading the old images, names its
+    # reference by another path from the run: it is scored afresh.
+    moved = tmp_path.parent / f"{tmp_path.name}_moved"
+    shutil.copytree(tmp_path, moved)
+    recorded = (moved / "gan" / "config.json").read_text()
+    (moved / "gan" / "config.json").write_text(recorded.replace(str(tmp_path), str(moved)))
+    alone = tmp_path.parent / f"{tmp_path.name}_alone" / "runs" / "gan"
+    shutil.copytree(run, alone)
+    for copy, images in ((moved / "gan", 0), (alone, 2 * 2 * len(CLASS_NAMES))):
+        classifier.images = 0
+        same = evaluate_checkpoints(CurveConfig(run=str(copy), per_class=2, batch_size=5, every=2),
+                                    classifier=classifier, show_progress=False, echo=None)
+        assert classifier.images == images, copy
+        assert [p["step"] for p in same["points"]] == [100, 300]
+    assert same["points"][1]["precision"] == other["points"][1]["precision"]
+
 
 def test_curve_without_a_classifier_is_a_clear_error(tmp_path):
     from eeg2image_tf.evaluation.curve import evaluate_checkpoints
@@ -200,7 +218,10 @@ def test_curve_figure_has_a_panel_for_each_kind_of_number_the_points_hold(tmp_pa
             for s, a in ((100, 0.2), (200, 0.6))]
     realism = [{**p, "precision": 0.0, "recall": 0.1, "diversity_ratio": 0.8} for p in base]
     # Points stored before the distances existed sit beside rescored ones: one panel more.
-    distances = [realism[0], {**realism[1], "precision_distance": 1.3, "recall_distance": 1.25}]
+    # An infinite distance (every ball of radius 0) is left out of the plot, not an error.
+    distances = [{**realism[0], "precision_distance": float("inf"), "recall_distance": 2.0},
+                 {**realism[1], "precision_distance": 1.3, "recall_distance": 1.25}]
+    distances.insert(0, {**realism[0], "step": 50})
     for points, panels in ((base, 1), (realism, 2), (distances, 3)):
         figure = save_curve_figure(points, tmp_path / f"curve{panels}.png", chance=0.1, title="t")
         height, width = cv2.imread(str(figure)).shape[:2]
@@ -319,6 +340,10 @@ def test_curve_and_evaluate_find_the_classifier_an_earlier_evaluation_recorded(t
     import os
     os.utime(run / "metrics.json", (1, 1))
     assert find_classifier_run(CurveConfig(run=str(run)))[0] == other
+    # curve names it relative to the run's folder, wherever the command runs from
+    atomic_write_json(run / "curve.json", {"settings": {"classifier": "../../other"}, "points": []})
+    found = find_classifier_run(CurveConfig(run=str(run)))[0]
+    assert found is not None and found.resolve() == other.resolve()
     # a record whose classifier is gone falls back to the sibling folder, then says what it tried
     import shutil
     shutil.rmtree(other)

@@ -31,6 +31,7 @@ With ``conditions="train"`` the images are conditioned on the training trials' f
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -102,16 +103,22 @@ def checkpoint_metrics(sources, classifier, class_names: Sequence[str], per_clas
 _SETTING_DEFAULTS = {"average": 1, "ema": True, "conditions": "test", "latent_range": 1.0}
 
 
-def _settings(config, classifier_path: Optional[Path],
+def _settings(config, run_dir: Path, classifier_path: Optional[Path],
               reference: Optional[Path]) -> dict[str, Any]:
     """The fields a point's numbers depend on; points made otherwise are not reused (a curve stored
-    before points had precision and recall has no ``realism_reference`` and is recomputed)."""
+    before points had precision and recall has no ``realism_reference`` and is recomputed). The
+    classifier and the training images are named relative to the run, so a run moved or copied
+    together with them keeps its points."""
+
+    def beside_run(path: Path) -> str:
+        return os.path.relpath(path.resolve(), run_dir.resolve())
+
     return {"per_class": config.per_class, "seed": config.seed,
             "jpeg_quality": config.jpeg_quality, "precision": config.precision,
-            "classifier": str(classifier_path.resolve()) if classifier_path else "<given>",
+            "classifier": beside_run(classifier_path) if classifier_path else "<given>",
             "average": config.average, "ema": config.ema, "conditions": config.conditions,
             "latent_range": config.latent_range,
-            "realism_reference": str(reference.resolve()) if reference else None}
+            "realism_reference": beside_run(reference) if reference else None}
 
 
 class _WindowedGenerators:
@@ -196,12 +203,16 @@ def save_curve_figure(points: Sequence[dict[str, Any]], destination: str | Path,
              (distances, "the balls' surface", "distance to the other set's manifold (radii)")]
     for keys, line_label, panel_title in [entry for entry in extra if entry[0]]:
         panel = figure.add_subplot(1, panels, 1 + len(figure.axes))
+        highest = 1.05
         for key, marker in zip(keys, "o^s"):
-            known = [(p["step"], p[key]) for p in points if p.get(key) is not None]
+            # A distance is infinite where every ball has radius 0 (identical images): not drawn.
+            known = [(p["step"], p[key]) for p in points
+                     if p.get(key) is not None and np.isfinite(p[key])]
             panel.plot([s for s, _ in known], [v for _, v in known], marker + "-",
                        label=key.replace("_", " "))
+            highest = max([highest] + [v for _, v in known])
         panel.axhline(1.0, color="grey", linestyle=":", label=line_label)
-        panel.set_ylim(0.0, max(1.05, *(p.get(key) or 0.0 for p in points for key in keys)) * 1.05)
+        panel.set_ylim(0.0, highest * 1.05)
         panel.set_title(panel_title, fontsize="medium")
     for panel in figure.axes:
         panel.set_xlabel("GAN iteration")
@@ -245,7 +256,7 @@ def evaluate_checkpoints(config: CurveConfig, classifier: Any = None, show_progr
     lock = lock_run(run_dir)
     save_config(config, run_dir, filename=curve_config_name(config.average, config.conditions))
     reference, _ = training_folder(sources)
-    settings = _settings(config, classifier_path, reference)
+    settings = _settings(config, run_dir, classifier_path, reference)
     curve_path = run_dir / curve_file
     done = _previous_points(curve_path, settings)
     chosen_steps = {step for step, _ in chosen}

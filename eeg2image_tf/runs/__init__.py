@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any, Iterator, Optional, TypeVar
 
@@ -383,12 +384,12 @@ class GanRun(Run):
 
         Read from the run's own records: ``metrics.json`` (``evaluation.classifier.run``, written
         by ``evaluate``) and the curves' ``curve*.json`` (``settings.classifier``, written by
-        ``curve``).
+        ``curve`` relative to the run's folder, or absolute in curves written before).
         """
         records: list[tuple[float, Path]] = []
-        candidates = [(self.metrics, ("evaluation", "classifier", "run"))]
-        candidates += [(path, ("settings", "classifier")) for path in self.curve_records()]
-        for path, keys in candidates:
+        candidates = [(self.metrics, ("evaluation", "classifier", "run"), Path())]
+        candidates += [(path, ("settings", "classifier"), self.dir) for path in self.curve_records()]
+        for path, keys, base in candidates:
             if not path.is_file():
                 continue
             try:
@@ -398,7 +399,7 @@ class GanRun(Run):
             for key in keys:
                 value = value.get(key) if isinstance(value, dict) else None
             if isinstance(value, str) and value not in ("", "<given>"):
-                records.append((path.stat().st_mtime, Path(value)))
+                records.append((path.stat().st_mtime, Path(os.path.normpath(base / value))))
         ordered = [path for _, path in sorted(records, key=lambda item: -item[0])]
         return list(dict.fromkeys(ordered))
 
