@@ -54,7 +54,8 @@ from .metrics import conditional_separability, per_class_accuracy
 from .realism import HEADLINE_KEYS, K_NEAREST, SPACE_NAME, gradient_histograms, realism_scores
 from .sections import align_classifier, load_classifier_or_reason
 
-# The realism numbers a point records; those on a 0-1 scale share the figure's second panel.
+# The realism numbers a point records; those on a 0-1 scale share the figure's second panel, the
+# distances (in radii) its third.
 REALISM_KEYS = HEADLINE_KEYS
 PLOTTED_REALISM_KEYS = ("precision", "recall", "diversity_ratio")
 PLOTTED_DISTANCE_KEYS = ("precision_distance", "recall_distance")
