@@ -8,16 +8,19 @@ class: held out (drawn the same way), held out through JPEG quality 95 (what ``e
 one typeface per class (ten different faces), blurred (Gaussian, ``--blur`` px) and binarised
 (threshold 128). With ``--distortions``, also the held-out letters under small geometric changes
 (shifted, rotated, scaled, strokes thinner or bolder, outlines wavering): how far from the real
-letters an image may be drawn and still count as one. Prints a Markdown table of precision, recall
-(overall and class means), the diversity ratio and the manifold distances in the
-gradient-histogram space (:mod:`eeg2image_tf.evaluation.realism`). ``tests/test_realism.py`` asserts the first controls at
-64 x 64 with margins.
+letters an image may be drawn and still count as one. With ``--unseen-faces N``, also a second
+table: training letters drawn without N typefaces chosen at random, against held-out letters in
+the other typefaces and in those N (do real letters of a typeface the training set lacks count?).
+Prints a Markdown table of precision, recall (overall and class means), the diversity ratio and
+the manifold distances in the gradient-histogram space (:mod:`eeg2image_tf.evaluation.realism`).
+``tests/test_realism.py`` asserts the first controls at 64 x 64 with margins.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Optional, Sequence
 
 import cv2
@@ -28,13 +31,20 @@ COLUMNS = ("precision", "recall", "class_precision", "class_recall", "diversity_
 
 
 def draw(letters: str, per_class: int, rng: np.random.Generator, size: int,
-         faces: Optional[Sequence[int]] = None) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 ``(K * per_class, size, size, 3)`` letters and their class ids."""
+         faces: Optional[Sequence[int]] = None, pool: Optional[Sequence[int]] = None
+         ) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 ``(K * per_class, size, size, 3)`` letters and their class ids: each in a random
+    typeface of ``FONT_FILES``, of ``pool`` (indices) when given, or class c in ``faces[c]``."""
     from eeg2image_tf.data.synthetic import font_paths, render_character
 
     fonts = font_paths()
-    images = [render_character(letter, rng, size=size,
-                               font=None if faces is None else fonts[faces[c]])
+
+    def face(c: int):
+        if faces is not None:
+            return fonts[faces[c]]
+        return None if pool is None else fonts[int(rng.choice(pool))]
+
+    images = [render_character(letter, rng, size=size, font=face(c))
               for c, letter in enumerate(letters) for _ in range(per_class)]
     return np.stack(images), np.repeat(np.arange(len(letters)), per_class)
 
@@ -104,12 +114,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--seed", type=int, default=45)
     parser.add_argument("--distortions", action="store_true",
                         help="also the held-out letters under small geometric changes")
+    parser.add_argument("--unseen-faces", type=int, default=0,
+                        help="also: training letters without this many typefaces, against "
+                             "held-out letters in them")
     args = parser.parse_args(argv)
 
     from benchmarks.common import machine_line
     from eeg2image_tf.data import CLASS_NAMES
     from eeg2image_tf.data.synthetic import FONT_FILES
-    from eeg2image_tf.evaluation.realism import gradient_histograms, realism_scores
     from eeg2image_tf.generation import jpeg_round_trip
 
     letters = "".join(CLASS_NAMES["char"])
@@ -129,17 +141,36 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.distortions:
         sets.update({name: (images, labels)
                      for name, images in distorted_sets(held_out, rng).items()})
-    reference = gradient_histograms(train)
     print(machine_line())
     print(f"{args.train} training and {args.per_class} evaluated letters per class, "
           f"{args.size} x {args.size}, seed {args.seed}\n")
+    print_table(train, train_labels, sets, letters)
+    if args.unseen_faces:
+        unseen = sorted(int(f) for f in rng.choice(len(FONT_FILES), args.unseen_faces,
+                                                   replace=False))
+        seen = [f for f in range(len(FONT_FILES)) if f not in unseen]
+        names = ", ".join(Path(FONT_FILES[f]).stem for f in unseen)
+        print(f"\nTraining letters in {len(seen)} typefaces; {names} left out of them:\n")
+        print_table(*draw(letters, args.train, rng, args.size, pool=seen), {
+            "held out, typefaces of the training letters":
+                draw(letters, args.per_class, rng, args.size, pool=seen),
+            "held out, typefaces left out of the training letters":
+                draw(letters, args.per_class, rng, args.size, pool=unseen)}, letters)
+    return 0
+
+
+def print_table(train: np.ndarray, train_labels: np.ndarray,
+                sets: dict[str, tuple[np.ndarray, np.ndarray]], letters: str) -> None:
+    """A Markdown table of :data:`COLUMNS` for each set against the training letters."""
+    from eeg2image_tf.evaluation.realism import gradient_histograms, realism_scores
+
+    reference = gradient_histograms(train)
     print("| set | " + " | ".join(COLUMNS) + " |")
     print("|---" * (len(COLUMNS) + 1) + "|")
     for name, (images, classes) in sets.items():
         scores = realism_scores(reference, train_labels, gradient_histograms(images), classes,
                                 tuple(letters))
         print(f"| {name} | " + " | ".join(f"{scores[key]:.3f}" for key in COLUMNS) + " |")
-    return 0
 
 
 if __name__ == "__main__":

@@ -314,3 +314,27 @@ def test_figure_realism_scores_a_figure_against_a_folder(tmp_path, capsys):
     assert main([str(tmp_path / "figure.png"), "--rows", "3", "--columns", "3",
                  "--train", str(tmp_path / "train")]) == 2
     assert "2 classes, the figure 3 rows" in capsys.readouterr().err
+
+
+def test_realism_controls_draw_from_the_typefaces_they_are_given(monkeypatch):
+    from benchmarks.realism_controls import draw
+    from eeg2image_tf.data import synthetic
+
+    fonts = synthetic.font_paths()
+    used = []
+
+    def recording(letter, rng, size, font=None):
+        used.append(font)
+        return np.full((size, size, 3), 255, np.uint8)
+
+    monkeypatch.setattr(synthetic, "render_character", recording)
+    rng = np.random.default_rng(0)
+    images, labels = draw("AB", 20, rng, 16, pool=[1, 3])
+    assert images.shape == (40, 16, 16, 3) and list(labels) == [0] * 20 + [1] * 20
+    assert set(used) == {fonts[1], fonts[3]}
+    used.clear()
+    draw("AB", 3, rng, 16, faces=[5, 7])
+    assert used == [fonts[5]] * 3 + [fonts[7]] * 3
+    used.clear()
+    draw("AB", 2, rng, 16)
+    assert used == [None] * 4          # render_character's own random choice over all 22
