@@ -158,14 +158,18 @@ def test_mixed_float16_scales_losses_and_skips_overflowing_steps(tmp_path):
     gradients overflow float16 changes no weight and halves the scale; the scales are checkpointed
     beside the usual objects, and a float32 checkpoint still resumes a float16 run."""
     from eeg2image_tf.config import GanTrainConfig
-    from eeg2image_tf.training.common import make_checkpoint_manager
-    from eeg2image_tf.training.gan_state import (LOSS_SCALE_OBJECTS, build_gan_state,
-                                                 restore_gan_state)
+    from eeg2image_tf.training.common import make_checkpoint_manager, restore_latest
+    from eeg2image_tf.training.gan_state import LOSS_SCALE_OBJECTS, build_gan_state
     from eeg2image_tf.training.gan_steps import GanSteps
 
     def config(name):
         return GanTrainConfig(data="-", images="-", encoder="-", run="-", batch_size=2,
                               precision=name)
+
+    def restore(state, manager):
+        # as the GAN's run restores it: the loss scales are optional objects
+        return restore_latest(state.checkpoint, manager, tuple(state.loss_scales),
+                              state.checkpoint_without_loss_scales)
 
     state = build_gan_state(config("mixed_float16"))
     assert set(state.loss_scales) == set(LOSS_SCALE_OBJECTS)
@@ -217,7 +221,7 @@ def test_mixed_float16_scales_losses_and_skips_overflowing_steps(tmp_path):
     stored = {name.split("/", 1)[0] for name, _ in tf.train.list_variables(saved)}
     assert {"g_optimizer", "d_optimizer", *LOSS_SCALE_OBJECTS} <= stored
     resumed = build_gan_state(config("mixed_float16"))
-    assert restore_gan_state(resumed, manager) == saved
+    assert restore(resumed, manager) == saved
     assert set(resumed.loss_scale_values.values()) == {2.0 ** 59}
 
     # A float32 checkpoint (no scales) resumes in float16 with fresh scales, and the reverse.
@@ -225,12 +229,12 @@ def test_mixed_float16_scales_losses_and_skips_overflowing_steps(tmp_path):
     float32_manager = make_checkpoint_manager(float32_state.checkpoint, tmp_path / "float32", 1)
     float32_manager.save(checkpoint_number=1)
     switched = build_gan_state(config("mixed_float16"))
-    assert restore_gan_state(switched, float32_manager) is not None
+    assert restore(switched, float32_manager) is not None
     assert set(switched.loss_scale_values.values()) == {2.0 ** 15}
     np.testing.assert_array_equal(switched.generator.weights[0].numpy(),
                                   float32_state.generator.weights[0].numpy())
     back = build_gan_state(config("float32"))
-    assert restore_gan_state(back, manager) == saved
+    assert restore(back, manager) == saved
     np.testing.assert_array_equal(back.generator.weights[0].numpy(),
                                   state.generator.weights[0].numpy())
 

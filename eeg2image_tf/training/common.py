@@ -13,7 +13,7 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Mapping, Optional
+from typing import Callable, Mapping, Optional, Sequence
 
 import keras
 import tensorflow as tf
@@ -126,15 +126,24 @@ def make_checkpoint_manager(checkpoint, directory: str | Path, max_to_keep: Opti
     return tf.train.CheckpointManager(checkpoint, str(directory), max_to_keep=max_to_keep)
 
 
-def restore_latest(checkpoint, manager) -> Optional[str]:
+def restore_latest(checkpoint, manager, optional: Sequence[str] = (),
+                   without_optional=None) -> Optional[str]:
     """Restore the manager's latest checkpoint into ``checkpoint``; return its path or None.
 
     Every object written is expected back (``assert_existing_objects_matched``): a checkpoint of
     another architecture fails here instead of silently training from a half-restored state.
+    ``optional`` names objects of ``checkpoint`` that a checkpoint written with other settings may
+    lack (a mixed_float16 run's loss scales, resumed from a float32 checkpoint); when the latest
+    lacks any of them it is restored into ``without_optional``, the same objects less those, which
+    keep their initial values.
     """
     latest = manager.latest_checkpoint
     if not latest:
         return None
+    if optional:
+        stored = {name.split("/", 1)[0] for name, _ in tf.train.list_variables(latest)}
+        if not all(name in stored for name in optional):
+            checkpoint = without_optional
     try:
         checkpoint.restore(latest).assert_existing_objects_matched()
     except (AssertionError, ValueError) as exc:

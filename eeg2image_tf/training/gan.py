@@ -25,7 +25,7 @@ from .common import check_finite
 from .distributed import distribute_global_batches
 from .gan_data import (SampleInputs, epoch_shuffle_seed, load_gan_data, settle_gan_config,
                        sample_inputs, save_conditions)
-from .gan_state import build_gan_state, restore_gan_state
+from .gan_state import build_gan_state
 from .gan_steps import LOSS_NAMES, GanSteps
 from .run import TrainingRun
 from .samples import sample_grid, write_png
@@ -143,7 +143,8 @@ def train_gan(config: GanTrainConfig, force: bool = False) -> dict:
     # Samples show what generate and evaluate will use: the average when the run keeps one.
     sampler = state.generator_ema if state.generator_ema is not None else state.generator
     start = run.start(state.checkpoint, state.step, config.max_to_keep,
-                      restore=lambda _checkpoint, manager: restore_gan_state(state, manager))
+                      optional=tuple(state.loss_scales),
+                      without_optional=state.checkpoint_without_loss_scales)
     if run.writes and not data.conditions_cached:
         save_conditions(data, run.dir)
     samples = sample_inputs(config, data)

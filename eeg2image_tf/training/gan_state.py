@@ -1,6 +1,7 @@
 """What a GAN checkpoint holds: the two models, their optimizers (FusedAdam, within dynamic loss
 scaling in mixed_float16 runs), the step counter and the optional weight average of the generator;
-built inside the strategy's scope, and restored across precisions.
+built inside the strategy's scope; a checkpoint of another precision resumes it (the loss scales
+are optional objects of :func:`~.common.restore_latest`).
 """
 
 from __future__ import annotations
@@ -16,10 +17,9 @@ from ..config import GanTrainConfig
 from ..models import build_discriminator, build_generator
 from ..models import precision as precisions
 from ..runs import STEP_COUNTER
-from .common import restore_latest
 from .fused_adam import FusedAdam
 
-__all__ = ["LOSS_SCALE_OBJECTS", "GanState", "build_gan_state", "restore_gan_state"]
+__all__ = ["LOSS_SCALE_OBJECTS", "GanState", "build_gan_state"]
 
 # Checkpoint names of the dynamic loss scales of G's and D's optimizers (mixed_float16 runs only).
 LOSS_SCALE_OBJECTS = ("g_loss_scale", "d_loss_scale")
@@ -110,17 +110,3 @@ def build_gan_state(config: GanTrainConfig, strategy=None) -> GanState:
                     d_optimizer=d_optimizer, step=step, checkpoint=checkpoint,
                     generator_ema=generator_ema, loss_scales=loss_scales,
                     checkpoint_without_loss_scales=without_loss_scales)
-
-
-def restore_gan_state(state: GanState, manager) -> Optional[str]:
-    """Restore the manager's latest checkpoint into ``state``; return its path or None.
-
-    A mixed_float16 run resumed from a checkpoint of another precision has no loss scales to
-    restore: they start from their initial value (everything else is checked as always).
-    """
-    latest = manager.latest_checkpoint
-    if latest and state.loss_scales:
-        stored = {name.split("/", 1)[0] for name, _ in tf.train.list_variables(latest)}
-        if not all(name in stored for name in state.loss_scales):
-            return restore_latest(state.checkpoint_without_loss_scales, manager)
-    return restore_latest(state.checkpoint, manager)

@@ -4,10 +4,10 @@ A loop supplies its data, its step and its cadence; :class:`TrainingRun` supplie
 same order for all three:
 
 1. the wall-clock budget starts (it covers start-up and tracing too), the config is validated,
-   the ``tf.distribute`` strategy chosen where asked, the run directory checked without writing
-   anything (a run made with another config, or written by another process, is refused), and the
-   seeds are set; the loop then reads its data and builds its models, so that a bad input is
-   refused before the run directory is touched;
+   the ``tf.distribute`` strategy chosen where asked, the seeds are set, and the run directory is
+   checked without writing anything (a run made with another config, or written by another
+   process, is refused); the loop then reads its data and builds its models, so that a bad input
+   is refused before the run directory is touched;
 2. :meth:`TrainingRun.start`: the run directory is locked for this process
    (:func:`~eeg2image_tf.runs.lock_run`) and its ``config.json`` written, temporary folders of a
    save cut short are removed, the loop's ``tf.train.Checkpoint`` is managed in
@@ -48,7 +48,7 @@ import sys
 import tempfile
 import weakref
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import tensorflow as tf
 
@@ -136,6 +136,7 @@ class TrainingRun:
         # and only then is it known whether this process may write the run directory.
         timeout = getattr(config, "collective_timeout_s", COLLECTIVE_TIMEOUT_S)
         self.strategy = make_strategy(strategy, timeout) if strategy is not None else None
+        set_seeds(config.seed)
         self.role: WorkerRole = worker_role(self.strategy)
         self.dir = Path(config.run)
         # Before the chief writes anything: a refused run leaves no config.json behind.
@@ -155,7 +156,6 @@ class TrainingRun:
             prefix = f"eeg2image-{self.role.task_type}{self.role.task_id}-"
             self._scratch = Path(tempfile.mkdtemp(prefix=prefix))
             weakref.finalize(self, shutil.rmtree, str(self._scratch), True)
-        set_seeds(config.seed)
         self.manager = None
         self.restored: Optional[str] = None
         self.last_saved: Optional[int] = None
@@ -184,16 +184,17 @@ class TrainingRun:
     # ----------------------------------------------------------------------------------------------
 
     def start(self, checkpoint, counter, max_to_keep: Optional[int],
-              restore: Callable = restore_latest,
+              optional: Sequence[str] = (), without_optional=None,
               announce_epochs: Optional[int] = None) -> "Start":
         """Manage ``checkpoint`` in ``<run>/checkpoints``, restore the latest one into it, and
         return where the loop starts: ``counter`` (a variable of ``checkpoint``: the units done)
         as restored, and the run's ``metrics.json``.
 
         The chief first locks the run directory and records its config: the run's first write.
-        ``restore(checkpoint, manager)`` (default :func:`~.common.restore_latest`) returns the
-        restored path or None. ``announce_epochs``: the epochs an epoch-based run trains in all,
-        for one stderr line when it resumes.
+        ``optional`` and ``without_optional``: objects of ``checkpoint`` an older checkpoint may
+        lack, and the checkpoint without them (:func:`~.common.restore_latest`).
+        ``announce_epochs``: the epochs an epoch-based run trains in all, for one stderr line when
+        it resumes.
         Every worker restores the chief's latest checkpoint, and a start where the workers
         restored different units is refused.
         """
@@ -205,7 +206,7 @@ class TrainingRun:
         self.manager = make_checkpoint_manager(checkpoint, self.checkpoint_dir, max_to_keep)
         source = self.manager if self.writes else make_checkpoint_manager(
             checkpoint, self.dir / CHECKPOINT_DIR, max_to_keep)
-        self.restored = restore(checkpoint, source)
+        self.restored = restore_latest(checkpoint, source, optional, without_optional)
         unit = int(counter.numpy())
         # A rerun of a finished run saves nothing anew.
         self.last_saved = unit if self.restored else None
