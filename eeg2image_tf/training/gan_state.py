@@ -7,7 +7,7 @@ are optional objects of :func:`~.common.restore_latest`).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Optional
+from typing import Any
 
 import keras
 import tensorflow as tf
