@@ -481,10 +481,10 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "classifier": {"epochs": 15},
         # 80 minutes of GAN at batch 16 in bfloat16, the whole pipeline under 2 hours. The generator
         # trained with spectral normalisation and batch statistics (--generator-training), the
-        # paper's mode-seeking weight and sampling from the generator's moving average: clean
-        # edges and several typefaces per class where the as-run mode draws one ragged shape
-        # (docs/realism-experiments.md). A checkpoint every 300 iterations is kept (~170 MB
-        # each) for the curves.
+        # paper's mode-seeking weight and sampling from the generator's moving average: clean,
+        # anti-aliased edges where the as-run mode saturates its output into ragged black and
+        # white; each class is still drawn in one face (docs/realism-experiments.md). A checkpoint
+        # every 300 iterations is kept (~170 MB each) for the curves.
         "gan": {"batch_size": 16, "max_steps": 20000, "time_budget_s": 4800.0,
                 "checkpoint_every": 300, "sample_every": 300, "precision": "auto",
                 "mode_seeking_weight": 1.0, "generator_training": True, "ema_decay": 0.99,
