@@ -345,7 +345,6 @@ def test_curve_and_evaluate_find_the_classifier_an_earlier_evaluation_recorded(t
     found = find_classifier_run(CurveConfig(run=str(run)))[0]
     assert found is not None and found.resolve() == other.resolve()
     # a record whose classifier is gone falls back to the sibling folder, then says what it tried
-    import shutil
     shutil.rmtree(other)
     shutil.rmtree(classifier)
     (run.parent / "image_classifier").mkdir()

@@ -454,6 +454,7 @@ def test_ema_follows_its_recursion_resumes_and_is_what_loaders_return(tiny_set, 
     resumed = train_gan(_config(tiny_set, tmp_path / "resumed", max_steps=2, ema_decay=decay))
     assert resumed["step"] == 2
     assert _assert_ema_recursion(tmp_path / "resumed", decay) >= 7
+
     def averaged_keys(checkpoint: str) -> set[str]:
         return {key for key in _checkpoint_values(checkpoint) if key.startswith("generator_ema/")}
 
