@@ -167,9 +167,7 @@ def test_mixed_float16_scales_losses_and_skips_overflowing_steps(tmp_path):
                               precision=name)
 
     def restore(state, manager):
-        # as the GAN's run restores it: the loss scales are optional objects
-        return restore_latest(state.checkpoint, manager, tuple(state.loss_scales),
-                              state.checkpoint_without_loss_scales)
+        return restore_latest(state.checkpoint, manager, **state.resume_options)
 
     state = build_gan_state(config("mixed_float16"))
     assert set(state.loss_scales) == set(LOSS_SCALE_OBJECTS)

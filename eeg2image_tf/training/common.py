@@ -140,7 +140,7 @@ def restore_latest(checkpoint, manager, optional: Sequence[str] = (),
     latest = manager.latest_checkpoint
     if not latest:
         return None
-    if optional:
+    if optional and without_optional is not None:
         stored = {name.split("/", 1)[0] for name, _ in tf.train.list_variables(latest)}
         if not all(name in stored for name in optional):
             checkpoint = without_optional

@@ -142,9 +142,7 @@ def train_gan(config: GanTrainConfig, force: bool = False) -> dict:
     train_step = steps.make_train_step(strategy, jit=config.jit)
     # Samples show what generate and evaluate will use: the average when the run keeps one.
     sampler = state.generator_ema if state.generator_ema is not None else state.generator
-    start = run.start(state.checkpoint, state.step, config.max_to_keep,
-                      optional=tuple(state.loss_scales),
-                      without_optional=state.checkpoint_without_loss_scales)
+    start = run.start(state.checkpoint, state.step, config.max_to_keep, **state.resume_options)
     if run.writes and not data.conditions_cached:
         save_conditions(data, run.dir)
     samples = sample_inputs(config, data)

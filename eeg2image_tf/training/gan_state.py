@@ -49,6 +49,16 @@ class GanState:
         return {f"precision/{name}": float(optimizer.dynamic_scale.numpy())
                 for name, optimizer in self.loss_scales.items()}
 
+    @property
+    def resume_options(self) -> dict:
+        """``optional`` and ``without_optional`` for :func:`~.common.restore_latest` (and
+        :meth:`~.run.TrainingRun.start`): the loss scales, which a checkpoint written in another
+        precision lacks; empty without loss scaling."""
+        if not self.loss_scales:
+            return {}
+        return {"optional": tuple(self.loss_scales),
+                "without_optional": self.checkpoint_without_loss_scales}
+
 
 def build_gan_state(config: GanTrainConfig, strategy=None) -> GanState:
     """Create and build the models and optimizers (inside ``strategy.scope()``) and the checkpoint.
