@@ -226,6 +226,7 @@ def test_resumed_run_equals_uninterrupted_run_and_writes_outputs(tiny_set, tmp_p
     run = tmp_path / "straight"
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["step"] == 3 and metrics["steps_per_epoch"] == 2 and metrics["epoch"] == 1.5
+    assert metrics["stopped"] == "completed" and metrics["steps_this_run"] == 3
     assert set(metrics["losses"]) == {"gan/d_hinge", "gan/g_hinge", "gan/mode_seeking", "gan/g_total"}
     assert metrics["ms_per_step"] > 0 and metrics["wall_time_s"] > 0
     # ms_per_step is wall time (checkpoints and samples included), compute_ms_per_step the step

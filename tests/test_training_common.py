@@ -176,12 +176,15 @@ def test_the_run_skeleton_saves_on_its_cadence_and_the_last_unit_and_says_why_it
             yield unit
 
     stopped = run.drive(units, total=5, start=0, save_every=2,
-                        saved=lambda unit, _loop: events.append(("saved", unit, run.last_saved)),
+                        saved=lambda unit, loop: events.append(
+                            ("saved", unit, run.last_saved, loop.stopped)),
                         end=lambda unit, reason: events.append(("end", unit, reason)),
                         desc="encoder", unit="epoch")
     assert stopped == "completed"
+    # Each checkpoint is recorded once; the last one already knows why the loop stops.
     assert [event for event in events if event[0] != "unit"] == [
-        ("saved", 2, 2), ("saved", 4, 4), ("saved", 5, 5), ("end", 5, "completed")]
+        ("saved", 2, 2, None), ("saved", 4, 4, None), ("saved", 5, 5, "completed"),
+        ("end", 5, "completed")]
     assert [event[2] for event in events if event[0] == "unit"] == [False, True, False, True, True]
     saved = sorted(path.name for path in (tmp_path / "run" / CHECKPOINT_DIR).glob("ckpt-*.index"))
     assert saved == ["ckpt-2.index", "ckpt-4.index", "ckpt-5.index"]
@@ -200,15 +203,17 @@ def test_the_run_skeleton_saves_on_its_cadence_and_the_last_unit_and_says_why_it
 
 def test_the_run_skeleton_stops_a_loop_whose_budget_is_used_up_after_saving_its_unit(tmp_path):
     run, counter, _ = _driven_run(tmp_path, "run", budget_s=1e-9)
-    ends = []
+    ends, saves = [], []
 
     def units(loop):
         for unit in range(1, 100):
             counter.assign(unit)
             yield unit
 
-    stopped = run.drive(units, total=99, start=0, save_every=50, saved=lambda *_: None,
+    stopped = run.drive(units, total=99, start=0, save_every=50,
+                        saved=lambda unit, loop: saves.append((unit, loop.stopped)),
                         end=lambda unit, reason: ends.append((unit, reason)), desc="encoder",
                         unit="epoch")
     assert stopped == "time_budget" and ends == [(1, "time_budget")]
+    assert saves == [(1, "time_budget")]
     assert run.latest_checkpoint.endswith("ckpt-1")

@@ -157,9 +157,8 @@ def train_gan(config: GanTrainConfig, force: bool = False) -> dict:
     # and summaries, i.e. what a step costs in the run's time.
     loop_clock: dict[str, float] = {}
     saturation = SaturationCounter.from_metrics(previous)
-    stopped = "completed"
 
-    def write_metrics() -> dict:
+    def write_metrics(stopped: str) -> dict:
         timed = step_times[1:] or step_times      # the first step of a run includes tracing
         wall = time.monotonic() - wall_start
         looped = step - start_step - 1
@@ -225,19 +224,21 @@ def train_gan(config: GanTrainConfig, force: bool = False) -> dict:
 
     metrics: dict[str, Any] = {}
 
+    def saved(_step: int, loop) -> None:
+        metrics.update(write_metrics(loop.stopped or "running"))
+
     def end(_step: int, reason: str) -> None:
-        nonlocal stopped
-        stopped = reason
         if step % SCALARS_EVERY_STEPS:
             write_scalars()
         # After a signal the run exits at once; the samples wait for the resumed run.
         if reason != "interrupted" and last_sample != step and run.writes:
             _write_samples(sampler, samples, gan_run, step)
-        metrics.update(write_metrics())
+        if metrics.get("stopped") != reason:        # no checkpoint this run (a finished run rerun)
+            metrics.update(write_metrics(reason))
 
-    run.drive(train_steps, total=total_steps, start=start_step,
-              save_every=config.checkpoint_every, saved=lambda _step, _loop: write_metrics(),
-              end=end, desc="gan", unit="step")
+    stopped = run.drive(train_steps, total=total_steps, start=start_step,
+                        save_every=config.checkpoint_every, saved=saved, end=end, desc="gan",
+                        unit="step")
 
     return {"step": step, "epoch": metrics["epoch"], "stopped": stopped, **losses,
             "ms_per_step": metrics["ms_per_step"],

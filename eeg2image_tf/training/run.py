@@ -79,6 +79,8 @@ class RunLoop:
         self.bar = bar
         self.writer = writer
         self._run = run
+        # Why the loop stopped (see the module docstring), None while it runs.
+        self.stopped: Optional[str] = None
 
     def save_due(self, done: int) -> bool:
         """Whether unit ``done`` gets a checkpoint: every ``save_every`` units, and the last one."""
@@ -272,10 +274,12 @@ class TrainingRun:
 
         ``units(loop)`` is a generator that trains one unit at a time and yields the number of
         units done after each (``start + 1``, ``start + 2``, ...), its counter already set. After
-        each unit the run saves a checkpoint when :meth:`RunLoop.save_due` and then calls
-        ``saved(done, loop)``; once the loop stops (the module docstring: ``"completed"``,
-        ``"interrupted"``, ``"time_budget"``) the last unit is saved (and ``saved`` called) unless
-        it is already, then ``end(done, reason)`` when given; after a signal the
+        each unit the run decides whether to stop (the module docstring: ``"completed"``,
+        ``"interrupted"``, ``"time_budget"``; ``loop.stopped``, None while it goes on), saves a
+        checkpoint when :meth:`RunLoop.save_due` or the loop stops and then calls
+        ``saved(done, loop)`` once per checkpoint (a loop that trains no unit, e.g. a finished run
+        rerun, saves its start only when it was not restored from it); then ``end(done, reason)``
+        when given; after a signal the
         :class:`~eeg2image_tf.errors.TrainingInterrupted` naming the checkpoint is raised.
         ``bar_total``, ``bar_initial`` and ``bar_unit`` count the bar in other units than the loop
         (the classifier's bar counts steps, its loop epochs).
@@ -291,14 +295,16 @@ class TrainingRun:
             try:
                 done, stopped = start, None
                 for done in units(loop):
-                    if loop.save_due(done):
+                    # The reason first, so that the last unit's save is the one ``saved`` sees
+                    # with ``loop.stopped`` set.
+                    stopped = loop.stopped = loop.stop_reason(done)
+                    if loop.save_due(done) or stopped is not None:
                         self.save(done)
                         saved(done, loop)
                         writer.flush()
-                    stopped = loop.stop_reason(done)
                     if stopped is not None:
                         break
-                stopped = stopped or "completed"
+                stopped = loop.stopped = stopped or "completed"
                 if self.last_saved != done:
                     self.save(done)
                     saved(done, loop)
