@@ -37,6 +37,9 @@ def draw(letters: str, per_class: int, rng: np.random.Generator, size: int,
     typeface of ``FONT_FILES``, of ``pool`` (indices) when given, or class c in ``faces[c]``."""
     from eeg2image_tf.data.synthetic import font_paths, render_character
 
+    if faces is not None and pool is not None:
+        raise ValueError("draw: give faces (one typeface per class) or pool (typefaces to draw "
+                         "from), not both")
     fonts = font_paths()
 
     def face(c: int):

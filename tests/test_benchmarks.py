@@ -338,3 +338,5 @@ def test_realism_controls_draw_from_the_typefaces_they_are_given(monkeypatch):
     used.clear()
     draw("AB", 2, rng, 16)
     assert used == [None] * 4          # render_character's own random choice over all 22
+    with pytest.raises(ValueError, match="not both"):
+        draw("AB", 2, rng, 16, faces=[5, 7], pool=[1, 3])
