@@ -293,23 +293,23 @@ class TrainingRun:
                            bar_unit or unit) if progress else SilentBar()
             loop = RunLoop(total, unit, save_every, self.deadline, guard, bar, writer, self)
             try:
-                done, stopped = start, None
+                done = start
                 for done in units(loop):
                     # The reason first, so that the last unit's save is the one ``saved`` sees
                     # with ``loop.stopped`` set.
-                    stopped = loop.stopped = loop.stop_reason(done)
-                    if loop.save_due(done) or stopped is not None:
+                    loop.stopped = loop.stop_reason(done)
+                    if loop.save_due(done) or loop.stopped is not None:
                         self.save(done)
                         saved(done, loop)
                         writer.flush()
-                    if stopped is not None:
+                    if loop.stopped is not None:
                         break
-                stopped = loop.stopped = stopped or "completed"
+                loop.stopped = loop.stopped or "completed"
                 if self.last_saved != done:
                     self.save(done)
                     saved(done, loop)
                 if end is not None:
-                    end(done, stopped)
+                    end(done, loop.stopped)
             except COLLECTIVE_ERRORS as exc:
                 if not self.role.distributed:
                     raise
@@ -318,12 +318,12 @@ class TrainingRun:
             finally:
                 bar.close()
                 writer.flush()
-        if stopped == "interrupted":
+        if loop.stopped == "interrupted":
             raise loop.interrupted(f"{unit} {done}")
-        if stopped == "time_budget":
+        if loop.stopped == "time_budget":
             self.log(f"time budget of {self.deadline.budget_s:g} s used up after {unit} {done} of "
                      f"{total}; rerun the same command to continue")
-        return stopped
+        return loop.stopped
 
 
 @dataclasses.dataclass(frozen=True)
