@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
+import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+import tensorflow as tf
 
-from eeg2image_tf.evaluation import metrics
+from eeg2image_tf.checkpoints import load_image_classifier
 from eeg2image_tf.config import ImageClassifierConfig
-from eeg2image_tf.errors import CheckpointError
+from eeg2image_tf.data import list_image_folder, load_images
+from eeg2image_tf.errors import CheckpointError, run_main
+from eeg2image_tf.evaluation import metrics
+from eeg2image_tf.io_utils import atomic_write_json, read_json
 from eeg2image_tf.models.classifier import ImageClassifier
+from eeg2image_tf.train_image_classifier import main as train_image_classifier_main
+from eeg2image_tf.training.image_classifier import (affine_warp_rows, augment_images,
+                                                     train_image_classifier)
 
 SHAPES = ("cross", "disc", "hbar", "vbar")
 
@@ -55,8 +66,6 @@ def image_root(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained_run(image_root, tmp_path_factory):
     """A short run on the shape folder (module-scoped: several tests read it)."""
-    from eeg2image_tf.training.image_classifier import train_image_classifier
-
     run = tmp_path_factory.mktemp("classifier") / "run"
     config = ImageClassifierConfig(images=str(image_root), run=str(run), epochs=8, batch_size=16,
                                    learning_rate=3e-3, image_size=32)
@@ -88,8 +97,6 @@ def test_model_shapes_and_outputs():
 
 
 def test_checkpoint_holds_every_model_variable(tmp_path):
-    import tensorflow as tf
-
     classifier = ImageClassifier(3, image_size=32).build_for_images()
     prefix = tf.train.Checkpoint(classifier=classifier).save(str(tmp_path / "ckpt"))
     saved = [name for name, _ in tf.train.list_variables(prefix) if name.startswith("classifier/")]
@@ -107,10 +114,6 @@ def test_checkpoint_holds_every_model_variable(tmp_path):
 # --------------------------------------------------------------------------------------------------
 
 def _warp(image, angle=0.0, scale=1.0, shift_x=0.0, shift_y=0.0):
-    import tensorflow as tf
-
-    from eeg2image_tf.training.image_classifier import affine_warp_rows
-
     rows = affine_warp_rows(tf.constant([angle]), tf.constant([scale]), tf.constant([shift_x]),
                             tf.constant([shift_y]), image.shape[1])
     return tf.raw_ops.ImageProjectiveTransformV3(
@@ -134,10 +137,6 @@ def test_affine_warp_rows_shift_rotate_scale():
 
 
 def test_augment_images_stays_in_range_and_never_mirrors():
-    import tensorflow as tf
-
-    from eeg2image_tf.training.image_classifier import augment_images
-
     rng = np.random.default_rng(1)
     # A bright left half: a horizontal flip would put the brightness on the right.
     images = np.full((64, 32, 32, 3), -0.8, np.float32)
@@ -159,10 +158,6 @@ def test_augment_images_stays_in_range_and_never_mirrors():
 
 @pytest.mark.slow
 def test_short_training_learns_and_writes_the_documented_files(trained_run):
-    import tensorflow as tf
-
-    from eeg2image_tf.io_utils import read_json
-
     config, result = trained_run
     run = config.run
     assert result["test_accuracy"] >= 0.7  # chance is 0.25 for four classes
@@ -177,8 +172,6 @@ def test_short_training_learns_and_writes_the_documented_files(trained_run):
     assert read_json(f"{run}/classes.json") == {"class_names": list(SHAPES), "image_size": 32}
     assert tf.train.latest_checkpoint(f"{run}/checkpoints").endswith("ckpt-8")
 
-    from pathlib import Path
-
     tags = {}
     for event_file in Path(run, "tensorboard", "train").glob("events.out.tfevents.*"):
         for event in tf.compat.v1.train.summary_iterator(str(event_file)):
@@ -191,9 +184,6 @@ def test_short_training_learns_and_writes_the_documented_files(trained_run):
 
 @pytest.mark.slow
 def test_conditional_accuracy_of_real_test_images_is_the_test_accuracy(trained_run, image_root):
-    from eeg2image_tf.data import list_image_folder, load_images
-    from eeg2image_tf.checkpoints import load_image_classifier
-
     config, result = trained_run
     classifier = load_image_classifier(config.run)
     assert classifier.class_names == SHAPES
@@ -209,16 +199,6 @@ def test_conditional_accuracy_of_real_test_images_is_the_test_accuracy(trained_r
 
 @pytest.mark.slow
 def test_resumed_run_equals_an_uninterrupted_one(trained_run, tmp_path):
-    import dataclasses
-    import json
-    import shutil
-    from pathlib import Path
-
-    import tensorflow as tf
-
-    from eeg2image_tf.checkpoints import load_image_classifier
-    from eeg2image_tf.training.image_classifier import train_image_classifier
-
     config, straight = trained_run
     uninterrupted = load_image_classifier(config.run).get_weights()
 
@@ -245,9 +225,6 @@ def test_resumed_run_equals_an_uninterrupted_one(trained_run, tmp_path):
 
 
 def test_load_image_classifier_errors(tmp_path):
-    from eeg2image_tf.io_utils import atomic_write_json
-    from eeg2image_tf.checkpoints import load_image_classifier
-
     with pytest.raises(CheckpointError, match="missing_run: image classifier run not found"):
         load_image_classifier(tmp_path / "missing_run")
     run = tmp_path / "empty_run"
@@ -257,11 +234,8 @@ def test_load_image_classifier_errors(tmp_path):
 
 
 def test_entry_point_reports_a_missing_image_folder(tmp_path, capsys):
-    from eeg2image_tf.errors import run_main
-    from eeg2image_tf.train_image_classifier import main
-
-    code = run_main(main, ["--images", str(tmp_path / "nowhere"), "--run", str(tmp_path / "run"),
-                           "--no-progress"])
+    code = run_main(train_image_classifier_main, ["--images", str(tmp_path / "nowhere"),
+                                                  "--run", str(tmp_path / "run"), "--no-progress"])
     assert code == 2
     error = capsys.readouterr().err
     assert error.startswith("error: ") and "nowhere/train" in error
