@@ -279,8 +279,8 @@ class TrainingRun:
         checkpoint when :meth:`RunLoop.save_due` or the loop stops and then calls
         ``saved(done, loop)`` once per checkpoint (a loop that trains no unit, e.g. a finished run
         rerun, saves its start only when it was not restored from it); then ``end(done, reason)``
-        when given; after a signal the
-        :class:`~eeg2image_tf.errors.TrainingInterrupted` naming the checkpoint is raised.
+        when given; after a signal the :class:`~eeg2image_tf.errors.TrainingInterrupted` naming
+        the checkpoint is raised.
         ``bar_total``, ``bar_initial`` and ``bar_unit`` count the bar in other units than the loop
         (the classifier's bar counts steps, its loop epochs).
 
