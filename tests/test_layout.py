@@ -130,6 +130,43 @@ def test_no_module_is_long():
     assert not long
 
 
+def _compilations_with_autograph(path: Path) -> list[int]:
+    """Lines of ``path`` where ``tf.function`` is used (called or as a bare decorator) without
+    ``autograph=False``."""
+    def is_tf_function(node) -> bool:
+        return (isinstance(node, ast.Attribute) and node.attr == "function"
+                and isinstance(node.value, ast.Name) and node.value.id == "tf")
+
+    def skips_autograph(call: ast.Call) -> bool:
+        return any(keyword.arg == "autograph" and isinstance(keyword.value, ast.Constant)
+                   and keyword.value.value is False for keyword in call.keywords)
+
+    tree = ast.parse(path.read_text())
+    calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call)]
+    called = {id(call.func) for call in calls}
+    lines = [call.lineno for call in calls if is_tf_function(call.func) and not skips_autograph(call)]
+    lines += [node.lineno for node in ast.walk(tree) if is_tf_function(node) and id(node) not in called]
+    return sorted(lines)
+
+
+def test_every_compiled_function_is_traced_without_autograph(tmp_path):
+    # No compiled function of the package branches in Python on a tensor's value; autograph's
+    # rewriting of every function a trace reaches (Keras's layers included) only costs start-up
+    # time in every command (docs/performance.md, "Tracing without autograph").
+    found = {str(path.relative_to(PACKAGE)): lines for path in PACKAGE.rglob("*.py")
+             if (lines := _compilations_with_autograph(path))}
+    assert not found
+    # The check itself sees each way of compiling a function.
+    example = tmp_path / "example.py"
+    example.write_text("import tensorflow as tf\n"
+                       "@tf.function\n"
+                       "def a(x): return x\n"
+                       "@tf.function(reduce_retracing=True)\n"
+                       "def b(x): return x\n"
+                       "c = tf.function(lambda x: x, autograph=True)\n"
+                       "d = tf.function(lambda x: x, autograph=False)\n")
+    assert _compilations_with_autograph(example) == [2, 4, 6]
+
 def test_commands_import_no_tensorflow_before_parsing():
     code = ("import sys; import eeg2image_tf.__main__; "
             + "; ".join(f"import eeg2image_tf.{name}" for name in COMMANDS)

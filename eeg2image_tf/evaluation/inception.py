@@ -238,7 +238,7 @@ class KerasInception(InceptionBackend):
                                   [model.get_layer(KERAS_POOL_LAYER).output, model.output])
         preprocess = keras.applications.inception_v3.preprocess_input
 
-        @tf.function(reduce_retracing=True)
+        @tf.function(reduce_retracing=True, autograph=False)
         def forward(batch):
             resized = tf.image.resize(batch, (KERAS_IMAGE_SIZE, KERAS_IMAGE_SIZE),
                                       method="bilinear")

@@ -138,7 +138,8 @@ def make_uint8_forward(generator, batch_size: int, input_dim: int, fast: bool = 
         def call(inputs):
             return generator(inputs, training=False)
 
-    @tf.function(input_signature=[tf.TensorSpec((batch_size, input_dim), tf.float32)])
+    @tf.function(input_signature=[tf.TensorSpec((batch_size, input_dim), tf.float32)],
+                 autograph=False)
     def forward(inputs):
         return images_to_uint8(call(inputs))
 

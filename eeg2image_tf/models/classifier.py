@@ -110,7 +110,7 @@ class ImageClassifier(keras.Model):
 
     def _infer(self, batch):
         if self._inference_fn is None:
-            @tf.function(reduce_retracing=True)
+            @tf.function(reduce_retracing=True, autograph=False)
             def infer(images):
                 features = self.embed(images, training=False)
                 return features, tf.nn.softmax(self.head(features))

@@ -235,7 +235,7 @@ def verified_fast_call(generator, input_dim: int, precision: str = "float32") ->
     # fast_generator_call together, and a process that verifies a forward for each of its stages
     # (a pipeline's select_gan, generate and curve) would pass its retracing-warning threshold.
     images = [np.asarray(result) for result in tf.function(
-        lambda inputs: tuple(forward(inputs) for forward in forwards))(probe)]
+        lambda inputs: tuple(forward(inputs) for forward in forwards), autograph=False)(probe)]
     exact_images, fast_images = images[0], images[-1]
     difference = float(np.max(np.abs(exact_images - expected)))
     if not difference <= FAST_PATH_TOLERANCE:

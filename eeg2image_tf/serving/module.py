@@ -110,11 +110,14 @@ class EEG2ImageServing(tf.Module):
         noise_spec = tf.TensorSpec(None, tf.float32, name="noise")
         features_spec = tf.TensorSpec(None, tf.float32, name="features")
         seed_spec = tf.TensorSpec([], tf.int64, name="seed")
-        self.generate = tf.function(self._generate, input_signature=[eeg_spec, noise_spec])
-        self.generate_seeded = tf.function(self._generate_seeded, input_signature=[eeg_spec, seed_spec])
-        self.embed = tf.function(self._embed, input_signature=[eeg_spec])
+        self.generate = tf.function(self._generate, input_signature=[eeg_spec, noise_spec],
+                                    autograph=False)
+        self.generate_seeded = tf.function(self._generate_seeded,
+                                           input_signature=[eeg_spec, seed_spec], autograph=False)
+        self.embed = tf.function(self._embed, input_signature=[eeg_spec], autograph=False)
         self.generate_from_features = tf.function(self._generate_from_features,
-                                                  input_signature=[features_spec, noise_spec])
+                                                  input_signature=[features_spec, noise_spec],
+                                                  autograph=False)
         self.graph_variables = self._variables_of(self.signature_functions().values())
 
     # ----------------------------------------------------------------------------------------------

@@ -245,7 +245,7 @@ class _MaxOverWorkers:
     def __init__(self, strategy):
         self._strategy = strategy
 
-        @tf.function
+        @tf.function(autograph=False)
         def reduce(values):
             def replica_max():
                 gathered = tf.distribute.get_replica_context().all_gather(values[None], axis=0)

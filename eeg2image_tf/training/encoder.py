@@ -164,7 +164,7 @@ def make_encoder_steps(encoder, optimizer, margin: float, jit: bool):
     """
     variables = encoder.trainable_variables
 
-    @tf.function(jit_compile=jit, reduce_retracing=True)
+    @tf.function(jit_compile=jit, reduce_retracing=True, autograph=False)
     def train_step(x, y):
         with tf.GradientTape() as tape:
             embedding, _ = encoder(x, training=True)
@@ -173,12 +173,12 @@ def make_encoder_steps(encoder, optimizer, margin: float, jit: bool):
         optimizer.apply(gradients, variables)
         return loss
 
-    @tf.function(jit_compile=jit, reduce_retracing=True)
+    @tf.function(jit_compile=jit, reduce_retracing=True, autograph=False)
     def val_step(x, y):
         embedding, _ = encoder(x, training=False)
         return losses.triplet_semihard_loss(y, embedding, margin=margin)
 
-    @tf.function(jit_compile=jit, reduce_retracing=True)
+    @tf.function(jit_compile=jit, reduce_retracing=True, autograph=False)
     def feature_step(x):
         _, feature = encoder(x, training=False)
         return feature
@@ -205,7 +205,7 @@ def make_distributed_train_step(encoder, optimizer, margin: float, strategy):
         optimizer.apply(tape.gradient(share, variables), variables)
         return loss
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)
     def train_step(x, y):
         per_replica = strategy.run(on_replica_device(replica_step), args=(x, y))
         return strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica, axis=None)

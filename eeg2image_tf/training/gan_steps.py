@@ -277,4 +277,4 @@ class GanSteps:
             self.update_ema()
             return losses
 
-        return tf.function(distributed_step, jit_compile=jit)
+        return tf.function(distributed_step, jit_compile=jit, autograph=False)

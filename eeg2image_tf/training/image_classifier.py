@@ -207,14 +207,14 @@ def _make_steps(classifier, optimizer, generator, strategy):
         correct = tf.reduce_sum(tf.cast(tf.argmax(logits, axis=1) == labels, tf.float32))
         return loss, correct
 
-    @tf.function(input_signature=[spec, label_spec])
+    @tf.function(input_signature=[spec, label_spec], autograph=False)
     def train_step(images, labels):
         draws = draw_augmentation(generator, tf.shape(images)[0])
         loss, correct = strategy.run(on_replica_device(replica_step), args=(images, labels, draws))
         return (strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None),
                 strategy.reduce(tf.distribute.ReduceOp.SUM, correct, axis=None))
 
-    @tf.function(input_signature=[spec, label_spec])
+    @tf.function(input_signature=[spec, label_spec], autograph=False)
     def eval_step(images, labels):
         logits = classifier(images, training=False)
         return loss_sum(labels, logits), tf.argmax(logits, axis=1)
