@@ -141,12 +141,11 @@ def _compilations_with_autograph(path: Path) -> list[int]:
         return any(keyword.arg == "autograph" and isinstance(keyword.value, ast.Constant)
                    and keyword.value.value is False for keyword in call.keywords)
 
-    tree = ast.parse(path.read_text())
-    calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call)]
-    called = {id(call.func) for call in calls}
-    lines = [call.lineno for call in calls if is_tf_function(call.func) and not skips_autograph(call)]
-    lines += [node.lineno for node in ast.walk(tree) if is_tf_function(node) and id(node) not in called]
-    return sorted(lines)
+    nodes = list(ast.walk(ast.parse(path.read_text())))
+    calls = {id(node.func): node for node in nodes if isinstance(node, ast.Call)}
+    # A bare `tf.function` (a decorator without arguments) is the `tf.function` no call holds.
+    return sorted(node.lineno for node in nodes if is_tf_function(node)
+                  and (id(node) not in calls or not skips_autograph(calls[id(node)])))
 
 
 def test_every_compiled_function_is_traced_without_autograph(tmp_path):
@@ -166,6 +165,7 @@ def test_every_compiled_function_is_traced_without_autograph(tmp_path):
                        "c = tf.function(lambda x: x, autograph=True)\n"
                        "d = tf.function(lambda x: x, autograph=False)\n")
     assert _compilations_with_autograph(example) == [2, 4, 6]
+
 
 def test_commands_import_no_tensorflow_before_parsing():
     code = ("import sys; import eeg2image_tf.__main__; "
