@@ -275,23 +275,30 @@ def test_sigterm_saves_a_loadable_checkpoint_and_exits(toy_data, tmp_path):
                                stderr=subprocess.PIPE, text=True)
     first_epoch = threading.Event()
     stdout_lines: list[str] = []
+    stderr_lines: list[str] = []
 
+    # Each pipe has one reader for the whole run (a second one, such as communicate(), would
+    # close the pipe under the first); reading stderr throughout keeps its buffer from filling.
     def read_stdout():
         for line in process.stdout:
             stdout_lines.append(line)
             if line.startswith("epoch "):
                 first_epoch.set()
 
-    reader = threading.Thread(target=read_stdout, daemon=True)
-    reader.start()
+    readers = [threading.Thread(target=read_stdout, daemon=True),
+               threading.Thread(target=lambda: stderr_lines.extend(process.stderr), daemon=True)]
+    for reader in readers:
+        reader.start()
     try:
         assert first_epoch.wait(timeout=240), "no epoch finished; stdout: " + "".join(stdout_lines)
         process.send_signal(signal.SIGTERM)
-        stderr = process.communicate(timeout=240)[1]
+        process.wait(timeout=240)
     finally:
         if process.poll() is None:
             process.kill()
-    reader.join(timeout=10)
+    for reader in readers:
+        reader.join(timeout=10)
+    stderr = "".join(stderr_lines)
     assert process.returncode == 128 + signal.SIGTERM, stderr
     assert "SIGTERM received at epoch" in stderr and "checkpoint saved to" in stderr
 
